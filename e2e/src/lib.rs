@@ -1,0 +1,2 @@
+//! End-to-end harness for Paddock on a real control plane.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Paddock runtime library.
+#![forbid(unsafe_code)]
