@@ -145,8 +145,9 @@ install_tree() {
     if ! installed "$sys_prefix"; then
         local tmp="$sys_prefix.tmp.$$"
         rm -rf "$tmp"
-        mkdir -p "$PG_SYSTEM_PREFIX"
-        chmod 755 "$PG_SYSTEM_PREFIX" "$(dirname "$PG_SYSTEM_PREFIX")"
+        (umask 022 && mkdir -p "$PG_SYSTEM_PREFIX")
+        others_can_reach "$PG_SYSTEM_PREFIX" \
+            || die "$PG_SYSTEM_PREFIX is not reachable by other users; set PADDOCK_PG_SYSTEM_PREFIX"
         cp -a "$cache_prefix" "$tmp"
         chown -R root:root "$tmp"
         chmod -R u=rwX,go=rX "$tmp"
@@ -166,7 +167,6 @@ ensure_pg_user() {
     getent passwd "$PG_USER" >/dev/null && return 0
     require_cmd useradd
     log "creating system user $PG_USER"
-    mkdir -p "$PG_SYSTEM_DATA"
     useradd --system --user-group --no-create-home --home-dir "$PG_SYSTEM_DATA" \
         --shell /usr/sbin/nologin "$PG_USER" \
         || getent passwd "$PG_USER" >/dev/null \
@@ -199,6 +199,9 @@ resolve_data_dir() {
         printf '%s\n' "$real"
         return 0
     fi
+    (umask 022 && mkdir -p "$PG_SYSTEM_DATA")
+    others_can_reach "$PG_SYSTEM_DATA" \
+        || die "$PG_SYSTEM_DATA is not reachable by other users; set PADDOCK_PG_SYSTEM_DATA"
     mapped="$PG_SYSTEM_DATA/$(basename "$real")-$(printf '%s' "$real" | sha256sum | cut -c1-8)"
     if [[ ! -e "$1" && ! -L "$1" ]]; then
         mkdir -p "$(dirname "$1")"
