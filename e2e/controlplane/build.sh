@@ -65,7 +65,9 @@ kube_ldflags() {
   minor=${KUBE_VERSION#v*.}; minor=${minor%%.*}
   local flags="-s -w" key val pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    for key in gitVersion=$KUBE_VERSION gitMajor=$major gitMinor=$minor gitTreeState=clean buildDate=$date; do
+    # The module proxy does not tell the tag's commit; an empty gitCommit beats
+    # the unexpanded "$Format:%H$" placeholder of the source.
+    for key in gitVersion=$KUBE_VERSION gitMajor=$major gitMinor=$minor gitTreeState=clean buildDate=$date gitCommit=; do
       val=${key#*=}; key=${key%%=*}
       flags+=" -X $pkg.$key=$val"
     done

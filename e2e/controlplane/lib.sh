@@ -32,7 +32,7 @@ pid_of_component() {
   [[ -f $pidfile ]] || return 1
   pid=$(<"$pidfile")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) || return 1
+  argv0=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n1) || return 1
   [[ $argv0 == "$(cat "$1/pids/$2.bin" 2>/dev/null)" ]] || return 1
   printf '%s\n' "$pid"
 }
@@ -44,6 +44,11 @@ process_alive() {
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
   [[ ${stat%% *} != Z ]]
+}
+
+# group_alive PGID: true while a process of the group runs (zombies aside).
+group_alive() {
+  ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
 }
 
 # stop_components STATE: stops every component of a cluster. Each runs in its
@@ -67,7 +72,7 @@ stop_components() {
     rm -f "$state/pids/$comp.pid"
   done
   for pid in "${pids[@]}"; do
-    if process_alive "$pid" || kill -0 -- "-$pid" 2>/dev/null; then
+    if process_alive "$pid" || group_alive "$pid"; then
       log "process group $pid did not stop on SIGTERM; sending SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
