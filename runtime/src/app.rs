@@ -1,0 +1,220 @@
+//! The HTTP application: shared state, the router with its middleware stack, and graceful serving.
+//!
+//! `app(state)` builds the whole router without a socket, so tests drive it with `oneshot`; `serve` binds it.
+//! Layer order (outermost first): request id → trace span → CORS → body limit → timeout → routes. Protected
+//! routes (`/mcp`) add Origin validation and bearer authentication in front of their handlers.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use prometheus_client::registry::Registry;
+use tower::ServiceBuilder;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::{self, Authenticator},
+    db::Db,
+    embed::Embedder,
+    indexer::IndexerHandle,
+    mcp,
+    metrics::{self, Metrics, MetricsEndpoint},
+    tools::SearchSettings,
+};
+
+/// Settings the handlers consult on every request.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Tools this server offers; empty means all.
+    pub tools: Vec<String>,
+    pub tools_page_size: usize,
+    /// Origins allowed to call the protocol endpoints (exact, or `scheme://host:*` for any port).
+    pub allowed_origins: Vec<String>,
+    pub search: SearchSettings,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            tools: Vec::new(),
+            tools_page_size: 50,
+            allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
+            search: SearchSettings::default(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    pub fn tool_enabled(&self, name: &str) -> bool {
+        self.tools.is_empty() || self.tools.iter().any(|t| t == name)
+    }
+
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|pattern| match pattern.strip_suffix(":*") {
+            Some(prefix) => origin == prefix || {
+                origin.strip_prefix(prefix).and_then(|rest| rest.strip_prefix(':')).is_some_and(|port| {
+                    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+                })
+            },
+            None => origin == pattern,
+        })
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub embedder: Embedder,
+    pub indexer: IndexerHandle,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    pub settings: Arc<Settings>,
+    pub registry: Arc<Registry>,
+}
+
+/// Builds the router. The registry must already hold every component's metrics.
+pub fn app(state: AppState) -> Router {
+    let protected = Router::new()
+        .merge(mcp::router())
+        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_bearer))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin));
+
+    let metrics_endpoint = MetricsEndpoint {
+        registry: state.registry.clone(),
+        metrics: state.metrics.clone(),
+        db: state.db.clone(),
+    };
+    let ops = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state.db.clone())
+        .route("/metrics", get(metrics::serve_metrics).with_state(metrics_endpoint));
+
+    let settings = state.settings.clone();
+    let cors_settings = settings.clone();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|o| cors_settings.origin_allowed(o))
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([HeaderName::from_static("mcp-session-id"), header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(600));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(protected.with_state(state.clone()))
+        .merge(auth::metadata_router(state.auth.clone()))
+        .merge(ops)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let rid = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
+                        request_id = %rid, tenant = tracing::field::Empty, user = tracing::field::Empty)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(cors)
+                .layer(middleware::from_fn(payload_too_large_as_json))
+                .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout)),
+        )
+}
+
+/// DNS-rebinding protection: a present Origin must be allowed.
+async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let ok = origin.to_str().is_ok_and(|o| state.settings.origin_allowed(o));
+        if !ok {
+            state.metrics.reject("origin", "");
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The body-limit layer answers 413 with a plain body; give it the JSON-RPC error shape clients parse.
+async fn payload_too_large_as_json(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return resp;
+    }
+    let body = crate::jsonrpc::RpcError::new(None, crate::jsonrpc::INVALID_REQUEST, "request body too large").to_json();
+    (StatusCode::PAYLOAD_TOO_LARGE, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn readyz(State(db): State<Db>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
+    }
+}
+
+/// Serves `router` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received; draining");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_patterns_match_ports_only() {
+        let s = Settings::default();
+        assert!(s.origin_allowed("http://localhost:6274"));
+        assert!(s.origin_allowed("http://127.0.0.1:8080"));
+        assert!(s.origin_allowed("http://localhost"));
+        assert!(!s.origin_allowed("http://localhost.evil.com"));
+        assert!(!s.origin_allowed("http://localhost:80.evil.com"));
+        assert!(!s.origin_allowed("https://evil.example"));
+    }
+}

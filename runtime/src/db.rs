@@ -1,0 +1,178 @@
+//! Database access for tenant data.
+//!
+//! Every statement that touches tenant-owned rows runs inside a [`TenantTx`]: a transaction whose first
+//! statement binds the tenant id into the transaction-local setting `paddock.tenant_id`. Row-level security
+//! (enabled and forced in the schema) keys every policy on it, so a query that forgets its tenant filter still
+//! sees only the current tenant's rows. `TenantTx` is the only way this crate hands out a connection for
+//! tenant data; the pool itself stays private.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// The schema, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A tenant identifier: a Kubernetes object name (DNS-1123 label), as carried by verified tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Accepts only DNS-1123 labels, so an id can never carry quotes, spaces or SQL.
+    pub fn parse(s: &str) -> Result<Self, InvalidTenantId> {
+        if crate::auth::is_dns1123_label(s) { Ok(Self(s.to_owned())) } else { Err(InvalidTenantId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid tenant id: must be a DNS-1123 label")]
+pub struct InvalidTenantId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("failed to connect to the database")]
+    Connect(#[source] sqlx::Error),
+    #[error("failed to begin a tenant transaction")]
+    Begin(#[source] sqlx::Error),
+    #[error("failed to run migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query failed")]
+    Query(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// True when the failure is the database being unreachable or restarting, not a bad statement.
+    pub fn is_unavailable(&self) -> bool {
+        let e = match self {
+            DbError::Connect(e) | DbError::Begin(e) | DbError::Query(e) => e,
+            DbError::Migrate(_) => return false,
+        };
+        matches!(
+            e,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        ) || e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+    }
+}
+
+/// Pool settings for the runtime's database role.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// The runtime's handle on PostgreSQL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Connects lazily: the runtime starts (and answers `/healthz`) even while the database is down.
+    pub fn connect_lazy(cfg: &DbConfig) -> Result<Self, DbError> {
+        let opts = PgConnectOptions::from_str(&cfg.url)
+            .map_err(DbError::Connect)?
+            .application_name("paddock-runtime");
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .acquire_timeout(cfg.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(opts);
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Begins a transaction bound to `tenant`. The setting is transaction-local and passed as a bound parameter.
+    pub async fn begin(&self, tenant: &TenantId) -> Result<TenantTx, DbError> {
+        let mut tx = self.pool.begin().await.map_err(DbError::Begin)?;
+        sqlx::query(
+            "SELECT set_config('paddock.tenant_id', $1, true), \
+                    set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+                    set_config('hnsw.ef_search', '100', true)",
+        )
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::Begin)?;
+        Ok(TenantTx { tx, tenant: tenant.clone() })
+    }
+
+    /// One round trip: `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// For statements that set the tenant context themselves in a single round trip (see `admission`).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn pool_size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    pub fn pool_idle(&self) -> usize {
+        self.pool.num_idle()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction scoped to one tenant. Dereferences to the underlying connection for queries.
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant: TenantId,
+}
+
+impl TenantTx {
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The connection to run statements on.
+    pub fn conn(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.tx
+    }
+
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx.commit().await.map_err(DbError::Query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_dns_labels() {
+        for ok in ["acme", "a", "acme-legal", "t0", &"a".repeat(63)] {
+            assert!(TenantId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-acme", "acme-", "Acme", "acme'; DROP TABLE tenants;--", "a b", "a_b", &"a".repeat(64)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

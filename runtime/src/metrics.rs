@@ -1,0 +1,114 @@
+//! Prometheus metrics (prometheus-client) under the `paddock` prefix, served at `/metrics`.
+//!
+//! Components register their own families into the one registry at start-up (the embedder registers its
+//! failures, breaker state and cache hits); request-level families live here.
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::header, response::IntoResponse};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::db::Db;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// `mcp` or `a2a`.
+    pub endpoint: &'static str,
+    pub method: String,
+    /// The tool for `tools/call`, else empty.
+    pub tool: String,
+    /// `ok`, `tool_error` or the JSON-RPC error code.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcDurationLabels {
+    pub endpoint: &'static str,
+    pub method: String,
+    pub tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Why the request was refused before reaching a method: `unauthorized`, `rate_limited`, `forbidden`, ...
+    pub reason: &'static str,
+    pub tenant: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Request-level metrics. Cheap to clone (families are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    pub rpc_requests: Family<RpcLabels, Counter>,
+    pub rpc_duration: HistogramFamily<RpcDurationLabels>,
+    pub rejections: Family<RejectLabels, Counter>,
+    pool_size: Gauge,
+    pool_idle: Gauge,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            rpc_requests: Family::default(),
+            rpc_duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            rejections: Family::default(),
+            pool_size: Gauge::default(),
+            pool_idle: Gauge::default(),
+        };
+        registry.register("rpc_requests", "JSON-RPC requests by endpoint, method, tool and status", m.rpc_requests.clone());
+        registry.register("rpc_duration_seconds", "JSON-RPC request latency", m.rpc_duration.clone());
+        registry.register(
+            "request_rejections",
+            "Requests refused before any method ran (auth, rate limit, size, session)",
+            m.rejections.clone(),
+        );
+        registry.register("db_pool_connections", "Open database connections in the pool", m.pool_size.clone());
+        registry.register("db_pool_idle_connections", "Idle database connections in the pool", m.pool_idle.clone());
+        m
+    }
+
+    pub fn reject(&self, reason: &'static str, tenant: &str) {
+        self.rejections.get_or_create(&RejectLabels { reason, tenant: tenant.to_owned() }).inc();
+    }
+
+    pub fn observe_rpc(&self, endpoint: &'static str, method: &str, tool: &str, status: String, secs: f64) {
+        let (method, tool) = (method.to_owned(), tool.to_owned());
+        self.rpc_duration
+            .get_or_create(&RpcDurationLabels { endpoint, method: method.clone(), tool: tool.clone() })
+            .observe(secs);
+        self.rpc_requests.get_or_create(&RpcLabels { endpoint, method, tool, status }).inc();
+    }
+}
+
+/// Shared state of the `/metrics` route.
+#[derive(Clone)]
+pub struct MetricsEndpoint {
+    pub registry: Arc<Registry>,
+    pub metrics: Metrics,
+    pub db: Db,
+}
+
+pub async fn serve_metrics(State(m): State<MetricsEndpoint>) -> impl IntoResponse {
+    m.metrics.pool_size.set(i64::from(m.db.pool_size()));
+    m.metrics.pool_idle.set(m.db.pool_idle() as i64);
+    let mut body = String::new();
+    if encode(&mut body, &m.registry).is_err() {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics").into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}

@@ -1,0 +1,80 @@
+//! Start-up: configuration → shared state (database pool, authenticator, embedder, metrics) → background
+//! indexer → HTTP server with graceful shutdown.
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+
+use crate::{
+    app::{self, AppState},
+    auth::{AuthError, Authenticator},
+    config::RuntimeConfig,
+    db::{Db, DbError},
+    embed::Embedder,
+    indexer::{self, IndexerHandle},
+    metrics::Metrics,
+};
+
+/// The vector column's dimensions (see the schema); other embedders are refused at start-up.
+pub const VECTOR_DIMENSIONS: usize = 384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("failed to set up the database pool")]
+    Db(#[from] DbError),
+    #[error("failed to set up authentication")]
+    Auth(#[from] AuthError),
+    #[error("failed to listen on {addr}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Builds the application state. Never fails because a provider is down: the embedder degrades instead.
+pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
+    let mut registry = Registry::with_prefix("paddock");
+    let metrics = Metrics::register(&mut registry);
+    let embedder = match &cfg.embedding {
+        None => Embedder::disabled(),
+        Some(e) => {
+            let embedder = Embedder::from_config(e, &mut registry);
+            match embedder.dimensions() {
+                Some(d) if d != VECTOR_DIMENSIONS => {
+                    tracing::error!(dimensions = d, expected = VECTOR_DIMENSIONS,
+                        "embedding dimensions do not match the schema; semantic search disabled");
+                    Embedder::disabled()
+                }
+                _ => embedder,
+            }
+        }
+    };
+    let db = Db::connect_lazy(&cfg.db()?)?;
+    let auth = Authenticator::new(cfg.auth.clone()).await?;
+    Ok(AppState {
+        db,
+        embedder,
+        indexer: IndexerHandle::default(),
+        auth,
+        metrics,
+        settings: Arc::new(cfg.settings()),
+        registry: Arc::new(registry),
+    })
+}
+
+/// Runs the server until SIGTERM/Ctrl-C, then drains requests and closes the pool.
+pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
+    let state = build_state(&cfg).await?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: cfg.listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    tracing::info!(%addr, "paddock-runtime listening");
+    let indexer = tokio::spawn(indexer::run(state.db.clone(), state.embedder.clone(), state.indexer.clone()));
+    let db = state.db.clone();
+    let result = app::serve(listener, app::app(state), app::shutdown_signal()).await;
+    indexer.abort();
+    db.close().await;
+    result.map_err(StartError::Serve)
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs Paddock's main job on embedded defaults:
+#   PostgreSQL 18 + pgvector → migrations → a demo tenant → paddock-runtime serving MCP with the in-process
+#   embedding model → sample documents loaded through MCP → a token and a curl line printed.
+#
+#   scripts/demo.sh [--port PORT]      # Ctrl-C stops the runtime (PostgreSQL keeps running; see below)
+#
+# Stop PostgreSQL afterwards with: scripts/postgres.sh stop --data "$PADDOCK_CACHE/pgdata-demo"
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PADDOCK_REPO_ROOT"
+
+PORT=8080
+while (($#)); do
+    case "$1" in
+        --port) PORT="$2"; shift 2 ;;
+        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+port_bindable "$PORT" || die "port $PORT is busy; pass --port"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
+DEMO="$PADDOCK_CACHE/demo"
+mkdir -p "$DEMO"
+
+log "starting PostgreSQL"
+eval "$(scripts/postgres.sh start --data "$PADDOCK_CACHE/pgdata-demo")"
+PSQL=("$PADDOCK_PG_BIN/psql" -q -v ON_ERROR_STOP=1)
+ADMIN_URL="postgres://postgres@127.0.0.1:$PADDOCK_PG_PORT/paddock"
+RUNTIME_URL="postgres://paddock_runtime@127.0.0.1:$PADDOCK_PG_PORT/paddock"
+if [[ -z "$("${PSQL[@]}" "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = 'paddock'")" ]]; then
+    "${PSQL[@]}" "$DATABASE_URL" -c "CREATE DATABASE paddock"
+fi
+
+log "fetching the embedding model"
+MODEL_DIR="$(scripts/model.sh)"
+
+log "building paddock-runtime"
+cargo build --locked -p paddock-runtime --bin paddock-runtime >&2
+BIN="$CARGO_TARGET_DIR/debug/paddock-runtime"
+
+log "applying migrations and provisioning the demo tenant"
+"$BIN" migrate --database-url "$ADMIN_URL"
+"${PSQL[@]}" "$ADMIN_URL" <<'SQL'
+ALTER ROLE paddock_runtime LOGIN;
+INSERT INTO tenants (id, display_name, budget_monthly, requests_per_minute, burst)
+VALUES ('demo', 'Demo tenant', 25, 6000, 500)
+ON CONFLICT (id) DO NOTHING;
+SQL
+
+[[ -f "$DEMO/keys/signing-key.pem" ]] || "$BIN" keygen --dir "$DEMO/keys"
+cat >"$DEMO/runtime.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+database:
+  url: $RUNTIME_URL
+auth:
+  resource: http://127.0.0.1:$PORT/mcp
+  issuers:
+    - issuer: paddock-dev
+      audience: paddock
+      jwks: { file: $DEMO/keys/jwks.json }
+embedding:
+  provider: local
+  model_dir: $MODEL_DIR
+log_format: text
+YAML
+
+log "starting paddock-runtime on 127.0.0.1:$PORT"
+"$BIN" serve --config "$DEMO/runtime.yaml" &
+RUNTIME_PID=$!
+trap 'kill "$RUNTIME_PID" 2>/dev/null || true; wait "$RUNTIME_PID" 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+    kill -0 "$RUNTIME_PID" 2>/dev/null || die "paddock-runtime exited; see the log above"
+    sleep 0.2
+done
+
+TOKEN="$("$BIN" token --key "$DEMO/keys/signing-key.pem" --issuer paddock-dev --audience paddock \
+    --tenant demo --user demo-user --scope "documents:read documents:write" --ttl 86400)"
+"$BIN" ingest --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --file examples/documents.jsonl
+
+cat <<INFO
+
+Paddock is serving MCP at http://127.0.0.1:$PORT/mcp for tenant "demo" (documents from examples/documents.jsonl).
+
+  export TOKEN='$TOKEN'
+
+  # 1. open a session (the answer's Mcp-Session-Id header names it)
+  curl -si http://127.0.0.1:$PORT/mcp -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+
+  # 2. search (put the session id from step 1 in SID)
+  curl -s http://127.0.0.1:$PORT/mcp -H "Authorization: Bearer \$TOKEN" -H "Mcp-Session-Id: \$SID" \\
+    -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' \\
+    -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"hybrid_search","arguments":{"query":"right to be forgotten","limit":3}}}'
+
+Metrics: http://127.0.0.1:$PORT/metrics    Ctrl-C stops the runtime.
+INFO
+wait "$RUNTIME_PID"
