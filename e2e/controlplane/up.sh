@@ -10,7 +10,7 @@
 # up first, so running up.sh again always yields a fresh cluster.
 #
 # Prints `export` lines on stdout; everything else goes to stderr:
-#   eval "$(e2e/controlplane/up.sh)"    # sets KUBECONFIG and PATH
+#   eval "$(e2e/controlplane/up.sh)"    # sets KUBECONFIG, KUBECACHEDIR, PATH
 #   kubectl get nodes
 #   e2e/controlplane/down.sh
 #
@@ -49,12 +49,17 @@ POD_CIDR=10.244.0.0/16
 NODE_IP=10.250.0.1
 
 # --- ports -------------------------------------------------------------------
-# Free ports are picked at random among those no socket uses right now.
+# Free ports are picked at random among those no socket uses right now, below
+# the kernel's ephemeral range, so an outgoing connection cannot take one
+# between the pick and the bind.
 taken=$(ss -Htan | awk '{ sub(/.*:/, "", $4); print $4 }' | sort -u)
+port_min=15000
+port_max=$(($(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - 1))
+((port_max - port_min >= 1000)) || port_max=$((port_min + 1000))
 pick_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((port_min + (RANDOM * 32768 + RANDOM) % (port_max - port_min + 1)))
     if ! grep -qx "$p" <<<"$taken"; then
       taken+=$'\n'$p
       printf -v "$1" '%s' "$p"
@@ -157,10 +162,19 @@ trap 'exit 130' INT TERM
 
 # start COMPONENT ARGS...: runs the component's binary in a new session (so its
 # process group can be signalled as a whole), logging to logs/COMPONENT.log.
+# Every other inherited descriptor is closed first: a daemon holding the write
+# end of our caller's pipe (fd 3 here, or one from further up) would keep
+# `up.sh 2>&1 | ...` waiting after up.sh has exited.
 start() {
   local comp=$1
   shift
-  setsid "$bin/$comp" "$@" >"$state/logs/$comp.log" 2>&1 </dev/null &
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$bin/$comp" "$@" >"$state/logs/$comp.log" 2>&1 </dev/null
+  ) &
   printf '%s\n' "$!" >"$state/pids/$comp.pid"
   printf '%s\n' "$bin/$comp" >"$state/pids/$comp.bin"
 }
