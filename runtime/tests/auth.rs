@@ -18,7 +18,9 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use paddock_runtime::auth::{self, AuthConfig, AuthError, Authenticator, IssuerConfig, JwksSource, Principal, dev, scopes};
+use paddock_runtime::auth::{
+    self, AuthConfig, AuthError, Authenticator, IssuerConfig, JwksSource, Principal, dev, scopes,
+};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -51,7 +53,11 @@ const RSA_KID: &str = "rsa-1";
 const ED_KID: &str = "ed-1";
 
 /// Generated once per test binary: RSA key generation is the slow part.
-static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys { es: dev::generate(), rsa: rsa_key(), ed: ed_key() });
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    es: dev::generate(),
+    rsa: rsa_key(),
+    ed: ed_key(),
+});
 
 fn rsa_key() -> RsaKey {
     use rsa::pkcs1::EncodeRsaPrivateKey as _;
@@ -72,7 +78,8 @@ fn rsa_key() -> RsaKey {
 
 fn ed_key() -> EdKey {
     use ring::signature::KeyPair as _;
-    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let pkcs8 =
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
     let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
     EdKey {
         pkcs8: pkcs8.as_ref().to_vec(),
@@ -81,7 +88,10 @@ fn ed_key() -> EdKey {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn claims() -> Value {
@@ -112,8 +122,14 @@ enum Signer {
 fn sign_with_kid(signer: Signer, kid: Option<&str>, claims: &Value) -> String {
     let k = &*KEYS;
     let (alg, key) = match signer {
-        Signer::Es => (Algorithm::ES256, EncodingKey::from_ec_pem(k.es.private_pem.as_bytes()).unwrap()),
-        Signer::Rs => (Algorithm::RS256, EncodingKey::from_rsa_pem(k.rsa.private_pem.as_bytes()).unwrap()),
+        Signer::Es => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(k.es.private_pem.as_bytes()).unwrap(),
+        ),
+        Signer::Rs => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(k.rsa.private_pem.as_bytes()).unwrap(),
+        ),
         Signer::Ed => (Algorithm::EdDSA, EncodingKey::from_ed_der(&k.ed.pkcs8)),
     };
     let mut header = Header::new(alg);
@@ -150,10 +166,16 @@ async fn harness_with(leeway_secs: u64) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, all_public_keys().to_string()).unwrap();
-    let mut cfg = AuthConfig::new(RESOURCE, vec![IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path))]);
+    let mut cfg = AuthConfig::new(
+        RESOURCE,
+        vec![IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path))],
+    );
     cfg.leeway_secs = leeway_secs;
     let auth = Authenticator::new(cfg).await.unwrap();
-    Harness { app: app(auth), _dir: dir }
+    Harness {
+        app: app(auth),
+        _dir: dir,
+    }
 }
 
 async fn harness() -> Harness {
@@ -189,7 +211,10 @@ struct Reply {
 
 impl Reply {
     fn www(&self) -> &str {
-        self.headers.get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap()).unwrap_or("")
+        self.headers
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
     }
 }
 
@@ -198,13 +223,22 @@ async fn send(app: &Router, method: &str, uri: &str, authorization: &[&str]) -> 
     for a in authorization {
         req = req.header(AUTHORIZATION, *a);
     }
-    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let raw = String::from_utf8(bytes.to_vec()).unwrap();
     let json = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    Reply { status, headers, raw, json }
+    Reply {
+        status,
+        headers,
+        raw,
+        json,
+    }
 }
 
 async fn with_token(app: &Router, token: &str) -> Reply {
@@ -214,14 +248,27 @@ async fn with_token(app: &Router, token: &str) -> Reply {
 /// The exact 401 for a refused token, and no trace of the token in the answer.
 async fn assert_refused(app: &Router, token: &str, description: &str) {
     let r = with_token(app, token).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{description}: {}", r.raw);
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "{description}: {}",
+        r.raw
+    );
     assert_eq!(
         r.www(),
-        format!("Bearer error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{METADATA}\"")
+        format!(
+            "Bearer error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{METADATA}\""
+        )
     );
-    assert_eq!(r.json, json!({"error": "invalid_token", "error_description": description}));
+    assert_eq!(
+        r.json,
+        json!({"error": "invalid_token", "error_description": description})
+    );
     if token.len() > 8 {
-        assert!(!r.raw.contains(token) && !r.www().contains(token), "the answer echoes the token");
+        assert!(
+            !r.raw.contains(token) && !r.www().contains(token),
+            "the answer echoes the token"
+        );
         for part in token.split('.').filter(|p| p.len() > 8) {
             assert!(!r.raw.contains(part), "the answer echoes part of the token");
         }
@@ -314,7 +361,10 @@ async fn leeway_tolerates_small_clock_skew() {
         c.insert("exp".into(), json!(now() - 10));
     });
     let token = sign(Signer::Es, &c);
-    assert_eq!(with_token(&harness_with(30).await.app, &token).await.status, StatusCode::OK);
+    assert_eq!(
+        with_token(&harness_with(30).await.app, &token).await.status,
+        StatusCode::OK
+    );
     assert_refused(&harness_with(0).await.app, &token, "token expired").await;
 }
 
@@ -333,7 +383,12 @@ async fn nbf_of_the_wrong_type_is_refused() {
     let c = claims_with(|c| {
         c.insert("nbf".into(), json!("tomorrow"));
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token has an invalid nbf claim").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token has an invalid nbf claim",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -342,11 +397,21 @@ async fn token_without_exp_is_refused() {
     let c = claims_with(|c| {
         c.remove("exp");
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token has no valid exp claim").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token has no valid exp claim",
+    )
+    .await;
     let c = claims_with(|c| {
         c.insert("exp".into(), json!("never"));
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token has no valid exp claim").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token has no valid exp claim",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -355,11 +420,21 @@ async fn token_for_another_audience_is_refused() {
     let c = claims_with(|c| {
         c.insert("aud".into(), json!("some-other-api"));
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token audience does not match this resource").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token audience does not match this resource",
+    )
+    .await;
     let c = claims_with(|c| {
         c.remove("aud");
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token has no valid aud claim").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token has no valid aud claim",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -372,7 +447,12 @@ async fn token_from_an_unknown_issuer_is_refused() {
     let c = claims_with(|c| {
         c.remove("iss");
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token is missing the iss claim").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token is missing the iss claim",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,9 +462,23 @@ async fn token_from_an_unknown_issuer_is_refused() {
 async fn alg_none_is_refused() {
     let h = harness().await;
     let payload = b64json(&claims());
-    for header in [json!({"alg": "none", "typ": "JWT"}), json!({"alg": "none", "kid": KEYS.es.kid}), json!({"alg": "None"})] {
-        assert_refused(&h.app, &format!("{}.{payload}.", b64json(&header)), "unsigned tokens are not accepted").await;
-        assert_refused(&h.app, &format!("{}.{payload}.c2ln", b64json(&header)), "unsigned tokens are not accepted").await;
+    for header in [
+        json!({"alg": "none", "typ": "JWT"}),
+        json!({"alg": "none", "kid": KEYS.es.kid}),
+        json!({"alg": "None"}),
+    ] {
+        assert_refused(
+            &h.app,
+            &format!("{}.{payload}.", b64json(&header)),
+            "unsigned tokens are not accepted",
+        )
+        .await;
+        assert_refused(
+            &h.app,
+            &format!("{}.{payload}.c2ln", b64json(&header)),
+            "unsigned tokens are not accepted",
+        )
+        .await;
     }
 }
 
@@ -397,11 +491,15 @@ async fn hs256_signed_with_the_public_key_is_refused() {
         all_public_keys().to_string().into_bytes(),
         serde_json::to_vec(&KEYS.es.jwks["keys"][0]).unwrap(),
     ];
-    for (secret, kid) in secrets.iter().zip([RSA_KID, KEYS.es.kid.as_str(), KEYS.es.kid.as_str()]) {
+    for (secret, kid) in secrets
+        .iter()
+        .zip([RSA_KID, KEYS.es.kid.as_str(), KEYS.es.kid.as_str()])
+    {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let mut header = Header::new(alg);
             header.kid = Some(kid.to_owned());
-            let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(secret)).unwrap();
+            let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(secret))
+                .unwrap();
             assert_refused(&h.app, &token, "HMAC-signed tokens are not accepted").await;
         }
     }
@@ -412,7 +510,12 @@ async fn algorithm_must_match_the_key_type_of_its_kid() {
     // An RS256 signature claiming the EC key's kid.
     let h = harness().await;
     let token = sign_with_kid(Signer::Rs, Some(&KEYS.es.kid), &claims());
-    assert_refused(&h.app, &token, "token algorithm does not match the signing key").await;
+    assert_refused(
+        &h.app,
+        &token,
+        "token algorithm does not match the signing key",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -421,7 +524,12 @@ async fn unsupported_algorithms_are_refused() {
     let payload = b64json(&claims());
     for alg in ["RS384", "PS256", "ES384", "ES512", "XYZ"] {
         let header = b64json(&json!({"alg": alg, "kid": RSA_KID}));
-        assert_refused(&h.app, &format!("{header}.{payload}.c2lnbmF0dXJl"), "unsupported token algorithm").await;
+        assert_refused(
+            &h.app,
+            &format!("{header}.{payload}.c2lnbmF0dXJl"),
+            "unsupported token algorithm",
+        )
+        .await;
     }
 }
 
@@ -438,8 +546,12 @@ async fn token_signed_by_a_stranger_key_with_a_known_kid_is_refused() {
     let stranger = dev::generate();
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(KEYS.es.kid.clone());
-    let token =
-        jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_ec_pem(stranger.private_pem.as_bytes()).unwrap()).unwrap();
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_ec_pem(stranger.private_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
     assert_refused(&h.app, &token, "invalid token signature").await;
 }
 
@@ -451,11 +563,21 @@ async fn tampered_payload_is_refused() {
     let forged = b64json(&claims_with(|c| {
         c.insert("tenant_id".into(), json!("globex"));
     }));
-    assert_refused(&h.app, &format!("{}.{forged}.{}", parts[0], parts[2]), "invalid token signature").await;
+    assert_refused(
+        &h.app,
+        &format!("{}.{forged}.{}", parts[0], parts[2]),
+        "invalid token signature",
+    )
+    .await;
     // Also with the RSA key, and with a flipped signature byte.
     let token = sign(Signer::Rs, &claims());
     let parts: Vec<&str> = token.split('.').collect();
-    assert_refused(&h.app, &format!("{}.{forged}.{}", parts[0], parts[2]), "invalid token signature").await;
+    assert_refused(
+        &h.app,
+        &format!("{}.{forged}.{}", parts[0], parts[2]),
+        "invalid token signature",
+    )
+    .await;
     let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     sig[10] ^= 1;
     let flipped = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
@@ -474,18 +596,48 @@ async fn malformed_tokens_are_refused() {
         format!("{}.{}", parts[0], parts[1]),
         "!!!.???.###".to_owned(),
         format!("{}.not-base64-json.{}", parts[0], parts[2]),
-        format!("{}.{}.{}", URL_SAFE_NO_PAD.encode("not json"), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode("not json"),
+            parts[1],
+            parts[2]
+        ),
         format!("{}.{}.{}", b64json(&json!(["ES256"])), parts[1], parts[2]),
-        format!("{}.{}.{}", b64json(&json!({"alg": "ES256", "kid": 7})), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            b64json(&json!({"alg": "ES256", "kid": 7})),
+            parts[1],
+            parts[2]
+        ),
         format!("{}.{}.{}", parts[0], b64json(&json!("a string")), parts[2]),
     ];
     for token in cases {
         assert_refused(&h.app, &token, "malformed token").await;
     }
-    assert_refused(&h.app, &format!("{}.{}.{}", b64json(&json!({"typ": "JWT"})), parts[1], parts[2]), "token header has no alg").await;
-    assert_refused(&h.app, &format!("{}.{}.", parts[0], parts[1]), "token has no signature").await;
+    assert_refused(
+        &h.app,
+        &format!(
+            "{}.{}.{}",
+            b64json(&json!({"typ": "JWT"})),
+            parts[1],
+            parts[2]
+        ),
+        "token header has no alg",
+    )
+    .await;
+    assert_refused(
+        &h.app,
+        &format!("{}.{}.", parts[0], parts[1]),
+        "token has no signature",
+    )
+    .await;
     let crit = b64json(&json!({"alg": "ES256", "kid": KEYS.es.kid, "crit": ["exp"]}));
-    assert_refused(&h.app, &format!("{crit}.{}.{}", parts[1], parts[2]), "token header has unsupported critical parameters").await;
+    assert_refused(
+        &h.app,
+        &format!("{crit}.{}.{}", parts[1], parts[2]),
+        "token header has unsupported critical parameters",
+    )
+    .await;
     assert_refused(&h.app, &"a".repeat(17 * 1024), "token too large").await;
 }
 
@@ -495,7 +647,14 @@ async fn malformed_tokens_are_refused() {
 #[tokio::test]
 async fn sql_in_the_tenant_claim_is_refused() {
     let h = harness().await;
-    for tenant in [json!("acme'; DROP TABLE tenants;--"), json!("Acme"), json!("acme corp"), json!(""), json!(42), json!(null)] {
+    for tenant in [
+        json!("acme'; DROP TABLE tenants;--"),
+        json!("Acme"),
+        json!("acme corp"),
+        json!(""),
+        json!(42),
+        json!(null),
+    ] {
         let c = claims_with(|c| {
             c.insert("tenant_id".into(), tenant.clone());
         });
@@ -504,7 +663,12 @@ async fn sql_in_the_tenant_claim_is_refused() {
     let c = claims_with(|c| {
         c.remove("tenant_id");
     });
-    assert_refused(&h.app, &sign(Signer::Es, &c), "token is missing the tenant claim").await;
+    assert_refused(
+        &h.app,
+        &sign(Signer::Es, &c),
+        "token is missing the tenant claim",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -524,7 +688,10 @@ async fn missing_authorization_header_gets_a_bare_challenge() {
     let h = harness().await;
     let r = send(&h.app, "GET", "/mcp", &[]).await;
     assert_bare_challenge(&r);
-    assert_eq!(r.json["error_description"], "a bearer token is required in the Authorization header");
+    assert_eq!(
+        r.json["error_description"],
+        "a bearer token is required in the Authorization header"
+    );
 }
 
 #[tokio::test]
@@ -539,7 +706,10 @@ async fn basic_scheme_gets_a_bare_challenge() {
 async fn token_in_the_query_string_is_ignored() {
     let h = harness().await;
     let token = sign(Signer::Es, &claims());
-    for uri in [format!("/mcp?access_token={token}"), format!("/mcp?token={token}")] {
+    for uri in [
+        format!("/mcp?access_token={token}"),
+        format!("/mcp?token={token}"),
+    ] {
         let r = send(&h.app, "GET", &uri, &[]).await;
         assert_bare_challenge(&r);
         assert!(!r.raw.contains(&token));
@@ -550,7 +720,13 @@ async fn token_in_the_query_string_is_ignored() {
 async fn two_authorization_headers_are_a_bad_request() {
     let h = harness().await;
     let token = sign(Signer::Es, &claims());
-    let r = send(&h.app, "GET", "/mcp", &[&format!("Bearer {token}"), &format!("Bearer {token}")]).await;
+    let r = send(
+        &h.app,
+        "GET",
+        "/mcp",
+        &[&format!("Bearer {token}"), &format!("Bearer {token}")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         r.www(),
@@ -574,18 +750,32 @@ async fn bearer_without_a_token_is_a_bad_request() {
 #[tokio::test]
 async fn missing_scope_gets_403_with_the_scope_named() {
     let h = harness().await;
-    let r = send(&h.app, "POST", "/documents", &[&format!("Bearer {}", sign(Signer::Es, &claims()))]).await;
+    let r = send(
+        &h.app,
+        "POST",
+        "/documents",
+        &[&format!("Bearer {}", sign(Signer::Es, &claims()))],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(
         r.www(),
-        format!("Bearer error=\"insufficient_scope\", scope=\"documents:write\", resource_metadata=\"{METADATA}\"")
+        format!(
+            "Bearer error=\"insufficient_scope\", scope=\"documents:write\", resource_metadata=\"{METADATA}\""
+        )
     );
     assert_eq!(r.json["error"], "insufficient_scope");
 
     let c = claims_with(|c| {
         c.insert("scope".into(), json!("documents:read documents:write"));
     });
-    let r = send(&h.app, "POST", "/documents", &[&format!("Bearer {}", sign(Signer::Es, &c))]).await;
+    let r = send(
+        &h.app,
+        "POST",
+        "/documents",
+        &[&format!("Bearer {}", sign(Signer::Es, &c))],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
@@ -599,7 +789,10 @@ async fn metadata_is_served_at_both_well_known_paths() {
         "scopes_supported": ["documents:read", "documents:write", "tasks:run", "tasks:admin", "usage:read"],
         "resource_name": "Paddock",
     });
-    for path in ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"] {
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
         let r = send(&h.app, "GET", path, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert_eq!(r.json, want, "{path}");
@@ -611,17 +804,35 @@ async fn metadata_echoes_the_resource_exactly_with_its_trailing_slash() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, all_public_keys().to_string()).unwrap();
-    let mut cfg = AuthConfig::new("https://paddock.example/mcp/", vec![IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path))]);
+    let mut cfg = AuthConfig::new(
+        "https://paddock.example/mcp/",
+        vec![IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path))],
+    );
     cfg.authorization_servers = vec!["https://login.example".into()];
     let auth = Authenticator::new(cfg).await.unwrap();
-    assert_eq!(auth.metadata_url(), "https://paddock.example/.well-known/oauth-protected-resource/mcp/");
+    assert_eq!(
+        auth.metadata_url(),
+        "https://paddock.example/.well-known/oauth-protected-resource/mcp/"
+    );
     let app = app(auth);
-    let r = send(&app, "GET", "/.well-known/oauth-protected-resource/mcp/", &[]).await;
+    let r = send(
+        &app,
+        "GET",
+        "/.well-known/oauth-protected-resource/mcp/",
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["resource"], "https://paddock.example/mcp/");
-    assert_eq!(r.json["authorization_servers"], json!(["https://login.example"]));
+    assert_eq!(
+        r.json["authorization_servers"],
+        json!(["https://login.example"])
+    );
     let r = send(&app, "GET", "/mcp", &[]).await;
-    assert_eq!(r.www(), "Bearer resource_metadata=\"https://paddock.example/.well-known/oauth-protected-resource/mcp/\"");
+    assert_eq!(
+        r.www(),
+        "Bearer resource_metadata=\"https://paddock.example/.well-known/oauth-protected-resource/mcp/\""
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,22 +844,44 @@ async fn unusable_configurations_are_refused_at_start() {
     let good = dir.path().join("jwks.json");
     std::fs::write(&good, all_public_keys().to_string()).unwrap();
     let hmac_only = dir.path().join("hmac.json");
-    std::fs::write(&hmac_only, json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}).to_string()).unwrap();
+    std::fs::write(
+        &hmac_only,
+        json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}).to_string(),
+    )
+    .unwrap();
 
     let issuer = |jwks| IssuerConfig::new(ISSUER, AUDIENCE, jwks);
     let cases = [
         AuthConfig::new(RESOURCE, vec![]),
         AuthConfig::new("not a url", vec![issuer(JwksSource::File(good.clone()))]),
-        AuthConfig::new(RESOURCE, vec![issuer(JwksSource::File(dir.path().join("missing.json")))]),
+        AuthConfig::new(
+            RESOURCE,
+            vec![issuer(JwksSource::File(dir.path().join("missing.json")))],
+        ),
         AuthConfig::new(RESOURCE, vec![issuer(JwksSource::File(hmac_only))]),
-        AuthConfig::new(RESOURCE, vec![issuer(JwksSource::Url("http://idp.example/jwks".into()))]),
-        AuthConfig::new(RESOURCE, vec![issuer(JwksSource::File(good.clone())), issuer(JwksSource::File(good.clone()))]),
-        AuthConfig::new(RESOURCE, vec![IssuerConfig::new(ISSUER, "", JwksSource::File(good))]),
+        AuthConfig::new(
+            RESOURCE,
+            vec![issuer(JwksSource::Url("http://idp.example/jwks".into()))],
+        ),
+        AuthConfig::new(
+            RESOURCE,
+            vec![
+                issuer(JwksSource::File(good.clone())),
+                issuer(JwksSource::File(good.clone())),
+            ],
+        ),
+        AuthConfig::new(
+            RESOURCE,
+            vec![IssuerConfig::new(ISSUER, "", JwksSource::File(good))],
+        ),
     ];
     for cfg in cases {
         let desc = format!("{cfg:?}");
         let err = Authenticator::new(cfg).await.unwrap_err();
-        assert!(matches!(err, AuthError::Config(_) | AuthError::LoadJwks { .. }), "{desc}: {err}");
+        assert!(
+            matches!(err, AuthError::Config(_) | AuthError::LoadJwks { .. }),
+            "{desc}: {err}"
+        );
     }
 }
 
@@ -657,18 +890,33 @@ async fn jwks_file_is_reloaded_when_it_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, KEYS.es.jwks.to_string()).unwrap();
-    let auth = Authenticator::new(AuthConfig::new(RESOURCE, vec![IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path.clone()))]))
-        .await
-        .unwrap();
+    let auth = Authenticator::new(AuthConfig::new(
+        RESOURCE,
+        vec![IssuerConfig::new(
+            ISSUER,
+            AUDIENCE,
+            JwksSource::File(path.clone()),
+        )],
+    ))
+    .await
+    .unwrap();
     let app = app(auth);
     let rs = sign(Signer::Rs, &claims());
     assert_refused(&app, &rs, "unknown signing key").await;
 
     std::fs::write(&path, all_public_keys().to_string()).unwrap();
     // Make the change visible even on file systems with coarse timestamps.
-    std::fs::File::options().write(true).open(&path).unwrap().set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
     assert_eq!(with_token(&app, &rs).await.status, StatusCode::OK);
-    assert_eq!(with_token(&app, &sign(Signer::Es, &claims())).await.status, StatusCode::OK);
+    assert_eq!(
+        with_token(&app, &sign(Signer::Es, &claims())).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -677,7 +925,11 @@ async fn dev_keypair_and_minted_tokens_work_end_to_end() {
     let files = dev::generate_keypair(dir.path()).unwrap();
     let auth = Authenticator::new(AuthConfig::new(
         RESOURCE,
-        vec![IssuerConfig::new("paddock-dev", RESOURCE, JwksSource::File(files.jwks.clone()))],
+        vec![IssuerConfig::new(
+            "paddock-dev",
+            RESOURCE,
+            JwksSource::File(files.jwks.clone()),
+        )],
     ))
     .await
     .unwrap();
@@ -698,7 +950,15 @@ async fn dev_keypair_and_minted_tokens_work_end_to_end() {
         json!({"tenant": "acme", "user": "task-runner", "scopes": ["documents:read", "tasks:run"], "issuer": "paddock-dev"})
     );
     // A token for another audience from the same dev issuer is refused.
-    let other = dev::mint(&files.signing_key, &files.kid, &dev::MintClaims { audience: "elsewhere".into(), ..claims }).unwrap();
+    let other = dev::mint(
+        &files.signing_key,
+        &files.kid,
+        &dev::MintClaims {
+            audience: "elsewhere".into(),
+            ..claims
+        },
+    )
+    .unwrap();
     assert_refused(&app, &other, "token audience does not match this resource").await;
 }
 
@@ -743,11 +1003,24 @@ async fn jwks_server(initial: Value) -> JwksServer {
     let task = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
-    JwksServer { url: format!("http://{addr}/jwks.json"), jwks, hits, fail, task }
+    JwksServer {
+        url: format!("http://{addr}/jwks.json"),
+        jwks,
+        hits,
+        fail,
+        task,
+    }
 }
 
 async fn url_app(server: &JwksServer, ttl_secs: u64, min_refresh_secs: u64) -> Router {
-    let mut cfg = AuthConfig::new(RESOURCE, vec![IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::Url(server.url.clone()))]);
+    let mut cfg = AuthConfig::new(
+        RESOURCE,
+        vec![IssuerConfig::new(
+            ISSUER,
+            AUDIENCE,
+            JwksSource::Url(server.url.clone()),
+        )],
+    );
     cfg.leeway_secs = 0;
     cfg.jwks_cache_ttl_secs = ttl_secs;
     cfg.jwks_refresh_min_interval_secs = min_refresh_secs;
@@ -758,9 +1031,16 @@ async fn url_app(server: &JwksServer, ttl_secs: u64, min_refresh_secs: u64) -> R
 async fn jwks_url_is_fetched_lazily_and_a_rotated_kid_is_accepted_after_refresh() {
     let server = jwks_server(KEYS.es.jwks.clone()).await;
     let app = url_app(&server, 300, 0).await;
-    assert_eq!(server.hits.load(Ordering::SeqCst), 0, "URL JWKS must be fetched lazily");
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "URL JWKS must be fetched lazily"
+    );
 
-    assert_eq!(with_token(&app, &sign(Signer::Es, &claims())).await.status, StatusCode::OK);
+    assert_eq!(
+        with_token(&app, &sign(Signer::Es, &claims())).await.status,
+        StatusCode::OK
+    );
     assert_eq!(server.hits.load(Ordering::SeqCst), 1);
 
     // The issuer rotates: a new RSA key appears.
@@ -771,7 +1051,10 @@ async fn jwks_url_is_fetched_lazily_and_a_rotated_kid_is_accepted_after_refresh(
 
     // Known keys come from the cache.
     for _ in 0..3 {
-        assert_eq!(with_token(&app, &sign(Signer::Es, &claims())).await.status, StatusCode::OK);
+        assert_eq!(
+            with_token(&app, &sign(Signer::Es, &claims())).await.status,
+            StatusCode::OK
+        );
     }
     assert_eq!(server.hits.load(Ordering::SeqCst), 2);
 }
@@ -780,7 +1063,10 @@ async fn jwks_url_is_fetched_lazily_and_a_rotated_kid_is_accepted_after_refresh(
 async fn unknown_kid_refreshes_are_rate_limited() {
     let server = jwks_server(KEYS.es.jwks.clone()).await;
     let app = url_app(&server, 300, 30).await;
-    assert_eq!(with_token(&app, &sign(Signer::Es, &claims())).await.status, StatusCode::OK);
+    assert_eq!(
+        with_token(&app, &sign(Signer::Es, &claims())).await.status,
+        StatusCode::OK
+    );
     assert_eq!(server.hits.load(Ordering::SeqCst), 1);
 
     *server.jwks.lock().unwrap() = all_public_keys();
@@ -811,7 +1097,10 @@ async fn jwks_fetch_failure_keeps_serving_cached_keys() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(server.hits.load(Ordering::SeqCst) > before, "a refresh should have been attempted");
+    assert!(
+        server.hits.load(Ordering::SeqCst) > before,
+        "a refresh should have been attempted"
+    );
     assert_eq!(with_token(&app, &token).await.status, StatusCode::OK);
     // An unknown kid forces a (failing) refresh and is still refused; the cached key still works.
     assert_refused(&app, &sign(Signer::Rs, &claims()), "unknown signing key").await;

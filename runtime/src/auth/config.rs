@@ -136,8 +136,18 @@ mod tests {
         assert_eq!(cfg.jwks_cache_ttl_secs, 300);
         assert_eq!(cfg.jwks_refresh_min_interval_secs, 30);
         let iss = &cfg.issuers[0];
-        assert_eq!(iss.jwks, JwksSource::Url("https://issuer.test/jwks.json".into()));
-        assert_eq!((iss.tenant_claim.as_str(), iss.user_claim.as_str(), iss.scope_claim.as_str()), ("tenant_id", "sub", "scope"));
+        assert_eq!(
+            iss.jwks,
+            JwksSource::Url("https://issuer.test/jwks.json".into())
+        );
+        assert_eq!(
+            (
+                iss.tenant_claim.as_str(),
+                iss.user_claim.as_str(),
+                iss.scope_claim.as_str()
+            ),
+            ("tenant_id", "sub", "scope")
+        );
     }
 
     #[test]

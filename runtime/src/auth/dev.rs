@@ -26,11 +26,17 @@ pub const JWKS_FILE: &str = "jwks.json";
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error("failed to write {path}: {source}")]
-    WriteFile { path: PathBuf, source: std::io::Error },
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("refusing to overwrite the existing signing key {0}")]
     KeyExists(PathBuf),
     #[error("failed to read the signing key {path}: {source}")]
-    ReadKey { path: PathBuf, source: std::io::Error },
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to parse the signing key: {0}")]
     ParseKey(String),
     #[error("failed to encode the signing key: {0}")]
@@ -53,7 +59,9 @@ pub struct DevSigningKey {
 
 impl std::fmt::Debug for DevSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevSigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("DevSigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,18 +81,27 @@ pub fn generate() -> DevSigningKey {
 
 /// Loads a PKCS#8 PEM P-256 key (e.g. from the operator's Secret) and derives its `kid` and JWKS.
 pub fn from_pem(pem: &str) -> Result<DevSigningKey, DevError> {
-    let secret = p256::SecretKey::from_pkcs8_pem(pem).map_err(|e| DevError::ParseKey(e.to_string()))?;
+    let secret =
+        p256::SecretKey::from_pkcs8_pem(pem).map_err(|e| DevError::ParseKey(e.to_string()))?;
     from_secret(&secret)
 }
 
 fn from_secret(secret: &p256::SecretKey) -> Result<DevSigningKey, DevError> {
-    let private_pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| DevError::EncodeKey(e.to_string()))?;
-    let mut jwk = serde_json::to_value(secret.public_key().to_jwk()).map_err(|e| DevError::EncodeKey(e.to_string()))?;
-    let kid = super::jwks::thumbprint(&jwk).ok_or_else(|| DevError::EncodeKey("public JWK lacks EC members".into()))?;
+    let private_pem = secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| DevError::EncodeKey(e.to_string()))?;
+    let mut jwk = serde_json::to_value(secret.public_key().to_jwk())
+        .map_err(|e| DevError::EncodeKey(e.to_string()))?;
+    let kid = super::jwks::thumbprint(&jwk)
+        .ok_or_else(|| DevError::EncodeKey("public JWK lacks EC members".into()))?;
     jwk["kid"] = json!(kid);
     jwk["alg"] = json!("ES256");
     jwk["use"] = json!("sig");
-    Ok(DevSigningKey { private_pem, kid, jwks: json!({ "keys": [jwk] }) })
+    Ok(DevSigningKey {
+        private_pem,
+        kid,
+        jwks: json!({ "keys": [jwk] }),
+    })
 }
 
 /// Generates a key pair into `dir`: `signing-key.pem` (mode 0600) and `jwks.json`.
@@ -105,15 +122,23 @@ pub fn generate_keypair(dir: &Path) -> Result<DevKeyFiles, DevError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = match opts.open(&signing_key) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(DevError::KeyExists(signing_key)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(DevError::KeyExists(signing_key));
+        }
         Err(e) => return Err(write_err(&signing_key)(e)),
     };
-    file.write_all(key.private_pem.as_bytes()).and_then(|()| file.sync_all()).map_err(write_err(&signing_key))?;
+    file.write_all(key.private_pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(write_err(&signing_key))?;
 
     let mut body = serde_json::to_vec_pretty(&key.jwks).expect("a JSON value serialises");
     body.push(b'\n');
     std::fs::write(&jwks, body).map_err(write_err(&jwks))?;
-    Ok(DevKeyFiles { signing_key, jwks, kid: key.kid })
+    Ok(DevKeyFiles {
+        signing_key,
+        jwks,
+        kid: key.kid,
+    })
 }
 
 /// The claims of a development token.
@@ -132,9 +157,12 @@ pub struct MintClaims {
 
 /// Mints an ES256 token with the key in the PEM file at `key_pem_path`.
 pub fn mint(key_pem_path: &Path, kid: &str, claims: &MintClaims) -> Result<String, DevError> {
-    let pem = Zeroizing::new(
-        std::fs::read_to_string(key_pem_path).map_err(|source| DevError::ReadKey { path: key_pem_path.to_owned(), source })?,
-    );
+    let pem = Zeroizing::new(std::fs::read_to_string(key_pem_path).map_err(|source| {
+        DevError::ReadKey {
+            path: key_pem_path.to_owned(),
+            source,
+        }
+    })?);
     mint_with_pem(&pem, kid, claims)
 }
 
@@ -148,13 +176,17 @@ pub fn mint_with_pem(pem: &str, kid: &str, claims: &MintClaims) -> Result<String
         return invalid("audience must not be empty");
     }
     if !is_dns1123_label(&claims.tenant) {
-        return invalid("tenant must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)");
+        return invalid(
+            "tenant must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)",
+        );
     }
     if !is_valid_user(&claims.user) {
         return invalid("user must be 1 to 256 characters without control characters");
     }
     if let Some(bad) = claims.scopes.iter().find(|s| !is_scope_token(s)) {
-        return Err(DevError::InvalidClaims(format!("scope {bad:?} is not a valid scope token")));
+        return Err(DevError::InvalidClaims(format!(
+            "scope {bad:?} is not a valid scope token"
+        )));
     }
     if claims.ttl < Duration::from_secs(1) {
         return invalid("ttl must be at least one second");
@@ -162,7 +194,10 @@ pub fn mint_with_pem(pem: &str, kid: &str, claims: &MintClaims) -> Result<String
     if kid.is_empty() {
         return invalid("kid must not be empty");
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let body = json!({
         "iss": claims.issuer,
         "aud": claims.audience,
@@ -178,7 +213,8 @@ pub fn mint_with_pem(pem: &str, kid: &str, claims: &MintClaims) -> Result<String
     header.kid = Some(kid.to_owned());
     // RFC 9068 access-token type.
     header.typ = Some("at+jwt".to_owned());
-    let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| DevError::ParseKey(e.to_string()))?;
+    let key =
+        EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| DevError::ParseKey(e.to_string()))?;
     Ok(jsonwebtoken::encode(&header, &body, &key)?)
 }
 
@@ -204,15 +240,29 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&files.signing_key).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(&files.signing_key)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600);
         }
-        let jwks: serde_json::Value = serde_json::from_slice(&std::fs::read(&files.jwks).unwrap()).unwrap();
+        let jwks: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&files.jwks).unwrap()).unwrap();
         let jwk = &jwks["keys"][0];
-        assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("EC"), Some("P-256")));
-        assert_eq!((jwk["alg"].as_str(), jwk["use"].as_str()), (Some("ES256"), Some("sig")));
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
+        assert_eq!(
+            (jwk["alg"].as_str(), jwk["use"].as_str()),
+            (Some("ES256"), Some("sig"))
+        );
         assert_eq!(jwk["kid"].as_str(), Some(files.kid.as_str()));
-        assert!(jwk.get("d").is_none(), "the JWKS must not contain the private scalar");
+        assert!(
+            jwk.get("d").is_none(),
+            "the JWKS must not contain the private scalar"
+        );
         let again = generate_keypair(dir.path()).unwrap_err();
         assert!(matches!(again, DevError::KeyExists(_)), "{again}");
     }
@@ -224,7 +274,9 @@ mod tests {
         assert_eq!(key.kid, reloaded.kid);
         assert_eq!(key.jwks, reloaded.jwks);
         assert_ne!(key.kid, generate().kid);
-        assert!(from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(
+            from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err()
+        );
     }
 
     #[test]
@@ -233,28 +285,51 @@ mod tests {
         let key = generate();
         let token = mint_with_pem(&key.private_pem, &key.kid, &claims()).unwrap();
         let payload = token.split('.').nth(1).unwrap();
-        let body: serde_json::Value =
-            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(body["tenant_id"], "acme");
         assert_eq!(body["sub"], "alice");
         assert_eq!(body["scope"], "documents:read");
-        assert_eq!(body["exp"].as_u64().unwrap() - body["iat"].as_u64().unwrap(), 60);
+        assert_eq!(
+            body["exp"].as_u64().unwrap() - body["iat"].as_u64().unwrap(),
+            60
+        );
     }
 
     #[test]
     fn bad_claims_are_refused_before_signing() {
         let key = generate();
         for (mutate, what) in [
-            (Box::new(|c: &mut MintClaims| c.tenant = "acme'; DROP TABLE tenants;--".into()) as Box<dyn Fn(&mut MintClaims)>, "tenant"),
-            (Box::new(|c: &mut MintClaims| c.user = String::new()), "user"),
-            (Box::new(|c: &mut MintClaims| c.scopes = vec!["a b".into()]), "scope"),
+            (
+                Box::new(|c: &mut MintClaims| c.tenant = "acme'; DROP TABLE tenants;--".into())
+                    as Box<dyn Fn(&mut MintClaims)>,
+                "tenant",
+            ),
+            (
+                Box::new(|c: &mut MintClaims| c.user = String::new()),
+                "user",
+            ),
+            (
+                Box::new(|c: &mut MintClaims| c.scopes = vec!["a b".into()]),
+                "scope",
+            ),
             (Box::new(|c: &mut MintClaims| c.ttl = Duration::ZERO), "ttl"),
-            (Box::new(|c: &mut MintClaims| c.audience = String::new()), "audience"),
+            (
+                Box::new(|c: &mut MintClaims| c.audience = String::new()),
+                "audience",
+            ),
         ] {
             let mut c = claims();
             mutate(&mut c);
             let err = mint_with_pem(&key.private_pem, &key.kid, &c).unwrap_err();
-            assert!(matches!(err, DevError::InvalidClaims(_)) && err.to_string().contains(what), "{err}");
+            assert!(
+                matches!(err, DevError::InvalidClaims(_)) && err.to_string().contains(what),
+                "{err}"
+            );
         }
     }
 }

@@ -21,7 +21,11 @@ pub(super) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 /// [`Principal`] into the request extensions, or answers with the challenge.
 ///
 /// Use with `axum::middleware::from_fn_with_state(authenticator, auth::require_bearer)`.
-pub async fn require_bearer(State(auth): State<Authenticator>, mut req: Request, next: Next) -> Response {
+pub async fn require_bearer(
+    State(auth): State<Authenticator>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let token = match bearer_token(req.headers()) {
         Ok(token) => token.to_owned(),
         Err(e) => {
@@ -44,10 +48,16 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = match (values.next(), values.next()) {
         (None, _) => return Err(AuthError::MissingToken),
-        (Some(_), Some(_)) => return Err(AuthError::InvalidRequest("more than one Authorization header")),
+        (Some(_), Some(_)) => {
+            return Err(AuthError::InvalidRequest(
+                "more than one Authorization header",
+            ));
+        }
         (Some(v), None) => v,
     };
-    let value = value.to_str().map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::MissingToken);
@@ -57,7 +67,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
         return Err(AuthError::InvalidRequest("the Bearer scheme needs a token"));
     }
     // RFC 6750 b64token; anything else cannot be a JWT.
-    let token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=');
+    let token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=');
     if !token.chars().all(token_char) {
         return Err(AuthError::invalid_token("malformed token"));
     }
@@ -84,7 +95,9 @@ impl Authenticator {
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     d.clone(),
-                    Some(format!("Bearer error=\"invalid_request\", error_description=\"{d}\", resource_metadata=\"{meta}\"")),
+                    Some(format!(
+                        "Bearer error=\"invalid_request\", error_description=\"{d}\", resource_metadata=\"{meta}\""
+                    )),
                 )
             }
             AuthError::InvalidToken(_) => {
@@ -93,7 +106,9 @@ impl Authenticator {
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",
                     d.clone(),
-                    Some(format!("Bearer error=\"invalid_token\", error_description=\"{d}\", resource_metadata=\"{meta}\"")),
+                    Some(format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{d}\", resource_metadata=\"{meta}\""
+                    )),
                 )
             }
             AuthError::InsufficientScope(scope) => return self.insufficient_scope(scope),
@@ -131,25 +146,42 @@ impl Authenticator {
     /// `Ok` when `principal` has `scope`, else the 403 response to return.
     #[allow(clippy::result_large_err)]
     pub fn require_scope(&self, principal: &Principal, scope: &str) -> Result<(), Response> {
-        if principal.has_scope(scope) { Ok(()) } else { Err(self.insufficient_scope(scope)) }
+        if principal.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(self.insufficient_scope(scope))
+        }
     }
 }
 
-fn error_response(status: StatusCode, error: &str, description: &str, www: Option<String>) -> Response<Body> {
-    let mut resp = (status, Json(json!({"error": error, "error_description": description}))).into_response();
+fn error_response(
+    status: StatusCode,
+    error: &str,
+    description: &str,
+    www: Option<String>,
+) -> Response<Body> {
+    let mut resp = (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
     if let Some(www) = www {
         // Every part is checked ASCII (see `quoted` and the resource URL check), so this holds;
         // a bare challenge is the safe fallback.
-        let value = HeaderValue::from_str(&www).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        let value =
+            HeaderValue::from_str(&www).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
         resp.headers_mut().insert(WWW_AUTHENTICATE, value);
     }
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// Keeps only the characters RFC 6750 allows inside `error_description` and `scope` values.
 fn quoted(s: &str) -> String {
-    s.chars().filter(|&c| matches!(c, '\x20'..='\x7e') && c != '"' && c != '\\').collect()
+    s.chars()
+        .filter(|&c| matches!(c, '\x20'..='\x7e') && c != '"' && c != '\\')
+        .collect()
 }
 
 /// Serves RFC 9728 protected-resource metadata at `/.well-known/oauth-protected-resource` and at
@@ -174,7 +206,10 @@ async fn metadata(State(auth): State<Authenticator>) -> Response {
         "resource_name": "Paddock",
     });
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     resp
 }
 
@@ -214,25 +249,54 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        for v in ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER abc.def.ghi", "Bearer   abc.def.ghi "] {
+        for v in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER abc.def.ghi",
+            "Bearer   abc.def.ghi ",
+        ] {
             assert_eq!(bearer_token(&headers(&[v])).unwrap(), "abc.def.ghi", "{v}");
         }
     }
 
     #[test]
     fn other_schemes_and_absent_headers_are_missing_credentials() {
-        assert!(matches!(bearer_token(&headers(&[])), Err(AuthError::MissingToken)));
-        assert!(matches!(bearer_token(&headers(&["Basic YWxhZGRpbjpvcGVuc2VzYW1l"])), Err(AuthError::MissingToken)));
-        assert!(matches!(bearer_token(&headers(&["Bearerabc"])), Err(AuthError::MissingToken)));
+        assert!(matches!(
+            bearer_token(&headers(&[])),
+            Err(AuthError::MissingToken)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Basic YWxhZGRpbjpvcGVuc2VzYW1l"])),
+            Err(AuthError::MissingToken)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearerabc"])),
+            Err(AuthError::MissingToken)
+        ));
     }
 
     #[test]
     fn unusable_headers_are_invalid_requests() {
-        assert!(matches!(bearer_token(&headers(&["Bearer"])), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(bearer_token(&headers(&["Bearer    "])), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(bearer_token(&headers(&["Bearer a.b.c", "Bearer d.e.f"])), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(bearer_token(&headers(&["Bearer a\"b"])), Err(AuthError::InvalidToken(_))));
-        assert!(matches!(bearer_token(&headers(&["Bearer a b"])), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer"])),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer    "])),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a.b.c", "Bearer d.e.f"])),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a\"b"])),
+            Err(AuthError::InvalidToken(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a b"])),
+            Err(AuthError::InvalidToken(_))
+        ));
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
@@ -113,7 +115,8 @@ struct JwksDocument {
 /// Parses a JWKS document, keeping only public signature keys we can verify with. Symmetric
 /// (`oct`) keys, encryption keys, unsupported curves and short RSA keys are skipped.
 pub(crate) fn parse_jwks(bytes: &[u8]) -> Result<KeySet, String> {
-    let doc: JwksDocument = serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let doc: JwksDocument =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut set = KeySet::default();
     for (i, value) in doc.keys.into_iter().enumerate() {
         match parse_key(value) {
@@ -139,14 +142,16 @@ fn parse_key(value: serde_json::Value) -> Result<(Option<String>, VerifyKey), &'
         None | Some(PublicKeyUse::Signature) => {}
         Some(_) => return Err("not a signature key"),
     }
-    if let Some(ops) = &jwk.common.key_operations {
-        if !ops.iter().any(|op| matches!(op, KeyOperations::Verify)) {
-            return Err("key_ops does not allow verify");
-        }
+    if let Some(ops) = &jwk.common.key_operations
+        && !ops.iter().any(|op| matches!(op, KeyOperations::Verify))
+    {
+        return Err("key_ops does not allow verify");
     }
     let kind = match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => {
-            let n = URL_SAFE_NO_PAD.decode(&rsa.n).map_err(|_| "bad RSA modulus")?;
+            let n = URL_SAFE_NO_PAD
+                .decode(&rsa.n)
+                .map_err(|_| "bad RSA modulus")?;
             let significant = n.iter().skip_while(|&&b| b == 0).count();
             if significant < MIN_RSA_MODULUS_BYTES {
                 return Err("RSA key shorter than 2048 bits");
@@ -154,14 +159,16 @@ fn parse_key(value: serde_json::Value) -> Result<(Option<String>, VerifyKey), &'
             KeyKind::Rsa
         }
         AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => KeyKind::P256,
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => KeyKind::Ed25519,
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            KeyKind::Ed25519
+        }
         AlgorithmParameters::OctetKey(_) => return Err("symmetric keys are never trusted"),
         _ => return Err("unsupported curve"),
     };
-    if let Some(alg) = jwk.common.key_algorithm {
-        if alg != kind.key_algorithm() {
-            return Err("key alg is not one we accept for its key type");
-        }
+    if let Some(alg) = jwk.common.key_algorithm
+        && alg != kind.key_algorithm()
+    {
+        return Err("key alg is not one we accept for its key type");
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| "invalid key material")?;
     Ok((jwk.common.key_id.clone(), VerifyKey { kind, key }))
@@ -196,7 +203,10 @@ enum Refresh {
 
 enum Source {
     File(PathBuf),
-    Url { url: String, client: reqwest::Client },
+    Url {
+        url: String,
+        client: reqwest::Client,
+    },
 }
 
 struct Snapshot {
@@ -225,7 +235,12 @@ pub(crate) struct JwksCache {
 impl JwksCache {
     /// A cache over a JWKS file, loaded now.
     pub(crate) async fn file(issuer: &str, path: &Path) -> Result<Self, AuthError> {
-        let (keys, mtime) = read_file(path).await.map_err(|reason| AuthError::LoadJwks { path: path.to_owned(), reason })?;
+        let (keys, mtime) = read_file(path)
+            .await
+            .map_err(|reason| AuthError::LoadJwks {
+                path: path.to_owned(),
+                reason,
+            })?;
         Ok(JwksCache {
             issuer: issuer.to_owned(),
             source: Source::File(path.to_owned()),
@@ -243,7 +258,13 @@ impl JwksCache {
     }
 
     /// A cache over a JWKS URL, fetched on first use.
-    pub(crate) fn url(issuer: &str, url: String, client: reqwest::Client, ttl: Duration, min_refresh: Duration) -> Self {
+    pub(crate) fn url(
+        issuer: &str,
+        url: String,
+        client: reqwest::Client,
+        ttl: Duration,
+        min_refresh: Duration,
+    ) -> Self {
         JwksCache {
             issuer: issuer.to_owned(),
             source: Source::Url { url, client },
@@ -274,7 +295,11 @@ impl JwksCache {
     }
 
     /// Finds the key for a token's `kid` and algorithm, loading or refreshing keys as needed.
-    pub(crate) async fn key_for(self: &Arc<Self>, kid: Option<&str>, kind: KeyKind) -> Result<KeyMatch, AuthError> {
+    pub(crate) async fn key_for(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        kind: KeyKind,
+    ) -> Result<KeyMatch, AuthError> {
         match &self.source {
             Source::File(path) => {
                 self.reload_file(path, false).await;
@@ -294,10 +319,14 @@ impl JwksCache {
                     None => {
                         self.refresh_url(Refresh::Initial).await;
                         if self.read().loaded_at.is_none() {
-                            return Err(AuthError::KeysUnavailable { issuer: self.issuer.clone() });
+                            return Err(AuthError::KeysUnavailable {
+                                issuer: self.issuer.clone(),
+                            });
                         }
                     }
-                    Some(at) if at.elapsed() >= self.ttl && !recent(last_attempt, self.min_refresh) => {
+                    Some(at)
+                        if at.elapsed() >= self.ttl && !recent(last_attempt, self.min_refresh) =>
+                    {
                         // Serve the stale keys now; refresh behind the request.
                         let this = Arc::clone(self);
                         tokio::spawn(async move { this.refresh_url(Refresh::Stale).await });
@@ -315,7 +344,9 @@ impl JwksCache {
     }
 
     async fn refresh_url(&self, why: Refresh) {
-        let Source::Url { url, client } = &self.source else { return };
+        let Source::Url { url, client } = &self.source else {
+            return;
+        };
         let queued_at = Instant::now();
         let _guard = self.load_lock.lock().await;
         {
@@ -326,9 +357,13 @@ impl JwksCache {
             }
             let skip = match why {
                 Refresh::Initial => {
-                    s.loaded_at.is_some() || recent(s.last_attempt, INITIAL_RETRY_INTERVAL.min(self.min_refresh))
+                    s.loaded_at.is_some()
+                        || recent(s.last_attempt, INITIAL_RETRY_INTERVAL.min(self.min_refresh))
                 }
-                Refresh::Stale => s.loaded_at.is_some_and(|t| t.elapsed() < self.ttl) || recent(s.last_attempt, self.min_refresh),
+                Refresh::Stale => {
+                    s.loaded_at.is_some_and(|t| t.elapsed() < self.ttl)
+                        || recent(s.last_attempt, self.min_refresh)
+                }
                 Refresh::UnknownKid => recent(s.last_attempt, self.min_refresh),
             };
             if skip {
@@ -355,11 +390,19 @@ impl JwksCache {
     }
 
     async fn reload_file(&self, path: &Path, force: bool) {
-        if !force && self.read().checked_at.is_some_and(|t| t.elapsed() < FILE_CHECK_INTERVAL) {
+        if !force
+            && self
+                .read()
+                .checked_at
+                .is_some_and(|t| t.elapsed() < FILE_CHECK_INTERVAL)
+        {
             return;
         }
         let _guard = self.load_lock.lock().await;
-        let mtime = tokio::fs::metadata(path).await.and_then(|m| m.modified()).ok();
+        let mtime = tokio::fs::metadata(path)
+            .await
+            .and_then(|m| m.modified())
+            .ok();
         let known = {
             let mut s = self.write();
             s.checked_at = Some(Instant::now());
@@ -409,11 +452,18 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeySet, String> {
     if !resp.status().is_success() {
         return Err(format!("status {}", resp.status()));
     }
-    if resp.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
         return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading body failed: {e}"))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading body failed: {e}"))?
+    {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
             return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
         }
@@ -444,7 +494,10 @@ mod tests {
             "alg": "RS256",
             "kid": "2011-04-29"
         });
-        assert_eq!(thumbprint(&jwk).unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
@@ -462,11 +515,18 @@ mod tests {
     fn short_rsa_keys_are_skipped() {
         // A 1024-bit modulus.
         let n = URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
-        let doc = json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB", "kid": "short"}, ec_jwk("ok")]});
+        let doc =
+            json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB", "kid": "short"}, ec_jwk("ok")]});
         let set = parse_jwks(doc.to_string().as_bytes()).unwrap();
         assert_eq!(set.len(), 1);
-        assert!(matches!(set.select(Some("short"), KeyKind::Rsa), KeyMatch::NotFound));
-        assert!(matches!(set.select(Some("ok"), KeyKind::P256), KeyMatch::Found(_)));
+        assert!(matches!(
+            set.select(Some("short"), KeyKind::Rsa),
+            KeyMatch::NotFound
+        ));
+        assert!(matches!(
+            set.select(Some("ok"), KeyKind::P256),
+            KeyMatch::Found(_)
+        ));
     }
 
     #[test]
@@ -481,12 +541,27 @@ mod tests {
     fn kid_selection_distinguishes_missing_wrong_type_and_ambiguous() {
         let doc = json!({"keys": [ec_jwk("a"), ec_jwk("b")]});
         let set = parse_jwks(doc.to_string().as_bytes()).unwrap();
-        assert!(matches!(set.select(Some("a"), KeyKind::P256), KeyMatch::Found(_)));
-        assert!(matches!(set.select(Some("a"), KeyKind::Rsa), KeyMatch::WrongType));
-        assert!(matches!(set.select(Some("zz"), KeyKind::P256), KeyMatch::NotFound));
-        assert!(matches!(set.select(None, KeyKind::P256), KeyMatch::Ambiguous));
+        assert!(matches!(
+            set.select(Some("a"), KeyKind::P256),
+            KeyMatch::Found(_)
+        ));
+        assert!(matches!(
+            set.select(Some("a"), KeyKind::Rsa),
+            KeyMatch::WrongType
+        ));
+        assert!(matches!(
+            set.select(Some("zz"), KeyKind::P256),
+            KeyMatch::NotFound
+        ));
+        assert!(matches!(
+            set.select(None, KeyKind::P256),
+            KeyMatch::Ambiguous
+        ));
         let one = parse_jwks(json!({"keys": [ec_jwk("a")]}).to_string().as_bytes()).unwrap();
-        assert!(matches!(one.select(None, KeyKind::P256), KeyMatch::Found(_)));
+        assert!(matches!(
+            one.select(None, KeyKind::P256),
+            KeyMatch::Found(_)
+        ));
     }
 
     #[test]

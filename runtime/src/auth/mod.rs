@@ -45,7 +45,13 @@ pub mod scopes {
     pub const USAGE_READ: &str = "usage:read";
 
     /// Every scope the runtime knows, as advertised in the protected-resource metadata.
-    pub const ALL: [&str; 5] = [DOCUMENTS_READ, DOCUMENTS_WRITE, TASKS_RUN, TASKS_ADMIN, USAGE_READ];
+    pub const ALL: [&str; 5] = [
+        DOCUMENTS_READ,
+        DOCUMENTS_WRITE,
+        TASKS_RUN,
+        TASKS_ADMIN,
+        USAGE_READ,
+    ];
 }
 
 /// Who is calling: taken only from a verified token.
@@ -122,7 +128,9 @@ pub fn is_valid_user(s: &str) -> bool {
 
 /// Whether `s` is one OAuth scope token (RFC 6749 §3.3: `1*NQCHAR`).
 pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c == 0x21 || (0x23..=0x5B).contains(&c) || (0x5D..=0x7E).contains(&c))
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c == 0x21 || (0x23..=0x5B).contains(&c) || (0x5D..=0x7E).contains(&c))
 }
 
 #[cfg(test)]

@@ -47,7 +47,15 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("resource", &self.inner.resource)
-            .field("issuers", &self.inner.issuers.iter().map(|i| &i.cfg.issuer).collect::<Vec<_>>())
+            .field(
+                "issuers",
+                &self
+                    .inner
+                    .issuers
+                    .iter()
+                    .map(|i| &i.cfg.issuer)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -71,20 +79,28 @@ impl Authenticator {
         for ic in &cfg.issuers {
             validate_issuer(ic)?;
             if issuers.iter().any(|i| i.cfg.issuer == ic.issuer) {
-                return Err(AuthError::Config(format!("issuer {} is configured twice", ic.issuer)));
+                return Err(AuthError::Config(format!(
+                    "issuer {} is configured twice",
+                    ic.issuer
+                )));
             }
             let keys = match &ic.jwks {
                 JwksSource::File(path) => JwksCache::file(&ic.issuer, path).await?,
                 JwksSource::Url(url) => {
                     check_jwks_url(url)?;
                     if client.is_none() {
-                        client = Some(http_client(Duration::from_secs(cfg.jwks_fetch_timeout_secs.max(1)))?);
+                        client = Some(http_client(Duration::from_secs(
+                            cfg.jwks_fetch_timeout_secs.max(1),
+                        ))?);
                     }
                     let client = client.clone().expect("client was just built");
                     JwksCache::url(&ic.issuer, url.clone(), client, ttl, min_refresh)
                 }
             };
-            issuers.push(Issuer { cfg: ic.clone(), keys: Arc::new(keys) });
+            issuers.push(Issuer {
+                cfg: ic.clone(),
+                keys: Arc::new(keys),
+            });
         }
 
         let mut authorization_servers = cfg.authorization_servers.clone();
@@ -119,7 +135,9 @@ impl Authenticator {
         let result = self.verify(bearer_token).await;
         if let Err(e) = &result {
             match e {
-                AuthError::KeysUnavailable { .. } => tracing::warn!(reason = %e, "cannot verify bearer token"),
+                AuthError::KeysUnavailable { .. } => {
+                    tracing::warn!(reason = %e, "cannot verify bearer token")
+                }
                 _ => tracing::info!(reason = %e, "refused bearer token"),
             }
         }
@@ -131,7 +149,8 @@ impl Authenticator {
             return Err(AuthError::invalid_token("token too large"));
         }
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(malformed());
         };
@@ -144,7 +163,9 @@ impl Authenticator {
             _ => return Err(AuthError::invalid_token("token header has no alg")),
         };
         if header.contains_key("crit") {
-            return Err(AuthError::invalid_token("token header has unsupported critical parameters"));
+            return Err(AuthError::invalid_token(
+                "token header has unsupported critical parameters",
+            ));
         }
         let kid = match header.get("kid") {
             None => None,
@@ -168,12 +189,21 @@ impl Authenticator {
             .find(|i| &i.cfg.issuer == iss)
             .ok_or_else(|| AuthError::invalid_token("unknown token issuer"))?;
 
-        let kind = KeyKind::for_alg(alg).ok_or_else(|| AuthError::invalid_token("unsupported token algorithm"))?;
+        let kind = KeyKind::for_alg(alg)
+            .ok_or_else(|| AuthError::invalid_token("unsupported token algorithm"))?;
         let key = match issuer.keys.key_for(kid, kind).await? {
             KeyMatch::Found(key) => key,
-            KeyMatch::WrongType => return Err(AuthError::invalid_token("token algorithm does not match the signing key")),
+            KeyMatch::WrongType => {
+                return Err(AuthError::invalid_token(
+                    "token algorithm does not match the signing key",
+                ));
+            }
             KeyMatch::NotFound => return Err(AuthError::invalid_token("unknown signing key")),
-            KeyMatch::Ambiguous => return Err(AuthError::invalid_token("token has no kid and the issuer has several keys")),
+            KeyMatch::Ambiguous => {
+                return Err(AuthError::invalid_token(
+                    "token has no kid and the issuer has several keys",
+                ));
+            }
         };
 
         let mut validation = Validation::new(alg);
@@ -185,7 +215,8 @@ impl Authenticator {
         validation.validate_nbf = true;
         validation.validate_aud = true;
         validation.leeway = self.inner.leeway_secs;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation).map_err(map_jwt_error)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            .map_err(map_jwt_error)?;
         check_time_claims(&data.claims)?;
         principal_from_claims(&issuer.cfg, &data.claims)
     }
@@ -208,10 +239,12 @@ fn accepted_alg(alg: &str) -> Result<Algorithm, AuthError> {
         "RS256" => Ok(Algorithm::RS256),
         "ES256" => Ok(Algorithm::ES256),
         "EdDSA" => Ok(Algorithm::EdDSA),
-        a if a.eq_ignore_ascii_case("none") => Err(AuthError::invalid_token("unsigned tokens are not accepted")),
-        a if a.len() >= 2 && a[..2].eq_ignore_ascii_case("HS") => {
-            Err(AuthError::invalid_token("HMAC-signed tokens are not accepted"))
+        a if a.eq_ignore_ascii_case("none") => {
+            Err(AuthError::invalid_token("unsigned tokens are not accepted"))
         }
+        a if a.len() >= 2 && a[..2].eq_ignore_ascii_case("HS") => Err(AuthError::invalid_token(
+            "HMAC-signed tokens are not accepted",
+        )),
         _ => Err(AuthError::invalid_token("unsupported token algorithm")),
     }
 }
@@ -230,7 +263,10 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
         },
         ErrorKind::InvalidSignature => "invalid token signature",
         ErrorKind::InvalidAlgorithm => "token algorithm does not match the signing key",
-        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => "malformed token",
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => "malformed token",
         _ => "invalid token",
     };
     AuthError::invalid_token(reason)
@@ -239,19 +275,27 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
 /// `exp` is checked by the decoder; a present `nbf` or `iat` of the wrong type is ignored there,
 /// so it is refused here.
 fn check_time_claims(claims: &Map<String, Value>) -> Result<(), AuthError> {
-    for (claim, reason) in [("nbf", "token has an invalid nbf claim"), ("iat", "token has an invalid iat claim")] {
-        if let Some(v) = claims.get(claim) {
-            if !v.is_u64() {
-                return Err(AuthError::invalid_token(reason));
-            }
+    for (claim, reason) in [
+        ("nbf", "token has an invalid nbf claim"),
+        ("iat", "token has an invalid iat claim"),
+    ] {
+        if claims.get(claim).is_some_and(|v| !v.is_u64()) {
+            return Err(AuthError::invalid_token(reason));
         }
     }
     Ok(())
 }
 
-pub(super) fn principal_from_claims(cfg: &IssuerConfig, claims: &Map<String, Value>) -> Result<Principal, AuthError> {
+pub(super) fn principal_from_claims(
+    cfg: &IssuerConfig,
+    claims: &Map<String, Value>,
+) -> Result<Principal, AuthError> {
     let tenant = match claims.get(&cfg.tenant_claim) {
-        None => return Err(AuthError::invalid_token("token is missing the tenant claim")),
+        None => {
+            return Err(AuthError::invalid_token(
+                "token is missing the tenant claim",
+            ));
+        }
         Some(Value::String(t)) if is_dns1123_label(t) => t.clone(),
         Some(_) => return Err(AuthError::invalid_token("invalid tenant claim")),
     };
@@ -290,7 +334,12 @@ pub(super) fn principal_from_claims(cfg: &IssuerConfig, claims: &Map<String, Val
             Some(_) => return Err(bad()),
         }
     }
-    Ok(Principal { tenant, user, scopes, issuer: cfg.issuer.clone() })
+    Ok(Principal {
+        tenant,
+        user,
+        scopes,
+        issuer: cfg.issuer.clone(),
+    })
 }
 
 fn validate_issuer(ic: &IssuerConfig) -> Result<(), AuthError> {
@@ -325,7 +374,11 @@ fn metadata_location(resource: &str) -> Result<(String, String), AuthError> {
         return bad("must not carry credentials".into());
     }
     let path = url.path();
-    let well_known = format!("{}{}", super::http::WELL_KNOWN, if path == "/" { "" } else { path });
+    let well_known = format!(
+        "{}{}",
+        super::http::WELL_KNOWN,
+        if path == "/" { "" } else { path }
+    );
     let mut metadata = url.clone();
     metadata.set_path(&well_known);
     Ok((metadata.to_string(), well_known))
@@ -334,18 +387,25 @@ fn metadata_location(resource: &str) -> Result<(String, String), AuthError> {
 fn is_loopback_host(url: &reqwest::Url) -> bool {
     match url.host_str() {
         Some("localhost") => true,
-        Some(host) => host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
 }
 
 /// JWKS over plain HTTP would let anyone on the path inject keys, so it is allowed only on loopback.
 fn check_jwks_url(url: &str) -> Result<(), AuthError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| AuthError::Config(format!("JWKS URL {url:?}: {e}")))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| AuthError::Config(format!("JWKS URL {url:?}: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&parsed) => Ok(()),
-        _ => Err(AuthError::Config(format!("JWKS URL {url:?} must use https (plain http only on loopback)"))),
+        _ => Err(AuthError::Config(format!(
+            "JWKS URL {url:?} must use https (plain http only on loopback)"
+        ))),
     }
 }
 
@@ -375,7 +435,11 @@ mod tests {
     use serde_json::json;
 
     fn issuer() -> IssuerConfig {
-        IssuerConfig::new("https://issuer.test", "paddock", JwksSource::Url("https://issuer.test/jwks".into()))
+        IssuerConfig::new(
+            "https://issuer.test",
+            "paddock",
+            JwksSource::Url("https://issuer.test/jwks".into()),
+        )
     }
 
     fn claims(v: Value) -> Map<String, Value> {
@@ -385,11 +449,26 @@ mod tests {
     #[test]
     fn metadata_url_inserts_the_well_known_segment_before_the_path() {
         let cases = [
-            ("http://127.0.0.1:8080/mcp", "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp"),
-            ("https://paddock.example/mcp/", "https://paddock.example/.well-known/oauth-protected-resource/mcp/"),
-            ("https://paddock.example", "https://paddock.example/.well-known/oauth-protected-resource"),
-            ("https://paddock.example/", "https://paddock.example/.well-known/oauth-protected-resource"),
-            ("http://[::1]:9000/t/acme/mcp", "http://[::1]:9000/.well-known/oauth-protected-resource/t/acme/mcp"),
+            (
+                "http://127.0.0.1:8080/mcp",
+                "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp",
+            ),
+            (
+                "https://paddock.example/mcp/",
+                "https://paddock.example/.well-known/oauth-protected-resource/mcp/",
+            ),
+            (
+                "https://paddock.example",
+                "https://paddock.example/.well-known/oauth-protected-resource",
+            ),
+            (
+                "https://paddock.example/",
+                "https://paddock.example/.well-known/oauth-protected-resource",
+            ),
+            (
+                "http://[::1]:9000/t/acme/mcp",
+                "http://[::1]:9000/.well-known/oauth-protected-resource/t/acme/mcp",
+            ),
         ];
         for (resource, want) in cases {
             assert_eq!(metadata_location(resource).unwrap().0, want, "{resource}");
@@ -398,8 +477,18 @@ mod tests {
 
     #[test]
     fn unusable_resource_urls_are_config_errors() {
-        for resource in ["", "mcp", "ftp://h/mcp", "http://h/mcp?x=1", "http://h/mcp#f", "http://u:p@h/mcp"] {
-            assert!(matches!(metadata_location(resource), Err(AuthError::Config(_))), "{resource}");
+        for resource in [
+            "",
+            "mcp",
+            "ftp://h/mcp",
+            "http://h/mcp?x=1",
+            "http://h/mcp#f",
+            "http://u:p@h/mcp",
+        ] {
+            assert!(
+                matches!(metadata_location(resource), Err(AuthError::Config(_))),
+                "{resource}"
+            );
         }
     }
 
@@ -419,7 +508,10 @@ mod tests {
         assert!(accepted_alg("ES256").is_ok());
         assert!(accepted_alg("RS256").is_ok());
         assert!(accepted_alg("EdDSA").is_ok());
-        for alg in ["none", "None", "NONE", "HS256", "HS384", "HS512", "hs256", "RS384", "PS256", "ES384", ""] {
+        for alg in [
+            "none", "None", "NONE", "HS256", "HS384", "HS512", "hs256", "RS384", "PS256", "ES384",
+            "",
+        ] {
             assert!(accepted_alg(alg).is_err(), "{alg}");
         }
         let reason = |alg| accepted_alg(alg).unwrap_err().to_string();
@@ -434,8 +526,17 @@ mod tests {
             &claims(json!({"tenant_id": "acme", "sub": "alice", "scope": "documents:read  tasks:run", "scp": ["usage:read"]})),
         )
         .unwrap();
-        assert_eq!(p.scopes, ["documents:read", "tasks:run", "usage:read"].map(String::from).into());
-        let p = principal_from_claims(&issuer(), &claims(json!({"tenant_id": "acme", "sub": "alice"}))).unwrap();
+        assert_eq!(
+            p.scopes,
+            ["documents:read", "tasks:run", "usage:read"]
+                .map(String::from)
+                .into()
+        );
+        let p = principal_from_claims(
+            &issuer(),
+            &claims(json!({"tenant_id": "acme", "sub": "alice"})),
+        )
+        .unwrap();
         assert!(p.scopes.is_empty());
     }
 
@@ -443,20 +544,53 @@ mod tests {
     fn bad_claims_are_refused_with_precise_reasons() {
         let cases = [
             (json!({"sub": "alice"}), "token is missing the tenant claim"),
-            (json!({"tenant_id": "acme'; DROP TABLE tenants;--", "sub": "a"}), "invalid tenant claim"),
+            (
+                json!({"tenant_id": "acme'; DROP TABLE tenants;--", "sub": "a"}),
+                "invalid tenant claim",
+            ),
             (json!({"tenant_id": "", "sub": "a"}), "invalid tenant claim"),
-            (json!({"tenant_id": "Acme", "sub": "a"}), "invalid tenant claim"),
-            (json!({"tenant_id": "acme corp", "sub": "a"}), "invalid tenant claim"),
+            (
+                json!({"tenant_id": "Acme", "sub": "a"}),
+                "invalid tenant claim",
+            ),
+            (
+                json!({"tenant_id": "acme corp", "sub": "a"}),
+                "invalid tenant claim",
+            ),
             (json!({"tenant_id": 42, "sub": "a"}), "invalid tenant claim"),
-            (json!({"tenant_id": ["acme"], "sub": "a"}), "invalid tenant claim"),
-            (json!({"tenant_id": "acme"}), "token is missing the user claim"),
-            (json!({"tenant_id": "acme", "sub": ""}), "invalid user claim"),
-            (json!({"tenant_id": "acme", "sub": "a\u{0}b"}), "invalid user claim"),
-            (json!({"tenant_id": "acme", "sub": "a".repeat(257)}), "invalid user claim"),
+            (
+                json!({"tenant_id": ["acme"], "sub": "a"}),
+                "invalid tenant claim",
+            ),
+            (
+                json!({"tenant_id": "acme"}),
+                "token is missing the user claim",
+            ),
+            (
+                json!({"tenant_id": "acme", "sub": ""}),
+                "invalid user claim",
+            ),
+            (
+                json!({"tenant_id": "acme", "sub": "a\u{0}b"}),
+                "invalid user claim",
+            ),
+            (
+                json!({"tenant_id": "acme", "sub": "a".repeat(257)}),
+                "invalid user claim",
+            ),
             (json!({"tenant_id": "acme", "sub": 7}), "invalid user claim"),
-            (json!({"tenant_id": "acme", "sub": "a", "scope": 3}), "invalid scope claim"),
-            (json!({"tenant_id": "acme", "sub": "a", "scp": [1]}), "invalid scope claim"),
-            (json!({"tenant_id": "acme", "sub": "a", "scope": "ok bad\"quote"}), "invalid scope claim"),
+            (
+                json!({"tenant_id": "acme", "sub": "a", "scope": 3}),
+                "invalid scope claim",
+            ),
+            (
+                json!({"tenant_id": "acme", "sub": "a", "scp": [1]}),
+                "invalid scope claim",
+            ),
+            (
+                json!({"tenant_id": "acme", "sub": "a", "scope": "ok bad\"quote"}),
+                "invalid scope claim",
+            ),
         ];
         for (c, want) in cases {
             let err = principal_from_claims(&issuer(), &claims(c.clone())).unwrap_err();
@@ -469,7 +603,14 @@ mod tests {
         let mut cfg = issuer();
         cfg.tenant_claim = "org".into();
         cfg.user_claim = "email".into();
-        let p = principal_from_claims(&cfg, &claims(json!({"org": "globex", "email": "bob@globex.test", "tenant_id": "acme"}))).unwrap();
-        assert_eq!((p.tenant.as_str(), p.user.as_str()), ("globex", "bob@globex.test"));
+        let p = principal_from_claims(
+            &cfg,
+            &claims(json!({"org": "globex", "email": "bob@globex.test", "tenant_id": "acme"})),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.tenant.as_str(), p.user.as_str()),
+            ("globex", "bob@globex.test")
+        );
     }
 }
