@@ -1,0 +1,193 @@
+//! Hybrid search with a real embedding provider over HTTP: meaning and exact matches, per-arm explanations,
+//! documents without vectors, a provider that is down, and the vector arm under a tenant filter.
+mod common;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use axum::{Json, Router, routing::post};
+use common::*;
+use paddock_runtime::{
+    app::Settings,
+    embed::{EmbeddingConfig, Embedder, ProviderKind},
+    indexer,
+};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const DIMS: usize = 384;
+
+/// A deterministic bag-of-words embedder with a tiny synonym table, so "forgotten" and "erasure" meet in
+/// vector space while sharing no lexeme.
+fn embed_text(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; DIMS];
+    for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+        let word = match word {
+            "erasure" | "erase" | "deletion" | "forgotten" => "forget",
+            w => w,
+        };
+        let h = word.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        v[(h % DIMS as u64) as usize] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter().map(|x| x / norm).collect()
+}
+
+fn vector_literal(v: &[f32]) -> String {
+    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+}
+
+/// An OpenAI-compatible `/v1/embeddings` endpoint served by the test.
+async fn embedding_server() -> SocketAddr {
+    async fn embeddings(Json(body): Json<Value>) -> Json<Value> {
+        let inputs: Vec<String> = match &body["input"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap_or_default().to_owned()).collect(),
+            _ => vec![],
+        };
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed_text(t)}))
+            .collect();
+        Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, Router::new().route("/v1/embeddings", post(embeddings))).await });
+    addr
+}
+
+fn openai_embedder(endpoint: String, timeout_ms: u64) -> Embedder {
+    let cfg = EmbeddingConfig {
+        provider: ProviderKind::OpenAi,
+        endpoint: Some(endpoint),
+        model: Some("test-hash-384".into()),
+        timeout_ms,
+        ..EmbeddingConfig::default()
+    };
+    Embedder::from_config(&cfg, &mut Registry::default())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hybrid_finds_by_meaning_and_by_exact_terms_and_explains_each_hit(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    let addr = embedding_server().await;
+    let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
+    let app = app_with(runtime_pool(&admin).await, &keys, embedder.clone(), Settings::default()).await;
+    let s = app.session(&keys.token("acme", RW)).await;
+    s.upsert("art17", "GDPR Article 17", "Data subjects may demand erasure of personal data.").await;
+    s.upsert("art15", "GDPR Article 15", "Data subjects may access personal data held about them.").await;
+    s.upsert("sla", "Service levels", "Availability of 99.9 percent each month.").await;
+
+    // Writes did not wait for the model: nothing is embedded yet, and search still finds documents lexically.
+    let r = s.call_ok("hybrid_search", json!({"query": "Article 17"})).await;
+    assert_eq!(r["hits"][0]["id"], "art17");
+    assert!(r["hits"][0]["vector"].is_null());
+
+    let stored = indexer::pass(&app.state.db, &embedder, embedder.model().unwrap()).await.unwrap();
+    assert_eq!(stored, 3);
+
+    // "forgotten" shares no lexeme with the documents: only the vector arm can find Article 17.
+    let r = s.call_ok("hybrid_search", json!({"query": "right to be forgotten"})).await;
+    assert_eq!(r["mode"], "hybrid");
+    assert_eq!(r["degraded"], false);
+    let top = &r["hits"][0];
+    assert_eq!(top["id"], "art17", "{r}");
+    assert!(top["lexical"].is_null());
+    assert_eq!(top["vector"]["rank"], 1);
+
+    // An exact identifier ranks first in the lexical arm and overall.
+    let r = s.call_ok("hybrid_search", json!({"query": "GDPR Article 15"})).await;
+    assert_eq!(r["hits"][0]["id"], "art15");
+    assert_eq!(r["hits"][0]["lexical"]["rank"], 1);
+    let scores: Vec<f64> = r["hits"].as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "hits are ordered by fused score: {scores:?}");
+
+    // Weights switch arms off; metadata filters apply to both arms.
+    let r = s.call_ok("hybrid_search", json!({"query": "right to be forgotten", "weights": {"vector": 0}})).await;
+    assert!(r["hits"].as_array().unwrap().iter().all(|h| h["vector"].is_null()));
+    s.call_ok("upsert_document", json!({"id": "ccpa", "title": "CCPA deletion", "content": "Consumers may request deletion.", "metadata": {"source": "ccpa"}})).await;
+    indexer::pass(&app.state.db, &embedder, embedder.model().unwrap()).await.unwrap();
+    let r = s.call_ok("hybrid_search", json!({"query": "forgotten deletion", "filter": {"source": "ccpa"}})).await;
+    let ids: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ccpa"]);
+
+    // A changed document loses its vector until re-embedded, so an old vector never describes new text.
+    s.upsert("art17", "GDPR Article 17", "Completely different text about invoices.").await;
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE id = 'art17' AND embedding IS NULL")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(pending, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn provider_down_degrades_to_lexical_within_the_timeout(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let embedder = openai_embedder(format!("http://{closed}/v1"), 500);
+    let app = app_with(runtime_pool(&admin).await, &keys, embedder, Settings::default()).await;
+    let s = app.session(&keys.token("acme", RW)).await;
+    s.upsert("doc", "Termination", "Either party may terminate with ninety days notice.").await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = s.call_ok("hybrid_search", json!({"query": "terminate notice"})).await;
+        assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+        assert_eq!(r["degraded"], true);
+        assert_eq!(r["mode"], "lexical");
+        assert!(r["degradedReason"].as_str().unwrap().contains("lexically"));
+        assert_eq!(r["hits"][0]["id"], "doc");
+    }
+}
+
+/// HNSW filters after its scan; with another tenant's much closer vectors crowding the index, the vector arm must
+/// still return the requested number of this tenant's rows (pgvector's iterative scan).
+#[sqlx::test(migrations = "../migrations")]
+async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
+    provision_tenant(&admin, "small", 6000, 1000).await;
+    provision_tenant(&admin, "big", 6000, 1000).await;
+    let keys = keys();
+    let addr = embedding_server().await;
+    let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
+    let query = "river delta sediment";
+    let insert = |tenant: &'static str, n: usize, text: fn(usize) -> String| {
+        let admin = admin.clone();
+        async move {
+            let ids: Vec<String> = (0..n).map(|i| format!("{tenant}-{i}")).collect();
+            let texts: Vec<String> = (0..n).map(text).collect();
+            let vecs: Vec<String> = texts.iter().map(|t| vector_literal(&embed_text(t))).collect();
+            sqlx::query(
+                "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
+                 SELECT $1, i, t, 'h', v::vector, 'test-hash-384' FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
+            )
+            .bind(tenant)
+            .bind(&ids)
+            .bind(&texts)
+            .bind(&vecs)
+            .execute(&admin)
+            .await
+            .unwrap();
+        }
+    };
+    // The big tenant's documents are near-duplicates of the query; the small tenant's only share one word.
+    insert("big", 3000, |i| format!("river delta sediment sample {i}")).await;
+    insert("small", 40, |i| format!("sediment core number {i} from a lake")).await;
+    sqlx::query("ANALYZE documents").execute(&admin).await.unwrap();
+
+    let app = app_with(runtime_pool(&admin).await, &keys, embedder, Settings::default()).await;
+    let s = app.session(&keys.token("small", RO)).await;
+    let r = s.call_ok("hybrid_search", json!({"query": query, "limit": 30, "weights": {"lexical": 0}})).await;
+    let hits = r["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 30, "{r}");
+    assert!(hits.iter().all(|h| h["id"].as_str().unwrap().starts_with("small-") && h["vector"]["rank"].is_i64()));
+}
