@@ -39,7 +39,7 @@ log "fetching the embedding model"
 MODEL_DIR="$(scripts/model.sh)"
 
 log "building paddock-runtime"
-cargo build --locked -p paddock-runtime --bin paddock-runtime >&2
+cargo build -p paddock-runtime --bin paddock-runtime >&2
 BIN="$CARGO_TARGET_DIR/debug/paddock-runtime"
 
 log "applying migrations and provisioning the demo tenant"

@@ -29,6 +29,12 @@ pub struct RuntimeConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// A2A tasks (leases, streams, step timeouts).
+    #[serde(default)]
+    pub a2a: crate::a2a::A2aConfig,
+    /// The model the A2A skills call; absent means extractive answers only.
+    #[serde(default)]
+    pub llm: crate::a2a::LlmConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,12 +76,18 @@ pub struct SearchConfig {
     pub rrf_k: f64,
     /// Candidates each arm contributes before fusion.
     pub depth: i64,
+    /// `rrf` (weighted Reciprocal Rank Fusion) or `convex` (weighted sum of min-max normalised scores).
+    pub fusion: crate::search::Fusion,
+    /// The vector arm's share in convex fusion, 0 to 1.
+    pub alpha: f64,
+    /// BM25 parameters of the lexical arm.
+    pub bm25: crate::search::Bm25,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
         let s = SearchSettings::default();
-        Self { rrf_k: s.rrf_k, depth: s.depth }
+        Self { rrf_k: s.rrf_k, depth: s.depth, fusion: s.fusion, alpha: s.alpha, bm25: s.bm25 }
     }
 }
 
@@ -105,8 +117,8 @@ pub enum LogFormat {
 pub enum ConfigError {
     #[error("failed to read config file {path}")]
     Read { path: String, source: std::io::Error },
-    #[error("failed to parse config file {path}: {source}")]
-    Parse { path: String, source: serde_yaml::Error },
+    #[error("failed to parse config file {path}: {reason}")]
+    Parse { path: String, reason: String },
     #[error("no database URL: set PADDOCK_DATABASE_URL or database.url")]
     NoDatabaseUrl,
     #[error("invalid config: {0}")]
@@ -117,9 +129,16 @@ impl RuntimeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        let cfg: Self = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: p, source })?;
+        let cfg = Self::parse(&text).map_err(|reason| ConfigError::Parse { path: p, reason })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// YAML is read into a JSON value first, so enums use the plain map form (`jwks: {file: ...}`) rather
+    /// than YAML tags, exactly as in JSON.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -134,9 +153,15 @@ impl RuntimeConfig {
         if !(1..=1000).contains(&self.search.depth) {
             return Err(ConfigError::Invalid("search.depth must be between 1 and 1000".into()));
         }
+        if !(0.0..=1.0).contains(&self.search.alpha) {
+            return Err(ConfigError::Invalid("search.alpha must be between 0 and 1".into()));
+        }
+        self.search.bm25.validate().map_err(ConfigError::Invalid)?;
         if self.auth.issuers.is_empty() {
             return Err(ConfigError::Invalid("auth.issuers must name at least one issuer".into()));
         }
+        self.a2a.settings(&self.auth.resource).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::a2a::Llm::from_config(&self.llm).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -159,7 +184,13 @@ impl RuntimeConfig {
             tools: self.mcp.tools.clone(),
             tools_page_size: self.mcp.tools_page_size,
             allowed_origins: self.mcp.allowed_origins.clone(),
-            search: SearchSettings { rrf_k: self.search.rrf_k, depth: self.search.depth },
+            search: SearchSettings {
+                rrf_k: self.search.rrf_k,
+                depth: self.search.depth,
+                fusion: self.search.fusion,
+                alpha: self.search.alpha,
+                bm25: self.search.bm25,
+            },
             max_body_bytes: self.limits.max_body_bytes,
             request_timeout: Duration::from_millis(self.limits.request_timeout_ms),
         }
@@ -168,4 +199,25 @@ impl RuntimeConfig {
 
 fn default_listen() -> String {
     "0.0.0.0:8080".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_with_map_form_enums_parses_and_validates() {
+        let cfg = RuntimeConfig::parse(
+            "listen: 127.0.0.1:0\nauth:\n  resource: http://x/mcp\n  issuers:\n    - issuer: i\n      audience: a\n      jwks: { file: /tmp/jwks.json }\nembedding:\n  provider: local\n  model_dir: /m\nmcp:\n  tools: [search]\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.mcp.tools, ["search"]);
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        let bad = RuntimeConfig::parse("auth: {resource: r, issuers: []}\nsurprise: 1\n").unwrap_err();
+        assert!(bad.contains("surprise"), "{bad}");
+        let mut no_tools = cfg.clone();
+        no_tools.mcp.tools = vec!["drop_tables".into()];
+        assert!(no_tools.validate().is_err());
+    }
 }
