@@ -144,7 +144,11 @@ async fn handle_post(
         Ok(v) => v,
         Err(e) => return rpc_error_response(StatusCode::BAD_REQUEST, e),
     };
-    let is_initialize = parsed.get("method").and_then(Value::as_str) == Some("initialize");
+    let method = parsed.get("method").and_then(Value::as_str);
+    if method == Some("server/discover") {
+        return discover_probe(&state, &tenant, parsed).await;
+    }
+    let is_initialize = method == Some("initialize");
 
     if is_initialize {
         // The header is not checked on initialize itself: the version is negotiated in the body.
@@ -225,6 +229,23 @@ async fn handle_post(
         }
     }
     if answers.is_empty() { StatusCode::ACCEPTED.into_response() } else { rpc_response(StatusCode::OK, Value::Array(answers)) }
+}
+
+/// A client of the stateless 2026 era probes with `server/discover` before falling back to `initialize`; the probe
+/// carries that era's `MCP-Protocol-Version` and no session. The handshake era answers it with a plain "method not
+/// found" (not a header error, nor the modern codes -32020..-32022), so every such client falls back.
+async fn discover_probe(state: &AppState, tenant: &TenantId, body: Value) -> Response {
+    if let Err(r) = admit(state, tenant, None).await {
+        return r;
+    }
+    match jsonrpc::classify(body) {
+        Ok(Message::Request { id, method, .. }) => rpc_response(
+            StatusCode::OK,
+            RpcError::new(Some(id), jsonrpc::METHOD_NOT_FOUND, format!("method not found: {method}")).to_json(),
+        ),
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => rpc_error_response(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 #[derive(Deserialize)]
