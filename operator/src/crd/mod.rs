@@ -97,14 +97,41 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     ]
 }
 
-/// Drops the root schema's `title`, an internal type name (`TenantValidated`) the derive leaves.
+/// Polishes the derived schema for readers:
+/// - drops the root `title`, an internal type name (`TenantValidated`) the derive leaves;
+/// - joins the hard-wrapped lines of doc comments, so `kubectl explain` can wrap them itself
+///   (blank lines still separate paragraphs).
 fn tidy(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             root.title = None;
+            let mut value = serde_json::to_value(&*root).expect("a schema serializes to JSON");
+            unwrap_descriptions(&mut value);
+            *root = serde_json::from_value(value).expect("unwrapping descriptions keeps the schema valid");
         }
     }
     crd
+}
+
+fn unwrap_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    serde_json::Value::String(text) if key == "description" => {
+                        *text = text
+                            .split("\n\n")
+                            .map(|paragraph| paragraph.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    _ => unwrap_descriptions(v),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 fn to_yaml<T: Serialize>(what: &'static str, value: &T) -> Result<String, RenderError> {
