@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs Paddock's end-to-end suite on a local Kubernetes control plane built from source
+# (e2e/controlplane), with a local PostgreSQL, and tears everything down afterwards.
+#
+#   scripts/e2e.sh                    # chart checks + every scenario
+#   scripts/e2e.sh tenant_lifecycle   # only scenarios whose name contains this
+#   scripts/e2e.sh --keep             # leave the cluster, PostgreSQL and logs running/in place
+#
+# Steps: build (or reuse) the control plane, helm and kubeconform; start a cluster with a
+# unique name; helm lint + helm template | kubeconform -strict; start PostgreSQL; build
+# paddock-operator and paddock-runtime; run `cargo test -p paddock-e2e` against the cluster.
+# Logs of the run (operator, runtimes, control plane) are kept when something fails.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PADDOCK_REPO_ROOT"
+
+KEEP=0
+FILTERS=()
+for arg in "$@"; do
+    case "$arg" in
+        --keep) KEEP=1 ;;
+        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option: $arg" ;;
+        *) FILTERS+=("$arg") ;;
+    esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+START=$SECONDS
+stage() { log "==> $* (+$((SECONDS - START))s)"; }
+
+CLUSTER="e2e-$(date +%H%M%S)-$$"
+RUN_DIR="$PADDOCK_CACHE/e2e-runs/$CLUSTER"
+PG_DATA="$PADDOCK_CACHE/pgdata-e2e"
+mkdir -p "$RUN_DIR"
+CLUSTER_UP=0
+PG_UP=0
+STATUS=1
+
+# Kills processes the test binaries started and could not stop (a crashed binary): each pid
+# file holds "<pid> <program>", and a pid is signalled only if it still runs that program.
+kill_leftovers() {
+    local f pid prog
+    for f in "$RUN_DIR"/*/pids/*.pid; do
+        [[ -f $f ]] || continue
+        read -r pid prog <"$f" || continue
+        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$prog"; then
+            log "stopping leftover process $pid ($prog)"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        rm -f "$f"
+    done
+}
+
+cleanup() {
+    local rc=$?
+    kill_leftovers
+    if [[ $KEEP == 1 ]]; then
+        log "kept: cluster $CLUSTER (e2e/controlplane/down.sh $CLUSTER), PostgreSQL (scripts/postgres.sh stop --data $PG_DATA), logs in $RUN_DIR"
+        return
+    fi
+    if [[ $CLUSTER_UP == 1 ]]; then
+        if [[ $STATUS != 0 ]]; then
+            # Keep the control plane's logs with the run's own.
+            cp -r "$PADDOCK_CACHE/cluster/$CLUSTER/logs" "$RUN_DIR/controlplane-logs" 2>/dev/null || true
+        fi
+        e2e/controlplane/down.sh "$CLUSTER" >/dev/null 2>&1 || log "warning: down.sh $CLUSTER failed"
+    fi
+    if [[ $PG_UP == 1 ]]; then
+        scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1 || true
+    fi
+    if [[ $STATUS == 0 && $rc == 0 ]]; then
+        rm -rf "$RUN_DIR"
+    else
+        log "logs of this run: $RUN_DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stage "control plane binaries"
+e2e/controlplane/build.sh >/dev/null
+
+stage "helm and kubeconform"
+eval "$(e2e/tools/build.sh)"
+
+stage "cluster $CLUSTER"
+CLUSTER_UP=1
+eval "$(e2e/controlplane/up.sh "$CLUSTER")"
+export KUBECONFIG KUBECACHEDIR PATH
+
+stage "chart: helm lint, helm template | kubeconform -strict"
+"$HELM" lint --strict charts/paddock
+kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml >/dev/null
+kubectl wait --for=condition=Established --timeout=60s \
+    crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev >/dev/null
+# ServiceMonitor is off by default; render it too, and skip only its kind (its CRD belongs
+# to the Prometheus Operator, which this cluster does not run).
+"$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 --include-crds \
+    | e2e/tools/kubeconform.sh -
+"$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 \
+    --set serviceMonitor.enabled=true --set replicas=2 \
+    | e2e/tools/kubeconform.sh -skip ServiceMonitor -
+stage "examples: kubeconform -strict against the CRDs"
+e2e/tools/kubeconform.sh examples/
+
+stage "PostgreSQL"
+PG_UP=1
+eval "$(scripts/postgres.sh start --data "$PG_DATA")"
+export DATABASE_URL
+
+stage "build paddock-operator, paddock-runtime and the scenarios"
+cargo build --locked -p paddock-operator -p paddock-runtime --bins
+cargo test --locked -p paddock-e2e --no-run
+
+stage "scenarios"
+export PADDOCK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/paddock-operator"
+export PADDOCK_RUNTIME_BIN="$CARGO_TARGET_DIR/debug/paddock-runtime"
+export PADDOCK_E2E_PG_DATA="$PG_DATA"
+export PADDOCK_E2E_WORK_DIR="$RUN_DIR"
+export PADDOCK_E2E_MODE=local
+cargo test --locked -p paddock-e2e -- --include-ignored "${FILTERS[@]}"
+
+STATUS=0
+stage "end-to-end suite passed in $((SECONDS - START))s"
