@@ -87,12 +87,15 @@ pub struct AppState {
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
     pub registry: Arc<Registry>,
+    /// A2A tasks: settings, model provider, and the tasks this replica runs.
+    pub a2a: crate::a2a::A2a,
 }
 
 /// Builds the router. The registry must already hold every component's metrics.
 pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(mcp::router())
+        .merge(crate::a2a::protected_router())
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_bearer))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin));
 
@@ -121,6 +124,7 @@ pub fn app(state: AppState) -> Router {
             HeaderName::from_static("mcp-protocol-version"),
             HeaderName::from_static("mcp-session-id"),
             HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("a2a-version"),
         ])
         .expose_headers([HeaderName::from_static("mcp-session-id"), header::WWW_AUTHENTICATE])
         .max_age(Duration::from_secs(600));
@@ -128,6 +132,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(protected.with_state(state.clone()))
+        .merge(crate::a2a::public_router().with_state(state.clone()))
         .merge(auth::metadata_router(state.auth.clone()))
         .merge(ops)
         .layer(

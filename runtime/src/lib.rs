@@ -3,6 +3,7 @@
 //! (tool logic) and [`db`] (tenant-scoped transactions under row-level security).
 #![forbid(unsafe_code)]
 
+pub mod a2a;
 pub mod admission;
 pub mod app;
 pub mod auth;

@@ -44,6 +44,19 @@ pub struct RejectLabels {
     pub tenant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub tenant: String,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+type MoneyGauge = Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -57,6 +70,14 @@ pub struct Metrics {
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: HistogramFamily<RpcDurationLabels>,
     pub rejections: Family<RejectLabels, Counter>,
+    /// This month's budget, settled spend, held reservations and what is left, per tenant (exposition only;
+    /// the money itself is decimal in PostgreSQL).
+    pub budget_limit: MoneyGauge,
+    pub budget_spent: MoneyGauge,
+    pub budget_reserved: MoneyGauge,
+    pub budget_remaining: MoneyGauge,
+    /// Model calls refused because the budget could not cover their estimate.
+    pub budget_rejections: Family<TenantLabels, Counter>,
     pool_size: Gauge,
     pool_idle: Gauge,
 }
@@ -67,6 +88,11 @@ impl Metrics {
             rpc_requests: Family::default(),
             rpc_duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             rejections: Family::default(),
+            budget_limit: Family::default(),
+            budget_spent: Family::default(),
+            budget_reserved: Family::default(),
+            budget_remaining: Family::default(),
+            budget_rejections: Family::default(),
             pool_size: Gauge::default(),
             pool_idle: Gauge::default(),
         };
@@ -77,6 +103,19 @@ impl Metrics {
             "Requests refused before any method ran (auth, rate limit, size, session)",
             m.rejections.clone(),
         );
+        registry.register("budget_limit", "Monthly budget per tenant", m.budget_limit.clone());
+        registry.register("budget_spent", "Settled spend this month per tenant", m.budget_spent.clone());
+        registry.register("budget_reserved", "Budget held by model calls in flight per tenant", m.budget_reserved.clone());
+        registry.register(
+            "budget_remaining",
+            "Budget left for new model calls this month per tenant",
+            m.budget_remaining.clone(),
+        );
+        registry.register(
+            "budget_rejections",
+            "Model calls refused because the tenant's budget could not cover them",
+            m.budget_rejections.clone(),
+        );
         registry.register("db_pool_connections", "Open database connections in the pool", m.pool_size.clone());
         registry.register("db_pool_idle_connections", "Idle database connections in the pool", m.pool_idle.clone());
         m
@@ -84,6 +123,21 @@ impl Metrics {
 
     pub fn reject(&self, reason: &'static str, tenant: &str) {
         self.rejections.get_or_create(&RejectLabels { reason, tenant: tenant.to_owned() }).inc();
+    }
+
+    /// Publishes one tenant's budget standing.
+    pub fn set_budget(&self, s: &crate::a2a::budget::Standing) {
+        use rust_decimal::prelude::ToPrimitive;
+        let labels = BudgetLabels { tenant: s.tenant.clone(), currency: s.currency.clone() };
+        let f = |d: rust_decimal::Decimal| d.to_f64().unwrap_or(0.0);
+        self.budget_limit.get_or_create(&labels).set(f(s.budget));
+        self.budget_spent.get_or_create(&labels).set(f(s.spent));
+        self.budget_reserved.get_or_create(&labels).set(f(s.reserved));
+        self.budget_remaining.get_or_create(&labels).set(f(s.remaining()));
+    }
+
+    pub fn budget_rejected(&self, tenant: &str) {
+        self.budget_rejections.get_or_create(&TenantLabels { tenant: tenant.to_owned() }).inc();
     }
 
     pub fn observe_rpc(&self, endpoint: &'static str, method: &str, tool: &str, status: String, secs: f64) {

@@ -52,6 +52,9 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
     };
     let db = Db::connect_lazy(&cfg.db()?)?;
     let auth = Authenticator::new(cfg.auth.clone()).await?;
+    let invalid = |e: String| StartError::Config(crate::config::ConfigError::Invalid(e));
+    let a2a_settings = cfg.a2a.settings(&cfg.auth.resource).map_err(|e| invalid(e.to_string()))?;
+    let llm = crate::a2a::Llm::from_config(&cfg.llm).map_err(|e| invalid(e.to_string()))?;
     Ok(AppState {
         db,
         embedder,
@@ -60,6 +63,7 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
         metrics,
         settings: Arc::new(cfg.settings()),
         registry: Arc::new(registry),
+        a2a: crate::a2a::A2a::new(a2a_settings, llm),
     })
 }
 
@@ -72,9 +76,12 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     tracing::info!(%addr, "paddock-runtime listening");
     let indexer = tokio::spawn(indexer::run(state.db.clone(), state.embedder.clone(), state.indexer.clone()));
+    // Every replica sweeps expired task leases and refreshes the budget gauges.
+    let a2a_background = tokio::spawn(crate::a2a::background(state.clone()));
     let db = state.db.clone();
     let result = app::serve(listener, app::app(state), app::shutdown_signal()).await;
     indexer.abort();
+    a2a_background.abort();
     db.close().await;
     result.map_err(StartError::Serve)
 }

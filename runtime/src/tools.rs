@@ -32,6 +32,7 @@ pub const ALL: &[ToolSpec] = &[
     ToolSpec { name: "list_documents", scope: scopes::DOCUMENTS_READ, describe: list_documents_spec },
     ToolSpec { name: "upsert_document", scope: scopes::DOCUMENTS_WRITE, describe: upsert_document_spec },
     ToolSpec { name: "delete_document", scope: scopes::DOCUMENTS_WRITE, describe: delete_document_spec },
+    ToolSpec { name: "usage", scope: scopes::USAGE_READ, describe: usage_spec },
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {
@@ -104,6 +105,10 @@ pub async fn call(ctx: &ToolCtx<'_>, tool: &'static ToolSpec, args: Value) -> Re
         "list_documents" => with_args(args, |a| list_documents(ctx, a)).await,
         "upsert_document" => with_args(args, |a| upsert_document(ctx, a)).await,
         "delete_document" => with_args(args, |a| delete_document(ctx, a)).await,
+        "usage" => with_args(args, |_: NoArgs| async {
+            Ok(ToolOutcome::Ok(crate::a2a::budget::usage_report(ctx.db, ctx.tenant, &ctx.principal.user).await?))
+        })
+        .await,
         _ => unreachable!("every ToolSpec has an implementation"),
     };
     match result {
@@ -535,6 +540,40 @@ fn upsert_document_spec() -> Value {
             "required": ["id", "outcome"]
         },
         "annotations": { "readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false },
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+fn usage_spec() -> Value {
+    let money = json!({ "type": "string", "description": "Decimal amount in the tenant's currency." });
+    json!({
+        "name": "usage",
+        "title": "Usage and budget",
+        "description": "This month's model spend: the tenant's budget, spend, held reservations and what is left, and your own spend by model.",
+        "inputSchema": { "type": "object", "additionalProperties": false },
+        "outputSchema": {
+            "type": "object",
+            "properties": {
+                "tenant": { "type": "string" },
+                "user": { "type": "string" },
+                "periodStart": { "type": "string", "format": "date" },
+                "currency": { "type": "string" },
+                "budget": money, "spent": money, "reserved": money, "remaining": money, "userSpent": money,
+                "byModel": { "type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "model": { "type": "string" }, "calls": { "type": "integer" },
+                        "inputTokens": { "type": "integer" }, "outputTokens": { "type": "integer" }, "cost": money
+                    },
+                    "required": ["model", "calls", "inputTokens", "outputTokens", "cost"]
+                } }
+            },
+            "required": ["tenant", "user", "periodStart", "currency", "budget", "spent", "reserved", "remaining", "userSpent", "byModel"]
+        },
+        "annotations": read_only(),
     })
 }
 

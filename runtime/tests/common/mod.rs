@@ -122,6 +122,7 @@ pub async fn app_with(pool: PgPool, keys: &Keys, embedder: Embedder, settings: S
         metrics,
         settings: Arc::new(settings),
         registry: Arc::new(registry),
+        a2a: paddock_runtime::a2a::A2a::extractive(),
     };
     TestApp { router: app::app(state.clone()), state }
 }

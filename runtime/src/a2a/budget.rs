@@ -1,0 +1,310 @@
+//! Budgets: reserve before a model call, settle after, in PostgreSQL so every replica sees the same money.
+//!
+//! A call flows: [`price`] (the tenant's price for the model, or a refusal) → [`estimate`] (an upper bound of
+//! the call's cost from the prompt size and the output cap) → [`reserve`] (one conditional UPDATE on the
+//! tenant's period row: refused when spend + reservations + estimate would pass the monthly budget) → the call
+//! → [`Reservation::settle`] with the provider's reported usage (the reservation turns into spend and one
+//! usage-ledger row, atomically) or [`Reservation::release`] when the call never reached the provider.
+//! A reservation dropped without either (its step timed out, its task was aborted) is settled at its
+//! estimate in the background: the provider may have done the work, and charging the bound can never
+//! overspend. All amounts are `Decimal`; nothing here touches floating point except the metrics gauges.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::db::{Db, DbError, TenantId, TenantTx};
+
+/// A model's price per 1K tokens, in the tenant's currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub input_per_1k: Decimal,
+    pub output_per_1k: Decimal,
+}
+
+impl Price {
+    /// Cost of a call, rounded up to the ledger's precision (6 decimal places) so rounding never undercharges.
+    pub fn cost(&self, input_tokens: i64, output_tokens: i64) -> Decimal {
+        let raw = (Decimal::from(input_tokens.max(0)) * self.input_per_1k
+            + Decimal::from(output_tokens.max(0)) * self.output_per_1k)
+            / Decimal::from(1000);
+        raw.round_dp_with_strategy(6, RoundingStrategy::AwayFromZero)
+    }
+}
+
+/// The tenant's model policy: what it may call and what it pays.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub allowed_models: Vec<String>,
+    pub allow_extractive_fallback: bool,
+    pub currency: String,
+    pub budget_monthly: Decimal,
+}
+
+pub async fn policy(tx: &mut TenantTx) -> Result<Option<Policy>, DbError> {
+    let row: Option<(Vec<String>, bool, String, Decimal)> = sqlx::query_as(
+        "SELECT allowed_models, allow_extractive_fallback, currency, budget_monthly FROM tenants \
+          WHERE id = paddock_current_tenant()",
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map(|(allowed_models, allow_extractive_fallback, currency, budget_monthly)| Policy {
+        allowed_models,
+        allow_extractive_fallback,
+        currency,
+        budget_monthly,
+    }))
+}
+
+pub async fn price(tx: &mut TenantTx, model: &str) -> Result<Option<Price>, DbError> {
+    let row: Option<(Decimal, Decimal)> =
+        sqlx::query_as("SELECT input_per_1k, output_per_1k FROM model_prices WHERE model = $1")
+            .bind(model)
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(row.map(|(input_per_1k, output_per_1k)| Price { input_per_1k, output_per_1k }))
+}
+
+/// Token counts a call can at most use: a token covers at least one byte of text, chat formatting adds a few
+/// tokens per message, and the output is capped by `max_tokens`.
+pub fn estimate_tokens(prompt_bytes: usize, messages: usize, max_output_tokens: u32) -> (i64, i64) {
+    let input = prompt_bytes as i64 + 8 * messages as i64 + 16;
+    (input, i64::from(max_output_tokens))
+}
+
+/// Where a reservation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The tenant's monthly budget (or the task's own cap) cannot take the estimate.
+    BudgetExceeded,
+}
+
+/// Money held for one model call. Settle or release it; dropping it settles at the estimate.
+pub struct Reservation {
+    db: Db,
+    tenant: TenantId,
+    pub id: Uuid,
+    pub amount: Decimal,
+    pub est_input: i64,
+    pub est_output: i64,
+    finished: bool,
+}
+
+/// Reserves `amount` for a call of `model` by `user` in `task`.
+pub async fn reserve(
+    db: &Db,
+    tenant: &TenantId,
+    task: Option<Uuid>,
+    user: &str,
+    model: &str,
+    amount: Decimal,
+    (est_input, est_output): (i64, i64),
+) -> Result<Result<Reservation, Refusal>, DbError> {
+    let mut tx = db.begin(tenant).await?;
+    let id: Option<Uuid> = sqlx::query_scalar("SELECT paddock_budget_reserve($1, $2, $3, $4, $5, $6)")
+        .bind(task)
+        .bind(user)
+        .bind(model)
+        .bind(amount)
+        .bind(est_input)
+        .bind(est_output)
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(match id {
+        Some(id) => Ok(Reservation { db: db.clone(), tenant: tenant.clone(), id, amount, est_input, est_output, finished: false }),
+        None => Err(Refusal::BudgetExceeded),
+    })
+}
+
+impl Reservation {
+    /// Charges the actual usage. Returns false if the reservation had already been finished elsewhere.
+    pub async fn settle(mut self, input_tokens: i64, output_tokens: i64, cost: Decimal) -> Result<bool, DbError> {
+        self.finished = true;
+        settle_by_id(&self.db, &self.tenant, self.id, input_tokens, output_tokens, cost, false).await
+    }
+
+    /// Returns the money without charging (the call never reached the provider).
+    pub async fn release(mut self) -> Result<bool, DbError> {
+        self.finished = true;
+        let mut tx = self.db.begin(&self.tenant).await?;
+        let done: bool = sqlx::query_scalar("SELECT paddock_budget_release($1)")
+            .bind(self.id)
+            .fetch_one(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (db, tenant, id, amount, i, o) =
+            (self.db.clone(), self.tenant.clone(), self.id, self.amount, self.est_input, self.est_output);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = settle_by_id(&db, &tenant, id, i, o, amount, true).await {
+                    tracing::error!(error = %e, reservation = %id, "failed to settle an abandoned reservation");
+                }
+            });
+        }
+    }
+}
+
+async fn settle_by_id(
+    db: &Db,
+    tenant: &TenantId,
+    id: Uuid,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost: Decimal,
+    estimated: bool,
+) -> Result<bool, DbError> {
+    let mut tx = db.begin(tenant).await?;
+    let done: bool = sqlx::query_scalar("SELECT paddock_budget_settle($1, $2, $3, $4, $5)")
+        .bind(id)
+        .bind(input_tokens)
+        .bind(output_tokens)
+        .bind(cost)
+        .bind(estimated)
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Settles, at their estimate, the reservations still held by tasks that ended without their replica (the
+/// sweeper calls this for tasks whose lease expired). Returns how many were settled.
+pub async fn settle_orphans(tx: &mut TenantTx, tasks: &[Uuid]) -> Result<u64, DbError> {
+    if tasks.is_empty() {
+        return Ok(0);
+    }
+    let settled: Vec<bool> = sqlx::query_scalar(
+        "SELECT paddock_budget_settle(r.id, r.est_input_tokens, r.est_output_tokens, r.amount, true) \
+           FROM budget_reservations r WHERE r.task_id = ANY($1) AND r.state = 'held'",
+    )
+    .bind(tasks)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(settled.into_iter().filter(|s| *s).count() as u64)
+}
+
+/// This month's budget figures of one tenant.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    pub tenant: String,
+    pub currency: String,
+    pub budget: Decimal,
+    pub spent: Decimal,
+    pub reserved: Decimal,
+}
+
+impl Standing {
+    /// What new reservations may still take.
+    pub fn remaining(&self) -> Decimal {
+        (self.budget - self.spent - self.reserved).max(Decimal::ZERO)
+    }
+}
+
+/// The current tenant's standing.
+pub async fn standing(tx: &mut TenantTx) -> Result<Option<Standing>, DbError> {
+    let row: Option<(String, String, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT t.id, t.currency, t.budget_monthly, COALESCE(p.spent, 0), COALESCE(p.reserved, 0) \
+           FROM tenants t \
+           LEFT JOIN budget_periods p ON p.tenant_id = t.id AND p.period_start = paddock_budget_period() \
+          WHERE t.id = paddock_current_tenant()",
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map(|(tenant, currency, budget, spent, reserved)| Standing { tenant, currency, budget, spent, reserved }))
+}
+
+/// Every tenant's standing that this runtime's role may see (for the metrics gauges).
+pub async fn overview(db: &Db) -> Result<Vec<Standing>, DbError> {
+    let rows: Vec<(String, String, Decimal, Decimal, Decimal)> =
+        sqlx::query_as("SELECT tenant_id, currency, budget, spent, reserved FROM paddock_budget_overview()")
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, currency, budget, spent, reserved)| Standing { tenant, currency, budget, spent, reserved })
+        .collect())
+}
+
+/// What the `usage` tool shows a user: the tenant's budget standing and the user's own spend this month.
+pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Value, DbError> {
+    let mut tx = db.begin(tenant).await?;
+    let standing = standing(&mut tx).await?;
+    let by_model: Vec<(String, i64, i64, i64, Decimal)> = sqlx::query_as(
+        "SELECT model, count(*), COALESCE(sum(input_tokens), 0)::bigint, COALESCE(sum(output_tokens), 0)::bigint, \
+                COALESCE(sum(cost), 0) \
+           FROM usage_ledger WHERE user_id = $1 AND period_start = paddock_budget_period() \
+          GROUP BY model ORDER BY model",
+    )
+    .bind(user)
+    .fetch_all(tx.conn())
+    .await?;
+    let period: chrono::NaiveDate = sqlx::query_scalar("SELECT paddock_budget_period()").fetch_one(tx.conn()).await?;
+    tx.commit().await?;
+    let user_spent: Decimal = by_model.iter().map(|m| m.4).sum();
+    let models: Vec<Value> = by_model
+        .iter()
+        .map(|(model, calls, input, output, cost)| {
+            json!({ "model": model, "calls": calls, "inputTokens": input, "outputTokens": output,
+                    "cost": money(*cost) })
+        })
+        .collect();
+    let s = standing.unwrap_or(Standing {
+        tenant: tenant.to_string(),
+        currency: "USD".into(),
+        budget: Decimal::ZERO,
+        spent: Decimal::ZERO,
+        reserved: Decimal::ZERO,
+    });
+    Ok(json!({
+        "tenant": tenant.as_str(),
+        "user": user,
+        "periodStart": period.to_string(),
+        "currency": s.currency,
+        "budget": money(s.budget),
+        "spent": money(s.spent),
+        "reserved": money(s.reserved),
+        "remaining": money(s.remaining()),
+        "userSpent": money(user_spent),
+        "byModel": models,
+    }))
+}
+
+/// Money as a decimal string without trailing zeros ("0.0125", "25").
+pub fn money(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_rounds_up_to_micro_units() {
+        let p = Price { input_per_1k: Decimal::new(15, 5), output_per_1k: Decimal::new(6, 4) }; // 0.00015, 0.0006
+        assert_eq!(p.cost(1000, 1000), Decimal::new(75, 5));
+        // 1 input token at 0.00015/1K is 0.00000015: rounds up to 0.000001, never down to zero.
+        assert_eq!(p.cost(1, 0), Decimal::new(1, 6));
+        assert_eq!(p.cost(0, 0), Decimal::ZERO);
+    }
+
+    #[test]
+    fn estimates_bound_the_prompt() {
+        let (i, o) = estimate_tokens(1000, 2, 256);
+        assert!(i >= 1000 && o == 256);
+    }
+
+    #[test]
+    fn money_prints_without_trailing_zeros() {
+        assert_eq!(money(Decimal::new(1_250_000, 6)), "1.25");
+        assert_eq!(money(Decimal::new(25_000_000, 6)), "25");
+    }
+}

@@ -1,0 +1,307 @@
+//! A2A: durable tasks over JSON-RPC (A2A 1.0 and 0.3), streamed with SSE, run as workflows that call the MCP
+//! tools, paid for from a budget that concurrent replicas can never overspend.
+//!
+//! Data flow:
+//! - `GET /.well-known/agent-card.json` ([`card`]) describes the skills, the endpoint and its security; public.
+//! - `POST /a2a` ([`rpc`]) behind the bearer and Origin layers: the method name picks the dialect, admission
+//!   applies the tenant's rate limit, and each method runs against the task store ([`store`]) in a
+//!   [`crate::db::TenantTx`]. `SendMessage` creates the task (holding a lease for this replica) and hands it to
+//!   [`worker`], which runs a [`workflow`] on a tokio task and writes every status and artifact update to
+//!   PostgreSQL. Streams ([`stream`]) read those updates back from the database, woken early by a local
+//!   broadcast when the writer is on the same replica, so a stream on any replica sees the same events.
+//! - Model calls go through [`llm`] (OpenAI-compatible chat completions) or [`extractive`], each guarded by a
+//!   reservation from [`budget`].
+//! - Every replica runs the lease sweeper ([`worker::sweep`]): a task whose replica died is failed with a
+//!   reason once its lease runs out, never left working.
+
+pub mod budget;
+pub mod card;
+pub mod extractive;
+pub mod llm;
+pub mod rpc;
+pub mod store;
+pub mod stream;
+pub mod wire;
+pub mod worker;
+pub mod workflow;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+pub use self::llm::{Llm, LlmConfig};
+use crate::app::AppState;
+
+/// The `a2a:` section of the runtime's config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct A2aConfig {
+    /// The base URL clients reach this runtime at (e.g. `https://docs.acme.example`); the agent card names
+    /// `<public_url>/a2a`. Defaults to the origin of `auth.resource`.
+    pub public_url: Option<String>,
+    /// Skill used when a message names none: `research` or `rag`.
+    pub default_skill: String,
+    /// How long a task's lease holds without renewal; the runner renews it every third of that.
+    pub lease_ttl_ms: u64,
+    /// How often every replica looks for tasks whose lease ran out.
+    pub sweep_interval_ms: u64,
+    /// How often a stream polls the database for updates written by another replica.
+    pub poll_interval_ms: u64,
+    /// Timeout of one workflow step, and how many times a failed step is retried.
+    pub step_timeout_ms: u64,
+    pub step_retries: u32,
+    /// How long a blocking SendMessage waits for the task to finish before answering with its current state.
+    pub blocking_wait_ms: u64,
+    /// SSE keep-alive comment interval (below common client read timeouts).
+    pub keepalive_ms: u64,
+}
+
+impl Default for A2aConfig {
+    fn default() -> Self {
+        let s = A2aSettings::default();
+        Self {
+            public_url: None,
+            default_skill: s.default_skill.clone(),
+            lease_ttl_ms: s.lease_ttl.as_millis() as u64,
+            sweep_interval_ms: s.sweep_interval.as_millis() as u64,
+            poll_interval_ms: s.poll_interval.as_millis() as u64,
+            step_timeout_ms: s.step_timeout.as_millis() as u64,
+            step_retries: s.step_retries,
+            blocking_wait_ms: s.blocking_wait.as_millis() as u64,
+            keepalive_ms: s.keepalive.as_millis() as u64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum A2aConfigError {
+    #[error("a2a.default_skill must be one of {0}")]
+    Skill(String),
+    #[error("a2a.{0} must be positive")]
+    Zero(&'static str),
+    #[error("a2a.public_url {0:?} must be an http(s) URL without query or fragment")]
+    PublicUrl(String),
+}
+
+impl A2aConfig {
+    /// Checks the values and resolves the public URL (`fallback_resource`: `auth.resource`).
+    pub fn settings(&self, fallback_resource: &str) -> Result<A2aSettings, A2aConfigError> {
+        if workflow::Skill::parse(&self.default_skill).is_none() {
+            return Err(A2aConfigError::Skill(workflow::Skill::names().join(", ")));
+        }
+        for (name, v) in [
+            ("lease_ttl_ms", self.lease_ttl_ms),
+            ("sweep_interval_ms", self.sweep_interval_ms),
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("step_timeout_ms", self.step_timeout_ms),
+            ("blocking_wait_ms", self.blocking_wait_ms),
+            ("keepalive_ms", self.keepalive_ms),
+        ] {
+            if v == 0 {
+                return Err(A2aConfigError::Zero(name));
+            }
+        }
+        let public_url = match &self.public_url {
+            Some(u) => {
+                let url = reqwest::Url::parse(u).map_err(|_| A2aConfigError::PublicUrl(u.clone()))?;
+                if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+                    return Err(A2aConfigError::PublicUrl(u.clone()));
+                }
+                u.trim_end_matches('/').to_owned()
+            }
+            None => origin_of(fallback_resource).unwrap_or_else(|| A2aSettings::default().public_url),
+        };
+        Ok(A2aSettings {
+            public_url,
+            default_skill: self.default_skill.clone(),
+            lease_ttl: Duration::from_millis(self.lease_ttl_ms),
+            sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            step_timeout: Duration::from_millis(self.step_timeout_ms),
+            step_retries: self.step_retries.min(5),
+            blocking_wait: Duration::from_millis(self.blocking_wait_ms),
+            keepalive: Duration::from_millis(self.keepalive_ms),
+        })
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let origin = u.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// Resolved A2A settings.
+#[derive(Debug, Clone)]
+pub struct A2aSettings {
+    /// Base URL without a trailing slash; the JSON-RPC endpoint is `<public_url>/a2a`.
+    pub public_url: String,
+    pub default_skill: String,
+    pub lease_ttl: Duration,
+    pub sweep_interval: Duration,
+    pub poll_interval: Duration,
+    pub step_timeout: Duration,
+    pub step_retries: u32,
+    pub blocking_wait: Duration,
+    pub keepalive: Duration,
+}
+
+impl Default for A2aSettings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            default_skill: "research".into(),
+            lease_ttl: Duration::from_secs(15),
+            sweep_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(500),
+            step_timeout: Duration::from_secs(90),
+            step_retries: 1,
+            blocking_wait: Duration::from_secs(25),
+            keepalive: Duration::from_secs(3),
+        }
+    }
+}
+
+impl A2aSettings {
+    pub fn endpoint_url(&self) -> String {
+        format!("{}/a2a", self.public_url)
+    }
+}
+
+/// The A2A side of the runtime: settings, the model provider, and this replica's view of the tasks it runs.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct A2a {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: A2aSettings,
+    llm: Llm,
+    /// Names this replica in task leases.
+    replica: String,
+    /// Task ids whose events changed on this replica; wakes local streams before their next poll.
+    events: broadcast::Sender<Uuid>,
+    /// Cancel signals of the tasks running here.
+    running: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+}
+
+impl A2a {
+    pub fn new(settings: A2aSettings, llm: Llm) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let replica = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "paddock".into()),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self { inner: Arc::new(Inner { settings, llm, replica, events, running: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// Default settings, extractive answers only.
+    pub fn extractive() -> Self {
+        Self::new(A2aSettings::default(), Llm::extractive())
+    }
+
+    pub fn settings(&self) -> &A2aSettings {
+        &self.inner.settings
+    }
+
+    pub fn llm(&self) -> &Llm {
+        &self.inner.llm
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// Tells local streams that `task` has new events.
+    pub fn notify(&self, task: Uuid) {
+        let _ = self.inner.events.send(task);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
+        self.inner.events.subscribe()
+    }
+
+    fn register(&self, task: Uuid) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        self.inner.running.lock().expect("running map").insert(task, tx);
+        rx
+    }
+
+    fn unregister(&self, task: Uuid) {
+        self.inner.running.lock().expect("running map").remove(&task);
+    }
+
+    /// Stops a task running on this replica at its next checkpoint (the database already says canceled).
+    pub fn signal_cancel(&self, task: Uuid) {
+        if let Some(tx) = self.inner.running.lock().expect("running map").get(&task) {
+            let _ = tx.send(true);
+        }
+    }
+
+    /// How many tasks this replica is running now.
+    pub fn running(&self) -> usize {
+        self.inner.running.lock().expect("running map").len()
+    }
+}
+
+/// The A2A routes: the public agent card and the protected JSON-RPC endpoint. The caller adds the auth layers
+/// to the protected part.
+pub fn public_router() -> axum::Router<AppState> {
+    card::router()
+}
+
+pub fn protected_router() -> axum::Router<AppState> {
+    rpc::router()
+}
+
+/// Background work every replica runs: the lease sweeper and the budget gauges. Never returns.
+pub async fn background(state: AppState) {
+    let sweep_every = state.a2a.settings().sweep_interval;
+    let mut sweep = tokio::time::interval(sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges = tokio::time::interval(Duration::from_secs(15));
+    gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => {
+                if let Err(e) = worker::sweep(&state).await {
+                    tracing::warn!(error = %e, "lease sweep failed; retrying next interval");
+                }
+            }
+            _ = gauges.tick() => {
+                match budget::overview(&state.db).await {
+                    Ok(all) => for s in &all { state.metrics.set_budget(s) },
+                    Err(e) => tracing::debug!(error = %e, "budget gauges not refreshed"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_defaults_to_the_resource_origin() {
+        let s = A2aConfig::default().settings("https://docs.acme.example/mcp").unwrap();
+        assert_eq!(s.endpoint_url(), "https://docs.acme.example/a2a");
+        let s = A2aConfig::default().settings("http://127.0.0.1:9000/mcp").unwrap();
+        assert_eq!(s.public_url, "http://127.0.0.1:9000");
+        let cfg = A2aConfig { public_url: Some("https://agents.example/base/".into()), ..A2aConfig::default() };
+        assert_eq!(cfg.settings("x").unwrap().endpoint_url(), "https://agents.example/base/a2a");
+        let bad = A2aConfig { public_url: Some("ftp://x".into()), ..A2aConfig::default() };
+        assert!(bad.settings("x").is_err());
+        let bad = A2aConfig { default_skill: "poetry".into(), ..A2aConfig::default() };
+        assert!(bad.settings("x").is_err());
+    }
+}
