@@ -1,0 +1,190 @@
+//! Durability across processes: the real `paddock-runtime serve` binary runs a task whose model call stalls,
+//! is killed mid-task, and a second runtime on the same database answers for the task, streams it, and ends
+//! it in a defined state once the dead replica's lease runs out.
+mod a2a_support;
+mod common;
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use a2a_support::*;
+use common::*;
+use paddock_runtime::auth::dev;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// A `paddock-runtime serve` child process, killed when dropped.
+struct Runtime {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_runtime(dir: &Path, name: &str, db_url: &str, keys: &Keys, model_url: &str) -> Runtime {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = json!({
+        "listen": format!("127.0.0.1:{port}"),
+        "database": { "url": db_url, "max_connections": 8 },
+        "auth": {
+            "resource": format!("{base}/mcp"),
+            "issuers": [{ "issuer": ISSUER, "audience": AUDIENCE, "jwks": { "file": keys.dir.path().join(dev::JWKS_FILE) } }],
+        },
+        "llm": { "provider": "openai", "endpoint": model_url, "model": "m1", "timeout_ms": 120000, "max_output_tokens": 64 },
+        "a2a": { "lease_ttl_ms": 2000, "sweep_interval_ms": 250, "poll_interval_ms": 100, "keepalive_ms": 500 },
+        "log_format": "text",
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, config.to_string()).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_paddock-runtime"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("PADDOCK_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start paddock-runtime");
+    let rt = Runtime { child, base };
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client.get(format!("{}/readyz", rt.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return rt;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not become ready; log: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default());
+}
+
+async fn rpc(rt: &Runtime, token: &str, method: &str, params: Value) -> Value {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let r = reqwest::Client::new()
+        .post(format!("{}/a2a", rt.base))
+        .bearer_auth(token)
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{method}: HTTP {}", r.status());
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("error").is_none(), "{method}: {v}");
+    v["result"].clone()
+}
+
+/// The runtime role's URL for the test database.
+async fn runtime_url(admin: &PgPool) -> String {
+    sqlx::query("ALTER ROLE paddock_runtime LOGIN").execute(admin).await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(admin).await.unwrap();
+    let mut url = reqwest::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
+    url.set_username("paddock_runtime").unwrap();
+    url.set_password(None).unwrap();
+    url.set_path(&format!("/{db}"));
+    url.to_string()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(admin: PgPool) {
+    provision_tenant(&admin, "acme", 60000, 10000).await;
+    seed(&admin, "acme", DOCS).await;
+    set_tenant(&admin, "acme", "10", &["m1"], false).await;
+    set_price(&admin, "acme", "m1", "0.001", "0.002").await;
+    let model = ModelServer::start(Mode::Stalls, (10, 10)).await;
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = runtime_url(&admin).await;
+    let t = keys.token("acme", RUN);
+
+    let a = start_runtime(dir.path(), "a", &db_url, &keys, &model.url).await;
+    // A task that finishes on A before it dies (extractive: no model call).
+    let done = rpc(&a, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag", "model": "extractive" })) })).await;
+    assert_eq!(done["task"]["status"]["state"], "TASK_STATE_COMPLETED");
+    let done_id = done["task"]["id"].as_str().unwrap().to_owned();
+
+    // A task whose model call never returns: it is mid-flight when A dies.
+    let started = rpc(
+        &a,
+        &t,
+        "SendMessage",
+        json!({ "message": message("breach notification", json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
+    )
+    .await;
+    let id = started["task"]["id"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        if model.count() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(model.count(), 1, "the model call must be in flight");
+    let working = rpc(&a, &t, "GetTask", json!({ "id": id })).await;
+    assert_eq!(working["status"]["state"], "TASK_STATE_WORKING");
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM budget_reservations WHERE state = 'held'").fetch_one(&admin).await.unwrap();
+    assert_eq!(held, 1);
+
+    drop(a); // SIGKILL: no shutdown hook runs.
+
+    let b = start_runtime(dir.path(), "b", &db_url, &keys, &model.url).await;
+    // The restart lost nothing: the finished task is intact.
+    let again = rpc(&b, &t, "GetTask", json!({ "id": done_id })).await;
+    assert_eq!(again["status"]["state"], "TASK_STATE_COMPLETED");
+    assert_eq!(again["artifacts"], done["task"]["artifacts"]);
+
+    // B answers for the orphaned task and streams it: the Task first, then the end the sweeper gives it.
+    let stream = reqwest::Client::new()
+        .post(format!("{}/a2a", b.base))
+        .bearer_auth(&t)
+        .json(&json!({ "jsonrpc": "2.0", "id": 2, "method": "SubscribeToTask", "params": { "id": id } }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let body = stream.text().await.unwrap();
+    let events: Vec<Value> = body
+        .split("\n\n")
+        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()))
+        .collect();
+    let first_state = events[0]["result"]["task"]["status"]["state"].as_str().unwrap();
+    assert!(
+        first_state == "TASK_STATE_WORKING" || first_state == "TASK_STATE_FAILED",
+        "first event: {}",
+        events[0]
+    );
+    let last = &events.last().unwrap()["result"];
+    let last_state = last["statusUpdate"]["status"]["state"].as_str().or(last["task"]["status"]["state"].as_str()).unwrap();
+    assert_eq!(last_state, "TASK_STATE_FAILED", "{events:?}");
+
+    let task = rpc(&b, &t, "GetTask", json!({ "id": id })).await;
+    assert_eq!(task["status"]["state"], "TASK_STATE_FAILED");
+    assert_eq!(task["metadata"]["reason"], "lease_expired");
+    assert_eq!(task["status"]["message"]["metadata"]["reason"], "lease_expired");
+
+    // The dead replica's reservation is charged at its estimate (the provider may have done the work), not left held.
+    let (spent, reserved): (Decimal, Decimal) =
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
+    assert_eq!(reserved, Decimal::ZERO);
+    assert!(spent > Decimal::ZERO);
+    let (ledger, estimated): (Decimal, bool) =
+        sqlx::query_as("SELECT sum(cost), bool_and(estimated) FROM usage_ledger WHERE task_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!((ledger, estimated), (spent, true));
+    drop(b);
+}
