@@ -234,6 +234,7 @@ impl Env {
             id: format!("{label}-{}", random_suffix(5)),
             namespaces: Mutex::new(Vec::new()),
             tenants: Mutex::new(Vec::new()),
+            operators: tokio::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -296,9 +297,45 @@ pub struct Scope {
     pub id: String,
     namespaces: Mutex<Vec<String>>,
     tenants: Mutex<Vec<String>>,
+    /// Operators this scenario started; they outlive its body so that cleanup (finalizers)
+    /// still has an operator, and stop after it.
+    operators: tokio::sync::Mutex<Vec<Operator>>,
 }
 
 impl Scope {
+    /// Starts an operator of this scenario, named (pod name) `identity`.
+    pub async fn start_operator(&self, identity: &str) -> anyhow::Result<()> {
+        let op = Operator::start(&self.env, identity).await?;
+        eprintln!("[{}] operator {identity} started, log {}", self.id, op.log_path().display());
+        self.operators.lock().await.push(op);
+        Ok(())
+    }
+
+    /// SIGKILL operator `identity`, as a node failure would.
+    pub async fn kill_operator(&self, identity: &str) -> anyhow::Result<()> {
+        let mut ops = self.operators.lock().await;
+        let op = ops.iter_mut().find(|o| o.identity == identity).ok_or_else(|| anyhow!("no operator {identity}"))?;
+        op.proc.kill().await;
+        Ok(())
+    }
+
+    /// The `/metrics` text of operator `identity`.
+    pub async fn operator_metrics(&self, identity: &str) -> anyhow::Result<String> {
+        let ops = self.operators.lock().await;
+        let op = ops.iter().find(|o| o.identity == identity).ok_or_else(|| anyhow!("no operator {identity}"))?;
+        op.metrics().await
+    }
+
+    /// Stops this scenario's operators (SIGTERM: they release the Lease).
+    pub async fn stop_operators(&self, failed: bool) {
+        for mut op in std::mem::take(&mut *self.operators.lock().await) {
+            if failed {
+                eprintln!("--- operator {} ({}), last lines ---\n{}", op.identity, op.log_path().display(), op.proc.log_tail(30));
+            }
+            op.proc.stop(Duration::from_secs(10)).await;
+        }
+    }
+
     /// `e2e-<id>-<suffix>`: a DNS label unique to this run.
     pub fn name(&self, suffix: &str) -> String {
         format!("e2e-{}-{suffix}", self.id)
@@ -310,6 +347,14 @@ impl Scope {
         self.env.kubectl.ok(&["create", "namespace", &ns], None).await?;
         self.namespaces.lock().expect("scope lock").push(ns.clone());
         Ok(ns)
+    }
+
+    /// Creates namespace `name` as it is (for the examples, whose names are fixed); it is
+    /// deleted after the scenario.
+    pub async fn fixed_namespace(&self, name: &str) -> anyhow::Result<()> {
+        self.env.kubectl.ok(&["create", "namespace", name], None).await?;
+        self.namespaces.lock().expect("scope lock").push(name.to_owned());
+        Ok(())
     }
 
     /// Records a Tenant to delete (and wait for) after the scenario.
@@ -357,6 +402,7 @@ where
     let scope = env.scope(label);
     let result = AssertUnwindSafe(body(scope.clone())).catch_unwind().await;
     let cleaned = scope.cleanup().await;
+    scope.stop_operators(!matches!(result, Ok(Ok(()))) || cleaned.is_err()).await;
     match result {
         Ok(Ok(())) => cleaned,
         Ok(Err(e)) => {

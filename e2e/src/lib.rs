@@ -17,6 +17,7 @@ pub mod env;
 pub mod install;
 pub mod kubectl;
 pub mod kubelet;
+pub mod llm;
 pub mod manifests;
 pub mod operator;
 pub mod process;

@@ -61,3 +61,23 @@ spec:
 "#
     )
 }
+
+/// A Tenant that may use `models`, each priced `(name, input per 1K, output per 1K)`.
+pub fn tenant_with_models(name: &str, namespace: &str, monthly_limit: &str, models: &[(&str, &str, &str)]) -> String {
+    let allowed = models.iter().map(|(m, _, _)| format!("      - {m}\n")).collect::<String>();
+    let prices = models
+        .iter()
+        .map(|(m, i, o)| format!("      {m}:\n        inputPer1kTokens: \"{i}\"\n        outputPer1kTokens: \"{o}\"\n"))
+        .collect::<String>();
+    format!("{}  models:\n    allowed:\n{allowed}    prices:\n{prices}", tenant(name, &[namespace], monthly_limit, "Delete"))
+}
+
+/// A ToolServer whose tasks call the OpenAI-compatible model server at `endpoint`.
+pub fn toolserver_with_llm(name: &str, namespace: &str, tenant: &str, endpoint: &str, model: &str) -> String {
+    format!("{}  llm:\n    provider: openai\n    endpoint: {endpoint}\n    model: {model}\n    timeout: 10m\n", toolserver(name, namespace, tenant))
+}
+
+/// An AgentTask that asks for a specific model.
+pub fn agent_task_with_model(name: &str, namespace: &str, toolserver: &str, input: &str, budget: &str, model: &str) -> String {
+    format!("{}  model: {model}\n", agent_task(name, namespace, toolserver, input, Some(budget)))
+}

@@ -10,9 +10,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context, bail, ensure};
 use paddock_e2e::{
     env::{Env, EnvOptions, Scope, eventually, scoped},
-    manifests,
-    operator::Operator,
-    runner, trial,
+    manifests, runner, trial,
 };
 use serde_json::Value;
 
@@ -44,42 +42,64 @@ async fn lease_holder(s: &Scope, identities: &[&str]) -> anyhow::Result<Option<S
         .map(|id| (*id).to_owned()))
 }
 
-fn log_mentions(op: &Operator, what: &str) -> bool {
-    std::fs::read_to_string(op.log_path()).unwrap_or_default().contains(what)
+/// Sum of `paddock_operator_reconcile_runs_total` over all controllers, and whether the
+/// replica reports itself leader, from its `/metrics`.
+async fn reconciles_and_leader(s: &Scope, identity: &str) -> anyhow::Result<(f64, bool)> {
+    let text = s.operator_metrics(identity).await?;
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let runs = text.lines().filter(|l| l.starts_with("paddock_operator_reconcile_runs_total")).map(value).sum();
+    let leader = text.lines().any(|l| l.starts_with("paddock_operator_leader ") && value(l) == 1.0);
+    Ok((runs, leader))
 }
 
-/// SIGKILL the operator while it provisions a Tenant and a ToolServer, change the Tenant while
-/// no operator runs, start a new one: everything converges, including the change.
+/// SIGKILL the operator while it provisions several new Tenants, change one while no operator
+/// runs, start a new one: everything converges, including the change.
 async fn operator_killed_mid_reconcile_converges_after_restart(env: Arc<Env>) -> anyhow::Result<()> {
     scoped(env.clone(), "kill", |s| async move {
         let k = &s.env.kubectl;
-        let ns = s.namespace("ns").await?;
-        let t = s.name("t");
-        s.track_tenant(&t);
-        let mut first = Operator::start(&s.env, "paddock-e2e-kill-a").await?;
-        k.apply(&manifests::tenant(&t, &[&ns], "10.00", "Delete")).await?;
-        // Kill it as soon as it has started on the Tenant (the finalizer is its first write).
-        eventually("the operator to start on the Tenant", Duration::from_secs(60), || async {
-            Ok((!jsonpath(&s, None, &format!("tenant/{t}"), "{.metadata.finalizers}").await?.is_empty()).then_some(()))
+        let mut tenants = Vec::new();
+        let mut manifest = String::new();
+        for i in 0..4 {
+            let ns = s.namespace(&format!("ns{i}")).await?;
+            let t = s.name(&format!("t{i}"));
+            s.track_tenant(&t);
+            manifest.push_str(&manifests::tenant(&t, &[&ns], "10.00", "Delete"));
+            manifest.push_str("---\n");
+            tenants.push((t, ns));
+        }
+        s.start_operator("paddock-e2e-kill-a").await?;
+        k.apply(&manifest).await?;
+        // Kill it as soon as it has written to any of them (the finalizer comes first).
+        eventually("the operator to start on the Tenants", Duration::from_secs(60), || async {
+            for (t, _) in &tenants {
+                if !jsonpath(&s, None, &format!("tenant/{t}"), "{.metadata.finalizers}").await?.is_empty() {
+                    return Ok(Some(()));
+                }
+            }
+            Ok(None)
         })
         .await?;
-        first.proc.kill().await;
-        let ready = jsonpath(&s, None, &format!("tenant/{t}"), "{.status.conditions[?(@.type==\"Ready\")].status}").await?;
-        eprintln!("[{}] killed the operator; Ready was {ready:?}", s.id);
+        s.kill_operator("paddock-e2e-kill-a").await?;
+        let mut ready = 0;
+        for (t, _) in &tenants {
+            let st = jsonpath(&s, None, &format!("tenant/{t}"), "{.status.conditions[?(@.type==\"Ready\")].status}").await?;
+            ready += usize::from(st == "True");
+        }
+        eprintln!("[{}] killed the operator with {ready} of {} Tenants Ready", s.id, tenants.len());
 
-        k.apply(&manifests::tenant(&t, &[&ns], "12.00", "Delete")).await?;
-        let _second = Operator::start(&s.env, "paddock-e2e-kill-b").await?;
-        k.wait(None, &format!("tenant/{t}"), "condition=Ready", Duration::from_secs(120)).await?;
+        let (t0, ns0) = &tenants[0];
+        k.apply(&manifests::tenant(t0, &[ns0], "12.00", "Delete")).await?;
+        s.start_operator("paddock-e2e-kill-b").await?;
+        for (t, _) in &tenants {
+            k.wait(None, &format!("tenant/{t}"), "condition=Ready", Duration::from_secs(120)).await?;
+        }
         eventually("the budget edited while no operator ran", Duration::from_secs(60), || async {
-            Ok((s.env.db.tenant_budget(&t).await?.as_deref() == Some("12.000000")).then_some(()))
+            Ok((s.env.db.tenant_budget(t0).await?.as_deref() == Some("12.000000")).then_some(()))
         })
         .await?;
-        let ts = manifests::toolserver("docs", &ns, &t);
-        wait_namespace_claimed(&s, &ns, &t).await?;
-        k.apply(&ts).await?;
-        k.wait(Some(&ns), "toolserver/docs", "condition=Verified", Duration::from_secs(120)).await?;
-        // Delete while the second operator runs, so the finalizer is handled before it stops.
-        k.ok(&["delete", "tenant", &t, "--timeout=60s"], None).await?;
+        wait_namespace_claimed(&s, ns0, t0).await?;
+        k.apply(&manifests::toolserver("docs", ns0, t0)).await?;
+        k.wait(Some(ns0), "toolserver/docs", "condition=Verified", Duration::from_secs(120)).await?;
         Ok(())
     })
     .await
@@ -91,34 +111,35 @@ async fn only_the_lease_holder_reconciles(env: Arc<Env>) -> anyhow::Result<()> {
     scoped(env.clone(), "lease", |s| async move {
         let k = &s.env.kubectl;
         let ids = ["paddock-e2e-lease-a", "paddock-e2e-lease-b"];
-        let a = Operator::start(&s.env, ids[0]).await?;
-        let b = Operator::start(&s.env, ids[1]).await?;
+        s.start_operator(ids[0]).await?;
+        s.start_operator(ids[1]).await?;
         let holder = eventually("a replica to hold the Lease", Duration::from_secs(60), || lease_holder(&s, &ids)).await?;
-        let (mut leader, standby) = if holder == ids[0] { (a, b) } else { (b, a) };
-        eprintln!("[{}] {} holds the Lease", s.id, leader.identity);
+        let standby = if holder == ids[0] { ids[1] } else { ids[0] };
+        eprintln!("[{}] {holder} holds the Lease, {standby} stands by", s.id);
 
         let ns = s.namespace("ns").await?;
         let t = s.name("t");
         s.track_tenant(&t);
         k.apply(&manifests::tenant(&t, &[&ns], "10.00", "Delete")).await?;
         k.wait(None, &format!("tenant/{t}"), "condition=Ready", Duration::from_secs(90)).await?;
-        ensure!(log_mentions(&leader, &t), "the lease holder's log never mentions tenant {t}: is it reconciling?");
-        ensure!(!log_mentions(&standby, &t), "the standby replica reconciled tenant {t} while it did not hold the Lease");
+        let (runs, leader) = reconciles_and_leader(&s, &holder).await?;
+        ensure!(leader && runs > 0.0, "the lease holder reports leader={leader} after {runs} reconciles");
+        let (runs, leader) = reconciles_and_leader(&s, standby).await?;
+        ensure!(!leader && runs == 0.0, "the standby reports leader={leader} and ran {runs} reconciles without the Lease");
 
-        leader.proc.kill().await;
-        let new_holder =
-            eventually("the standby to take the Lease over", Duration::from_secs(90), || async {
-                Ok(lease_holder(&s, &ids).await?.filter(|h| *h == standby.identity))
-            })
-            .await?;
-        eprintln!("[{}] {new_holder} took the Lease over", s.id);
+        s.kill_operator(&holder).await?;
+        eventually("the standby to take the Lease over", Duration::from_secs(90), || async {
+            Ok(lease_holder(&s, &ids).await?.filter(|h| h == standby))
+        })
+        .await?;
+        eprintln!("[{}] {standby} took the Lease over", s.id);
         k.apply(&manifests::tenant(&t, &[&ns], "11.00", "Delete")).await?;
         eventually("the new holder to apply the budget change", Duration::from_secs(60), || async {
             Ok((s.env.db.tenant_budget(&t).await?.as_deref() == Some("11.000000")).then_some(()))
         })
         .await?;
-        ensure!(log_mentions(&standby, &t), "the new holder's log never mentions tenant {t}");
-        k.ok(&["delete", "tenant", &t, "--timeout=60s"], None).await?;
+        let (runs, leader) = reconciles_and_leader(&s, standby).await?;
+        ensure!(leader && runs > 0.0, "the new holder reports leader={leader} after {runs} reconciles");
         Ok(())
     })
     .await
@@ -132,7 +153,7 @@ async fn tenant_converges_across_a_postgres_restart(env: Arc<Env>) -> anyhow::Re
         let Some(pg_data) = s.env.local().and_then(|l| l.pg_data.clone()) else {
             bail!("PADDOCK_E2E_PG_DATA is not set; scripts/e2e.sh sets it to the server's data directory");
         };
-        let _op = Operator::start(&s.env, "paddock-e2e-pg").await?;
+        s.start_operator("paddock-e2e-pg").await?;
         let ns = s.namespace("ns").await?;
         let t = s.name("t");
         s.track_tenant(&t);

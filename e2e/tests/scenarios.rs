@@ -10,7 +10,8 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, ensure};
 use paddock_e2e::{
-    env::{Env, EnvOptions, eventually, scoped},
+    env::{Env, EnvOptions, Scope, eventually, scoped},
+    llm::FakeLlm,
     manifests, runner, trial,
 };
 
@@ -25,6 +26,8 @@ fn main() {
             trial!(toolserver_serves_mcp),
             trial!(two_tenants_are_isolated),
             trial!(agent_task_completes),
+            trial!(agent_tasks_are_charged_capped_and_canceled),
+            trial!(examples_walkthrough),
         ],
         EnvOptions { shared_operator: true, scenario_timeout: Duration::from_secs(300) },
         4,
@@ -237,6 +240,122 @@ async fn agent_task_completes(env: Arc<Env>) -> anyhow::Result<()> {
         ensure!(!artifacts.is_empty(), "a completed AgentTask has no artifact summary: {status}");
         let cost = jsonpath(&s, Some(&ns), "agenttask/ask", "{.status.cost}").await?;
         ensure!(!cost.is_empty(), "a completed AgentTask has no cost: {status}");
+        Ok(())
+    })
+    .await
+}
+
+/// Waits until AgentTask `name` reaches a terminal state; returns it with the whole status.
+async fn finished(s: &Scope, ns: &str, name: &str, timeout: Duration) -> anyhow::Result<(String, String)> {
+    let what = format!("agenttask/{name}");
+    let state = eventually(&format!("AgentTask {name} to finish"), timeout, || async {
+        let st = jsonpath(s, Some(ns), &what, "{.status.state}").await?;
+        Ok(matches!(st.as_str(), "completed" | "failed" | "rejected" | "canceled").then_some(st))
+    })
+    .await?;
+    Ok((state, jsonpath(s, Some(ns), &what, "{.status}").await?))
+}
+
+/// With a (stand-in) model: a task is charged what the model's usage costs at the tenant's
+/// prices and the spend shows on the Tenant; a task whose budget cannot cover one call ends
+/// with the budget reason; deleting a running task cancels it in the runtime.
+async fn agent_tasks_are_charged_capped_and_canceled(env: Arc<Env>) -> anyhow::Result<()> {
+    scoped(env.clone(), "paid", |s| async move {
+        let k = &s.env.kubectl;
+        let llm = FakeLlm::start().await?;
+        let ns = s.namespace("ns").await?;
+        let t = s.name("t");
+        let models = [("e2e-model", "1.00", "2.00"), ("e2e-slow", "1.00", "2.00")];
+        let tenant = manifests::tenant_with_models(&t, &ns, "100.00", &models);
+        let ts_yaml = manifests::toolserver_with_llm("docs", &ns, &t, &llm.endpoint(), "e2e-model");
+        let ts = ready_with(&s, &t, &tenant, &ns, "docs", &ts_yaml).await?;
+        let writer = mint(&s, &ts, &t, "documents:read documents:write").await?;
+        let mcp = connect(&s, &ts, &writer).await?;
+        ingest(&mcp, &t, &[("p1", "Refund policy", "Refunds are granted within 30 days of purchase with a receipt.")]).await?;
+
+        // Charged: 1,000 prompt tokens at 1.00/1K + 200 completion tokens at 2.00/1K per call.
+        k.apply(&manifests::agent_task("paid", &ns, "docs", "How long do customers have to ask for a refund?", Some("5.00"))).await?;
+        let (state, status) = finished(&s, &ns, "paid", Duration::from_secs(120)).await?;
+        ensure!(state == "completed", "the paid task ended {state}: {status}");
+        ensure!(llm.calls() >= 1, "the task completed without calling the model");
+        let cost: f64 = jsonpath(&s, Some(&ns), "agenttask/paid", "{.status.cost}").await?.parse().context("status.cost is not a number")?;
+        ensure!((cost - 1.40 * llm.calls() as f64).abs() < 1e-6, "cost {cost} is not 1.40 per model call ({} calls)", llm.calls());
+        eventually("the Tenant to show the spend", Duration::from_secs(90), || async {
+            let spend = jsonpath(&s, None, &format!("tenant/{t}"), "{.status.spend.amount}").await?;
+            Ok(spend.parse::<f64>().is_ok_and(|v| v >= cost - 1e-6).then_some(()))
+        })
+        .await?;
+
+        // Capped: 0.01 cannot cover the reservation of one call.
+        let before = llm.calls();
+        k.apply(&manifests::agent_task("poor", &ns, "docs", "How long do customers have to ask for a refund?", Some("0.01"))).await?;
+        let (state, status) = finished(&s, &ns, "poor", Duration::from_secs(120)).await?;
+        ensure!(matches!(state.as_str(), "failed" | "rejected"), "a task over its budget ended {state}: {status}");
+        ensure!(status.to_lowercase().contains("budget"), "the over-budget task does not give the budget reason: {status}");
+        ensure!(llm.calls() == before, "the over-budget task still called the model");
+
+        // Canceled: a task stuck in a slow model call, deleted while it works.
+        k.apply(&manifests::agent_task_with_model("slow", &ns, "docs", "What is the refund policy?", "5.00", "e2e-slow")).await?;
+        let task_id = eventually("the slow task to be working", Duration::from_secs(90), || async {
+            let st = jsonpath(&s, Some(&ns), "agenttask/slow", "{.status.state}").await?;
+            let id = jsonpath(&s, Some(&ns), "agenttask/slow", "{.status.taskId}").await?;
+            Ok((st == "working" && !id.is_empty()).then_some(id))
+        })
+        .await?;
+        k.ok(&["delete", "agenttask", "slow", "-n", &ns, "--timeout=60s"], None).await?;
+        eventually("the runtime to cancel the deleted task", Duration::from_secs(60), || async {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM tasks WHERE id::text = $1")
+                .bind(task_id.as_str())
+                .fetch_optional(&s.env.db.pool)
+                .await?;
+            Ok((state.as_deref() == Some("canceled")).then_some(()))
+        })
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+
+/// The README's walk-through, verbatim: `kubectl apply -f examples/...`, a token from
+/// `paddock-runtime token` with the operator's development key, `paddock-runtime ingest` of
+/// examples/documents.jsonl, a search, and examples/agenttask.yaml.
+async fn examples_walkthrough(env: Arc<Env>) -> anyhow::Result<()> {
+    scoped(env.clone(), "examples", |s| async move {
+        let k = &s.env.kubectl;
+        let examples = s.env.repo.join("examples");
+        let file = |f: &str| examples.join(f).to_string_lossy().into_owned();
+        s.fixed_namespace("acme").await?;
+        s.track_tenant("acme");
+        k.ok(&["apply", "-f", &file("tenant.yaml")], None).await?;
+        k.wait(None, "tenant/acme", "condition=Ready", Duration::from_secs(90)).await?;
+        wait_namespace_claimed(&s, "acme", "acme").await?;
+        k.ok(&["apply", "-f", &file("toolserver.yaml")], None).await?;
+        k.wait(Some("acme"), "toolserver/docs", "condition=Verified", Duration::from_secs(120)).await?;
+        let url = jsonpath(&s, Some("acme"), "toolserver/docs", "{.status.url}").await?;
+        let ts = ToolServerInfo { namespace: "acme".into(), name: "docs".into(), url: url.clone() };
+
+        let token = cli_token(&s, &ts, "acme", "documents:read documents:write").await?;
+        let (http_proxy, base) = match s.env.local() {
+            Some(l) => (Some(l.proxy.url()), url.clone()),
+            None => (None, s.env.toolserver_http("acme", "docs", &url).await?.1),
+        };
+        let mut ingest = tokio::process::Command::new(runtime_bin()?);
+        let (mcp_url, docs) = (format!("{base}/mcp"), file("documents.jsonl"));
+        ingest.args(["ingest", "--url", mcp_url.as_str(), "--file", docs.as_str()]).env("PADDOCK_TOKEN", &token);
+        if let Some(p) = http_proxy {
+            ingest.env("HTTP_PROXY", p).env("NO_PROXY", "127.0.0.1,localhost");
+        }
+        let out = ingest.output().await.context("failed to run paddock-runtime ingest")?;
+        ensure!(out.status.success(), "paddock-runtime ingest failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+        let mcp = connect(&s, &ts, &token).await?;
+        let hits = search(&mcp, "right to be forgotten").await?;
+        ensure!(hits.first().map(String::as_str) == Some("gdpr-art-17"), "search for the right to be forgotten found {hits:?}");
+
+        k.ok(&["apply", "-f", &file("agenttask.yaml")], None).await?;
+        let (state, status) = finished(&s, "acme", "erasure-question", Duration::from_secs(120)).await?;
+        ensure!(state == "completed", "examples/agenttask.yaml ended {state}: {status}");
         Ok(())
     })
     .await

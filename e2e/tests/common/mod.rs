@@ -70,16 +70,22 @@ pub struct ToolServerInfo {
 /// Applies a Tenant owning `namespace` and a ToolServer `name` in it, and waits until the
 /// ToolServer is Ready and Verified, its children exist and its pods run.
 pub async fn ready_tenant_with_toolserver(s: &Scope, tenant: &str, namespace: &str, name: &str) -> anyhow::Result<ToolServerInfo> {
+    let t = manifests::tenant(tenant, &[namespace], "25.00", "Delete");
+    let ts = manifests::toolserver(name, namespace, tenant);
+    ready_with(s, tenant, &t, namespace, name, &ts).await
+}
+
+/// [`ready_tenant_with_toolserver`] with the given manifests.
+pub async fn ready_with(s: &Scope, tenant: &str, tenant_yaml: &str, namespace: &str, name: &str, ts_yaml: &str) -> anyhow::Result<ToolServerInfo> {
     let k = &s.env.kubectl;
     s.track_tenant(tenant);
-    k.apply(&manifests::tenant(tenant, &[namespace], "25.00", "Delete")).await?;
+    k.apply(tenant_yaml).await?;
     k.wait(None, &format!("tenant/{tenant}"), "condition=Ready", Duration::from_secs(90))
         .await
         .with_context(|| format!("tenant {tenant} never became Ready; operator log:\n{}", op_log(s)))?;
     wait_namespace_claimed(s, namespace, tenant).await?;
-    let ts = manifests::toolserver(name, namespace, tenant);
     eventually("the ToolServer to be admitted", Duration::from_secs(30), || async {
-        Ok(k.run(&["apply", "-f", "-"], Some(&ts)).await?.success.then_some(()))
+        Ok(k.run(&["apply", "-f", "-"], Some(ts_yaml)).await?.success.then_some(()))
     })
     .await?;
     for cond in ["condition=Ready", "condition=Verified"] {
@@ -177,4 +183,37 @@ pub async fn search(mcp: &McpClient, query: &str) -> anyhow::Result<Vec<String>>
         .iter()
         .filter_map(|h| h["id"].as_str().map(str::to_owned))
         .collect())
+}
+
+/// The `paddock-runtime` binary (`PADDOCK_RUNTIME_BIN`).
+pub fn runtime_bin() -> anyhow::Result<String> {
+    std::env::var("PADDOCK_RUNTIME_BIN").map_err(|_| anyhow!("PADDOCK_RUNTIME_BIN is not set"))
+}
+
+/// A token minted the way the README shows: the development key from its Secret, written to a
+/// file, and `paddock-runtime token`.
+pub async fn cli_token(s: &Scope, ts: &ToolServerInfo, tenant: &str, scope: &str) -> anyhow::Result<String> {
+    let cfg = runtime_config(s, ts).await?;
+    let issuer = cfg["auth"]["issuers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["jwks"].get("file").is_some())
+        .ok_or_else(|| anyhow!("the runtime config trusts no development issuer: {cfg}"))?
+        .clone();
+    let key = s.env.work_dir.join(format!("{}-signing-key.pem", s.id));
+    std::fs::write(&key, dev_key(s).await?)?;
+    let out = tokio::process::Command::new(runtime_bin()?)
+        .arg("token")
+        .arg("--key")
+        .arg(&key)
+        .args(["--issuer", issuer["issuer"].as_str().unwrap_or_default()])
+        .args(["--audience", issuer["audience"].as_str().unwrap_or_default()])
+        .args(["--tenant", tenant, "--scope", scope])
+        .output()
+        .await
+        .context("failed to run paddock-runtime token")?;
+    let _ = std::fs::remove_file(&key);
+    ensure!(out.status.success(), "paddock-runtime token failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
