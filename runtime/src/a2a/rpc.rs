@@ -509,7 +509,10 @@ async fn send_message(
         ));
     }
     if blocking && !task.state.ends_stream() {
-        try_db!(id, stream::wait_until_settled(state, tenant, task_id, state.a2a.settings().blocking_wait).await);
+        // Answer before the request timeout cuts the exchange: a task still running then is returned as it is.
+        let limit = state.settings.request_timeout.saturating_sub(std::time::Duration::from_secs(2));
+        let wait = state.a2a.settings().blocking_wait.min(limit.max(std::time::Duration::from_millis(500)));
+        try_db!(id, stream::wait_until_settled(state, tenant, task_id, wait).await);
     }
     match load_rendered(state, tenant, task_id, None, d, history_length, true).await {
         Ok(Some(t)) => Reply::Result(wire::wrap_task_result(t, d)),
