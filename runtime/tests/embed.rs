@@ -113,6 +113,33 @@ async fn local_model_ranks_paraphrases_above_unrelated_sentences() {
 }
 
 #[tokio::test]
+async fn local_model_matches_an_independent_reference_implementation() {
+    // Reference values: the same weights run through a plain float64 BERT forward pass (erf GELU,
+    // mean pooling over the mask, L2 normalisation, inputs cut at 256 word pieces). A wrong pooling,
+    // activation or truncation length moves these by far more than the tolerance.
+    let Some(dir) = model_dir() else { return };
+    let embedder = local_embedder(dir);
+    let long = "Hybrid search fuses a lexical arm and a vector arm. ".repeat(80);
+    let cases: [(&str, [f32; 8], f32); 2] = [
+        (
+            "A man is playing a guitar.",
+            [0.0216641, -0.0048642, -0.0096491, -0.0634012, -0.1674935, 0.0046764, 0.0805998, -0.0241421],
+            -0.0186547,
+        ),
+        (
+            &long,
+            [-0.0356806, 0.0139904, -0.0116605, -0.0638069, 0.0097321, -0.0088221, -0.0172905, -0.0197960],
+            0.0300790,
+        ),
+    ];
+    for (text, head, last) in cases {
+        let v = embedder.embed_documents(&[text.to_owned()]).await.unwrap().remove(0);
+        assert!(max_abs_diff(&v[..8], &head) <= 1e-5, "{text:.30}: {:?} vs {head:?}", &v[..8]);
+        assert!((v[383] - last).abs() <= 1e-5, "{text:.30}: {} vs {last}", v[383]);
+    }
+}
+
+#[tokio::test]
 async fn local_vectors_are_unit_length_deterministic_and_batch_independent() {
     let Some(dir) = model_dir() else { return };
     let embedder = local_embedder(dir);
@@ -339,12 +366,15 @@ enum Mode {
     Dimensions(usize),
 }
 
+/// What the server received: the Authorization header and the JSON body.
+type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 #[derive(Clone)]
 struct FakeServer {
     requests: Arc<AtomicUsize>,
     mode: Arc<Mutex<Mode>>,
     dims: usize,
-    seen: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    seen: Seen,
 }
 
 impl FakeServer {
