@@ -79,7 +79,7 @@ for _ in $(seq 1 100); do
 done
 
 TOKEN="$("$BIN" token --key "$DEMO/keys/signing-key.pem" --issuer paddock-dev --audience paddock \
-    --tenant demo --user demo-user --scope "documents:read documents:write" --ttl 86400)"
+    --tenant demo --user demo-user --scope "documents:read documents:write tasks:run usage:read" --ttl 86400)"
 "$BIN" ingest --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --file examples/documents.jsonl
 
 cat <<INFO
@@ -97,6 +97,11 @@ Paddock is serving MCP at http://127.0.0.1:$PORT/mcp for tenant "demo" (document
     -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' \\
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"hybrid_search","arguments":{"query":"right to be forgotten","limit":3}}}'
 
-Metrics: http://127.0.0.1:$PORT/metrics    Ctrl-C stops the runtime.
+  # 3. an A2A research task, streamed (progress, then a report with citations and its cost)
+  curl -N http://127.0.0.1:$PORT/a2a -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+    -d '{"jsonrpc":"2.0","id":1,"method":"SendStreamingMessage","params":{"message":{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"What does the right to erasure require?"}],"metadata":{"skill":"research"}}}}'
+
+Agent card: http://127.0.0.1:$PORT/.well-known/agent-card.json    Metrics: http://127.0.0.1:$PORT/metrics
+Ctrl-C stops the runtime.
 INFO
 wait "$RUNTIME_PID"

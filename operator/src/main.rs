@@ -9,7 +9,10 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use paddock_operator::crd::{self, GeneratedFile};
+use paddock_operator::{
+    crd::{self, GeneratedFile},
+    run::{self, RunArgs},
+};
 
 #[derive(Parser)]
 #[command(name = "paddock-operator", version, about = "Paddock's Kubernetes operator")]
@@ -20,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers: connect to Kubernetes (in-cluster or $KUBECONFIG) and PostgreSQL,
+    /// apply migrations, take the leader Lease, reconcile until SIGTERM.
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as multi-document YAML, or write them to files.
     Crds {
         /// Write `tenant.yaml`, `toolserver.yaml`, `agenttask.yaml` and
@@ -46,6 +52,11 @@ fn write_all(dir: &Path, files: &[GeneratedFile]) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => {
+            run::init_tracing(args.log_format);
+            let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(run::run(*args))?;
+        }
         Command::Crds { dir, chart } => {
             if let Some(dir) = &dir {
                 write_all(dir, &crd::generated_files()?)?;

@@ -5,10 +5,12 @@ use anyhow::Context;
 use clap::Parser;
 use paddock_runtime::{
     auth::dev,
+    bench,
     cli::{self, Cli, Command},
     client::McpClient,
+    eval,
     ingest,
-    config::{LogFormat, RuntimeConfig},
+    config::{self, LogFormat, RuntimeConfig},
     db, server,
 };
 
@@ -32,6 +34,63 @@ async fn main() -> anyhow::Result<()> {
             let client = McpClient::connect(reqwest::Client::new(), &url, &token).await?;
             let report = ingest::ingest(&client, rows, concurrency).await?;
             eprintln!("ingested {} documents in {:.1}s", report.documents, report.seconds);
+        }
+        Command::Bench {
+            database_url,
+            runtime_database_url,
+            pg_bin,
+            tenants,
+            docs_per_tenant,
+            queries,
+            concurrency,
+            duration,
+            warmup,
+            seed,
+            pool_size,
+            reload,
+            lexical_weight,
+            vector_weight,
+        } => {
+            bench::init_tracing();
+            let opts = bench::BenchOptions {
+                database_url,
+                runtime_database_url,
+                tenants,
+                docs_per_tenant,
+                queries,
+                concurrency,
+                duration: cli::ttl(duration),
+                warmup: cli::ttl(warmup),
+                seed,
+                pg_bin,
+                pool_size: pool_size.unwrap_or_else(|| config::DatabaseConfig::default().max_connections),
+                reload,
+                lexical_weight,
+                vector_weight,
+            };
+            let report = bench::run(opts).await?;
+            println!("{}", report.table());
+        }
+        Command::Eval { beir, database_url, model_dir, split, concurrency, fusion, alpha, rrf_k, bm25_k1, bm25_b, sweep } => {
+            eval::init_tracing();
+            let mut search = paddock_runtime::tools::SearchSettings::default();
+            search.fusion = fusion.unwrap_or(search.fusion);
+            search.alpha = alpha.unwrap_or(search.alpha);
+            search.rrf_k = rrf_k.unwrap_or(search.rrf_k);
+            search.bm25.k1 = bm25_k1.unwrap_or(search.bm25.k1);
+            search.bm25.b = bm25_b.unwrap_or(search.bm25.b);
+            let opts = eval::EvalOptions {
+                beir,
+                database_url,
+                model_dir,
+                split,
+                concurrency,
+                search,
+                sweep,
+                stall_timeout: std::time::Duration::from_secs(300),
+            };
+            let report = eval::run(opts).await?;
+            println!("{}", report.table());
         }
         Command::Keygen { dir } => {
             let files = dev::generate_keypair(&dir)?;

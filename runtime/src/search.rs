@@ -1,15 +1,78 @@
-//! Hybrid retrieval: a lexical arm (full text, GIN index) and a vector arm (HNSW, cosine) fused in SQL with
-//! weighted Reciprocal Rank Fusion.
+//! Hybrid retrieval: a lexical arm ranked by BM25 (GIN index) and a vector arm (HNSW, cosine), fused in SQL by
+//! weighted Reciprocal Rank Fusion or by a convex combination of min-max normalised scores.
 //!
-//! Each arm takes its own top `depth` candidates through its own index; the fusion keeps per-arm ranks and
-//! scores so a caller can see why a hit ranked. The vector arm runs with pgvector's iterative index scan
-//! (set by [`crate::db::Db::begin`]), so a tenant filter applied after the HNSW scan still yields `depth` rows.
-//! Without a query vector (no provider, provider down) only the lexical arm runs and the result says so.
+//! One statement does it all, under the transaction's tenant (row-level security):
+//! ```text
+//! query ─to_tsvector('english')─> terms (qtf) ─OR─> tsquery ─GIN─> candidates ─┬─> df per term (counted here)
+//!                                                                               └─> tf per term, |d|
+//! bm25_stats ─sum─> N, avgdl ───────────────────────────────────────────────────> BM25 ─> top `depth` ─┐
+//! query vector ─HNSW (iterative scan, same model only)─> top `depth` by cosine ─────────────────────────┤
+//!                                                                        fusion (RRF or convex) <──────┘
+//! ```
+//! BM25 is Lucene's: `idf = ln(1 + (N - df + 0.5) / (df + 0.5))` and
+//! `score = Σ qtf · idf · tf·(k1+1) / (tf + k1·(1 - b + b·|d|/avgdl))` over the distinct query terms, with
+//! `qtf` a term's count in the query. `df` is counted over the candidates the GIN index returns for the OR of
+//! the query terms, which are exactly the tenant's documents holding any query term, so it is exact in the
+//! query's own snapshot and costs no write (see `migrations/0002_bm25.sql` for the statistics and why).
+//! A metadata filter narrows the ranked documents, not the statistics.
+//!
+//! Each hit keeps its rank and score in each arm, so a caller can see why it ranked. The vector arm runs with
+//! pgvector's iterative index scan (set by [`crate::db::Db::begin`]), so a tenant filter applied after the
+//! HNSW scan still yields `depth` rows. Without a query vector (no provider, provider down) only the lexical
+//! arm runs and the result says so.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::db::{DbError, TenantTx};
+
+/// How the two arms' candidates become one ranking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Weighted Reciprocal Rank Fusion: `Σ weight / (k + rank)` over the arms a document appears in.
+    #[default]
+    Rrf,
+    /// `(1 - alpha)·lexical·norm_lex + alpha·vector·norm_vec`, each arm's scores min-max normalised over its
+    /// own candidates (a document absent from an arm scores 0 there).
+    Convex,
+}
+
+impl Fusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fusion::Rrf => "rrf",
+            Fusion::Convex => "convex",
+        }
+    }
+}
+
+/// BM25's term-frequency saturation (`k1`) and length normalisation (`b`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bm25 {
+    pub k1: f64,
+    pub b: f64,
+}
+
+impl Default for Bm25 {
+    fn default() -> Self {
+        Self { k1: 1.2, b: 0.75 }
+    }
+}
+
+impl Bm25 {
+    /// The ranges the configuration accepts.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=10.0).contains(&self.k1) {
+            return Err("search.bm25.k1 must be between 0 and 10".into());
+        }
+        if !(0.0..=1.0).contains(&self.b) {
+            return Err("search.bm25.b must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+}
 
 /// Tunables for one hybrid query.
 #[derive(Debug, Clone)]
@@ -20,11 +83,16 @@ pub struct HybridParams<'a> {
     pub model: Option<&'a str>,
     pub limit: i64,
     pub filter: Option<&'a Value>,
+    /// Per-arm weights; 0 turns an arm off.
     pub lexical_weight: f64,
     pub vector_weight: f64,
     pub rrf_k: f64,
     /// Candidates taken from each arm before fusion.
     pub depth: i64,
+    pub fusion: Fusion,
+    /// The vector arm's share in [`Fusion::Convex`].
+    pub alpha: f64,
+    pub bm25: Bm25,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -39,9 +107,11 @@ pub struct Hit {
     pub title: String,
     pub snippet: String,
     pub metadata: Value,
-    /// The fused score (RRF) the hits are ordered by.
+    /// The fused score the hits are ordered by.
     pub score: f64,
+    /// Rank and BM25 score in the lexical arm.
     pub lexical: Option<ArmScore>,
+    /// Rank and cosine similarity in the vector arm.
     pub vector: Option<ArmScore>,
 }
 
@@ -60,41 +130,100 @@ fn hit_from_row(r: HitRow) -> Hit {
     }
 }
 
-/// The OR-of-terms query both search tools use: every stemmed term may match, ranking decides.
-const LEXICAL_QUERY: &str = "replace(plainto_tsquery('english', $1)::text, '&', '|')::tsquery";
+/// The hybrid statement. Its parameters `$1..` are bound in the order [`HybridParams::text_binds`] lists them;
+/// the benchmark replays it under pgbench from this function, so the ceiling it measures is this very SQL.
+///
+/// Parameters: $1 query, $2 vector, $3 filter, $4 depth, $5 limit, $6 rrf k, $7 lexical weight,
+/// $8 vector weight, $9 model, $10 fusion, $11 alpha, $12 k1, $13 b.
+pub fn hybrid_sql() -> String {
+    // `setweight(tsv, 'C', terms)` then `ts_filter(.., '{c}')` keeps only the query's lexemes with their
+    // positions (tf) without unnesting the whole document: the analysis trigger writes weights A and B only.
+    "WITH terms AS MATERIALIZED ( \
+         SELECT lexeme AS term, cardinality(positions)::float8 AS qtf \
+         FROM unnest(to_tsvector('english', $1)) WHERE $7 > 0 \
+     ), \
+     q AS MATERIALIZED (SELECT array_agg(term) AS terms, paddock_any_lexeme(array_agg(term)) AS tsq FROM terms), \
+     corpus AS MATERIALIZED ( \
+         SELECT greatest(coalesce(sum(documents), 0), 1)::float8 AS n, \
+                greatest(coalesce(sum(tokens)::float8 / nullif(sum(documents), 0), 1), 1) AS avgdl \
+         FROM bm25_stats \
+     ), \
+     matches AS MATERIALIZED ( \
+         SELECT d.id, d.bm25_length::float8 AS dl, ($3::jsonb IS NULL OR d.metadata @> $3) AS kept, \
+                m.lexeme AS term, coalesce(cardinality(m.positions), 1)::float8 AS tf \
+         FROM q, documents d, LATERAL unnest(ts_filter(setweight(d.tsv, 'C', q.terms), '{c}')) m \
+         WHERE d.tsv @@ q.tsq \
+     ), \
+     df AS (SELECT term, count(*)::float8 AS df FROM matches GROUP BY term), \
+     lex AS ( \
+         SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank, \
+                min(score) OVER () AS lo, max(score) OVER () AS hi \
+         FROM ( \
+             SELECT m.id, sum(t.qtf * ln(1 + (c.n - df.df + 0.5) / (df.df + 0.5)) \
+                              * m.tf * ($12 + 1) / (m.tf + $12 * (1 - $13 + $13 * m.dl / c.avgdl))) AS score \
+             FROM matches m JOIN df USING (term) JOIN terms t USING (term), corpus c \
+             WHERE m.kept \
+             GROUP BY m.id \
+             ORDER BY score DESC, m.id LIMIT $4 \
+         ) s \
+     ), \
+     vec AS ( \
+         SELECT id, 1 - dist AS score, row_number() OVER (ORDER BY dist, id) AS rank, \
+                min(1 - dist) OVER () AS lo, max(1 - dist) OVER () AS hi \
+         FROM ( \
+             SELECT d.id, d.embedding <=> $2 AS dist FROM documents d \
+             WHERE $2::vector IS NOT NULL AND $8 > 0 AND d.embedding_model = $9 \
+               AND ($3::jsonb IS NULL OR d.metadata @> $3) \
+             ORDER BY d.embedding <=> $2 LIMIT $4 \
+         ) s \
+     ), \
+     fused AS ( \
+         SELECT coalesce(lex.id, vec.id) AS id, \
+                CASE WHEN $10 = 'convex' THEN \
+                    $7 * (1 - $11) * coalesce(CASE WHEN lex.hi > lex.lo THEN (lex.score - lex.lo) / (lex.hi - lex.lo) ELSE 1 END, 0) \
+                    + $8 * $11 * coalesce(CASE WHEN vec.hi > vec.lo THEN (vec.score - vec.lo) / (vec.hi - vec.lo) ELSE 1 END, 0) \
+                ELSE coalesce($7 / ($6 + lex.rank), 0) + coalesce($8 / ($6 + vec.rank), 0) END AS score, \
+                lex.rank AS lex_rank, lex.score AS lex_score, vec.rank AS vec_rank, vec.score AS vec_score \
+         FROM lex FULL JOIN vec ON lex.id = vec.id \
+         ORDER BY score DESC, id LIMIT $5 \
+     ) \
+     SELECT f.id, d.title, left(d.content, 280), d.metadata, f.score::float8, \
+            f.lex_rank, f.lex_score::float8, f.vec_rank, f.vec_score::float8 \
+     FROM fused f JOIN documents d ON d.id = f.id \
+     ORDER BY f.score DESC, f.id"
+        .to_owned()
+}
+
+impl HybridParams<'_> {
+    /// The parameters of [`hybrid_sql`] in bind order, as (PostgreSQL type, text value or NULL): what [`hybrid`]
+    /// binds, for tools that run the statement outside sqlx. Keep the two in step.
+    pub fn text_binds(&self) -> Vec<(&'static str, Option<String>)> {
+        // Rust prints the shortest text that reads back as the same f32, so the vector survives the round trip.
+        let vector = self.vector.as_ref().map(|v| {
+            let items: Vec<String> = v.iter().map(f32::to_string).collect();
+            format!("[{}]", items.join(","))
+        });
+        vec![
+            ("text", Some(self.query.to_owned())),
+            ("vector", vector),
+            ("jsonb", self.filter.map(Value::to_string)),
+            ("int8", Some(self.depth.to_string())),
+            ("int8", Some(self.limit.to_string())),
+            ("float8", Some(self.rrf_k.to_string())),
+            ("float8", Some(self.lexical_weight.to_string())),
+            ("float8", Some(self.vector_weight.to_string())),
+            ("text", self.model.map(str::to_owned)),
+            ("text", Some(self.fusion.as_str().to_owned())),
+            ("float8", Some(self.alpha.to_string())),
+            ("float8", Some(self.bm25.k1.to_string())),
+            ("float8", Some(self.bm25.b.to_string())),
+        ]
+    }
+}
 
 /// Hybrid search under the transaction's tenant.
 pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>, DbError> {
-    let sql = format!(
-        "WITH q AS MATERIALIZED (SELECT {LEXICAL_QUERY} AS tsq), \
-         lex AS ( \
-             SELECT d.id, ts_rank_cd(d.tsv, q.tsq, 32) AS score, \
-                    row_number() OVER (ORDER BY ts_rank_cd(d.tsv, q.tsq, 32) DESC, d.id) AS rank \
-             FROM documents d, q \
-             WHERE $7 > 0 AND d.tsv @@ q.tsq AND ($3::jsonb IS NULL OR d.metadata @> $3) \
-             ORDER BY score DESC, d.id LIMIT $4 \
-         ), \
-         vec AS ( \
-             SELECT id, 1 - dist AS score, row_number() OVER (ORDER BY dist, id) AS rank FROM ( \
-                 SELECT d.id, d.embedding <=> $2 AS dist FROM documents d \
-                 WHERE $2::vector IS NOT NULL AND $8 > 0 AND d.embedding_model = $9 \
-                   AND ($3::jsonb IS NULL OR d.metadata @> $3) \
-                 ORDER BY d.embedding <=> $2 LIMIT $4 \
-             ) s \
-         ), \
-         fused AS ( \
-             SELECT coalesce(lex.id, vec.id) AS id, \
-                    coalesce($7 / ($6 + lex.rank), 0) + coalesce($8 / ($6 + vec.rank), 0) AS score, \
-                    lex.rank AS lex_rank, lex.score AS lex_score, vec.rank AS vec_rank, vec.score AS vec_score \
-             FROM lex FULL JOIN vec ON lex.id = vec.id \
-             ORDER BY score DESC, id LIMIT $5 \
-         ) \
-         SELECT f.id, d.title, left(d.content, 280), d.metadata, f.score::float8, \
-                f.lex_rank, f.lex_score::float8, f.vec_rank, f.vec_score::float8 \
-         FROM fused f JOIN documents d ON d.id = f.id \
-         ORDER BY f.score DESC, f.id"
-    );
-    let rows: Vec<HitRow> = sqlx::query_as(&sql)
+    let rows: Vec<HitRow> = sqlx::query_as(&hybrid_sql())
         .bind(p.query)
         .bind(p.vector.clone().map(pgvector::Vector::from))
         .bind(p.filter)
@@ -104,19 +233,24 @@ pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>,
         .bind(p.lexical_weight)
         .bind(p.vector_weight)
         .bind(p.model)
+        .bind(p.fusion.as_str())
+        .bind(p.alpha)
+        .bind(p.bm25.k1)
+        .bind(p.bm25.b)
         .fetch_all(tx.conn())
         .await?;
     Ok(rows.into_iter().map(hit_from_row).collect())
 }
 
-/// Lexical-only search (the `search` tool).
+/// Lexical-only search (the `search` tool): BM25 order, `score` is the BM25 score.
 pub async fn lexical(
     tx: &mut TenantTx,
     query: &str,
     limit: i64,
     filter: Option<&Value>,
+    bm25: Bm25,
 ) -> Result<Vec<Hit>, DbError> {
-    hybrid(
+    let mut hits = hybrid(
         tx,
         &HybridParams {
             query,
@@ -128,7 +262,52 @@ pub async fn lexical(
             vector_weight: 0.0,
             rrf_k: 60.0,
             depth: limit,
+            fusion: Fusion::Rrf,
+            alpha: 0.0,
+            bm25,
         },
     )
-    .await
+    .await?;
+    for h in &mut hits {
+        if let Some(l) = &h.lexical {
+            h.score = l.score;
+        }
+    }
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_has_a_text_bind() {
+        let p = HybridParams {
+            query: "q",
+            vector: None,
+            model: None,
+            limit: 10,
+            filter: None,
+            lexical_weight: 1.0,
+            vector_weight: 1.0,
+            rrf_k: 60.0,
+            depth: 100,
+            fusion: Fusion::Convex,
+            alpha: 0.5,
+            bm25: Bm25::default(),
+        };
+        let sql = hybrid_sql();
+        let highest = (1..=20).rev().find(|n| sql.contains(&format!("${n}"))).unwrap();
+        assert_eq!(highest, p.text_binds().len());
+    }
+
+    #[test]
+    fn fusion_and_bm25_settings_parse_strictly() {
+        assert_eq!(serde_json::from_str::<Fusion>("\"convex\"").unwrap(), Fusion::Convex);
+        assert!(serde_json::from_str::<Fusion>("\"linear\"").is_err());
+        let b: Bm25 = serde_json::from_str(r#"{"k1": 0.9}"#).unwrap();
+        assert_eq!(b, Bm25 { k1: 0.9, b: 0.75 });
+        assert!(serde_json::from_str::<Bm25>(r#"{"k": 1}"#).is_err());
+        assert!(Bm25 { k1: 1.2, b: 1.5 }.validate().is_err());
+    }
 }

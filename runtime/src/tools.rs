@@ -14,7 +14,7 @@ use crate::{
     documents,
     embed::Embedder,
     indexer::IndexerHandle,
-    search::{self, HybridParams},
+    search::{self, Bm25, Fusion, HybridParams},
 };
 
 /// One tool as listed by `tools/list`.
@@ -44,11 +44,15 @@ pub fn find(name: &str) -> Option<&'static ToolSpec> {
 pub struct SearchSettings {
     pub rrf_k: f64,
     pub depth: i64,
+    pub fusion: Fusion,
+    /// The vector arm's share in convex fusion.
+    pub alpha: f64,
+    pub bm25: Bm25,
 }
 
 impl Default for SearchSettings {
     fn default() -> Self {
-        Self { rrf_k: 60.0, depth: 100 }
+        Self { rrf_k: 60.0, depth: 100, fusion: Fusion::default(), alpha: 0.5, bm25: Bm25::default() }
     }
 }
 
@@ -216,6 +220,9 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
             vector_weight: a.weights.vector,
             rrf_k: ctx.search.rrf_k,
             depth: ctx.search.depth.max(a.limit),
+            fusion: ctx.search.fusion,
+            alpha: ctx.search.alpha,
+            bm25: ctx.search.bm25,
         },
     )
     .await?;
@@ -247,7 +254,7 @@ async fn lexical_search(ctx: &ToolCtx<'_>, a: SearchArgs) -> Result<ToolOutcome,
         filter_ok(&a.filter) => "filter must be an object",
     );
     let mut tx = ctx.db.begin(ctx.tenant).await?;
-    let hits = search::lexical(&mut tx, &a.query, a.limit, a.filter.as_ref()).await?;
+    let hits = search::lexical(&mut tx, &a.query, a.limit, a.filter.as_ref(), ctx.search.bm25).await?;
     tx.commit().await?;
     Ok(ToolOutcome::Ok(json!({ "hits": hits, "mode": "lexical", "degraded": false })))
 }

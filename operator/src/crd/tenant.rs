@@ -24,8 +24,8 @@ use super::{CEL_HTTP_URL, Condition, DECIMAL, DNS1123_LABEL, MODEL_NAME};
     shortname = "tn",
     category = "paddock",
     doc = "Tenant is one customer of the platform: its namespaces, token issuer, budget, rate limit and model prices.",
-    // The name becomes the database role `paddock_t_<name>` (PostgreSQL identifiers stop at 63
-    // bytes) and the value of the `paddock.dev/tenant` namespace label.
+    // The name becomes part of the database role `paddock_t_<name>_<hash>` (PostgreSQL
+    // identifiers stop at 63 bytes) and the value of the `paddock.dev/tenant` namespace label.
     validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
         .message("Tenant names must be DNS-1123 labels of at most 40 characters (they name a database role and a label value)"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the tenant is provisioned and usable"}"#,
@@ -67,8 +67,9 @@ pub struct TenantSpec {
     #[serde(default)]
     pub models: TenantModels,
 
-    /// What happens to the tenant's database role and rows when the Tenant is deleted:
-    /// `Retain` disables the role and keeps the data, `Delete` removes both.
+    /// What happens to the tenant's data when the Tenant is deleted. The database role is
+    /// always dropped (its open sessions are ended first); `Retain` keeps the tenant's rows,
+    /// `Delete` removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -253,7 +254,7 @@ pub struct ModelPrice {
 /// What to do with a tenant's data when its Tenant is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Disable the database role and keep the tenant's rows.
+    /// Drop the database role and keep the tenant's rows.
     #[default]
     Retain,
     /// Drop the tenant's rows and its database role.
@@ -274,7 +275,8 @@ pub struct TenantStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 
-    /// PostgreSQL role provisioned for the tenant, e.g. `paddock_t_acme`.
+    /// PostgreSQL login role provisioned for the tenant: `paddock_t_<name>_<hash>`, e.g.
+    /// `paddock_t_acme_1a2b3c4d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_role: Option<String>,
 

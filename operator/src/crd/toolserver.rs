@@ -298,7 +298,9 @@ pub struct ToolServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Current conditions: `Ready` (serving), `Verified` (a self-check call succeeded).
+    /// Current conditions: `Ready` (the Deployment's pods are available), `Verified` (the
+    /// operator completed an MCP `initialize` against the server), `IssuersResolved` (every
+    /// tenant issuer's keys can be fetched over https).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

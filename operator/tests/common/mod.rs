@@ -56,3 +56,5 @@ pub fn fixtures(set: &str) -> Vec<Fixture> {
         })
         .collect()
 }
+
+pub mod db;

@@ -1,0 +1,1065 @@
+//! `paddock-runtime bench`: MCP `hybrid_search` throughput over real HTTP, against the pgbench ceiling of the
+//! same SQL.
+//!
+//! One run flows:
+//! 1. **Load** (skipped when the database already holds the same data set): as the admin role, 10 tenants ×
+//!    10,000 synthetic documents go in with one `COPY` inside one transaction that drops and recreates the
+//!    documents table's secondary indexes around it (the definitions are read from the catalog, so whatever the
+//!    migrations declare is what gets rebuilt). Texts draw 100–200 words from a fixed vocabulary with a Zipfian
+//!    distribution; embeddings come from [`HashEmbedder`], a deterministic hashing embedder (384 dimensions,
+//!    L2-normalised). Everything is seeded, so two runs load the same bytes.
+//! 2. **Serve**: an OpenAI-compatible `/v1/embeddings` server running the same [`HashEmbedder`], and the runtime
+//!    itself (the real `server::build_state` and `app::app`) configured with an `openai` embedding provider
+//!    pointed at it. Both run in this process on loopback ports, so the query cache, the breaker and the vector
+//!    arm are the production ones.
+//! 3. **Drive**: at each concurrency, that many workers, each holding one MCP session per tenant (sessions are
+//!    tenant-scoped), call `tools/call hybrid_search` in a closed loop for a fixed duration, with a random tenant
+//!    and query per request, and record the client-side latency of each call.
+//! 4. **Ceiling**: pgbench, as the runtime's role, runs exactly [`crate::search::hybrid_sql`] with the same
+//!    parameters (precomputed query vectors) inside a transaction that sets the tenant context as
+//!    [`crate::db::Db::begin`] does, at the same concurrencies, prepared like sqlx prepares.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Json, Router, routing::post};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, postgres::PgPoolOptions};
+
+use crate::{
+    app,
+    auth::dev,
+    client::McpClient,
+    config::RuntimeConfig,
+    db, documents, search, server,
+    tools::SearchSettings,
+};
+
+/// The model name stored beside the synthetic vectors and served by the embedding server.
+pub const MODEL: &str = "paddock-bench-hash-384";
+const DIMENSIONS: usize = server::VECTOR_DIMENSIONS;
+const TENANT_PREFIX: &str = "bench-";
+const ISSUER: &str = "https://issuer.paddock-bench.test";
+const AUDIENCE: &str = "paddock-bench";
+/// pgbench accepts at most 128 scripts; each query of the pool is one script.
+pub const MAX_QUERIES: usize = 128;
+/// Results requested per call, as a typical client asks.
+const LIMIT: i64 = 10;
+/// Query words skip the most frequent ranks (function words and generic terms, which people rarely search for)
+/// and are otherwise drawn from the same Zipf distribution as the documents' words.
+const QUERY_SKIP_RANKS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Admin (owner) URL of the benchmark database; it is migrated and loaded.
+    pub database_url: String,
+    /// URL the runtime and pgbench log in with; default: the admin URL with user `paddock_runtime`.
+    pub runtime_database_url: Option<String>,
+    pub tenants: usize,
+    pub docs_per_tenant: usize,
+    pub queries: usize,
+    pub concurrency: Vec<usize>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub seed: u64,
+    /// Directory holding `pgbench`.
+    pub pg_bin: PathBuf,
+    /// The runtime's connection pool size.
+    pub pool_size: u32,
+    /// Reload the data set even when it is already there.
+    pub reload: bool,
+    /// Per-arm weights of every call (0 turns an arm off, to measure the other alone).
+    pub lexical_weight: f64,
+    pub vector_weight: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error("failed to {action}")]
+    Db { action: &'static str, source: sqlx::Error },
+    #[error("failed to start the runtime")]
+    Start(#[from] server::StartError),
+    #[error("failed to set up {what}")]
+    Setup { what: &'static str, source: std::io::Error },
+    #[error("failed to mint tokens: {0}")]
+    Token(#[from] dev::DevError),
+    #[error("failed to open MCP sessions: {0}")]
+    Client(#[from] crate::client::ClientError),
+    #[error("pgbench failed: {0}")]
+    Pgbench(String),
+}
+
+fn db_err(action: &'static str) -> impl FnOnce(sqlx::Error) -> BenchError {
+    move |source| BenchError::Db { action, source }
+}
+
+/// One row of the result table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub concurrency: usize,
+    pub requests: usize,
+    pub errors: usize,
+    pub degraded: usize,
+    pub req_per_sec: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub pgbench_tps: f64,
+    pub pgbench_latency_ms: f64,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        if self.pgbench_tps > 0.0 { self.req_per_sec / self.pgbench_tps } else { 0.0 }
+    }
+}
+
+/// The runtime's own share of a request, measured without the search.
+#[derive(Debug, Clone)]
+pub struct Overhead {
+    /// `ping` over HTTP: bearer verification, admission (rate limit + session, one round trip), JSON-RPC.
+    pub ping: Vec<Row>,
+    /// One ES256 bearer verification, in microseconds (in process, no HTTP).
+    pub verify_us: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub overhead: Overhead,
+    pub loaded: Option<Duration>,
+    pub documents: i64,
+    /// `/proc/loadavg` before and after the measurements (other work on the machine skews them).
+    pub load_before: String,
+    pub load_after: String,
+}
+
+impl Report {
+    /// The result table as Markdown.
+    pub fn table(&self) -> String {
+        let mut s = String::from(
+            "| concurrency | runtime req/s | p50 ms | p95 ms | p99 ms | pgbench tps | ratio |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+                r.concurrency,
+                r.req_per_sec,
+                r.p50_ms,
+                r.p95_ms,
+                r.p99_ms,
+                r.pgbench_tps,
+                100.0 * r.ratio()
+            );
+        }
+        let _ = writeln!(s, "\nRuntime overhead without the search (ES256 bearer verification: {:.0} µs):\n", self.overhead.verify_us);
+        s.push_str("| concurrency | ping req/s | p50 ms | p95 ms | p99 ms |\n|---:|---:|---:|---:|---:|\n");
+        for r in &self.overhead.ping {
+            let _ = writeln!(s, "| {} | {:.0} | {:.2} | {:.2} | {:.2} |", r.concurrency, r.req_per_sec, r.p50_ms, r.p95_ms, r.p99_ms);
+        }
+        let _ = writeln!(s, "\nLoad average before: {}; after: {}.", self.load_before, self.load_after);
+        s
+    }
+}
+
+// ---- synthetic corpus ---------------------------------------------------------------------------------------
+
+/// Function words first (as in English text, the most frequent ones; full-text search drops them), then
+/// pronounceable synthetic words.
+const FUNCTION_WORDS: &[&str] = &[
+    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be", "by", "this",
+    "are", "or", "from", "at", "which", "an", "not", "have", "has", "but", "were", "their", "they", "its", "all",
+    "can", "may", "will", "been", "there", "when", "more", "other", "such", "any", "each", "shall", "these", "must",
+];
+const ONSETS: &[&str] = &["b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "br", "cl", "st", "tr"];
+const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ea", "io"];
+const CODAS: &[&str] = &["", "", "n", "r", "l", "s", "t", "nd", "rk"];
+const CATEGORIES: &[&str] = &["policy", "contract", "engineering", "finance", "support", "legal", "sales", "research"];
+
+/// A fixed vocabulary in frequency order, and Zipfian sampling over it.
+pub struct Vocabulary {
+    words: Vec<String>,
+    ranks: HashMap<String, usize>,
+    /// Cumulative Zipf weights, for sampling by binary search.
+    cumulative: Vec<f64>,
+}
+
+impl Vocabulary {
+    /// `size` words, Zipf exponent 1.0. Deterministic for a given seed.
+    pub fn new(size: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_70ca_b);
+        let mut words: Vec<String> = FUNCTION_WORDS.iter().map(|w| (*w).to_owned()).collect();
+        let mut seen: std::collections::HashSet<String> = words.iter().cloned().collect();
+        while words.len() < size {
+            let syllables = rng.gen_range(2..=4);
+            let mut w = String::new();
+            for _ in 0..syllables {
+                w.push_str(ONSETS[rng.gen_range(0..ONSETS.len())]);
+                w.push_str(VOWELS[rng.gen_range(0..VOWELS.len())]);
+            }
+            w.push_str(CODAS[rng.gen_range(0..CODAS.len())]);
+            if seen.insert(w.clone()) {
+                words.push(w);
+            }
+        }
+        let mut total = 0.0;
+        let cumulative = (1..=words.len())
+            .map(|r| {
+                total += 1.0 / r as f64;
+                total
+            })
+            .collect();
+        let ranks = words.iter().enumerate().map(|(i, w)| (w.clone(), i + 1)).collect();
+        Self { words, ranks, cumulative }
+    }
+
+    /// A word index drawn from the Zipf distribution.
+    fn sample(&self, rng: &mut StdRng) -> usize {
+        let total = *self.cumulative.last().expect("the vocabulary is not empty");
+        let x = rng.gen_range(0.0..total);
+        self.cumulative.partition_point(|c| *c < x).min(self.words.len() - 1)
+    }
+
+    /// A Zipfian word that is not among the `skip` most frequent ones (content words for titles and queries).
+    fn sample_content(&self, rng: &mut StdRng, skip: usize) -> &str {
+        loop {
+            let i = self.sample(rng);
+            if i >= skip {
+                return &self.words[i];
+            }
+        }
+    }
+
+    /// The 1-based frequency rank of a word; unknown words rank past the end.
+    fn rank(&self, word: &str) -> usize {
+        self.ranks.get(word).copied().unwrap_or(self.words.len() + 1)
+    }
+}
+
+/// A deterministic bag-of-words embedder: each token adds a weight at two hashed, signed positions, weighted like
+/// IDF (rare words weigh more); the sum is L2-normalised. Texts sharing rare words end up close, as with a model.
+pub struct HashEmbedder {
+    vocabulary: Arc<Vocabulary>,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl HashEmbedder {
+    pub fn new(vocabulary: Arc<Vocabulary>) -> Self {
+        Self { vocabulary }
+    }
+
+    pub fn embed(&self, text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; DIMENSIONS];
+        for token in text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+            let token = token.to_lowercase();
+            let weight = (self.vocabulary.rank(&token) as f32 + 1.0).ln();
+            let h = fnv1a(token.as_bytes());
+            let sign = |bit: u64| if (h >> bit) & 1 == 1 { 1.0 } else { -1.0 };
+            v[(h % DIMENSIONS as u64) as usize] += sign(63) * weight;
+            v[((h >> 20) % DIMENSIONS as u64) as usize] += sign(62) * weight * 0.5;
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        } else {
+            v[0] = 1.0;
+        }
+        v
+    }
+}
+
+struct Doc {
+    id: String,
+    title: String,
+    content: String,
+    metadata: Value,
+}
+
+fn synthetic_doc(vocab: &Vocabulary, rng: &mut StdRng, n: usize) -> Doc {
+    let title_words: Vec<&str> = (0..rng.gen_range(3..=8)).map(|_| vocab.sample_content(rng, 50)).collect();
+    let words = rng.gen_range(100..=200);
+    let mut content = String::with_capacity(words * 8);
+    let mut sentence = 0;
+    for i in 0..words {
+        let w = &vocab.words[vocab.sample(rng)];
+        if sentence == 0 {
+            let mut c = w.chars();
+            if let Some(first) = c.next() {
+                content.extend(first.to_uppercase());
+                content.push_str(c.as_str());
+            }
+        } else {
+            content.push_str(w);
+        }
+        sentence += 1;
+        if sentence >= rng.gen_range(8..=20) || i + 1 == words {
+            content.push('.');
+            sentence = 0;
+        }
+        if i + 1 < words {
+            content.push(' ');
+        }
+    }
+    Doc {
+        id: format!("doc-{n:05}"),
+        title: title_words.join(" "),
+        content,
+        metadata: json!({
+            "category": CATEGORIES[rng.gen_range(0..CATEGORIES.len())],
+            "year": rng.gen_range(2000..2026),
+        }),
+    }
+}
+
+/// The query pool: 2–4 content words each, drawn like the documents' words. Deterministic for a seed.
+pub fn queries(vocab: &Vocabulary, n: usize, seed: u64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0_9e7_1e5);
+    (0..n)
+        .map(|_| {
+            let k = rng.gen_range(2..=4);
+            (0..k).map(|_| vocab.sample_content(&mut rng, QUERY_SKIP_RANKS)).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+fn tenant_name(i: usize) -> String {
+    format!("{TENANT_PREFIX}{i}")
+}
+
+/// COPY text format: backslash escapes for the characters that delimit fields and rows.
+fn copy_escape(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn vector_text(v: &[f32]) -> String {
+    let items: Vec<String> = v.iter().map(f32::to_string).collect();
+    format!("[{}]", items.join(","))
+}
+
+// ---- loading ------------------------------------------------------------------------------------------------
+
+/// A marker stored in every benchmark document, so a later run can tell whether the data set matches.
+fn marker(opts: &BenchOptions) -> String {
+    format!("seed={} tenants={} docs={} v1", opts.seed, opts.tenants, opts.docs_per_tenant)
+}
+
+async fn dataset_present(admin: &mut PgConnection, opts: &BenchOptions) -> Result<bool, BenchError> {
+    let (docs, marked): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE metadata->>'bench' = $2) FROM documents WHERE tenant_id LIKE $1",
+    )
+    .bind(format!("{TENANT_PREFIX}%"))
+    .bind(marker(opts))
+    .fetch_one(&mut *admin)
+    .await
+    .map_err(db_err("count the benchmark documents"))?;
+    let expected = (opts.tenants * opts.docs_per_tenant) as i64;
+    Ok(docs == expected && marked == expected)
+}
+
+/// Replaces the benchmark tenants and their documents in one transaction (see the module docs).
+async fn load(admin: &mut PgConnection, opts: &BenchOptions, vocab: &Arc<Vocabulary>) -> Result<(), BenchError> {
+    let embedder = HashEmbedder::new(vocab.clone());
+    let mut tx = admin.begin().await.map_err(db_err("begin the load"))?;
+    sqlx::query("SET LOCAL maintenance_work_mem = '1GB'").execute(&mut *tx).await.map_err(db_err("set memory"))?;
+    sqlx::query("DELETE FROM tenants WHERE id LIKE $1")
+        .bind(format!("{TENANT_PREFIX}%"))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("delete old benchmark tenants"))?;
+    // Limits far above what the benchmark can reach: it measures the work, not the limiter's refusals.
+    for t in 0..opts.tenants {
+        sqlx::query(
+            "INSERT INTO tenants (id, display_name, requests_per_minute, burst) VALUES ($1, $2, 1000000000, 1000000)",
+        )
+        .bind(tenant_name(t))
+        .bind(format!("Benchmark tenant {t}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("insert the benchmark tenants"))?;
+    }
+    // Secondary indexes are rebuilt once after the load rather than maintained row by row.
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE x.indrelid = 'documents'::regclass \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err("read the index definitions"))?;
+    for (name, _) in &indexes {
+        sqlx::query(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("drop an index for the load"))?;
+    }
+
+    let started = Instant::now();
+    let marker = marker(opts);
+    {
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY documents (tenant_id, id, title, content, metadata, embedding, embedding_model, content_hash) \
+                 FROM STDIN",
+            )
+            .await
+            .map_err(db_err("start COPY"))?;
+        for t in 0..opts.tenants {
+            let tenant = tenant_name(t);
+            let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_mul(1_000_003).wrapping_add(t as u64));
+            let mut buf = String::with_capacity(8 << 20);
+            for n in 0..opts.docs_per_tenant {
+                let mut d = synthetic_doc(vocab, &mut rng, n);
+                d.metadata["bench"] = json!(marker);
+                let vector = embedder.embed(&format!("{}\n{}", d.title, d.content));
+                let hash = documents::content_hash(&d.title, &d.content, &d.metadata);
+                for (i, field) in [
+                    tenant.as_str(),
+                    &d.id,
+                    &d.title,
+                    &d.content,
+                    &d.metadata.to_string(),
+                    &vector_text(&vector),
+                    MODEL,
+                    &hash,
+                ]
+                .iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        buf.push('\t');
+                    }
+                    copy_escape(&mut buf, field);
+                }
+                buf.push('\n');
+                if buf.len() > (4 << 20) {
+                    copy.send(std::mem::take(&mut buf).into_bytes()).await.map_err(db_err("send COPY data"))?;
+                }
+            }
+            copy.send(buf.into_bytes()).await.map_err(db_err("send COPY data"))?;
+            eprintln!("bench: loaded tenant {tenant} ({} documents)", opts.docs_per_tenant);
+        }
+        copy.finish().await.map_err(db_err("finish COPY"))?;
+    }
+    eprintln!("bench: COPY took {:.1}s; rebuilding {} indexes", started.elapsed().as_secs_f64(), indexes.len());
+    for (name, def) in &indexes {
+        let t = Instant::now();
+        sqlx::query(def).execute(&mut *tx).await.map_err(db_err("rebuild an index"))?;
+        eprintln!("bench: index {name} built in {:.1}s", t.elapsed().as_secs_f64());
+    }
+    tx.commit().await.map_err(db_err("commit the load"))?;
+    sqlx::query("VACUUM ANALYZE documents").execute(&mut *admin).await.map_err(db_err("vacuum"))?;
+    Ok(())
+}
+
+// ---- the embedding server -----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct EmbeddingRequest {
+    model: String,
+    input: EmbeddingInput,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Serves `POST /v1/embeddings` (OpenAI's shape) with the hashing embedder on a loopback port.
+async fn start_embedding_server(embedder: Arc<HashEmbedder>) -> Result<SocketAddr, BenchError> {
+    let router = Router::new().route(
+        "/v1/embeddings",
+        post(move |Json(req): Json<EmbeddingRequest>| {
+            let embedder = embedder.clone();
+            async move {
+                let inputs = match req.input {
+                    EmbeddingInput::One(s) => vec![s],
+                    EmbeddingInput::Many(v) => v,
+                };
+                let data: Vec<Value> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": embedder.embed(s)}))
+                    .collect();
+                Json(json!({"object": "list", "data": data, "model": req.model,
+                            "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| BenchError::Setup { what: "the embedding server", source })?;
+    let addr = listener.local_addr().map_err(|source| BenchError::Setup { what: "the embedding server", source })?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
+}
+
+// ---- the runtime --------------------------------------------------------------------------------------------
+
+struct Serving {
+    url: String,
+    auth: crate::auth::Authenticator,
+    tokens: Vec<String>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start_runtime(
+    opts: &BenchOptions,
+    runtime_url: &str,
+    embeddings: SocketAddr,
+    dir: &Path,
+) -> Result<Serving, BenchError> {
+    let key = dev::generate();
+    let jwks = dir.join(dev::JWKS_FILE);
+    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| BenchError::Setup { what: "the JWKS file", source })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| BenchError::Setup { what: "the runtime listener", source })?;
+    let addr = listener.local_addr().map_err(|source| BenchError::Setup { what: "the runtime listener", source })?;
+    let url = format!("http://{addr}/mcp");
+    // Parsed from JSON like a config file, so the defaults are the deployment's.
+    let cfg: RuntimeConfig = serde_json::from_value(json!({
+        "listen": addr.to_string(),
+        "database": { "url": runtime_url, "max_connections": opts.pool_size },
+        "auth": {
+            "resource": url,
+            "issuers": [{ "issuer": ISSUER, "audience": AUDIENCE, "jwks": { "file": jwks } }]
+        },
+        "embedding": { "provider": "openai", "endpoint": format!("http://{embeddings}/v1"), "model": MODEL },
+        "log_format": "text"
+    }))
+    .map_err(|e| BenchError::Options(format!("runtime config: {e}")))?;
+    let state = server::build_state(&cfg).await?;
+    let auth = state.auth.clone();
+    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app::serve(listener, app::app(state), async {
+        let _ = rx.await;
+    }));
+    let tokens = (0..opts.tenants)
+        .map(|t| {
+            dev::mint_with_pem(
+                &key.private_pem,
+                &key.kid,
+                &dev::MintClaims {
+                    issuer: ISSUER.into(),
+                    audience: AUDIENCE.into(),
+                    tenant: tenant_name(t),
+                    user: format!("bench-user-{t}"),
+                    scopes: vec!["documents:read".into()],
+                    ttl: Duration::from_secs(6 * 3600),
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Serving { url, auth, tokens, shutdown, task })
+}
+
+// ---- the load generator -------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct WorkerResult {
+    latencies_us: Vec<u64>,
+    errors: usize,
+    degraded: usize,
+    first_error: Option<String>,
+}
+
+/// Opens, for each worker, one session per tenant (every request then uses its tenant's session).
+async fn open_sessions(url: &str, tokens: &[String], workers: usize) -> Result<Vec<Vec<McpClient>>, BenchError> {
+    let mut all = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .map_err(|e| BenchError::Options(format!("http client: {e}")))?;
+        let sessions =
+            futures::future::try_join_all(tokens.iter().map(|t| McpClient::connect(http.clone(), url, t))).await?;
+        all.push(sessions);
+    }
+    Ok(all)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    /// `hybrid_search` with these arm weights.
+    HybridSearch { lexical: f64, vector: f64 },
+    /// `ping`: everything a request costs the runtime except the tool.
+    Ping,
+}
+
+async fn drive(
+    sessions: Vec<Vec<McpClient>>,
+    queries: Arc<Vec<String>>,
+    duration: Duration,
+    seed: u64,
+    workload: Workload,
+) -> WorkerResult {
+    let started = Instant::now();
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(w, tenants)| {
+            let queries = queries.clone();
+            let vector_arm = matches!(workload, Workload::HybridSearch { vector, .. } if vector > 0.0);
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w as u64 * 7919));
+                let mut out = WorkerResult::default();
+                while started.elapsed() < duration {
+                    let client = &tenants[rng.gen_range(0..tenants.len())];
+                    let query = &queries[rng.gen_range(0..queries.len())];
+                    let t = Instant::now();
+                    let r = match workload {
+                        Workload::HybridSearch { lexical, vector } => {
+                            let args = json!({"query": query, "limit": LIMIT,
+                                              "weights": {"lexical": lexical, "vector": vector}});
+                            client.call_tool("hybrid_search", args).await
+                        }
+                        Workload::Ping => client.request("ping", json!({})).await,
+                    };
+                    let us = t.elapsed().as_micros() as u64;
+                    match r {
+                        Ok(v) => {
+                            out.latencies_us.push(us);
+                            // The vector arm must really have run whenever it was asked for.
+                            let expected = if vector_arm { "hybrid" } else { "lexical" };
+                            if workload != Workload::Ping && (v["mode"] != expected || v["degraded"] != false) {
+                                out.degraded += 1;
+                            }
+                        }
+                        Err(e) => {
+                            out.errors += 1;
+                            out.first_error.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    let mut total = WorkerResult::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.latencies_us.extend(r.latencies_us);
+            total.errors += r.errors;
+            total.degraded += r.degraded;
+            if total.first_error.is_none() {
+                total.first_error = r.first_error;
+            }
+        }
+    }
+    total
+}
+
+/// Nearest-rank percentile of sorted samples, in milliseconds.
+pub fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted_us.len() as f64 * q).ceil() as usize).clamp(1, sorted_us.len());
+    sorted_us[rank - 1] as f64 / 1000.0
+}
+
+// ---- pgbench ------------------------------------------------------------------------------------------------
+
+/// Rewrites `$n` placeholders: `replace(n)` gives the text to put in place of `$n`.
+pub fn substitute_placeholders(sql: &str, mut replace: impl FnMut(usize) -> String) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
+            let mut n = 0usize;
+            while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+                chars.next();
+            }
+            out.push_str(&replace(n));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The pgbench scripts (one per query) and their `-D` variables.
+pub fn pgbench_scripts(
+    queries: &[String],
+    vectors: &[Vec<f32>],
+    tenants: usize,
+    weights: (f64, f64),
+) -> Result<(Vec<String>, Vec<String>), BenchError> {
+    let sql = search::hybrid_sql();
+    let settings = SearchSettings::default();
+    let mut scripts = Vec::new();
+    let mut defines = Vec::new();
+    for (i, (query, vector)) in queries.iter().zip(vectors).enumerate() {
+        // The parameters tools::hybrid_search binds for a default call.
+        let params = search::HybridParams {
+            query,
+            // As in tools::hybrid_search: no query vector when the vector arm is off.
+            vector: (weights.1 > 0.0).then(|| vector.clone()),
+            model: Some(MODEL),
+            limit: LIMIT,
+            filter: None,
+            lexical_weight: weights.0,
+            vector_weight: weights.1,
+            rrf_k: settings.rrf_k,
+            depth: settings.depth.max(LIMIT),
+            fusion: settings.fusion,
+            alpha: settings.alpha,
+            bm25: settings.bm25,
+        };
+        let binds = params.text_binds();
+        let used = placeholders(&sql);
+        if used != binds.len() {
+            return Err(BenchError::Pgbench(format!(
+                "search::hybrid_sql uses {used} parameters but HybridParams::text_binds lists {}",
+                binds.len()
+            )));
+        }
+        let statement = substitute_placeholders(&sql, |n| match binds.get(n - 1) {
+            Some((ty, Some(_))) => format!("(:q{i}_{n})::{ty}"),
+            Some((ty, None)) => format!("NULL::{ty}"),
+            None => format!("${n}"),
+        });
+        for (n, (_, value)) in binds.iter().enumerate() {
+            if let Some(v) = value {
+                defines.push(format!("q{i}_{}={v}", n + 1));
+            }
+        }
+        // The same transaction shape as Db::begin: tenant context and HNSW settings first, bound as parameters.
+        scripts.push(format!(
+            "\\set t random(0, {last})\n\
+             BEGIN;\n\
+             SELECT set_config('paddock.tenant_id', '{TENANT_PREFIX}' || :t, true), \
+             set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', '100', true);\n\
+             {statement};\n\
+             COMMIT;\n",
+            last = tenants - 1
+        ));
+    }
+    Ok((scripts, defines))
+}
+
+/// The highest `$n` in a statement.
+pub fn placeholders(sql: &str) -> usize {
+    let mut max = 0;
+    substitute_placeholders(sql, |n| {
+        max = max.max(n);
+        String::new()
+    });
+    max
+}
+
+fn pgbench(
+    opts: &BenchOptions,
+    runtime_url: &str,
+    dir: &Path,
+    scripts: &[String],
+    defines: &[String],
+    clients: usize,
+) -> Result<(f64, f64), BenchError> {
+    let bin = opts.pg_bin.join("pgbench");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["--no-vacuum", "--protocol=prepared"])
+        .arg(format!("--client={clients}"))
+        .arg(format!("--jobs={}", clients.min(2)))
+        .arg(format!("--time={}", opts.duration.as_secs().max(1)));
+    for (i, s) in scripts.iter().enumerate() {
+        let path = dir.join(format!("hybrid-{i}.sql"));
+        std::fs::write(&path, s).map_err(|source| BenchError::Setup { what: "a pgbench script", source })?;
+        cmd.arg(format!("--file={}@1", path.display()));
+    }
+    for d in defines {
+        cmd.arg("--define").arg(d);
+    }
+    cmd.arg(runtime_url);
+    let out = cmd.output().map_err(|e| BenchError::Pgbench(format!("cannot run {}: {e}", bin.display())))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(BenchError::Pgbench(format!("exit {}: {}", out.status, tail.join(" | "))));
+    }
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    let failed = field("number of failed transactions: ").unwrap_or(0.0);
+    if failed > 0.0 {
+        return Err(BenchError::Pgbench(format!("{failed} transactions failed: {}", stderr.lines().next().unwrap_or(""))));
+    }
+    let tps = field("tps = ").ok_or_else(|| BenchError::Pgbench(format!("no tps in its output: {stdout}")))?;
+    Ok((tps, field("latency average = ").unwrap_or(0.0)))
+}
+
+// ---- the whole run ------------------------------------------------------------------------------------------
+
+fn runtime_url(opts: &BenchOptions) -> Result<String, BenchError> {
+    if let Some(u) = &opts.runtime_database_url {
+        return Ok(u.clone());
+    }
+    let mut url = reqwest::Url::parse(&opts.database_url)
+        .map_err(|e| BenchError::Options(format!("--database-url is not a URL: {e}")))?;
+    url.set_username("paddock_runtime").map_err(|()| BenchError::Options("--database-url has no host".into()))?;
+    url.set_password(None).map_err(|()| BenchError::Options("--database-url has no host".into()))?;
+    Ok(url.to_string())
+}
+
+fn validate(opts: &BenchOptions) -> Result<(), BenchError> {
+    let bad = |m: &str| Err(BenchError::Options(m.to_owned()));
+    if !(1..=100).contains(&opts.tenants) {
+        return bad("--tenants must be between 1 and 100");
+    }
+    if opts.docs_per_tenant == 0 || opts.docs_per_tenant > 1_000_000 {
+        return bad("--docs-per-tenant must be between 1 and 1000000");
+    }
+    if !(1..=MAX_QUERIES).contains(&opts.queries) {
+        return bad("--queries must be between 1 and 128 (pgbench takes at most 128 scripts)");
+    }
+    if opts.concurrency.is_empty() || opts.concurrency.iter().any(|c| !(1..=512).contains(c)) {
+        return bad("--concurrency takes numbers between 1 and 512");
+    }
+    if opts.duration < Duration::from_secs(1) {
+        return bad("--duration must be at least one second");
+    }
+    let weight_ok = |w: f64| (0.0..=10.0).contains(&w);
+    if !weight_ok(opts.lexical_weight) || !weight_ok(opts.vector_weight) || opts.lexical_weight + opts.vector_weight <= 0.0 {
+        return bad("the arm weights must be between 0 and 10, and one of them positive");
+    }
+    if !opts.pg_bin.join("pgbench").is_file() {
+        return bad("pgbench is not in --pg-bin (scripts/postgres.sh prints PADDOCK_PG_BIN)");
+    }
+    Ok(())
+}
+
+/// Logs to stderr at `warn` unless `RUST_LOG` says otherwise: per-session lines would drown the progress lines.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs the whole benchmark and returns the table's rows; progress goes to stderr.
+pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
+    validate(&opts)?;
+    let runtime_url = runtime_url(&opts)?;
+    let dir = std::env::temp_dir().join(format!("paddock-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Setup { what: "a scratch directory", source })?;
+    let result = run_in(&opts, &runtime_url, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Report, BenchError> {
+    let vocab = Arc::new(Vocabulary::new(30_000, opts.seed));
+    let embedder = Arc::new(HashEmbedder::new(vocab.clone()));
+
+    let mut admin = PgConnection::connect(&opts.database_url).await.map_err(db_err("connect as admin"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&opts.database_url)
+        .await
+        .map_err(db_err("connect as admin"))?;
+    db::MIGRATOR.run(&pool).await.map_err(|e| BenchError::Db { action: "migrate", source: e.into() })?;
+    pool.close().await;
+    sqlx::query("ALTER ROLE paddock_runtime LOGIN").execute(&mut admin).await.map_err(db_err("enable the runtime role"))?;
+    let mut loaded = None;
+    if opts.reload || !dataset_present(&mut admin, opts).await? {
+        eprintln!("bench: loading {} tenants × {} documents", opts.tenants, opts.docs_per_tenant);
+        let t = Instant::now();
+        load(&mut admin, opts, &vocab).await?;
+        loaded = Some(t.elapsed());
+        eprintln!("bench: data set loaded in {:.1}s", t.elapsed().as_secs_f64());
+    } else {
+        eprintln!("bench: the data set is already loaded");
+    }
+    let (documents,): (i64,) = sqlx::query_as("SELECT count(*) FROM documents")
+        .fetch_one(&mut admin)
+        .await
+        .map_err(db_err("count documents"))?;
+    admin.close().await.map_err(db_err("disconnect"))?;
+
+    let queries = Arc::new(queries(&vocab, opts.queries, opts.seed));
+    let vectors: Vec<Vec<f32>> = queries.iter().map(|q| embedder.embed(q)).collect();
+    let weights = (opts.lexical_weight, opts.vector_weight);
+    let (scripts, defines) = pgbench_scripts(&queries, &vectors, opts.tenants, weights)?;
+
+    let embeddings = start_embedding_server(embedder.clone()).await?;
+    let serving = start_runtime(opts, runtime_url, embeddings, dir).await?;
+    eprintln!("bench: runtime serving {}", serving.url);
+
+    if !opts.warmup.is_zero() {
+        eprintln!("bench: warming up for {}s", opts.warmup.as_secs_f64());
+        let sessions = open_sessions(&serving.url, &serving.tokens, 8).await?;
+        let r = drive(sessions, queries.clone(), opts.warmup, opts.seed ^ 1, search_workload(opts)).await;
+        if r.errors > 0 {
+            eprintln!("bench: {} warm-up requests failed, first: {}", r.errors, r.first_error.unwrap_or_default());
+        }
+    }
+
+    let load_before = load_average();
+    let mut rows = Vec::new();
+    for &c in &opts.concurrency {
+        let mut row = measure(&serving, &queries, opts, c, search_workload(opts)).await?;
+        (row.pgbench_tps, row.pgbench_latency_ms) = pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
+        eprintln!(
+            "bench: c={c}: {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded); pgbench {:.0} tps ({:.1} ms avg)",
+            row.req_per_sec, row.p50_ms, row.p99_ms, row.errors, row.degraded, row.pgbench_tps, row.pgbench_latency_ms
+        );
+        rows.push(row);
+    }
+    let mut ping = Vec::new();
+    for &c in &opts.concurrency {
+        let row = measure(&serving, &queries, opts, c, Workload::Ping).await?;
+        eprintln!("bench: ping c={c}: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)", row.req_per_sec, row.p50_ms, row.p99_ms);
+        ping.push(row);
+    }
+    let verify_us = verify_cost(&serving).await?;
+    let load_after = load_average();
+    let _ = serving.shutdown.send(());
+    let _ = serving.task.await;
+    Ok(Report { rows, overhead: Overhead { ping, verify_us }, loaded, documents, load_before, load_after })
+}
+
+fn search_workload(opts: &BenchOptions) -> Workload {
+    Workload::HybridSearch { lexical: opts.lexical_weight, vector: opts.vector_weight }
+}
+
+/// One closed-loop run of `workload` at concurrency `c` (the pgbench fields are left at zero).
+async fn measure(
+    serving: &Serving,
+    queries: &Arc<Vec<String>>,
+    opts: &BenchOptions,
+    c: usize,
+    workload: Workload,
+) -> Result<Row, BenchError> {
+    let sessions = open_sessions(&serving.url, &serving.tokens, c).await?;
+    let t = Instant::now();
+    let mut r = drive(sessions, queries.clone(), opts.duration, opts.seed.wrapping_add(c as u64), workload).await;
+    let elapsed = t.elapsed().as_secs_f64();
+    if let Some(e) = &r.first_error {
+        eprintln!("bench: {} requests failed at concurrency {c}, first: {e}", r.errors);
+    }
+    r.latencies_us.sort_unstable();
+    Ok(Row {
+        concurrency: c,
+        requests: r.latencies_us.len(),
+        errors: r.errors,
+        degraded: r.degraded,
+        req_per_sec: r.latencies_us.len() as f64 / elapsed,
+        p50_ms: percentile_ms(&r.latencies_us, 0.50),
+        p95_ms: percentile_ms(&r.latencies_us, 0.95),
+        p99_ms: percentile_ms(&r.latencies_us, 0.99),
+        pgbench_tps: 0.0,
+        pgbench_latency_ms: 0.0,
+    })
+}
+
+/// Mean cost of one bearer verification (ES256 signature, claims), sequentially in process.
+async fn verify_cost(serving: &Serving) -> Result<f64, BenchError> {
+    const N: u32 = 2000;
+    let token = &serving.tokens[0];
+    let t = Instant::now();
+    for _ in 0..N {
+        serving
+            .auth
+            .authenticate(token)
+            .await
+            .map_err(|e| BenchError::Options(format!("a benchmark token does not verify: {e}")))?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_whole() {
+        let sql = "SELECT $1, $10, $2::int, '$x', 3$";
+        assert_eq!(substitute_placeholders(sql, |n| format!("<{n}>")), "SELECT <1>, <10>, <2>::int, '$x', 3$");
+        assert_eq!(placeholders(sql), 10);
+    }
+
+    #[test]
+    fn hybrid_sql_and_its_text_binds_agree() {
+        let vocab = Vocabulary::new(1000, 1);
+        let q = queries(&vocab, 2, 1);
+        let v: Vec<Vec<f32>> = q.iter().map(|q| HashEmbedder::new(Arc::new(Vocabulary::new(1000, 1))).embed(q)).collect();
+        let (scripts, defines) = pgbench_scripts(&q, &v, 10, (1.0, 1.0)).expect("the binds match the statement");
+        assert_eq!(scripts.len(), 2);
+        assert!(!scripts[0].contains('$'), "{}", scripts[0]);
+        assert!(defines.iter().any(|d| d.starts_with("q1_1=")));
+    }
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors_closer_for_shared_words() {
+        let vocab = Arc::new(Vocabulary::new(5000, 7));
+        let e = HashEmbedder::new(vocab.clone());
+        let a = e.embed("tralen vostik marble");
+        assert_eq!(a, e.embed("tralen vostik marble"));
+        assert!((a.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
+        let near = e.embed("tralen vostik");
+        let far = e.embed("quorbin lestaph");
+        assert!(dot(&a, &near) > dot(&a, &far));
+    }
+
+    #[test]
+    fn the_corpus_is_seeded_and_zipfian() {
+        let vocab = Vocabulary::new(30_000, 42);
+        let d1 = synthetic_doc(&vocab, &mut StdRng::seed_from_u64(3), 0);
+        let d2 = synthetic_doc(&vocab, &mut StdRng::seed_from_u64(3), 0);
+        assert_eq!(d1.content, d2.content);
+        let words = d1.content.split_whitespace().count();
+        assert!((100..=200).contains(&words), "{words}");
+        // Rank 1 is drawn about 1/H(30000) ≈ 9% of the time.
+        let mut rng = StdRng::seed_from_u64(9);
+        let top = (0..10_000).filter(|_| vocab.sample(&mut rng) == 0).count();
+        assert!((700..1200).contains(&top), "{top}");
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let s: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        assert_eq!(percentile_ms(&s, 0.5), 50.0);
+        assert_eq!(percentile_ms(&s, 0.99), 99.0);
+        assert_eq!(percentile_ms(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The MCP hybrid_search benchmark: PostgreSQL up, paddock-runtime built in release mode, then
+# `paddock-runtime bench`, which loads 10 tenants × 10,000 documents (once; the database is kept),
+# drives tools/call hybrid_search over HTTP at concurrency 1, 8 and 32, and measures the same SQL
+# under pgbench as the ceiling. The result table goes to stdout; see BENCHMARKS.md.
+#
+#   scripts/bench.sh                                # the recorded configuration
+#   scripts/bench.sh -- --duration 5 --concurrency 8 # any `paddock-runtime bench` options
+#   scripts/bench.sh --db paddock_bench_1t -- --tenants 1   # another data set in its own database
+#
+# The benchmark cluster lives in $PADDOCK_CACHE/pgdata-bench (shared_buffers 1GB) and is stopped
+# afterwards if this script started it. PADDOCK_RUNTIME_BIN names an already built binary to use.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PADDOCK_REPO_ROOT"
+
+BENCH_ARGS=()
+DB=paddock_bench
+while (($#)); do
+    case "$1" in
+        --db)
+            [[ $# -ge 2 && "$2" =~ ^[a-z_][a-z0-9_]*$ ]] || die "--db takes a database name ([a-z0-9_])"
+            DB="$2"
+            shift 2
+            ;;
+        --) shift; BENCH_ARGS=("$@"); break ;;
+        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) die "unknown argument: $1 (options for the benchmark go after --)" ;;
+    esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
+PG_DATA="$PADDOCK_CACHE/pgdata-bench"
+PG_STARTED=""
+scripts/postgres.sh status --data "$PG_DATA" >/dev/null 2>&1 || PG_STARTED=1
+cleanup() {
+    if [[ -n "$PG_STARTED" ]]; then
+        scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+log "starting PostgreSQL"
+eval "$(scripts/postgres.sh start --data "$PG_DATA")"
+PSQL=("$PADDOCK_PG_BIN/psql" -q -v ON_ERROR_STOP=1)
+# The data set and its indexes (about 1 GB) should stay in PostgreSQL's own cache, as in a sized deployment.
+if [[ "$("${PSQL[@]}" "$DATABASE_URL" -tAc "SHOW shared_buffers")" != 1GB ]]; then
+    "${PSQL[@]}" "$DATABASE_URL" -c "ALTER SYSTEM SET shared_buffers = '1GB'"
+    eval "$(scripts/postgres.sh restart --data "$PG_DATA")"
+fi
+if [[ -z "$("${PSQL[@]}" "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ]]; then
+    "${PSQL[@]}" "$DATABASE_URL" -c "CREATE DATABASE $DB"
+fi
+
+if [[ -n "${PADDOCK_RUNTIME_BIN:-}" ]]; then
+    BIN="$PADDOCK_RUNTIME_BIN"
+else
+    log "building paddock-runtime (release)"
+    cargo build --locked --release -p paddock-runtime --bin paddock-runtime >&2
+    BIN="$CARGO_TARGET_DIR/release/paddock-runtime"
+fi
+[[ -x "$BIN" ]] || die "no paddock-runtime binary at $BIN"
+
+log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), \
+$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); PostgreSQL $("$PADDOCK_PG_BIN/postgres" --version | awk '{print $3}')"
+"$BIN" bench --database-url "postgres://postgres@127.0.0.1:$PADDOCK_PG_PORT/$DB" \
+    --pg-bin "$PADDOCK_PG_BIN" "${BENCH_ARGS[@]}"
