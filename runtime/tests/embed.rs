@@ -193,6 +193,24 @@ async fn concurrent_local_queries_each_get_their_own_vector() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_queries_do_not_wait_for_a_whole_document_batch() {
+    // Indexing a large batch must not stall search: queries run between the batch's forward passes.
+    let Some(dir) = model_dir() else { return };
+    let embedder = local_embedder(dir);
+    let docs: Vec<String> = (0..24)
+        .map(|i| format!("Document {i} about tenant isolation and row-level security. ").repeat(20))
+        .collect();
+    let indexing = {
+        let embedder = embedder.clone();
+        tokio::spawn(async move { embedder.embed_documents(&docs).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await; // the batch is now on the model
+    embedder.embed_query("which tenant owns this row?").await.unwrap();
+    assert!(!indexing.is_finished(), "the query should not have waited for all 24 documents");
+    assert_eq!(indexing.await.unwrap().unwrap().len(), 24);
+}
+
 #[tokio::test]
 async fn query_timeout_bounds_a_slow_local_model() {
     // A document job of long texts keeps the model busy; a 1 ms query deadline must still hold.
