@@ -82,6 +82,9 @@ pf_pid=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null && break; sleep 0.2; done
 
 log "scenarios"
+# The walk-through scenario runs `paddock-runtime token` and `ingest` as a user would.
+cargo build --locked -p paddock-runtime --bin paddock-runtime
+export PADDOCK_RUNTIME_BIN=${CARGO_TARGET_DIR:-$repo/target}/debug/paddock-runtime
 export PADDOCK_E2E_MODE=in-cluster
 export PADDOCK_E2E_DATABASE_URL=postgres://postgres:paddock-e2e@127.0.0.1:$pg_port/paddock
 export PADDOCK_E2E_WORK_DIR=$work/run

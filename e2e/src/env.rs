@@ -127,7 +127,7 @@ impl Env {
         let local = if in_cluster {
             None
         } else {
-            let proxy = Proxy::start(Default::default()).await?;
+            let proxy = Proxy::start(Default::default(), Some(&work_dir.join("proxy.log"))).await?;
             let runtime_bin = PathBuf::from(var("PADDOCK_RUNTIME_BIN")?);
             let kubelet = Kubelet::start(client.clone(), runtime_bin.clone(), work_dir.clone(), proxy.routes.clone(), proxy.url());
             Some(Local {

@@ -64,6 +64,26 @@ fn service_hosts(namespace: &str, name: &str) -> Vec<String> {
 struct ProxyState {
     routes: Routes,
     client: reqwest::Client,
+    /// One line per request: method, URL, status (and the body of a refusal), for failure
+    /// reports.
+    log: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+}
+
+impl ProxyState {
+    fn record(&self, line: String) {
+        if let Some(f) = &self.log {
+            use std::io::Write;
+            let now = chrono_like_now();
+            let _ = writeln!(f.lock().expect("proxy log lock"), "{now} {line}");
+        }
+    }
+}
+
+/// Seconds since the epoch with milliseconds (the logs of the operator and runtimes carry UTC
+/// timestamps; this is enough to line them up).
+fn chrono_like_now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
 /// A running proxy; dropped with the runtime it was spawned on.
@@ -74,10 +94,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(routes: Routes) -> anyhow::Result<Self> {
+    /// Starts the proxy; with `log`, every request is recorded there.
+    pub async fn start(routes: Routes, log: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = ProxyState { routes: routes.clone(), client: reqwest::Client::builder().no_proxy().build()? };
+        let log = match log {
+            Some(p) => Some(Arc::new(std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?))),
+            None => None,
+        };
+        let state = ProxyState { routes: routes.clone(), client: reqwest::Client::builder().no_proxy().build()?, log };
         let app = Router::new().fallback(forward).with_state(state);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -129,10 +154,12 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     let Some(authority) = authority else {
         return bad_gateway("e2e proxy: request names no host".into());
     };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let method = req.method().clone();
     let Some(port) = st.routes.lookup(&authority) else {
+        st.record(format!("{method} http://{authority}{path} -> 502 no route"));
         return bad_gateway(format!("e2e proxy: no route for {authority} (no local runtime serves that Service)"));
     };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let url = format!("http://127.0.0.1:{port}{path}");
     let (parts, body) = req.into_parts();
     let mut headers = HeaderMap::new();
@@ -146,11 +173,23 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         .await;
     match upstream {
         Ok(resp) => {
-            let mut out = Response::builder().status(resp.status());
+            let status = resp.status();
+            let mut out = Response::builder().status(status);
             copy_headers(resp.headers(), out.headers_mut().expect("a fresh builder has headers"));
+            if status.is_client_error() || status.is_server_error() {
+                // Refusals are small: keep the body for the log.
+                let body = resp.bytes().await.unwrap_or_default();
+                let text: String = String::from_utf8_lossy(&body).chars().take(400).collect();
+                st.record(format!("{method} http://{authority}{path} -> {} {text}", status.as_u16()));
+                return out.body(Body::from(body)).unwrap_or_else(|e| bad_gateway(format!("e2e proxy: {e}")));
+            }
+            st.record(format!("{method} http://{authority}{path} -> {}", status.as_u16()));
             let stream = resp.bytes_stream().map_err(std::io::Error::other);
             out.body(Body::from_stream(stream)).unwrap_or_else(|e| bad_gateway(format!("e2e proxy: {e}")))
         }
-        Err(e) => bad_gateway(format!("e2e proxy: {authority} → 127.0.0.1:{port} failed: {e}")),
+        Err(e) => {
+            st.record(format!("{method} http://{authority}{path} -> 502 {e}"));
+            bad_gateway(format!("e2e proxy: {authority} → 127.0.0.1:{port} failed: {e}"))
+        }
     }
 }

@@ -30,13 +30,20 @@ pub type ScenarioFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send
 pub struct Trial {
     pub name: &'static str,
     pub run: fn(Arc<Env>) -> ScenarioFuture,
+    /// Needs what only the local mode has (host processes, loopback servers the runtime can
+    /// reach); reported as ignored in the in-cluster mode.
+    pub local_only: bool,
 }
 
-/// `trial!(tenant_lifecycle)` names a scenario `async fn tenant_lifecycle(env: Arc<Env>)`.
+/// `trial!(tenant_lifecycle)` names a scenario `async fn tenant_lifecycle(env: Arc<Env>)`;
+/// `trial!(name, local_only)` marks one that only the local mode can run.
 #[macro_export]
 macro_rules! trial {
     ($f:ident) => {
-        $crate::runner::Trial { name: stringify!($f), run: |env| Box::pin($f(env)) }
+        $crate::runner::Trial { name: stringify!($f), run: |env| Box::pin($f(env)), local_only: false }
+    };
+    ($f:ident, local_only) => {
+        $crate::runner::Trial { name: stringify!($f), run: |env| Box::pin($f(env)), local_only: true }
     };
 }
 
@@ -112,8 +119,14 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
         );
         std::process::exit(0);
     }
+    let in_cluster = std::env::var("PADDOCK_E2E_MODE").as_deref() == Ok("in-cluster");
+    let (chosen, local_only): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|t| !(in_cluster && t.local_only));
+    for t in &local_only {
+        println!("test {} ... ignored, runs in the local mode only (scripts/e2e.sh)", t.name);
+    }
+    let ignored = local_only.len();
     if chosen.is_empty() {
-        println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; {} filtered out; finished in 0.00s\n", skipped.len());
+        println!("\ntest result: ok. 0 passed; 0 failed; {ignored} ignored; 0 measured; {} filtered out; finished in 0.00s\n", skipped.len());
         std::process::exit(0);
     }
 
@@ -184,7 +197,7 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
     }
     let status = if failures.is_empty() { "ok" } else { "FAILED" };
     println!(
-        "\ntest result: {status}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        "\ntest result: {status}. {passed} passed; {} failed; {ignored} ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
         total - passed,
         skipped.len(),
         started.elapsed().as_secs_f64()

@@ -19,9 +19,9 @@ use common::*;
 fn main() {
     runner::main(
         vec![
-            trial!(operator_killed_mid_reconcile_converges_after_restart),
-            trial!(only_the_lease_holder_reconciles),
-            trial!(tenant_converges_across_a_postgres_restart),
+            trial!(operator_killed_mid_reconcile_converges_after_restart, local_only),
+            trial!(only_the_lease_holder_reconciles, local_only),
+            trial!(tenant_converges_across_a_postgres_restart, local_only),
         ],
         EnvOptions { shared_operator: false, scenario_timeout: Duration::from_secs(300) },
         1,
@@ -154,6 +154,7 @@ async fn tenant_converges_across_a_postgres_restart(env: Arc<Env>) -> anyhow::Re
             bail!("PADDOCK_E2E_PG_DATA is not set; scripts/e2e.sh sets it to the server's data directory");
         };
         s.start_operator("paddock-e2e-pg").await?;
+        let started_before: String = sqlx::query_scalar("SELECT pg_postmaster_start_time()::text").fetch_one(&s.env.db.pool).await?;
         let ns = s.namespace("ns").await?;
         let t = s.name("t");
         s.track_tenant(&t);
@@ -170,6 +171,8 @@ async fn tenant_converges_across_a_postgres_restart(env: Arc<Env>) -> anyhow::Re
         let out = out.context("failed to run scripts/postgres.sh restart")?;
         ensure!(out.status.success(), "postgres.sh restart failed: {}", String::from_utf8_lossy(&out.stderr));
         edit?;
+        let started_after: String = sqlx::query_scalar("SELECT pg_postmaster_start_time()::text").fetch_one(&s.env.db.pool).await?;
+        ensure!(started_after != started_before, "PostgreSQL did not restart (started at {started_before} both times)");
         k.wait(None, &format!("tenant/{t}"), "condition=Ready", Duration::from_secs(120)).await?;
         eventually("the budget edited during the restart", Duration::from_secs(90), || async {
             Ok((s.env.db.tenant_budget(&t).await?.as_deref() == Some("13.000000")).then_some(()))

@@ -26,7 +26,7 @@ fn main() {
             trial!(toolserver_serves_mcp),
             trial!(two_tenants_are_isolated),
             trial!(agent_task_completes),
-            trial!(agent_tasks_are_charged_capped_and_canceled),
+            trial!(agent_tasks_are_charged_capped_and_canceled, local_only),
             trial!(examples_walkthrough),
         ],
         EnvOptions { shared_operator: true, scenario_timeout: Duration::from_secs(300) },

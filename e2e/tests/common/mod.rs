@@ -89,14 +89,16 @@ pub async fn ready_with(s: &Scope, tenant: &str, tenant_yaml: &str, namespace: &
     })
     .await?;
     for cond in ["condition=Ready", "condition=Verified"] {
-        k.wait(Some(namespace), &format!("toolserver/{name}"), cond, Duration::from_secs(120)).await.with_context(|| {
-            format!("toolserver {namespace}/{name} never got {cond}; operator log:\n{}", op_log(s))
-        })?;
+        if let Err(e) = k.wait(Some(namespace), &format!("toolserver/{name}"), cond, Duration::from_secs(120)).await {
+            let conditions = jsonpath(s, Some(namespace), &format!("toolserver/{name}"), "{.status.conditions}").await.unwrap_or_default();
+            bail!("toolserver {namespace}/{name} never got {cond} ({e:#}); its conditions: {conditions}; operator log:\n{}", op_log(s));
+        }
     }
     for child in [format!("deployment/{name}"), format!("service/{name}"), format!("configmap/{name}-runtime")] {
         k.ok(&["get", &child, "-n", namespace], None).await.with_context(|| format!("the ToolServer has no {child}"))?;
     }
-    k.wait(Some(namespace), "pods", "jsonpath={.status.phase}=Running", Duration::from_secs(60))
+    let selector = format!("paddock.dev/toolserver={name}");
+    k.ok(&["wait", "pods", "-n", namespace, "-l", &selector, "--for=jsonpath={.status.phase}=Running", "--timeout=60s"], None)
         .await
         .context("the ToolServer's pods are not Running")?;
     let url = jsonpath(s, Some(namespace), &format!("toolserver/{name}"), "{.status.url}").await?;
