@@ -118,7 +118,7 @@ async fn the_self_check_initializes_against_a_runtime_started_from_the_rendered_
     // Nothing listening: a clear message, no panic.
     runtime.task.abort();
     let _ = runtime.task.await;
-    // A fresh client: the old one may still hold a kept-alive connection to the stopped server.
+    // (A fresh client: the old one would reuse its kept-alive connection.)
     let err = verify::initialize(&reqwest::Client::new(), &dev, &base, &name, &audience).await.unwrap_err();
     assert!(err.to_string().ends_with("could not connect"), "{err}");
 
