@@ -246,22 +246,39 @@ async fn a_privileged_role_under_the_derived_name_is_refused(superuser: PgPool) 
 }
 
 #[sqlx::test(migrations = false)]
-async fn spend_counts_the_current_month_only(superuser: PgPool) {
+async fn spend_is_this_months_ledger_plus_held_reservations(superuser: PgPool) {
     let admin = Admin::new(superuser).await;
     let name = format!("m-{}", suffix());
     let rec = record(&name, "");
     db::provision(&admin.pool, &rec, &credentials::generate_password()).await.unwrap();
     assert_eq!(db::current_spend(&admin.pool, &name).await.unwrap().amount, Decimal::ZERO);
-    for (cost, when) in [("1.25", "now()"), ("2.000001", "now()"), ("100", "date_trunc('month', now(), 'UTC') - interval '1 second'")] {
-        sqlx::query(&format!("INSERT INTO usage_ledger (tenant_id, user_id, model, cost, created_at) VALUES ($1, 'u', 'gpt-4o-mini', $2::numeric, {when})"))
-            .bind(&name)
-            .bind(cost)
-            .execute(&admin.pool)
-            .await
-            .unwrap();
+    let last_month = "(paddock_budget_period() - interval '1 month')::date";
+    for (cost, period) in [("1.25", "paddock_budget_period()"), ("2.000001", "paddock_budget_period()"), ("100", last_month)] {
+        sqlx::query(&format!(
+            "INSERT INTO usage_ledger (tenant_id, user_id, model, cost, period_start) VALUES ($1, 'u', 'gpt-4o-mini', $2::numeric, {period})"
+        ))
+        .bind(&name)
+        .bind(cost)
+        .execute(&admin.pool)
+        .await
+        .unwrap();
+    }
+    for (amount, state) in [("0.5", "held"), ("7", "settled"), ("9", "released")] {
+        sqlx::query(
+            "INSERT INTO budget_reservations (tenant_id, id, period_start, user_id, model, amount, state)
+             VALUES ($1, gen_random_uuid(), paddock_budget_period(), 'u', 'gpt-4o-mini', $2::numeric, $3)",
+        )
+        .bind(&name)
+        .bind(amount)
+        .bind(state)
+        .execute(&admin.pool)
+        .await
+        .unwrap();
     }
     let spend = db::current_spend(&admin.pool, &name).await.unwrap();
-    assert_eq!(spend.amount, Decimal::from_str("3.250001").unwrap());
+    assert_eq!(spend.settled, Decimal::from_str("3.250001").unwrap(), "last month's 100 is not counted");
+    assert_eq!(spend.reserved, Decimal::from_str("0.5").unwrap(), "only held reservations");
+    assert_eq!(spend.amount, Decimal::from_str("3.750001").unwrap());
     assert_eq!(spend.period_start.format("%d %H:%M:%S").to_string(), "01 00:00:00");
     db::deprovision(&admin.pool, &name, &rec.role, DeletionPolicy::Delete).await.unwrap();
     admin.drop_role().await;

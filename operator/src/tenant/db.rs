@@ -325,22 +325,32 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
-/// Spend in the current budget period (the calendar month in UTC), from the usage ledger.
+/// Spend in the current budget period (the calendar month in UTC): settled usage from the
+/// ledger plus the reservations of model calls still running, the figure the runtime checks
+/// its budget against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spend {
     pub period_start: DateTime<Utc>,
+    /// Settled cost in the usage ledger.
+    pub settled: Decimal,
+    /// Budget held by calls that have not settled yet.
+    pub reserved: Decimal,
+    /// `settled + reserved`.
     pub amount: Decimal,
 }
 
 pub async fn current_spend(pool: &PgPool, tenant: &str) -> Result<Spend, DbFailure> {
-    let (period_start, amount): (DateTime<Utc>, Decimal) = sqlx::query_as(
-        "WITH p AS (SELECT date_trunc('month', now(), 'UTC') AS start)
-         SELECT p.start, COALESCE((SELECT sum(u.cost) FROM usage_ledger u
-                                    WHERE u.tenant_id = $1 AND u.created_at >= p.start), 0)
+    let (period_start, settled, reserved): (DateTime<Utc>, Decimal, Decimal) = sqlx::query_as(
+        "WITH p AS (SELECT paddock_budget_period() AS start)
+         SELECT (p.start::timestamp AT TIME ZONE 'UTC'),
+                COALESCE((SELECT sum(u.cost) FROM usage_ledger u
+                           WHERE u.tenant_id = $1 AND u.period_start = p.start), 0),
+                COALESCE((SELECT sum(r.amount) FROM budget_reservations r
+                           WHERE r.tenant_id = $1 AND r.period_start = p.start AND r.state = 'held'), 0)
            FROM p",
     )
     .bind(tenant)
     .fetch_one(pool)
     .await?;
-    Ok(Spend { period_start, amount })
+    Ok(Spend { period_start, settled, reserved, amount: settled + reserved })
 }
