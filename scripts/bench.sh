@@ -63,7 +63,16 @@ else
 fi
 [[ -x "$BIN" ]] || die "no paddock-runtime binary at $BIN"
 
+# The benchmark database is disposable (the data set is regenerated from its seed): when the migrations it was
+# loaded under have changed since, start it afresh.
+ADMIN_URL="postgres://postgres@127.0.0.1:$PADDOCK_PG_PORT/$DB"
+if ! migrate_out="$("$BIN" migrate --database-url "$ADMIN_URL" 2>&1)"; then
+    grep -q "previously applied but" <<<"$migrate_out" || die "migrations failed: $migrate_out"
+    log "the migrations changed since $DB was loaded; recreating it"
+    "${PSQL[@]}" "$DATABASE_URL" -c "DROP DATABASE $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+fi
+
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), \
 $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); PostgreSQL $("$PADDOCK_PG_BIN/postgres" --version | awk '{print $3}')"
-"$BIN" bench --database-url "postgres://postgres@127.0.0.1:$PADDOCK_PG_PORT/$DB" \
+"$BIN" bench --database-url "$ADMIN_URL" \
     --pg-bin "$PADDOCK_PG_BIN" "${BENCH_ARGS[@]}"
