@@ -99,6 +99,7 @@ fn minimal_toolserver_renders_a_config_the_runtime_loads() {
     assert_eq!(dev.audience, "http://docs.acme.svc:8080/mcp", "dev tokens name this server as audience");
     assert_eq!(dev.jwks, JwksSource::File("/etc/paddock/dev-issuer-jwks.json".into()));
     assert!(cfg.embedding.is_none(), "provider none renders no embedding section");
+    assert_eq!(cfg.llm.provider, "extractive", "no llm section: extractive answers");
     assert_eq!(cfg.mcp.tools, ["search", "get_document", "list_documents"]);
 }
 
@@ -112,6 +113,7 @@ fn local_embedding_points_at_the_model_in_the_image() {
     assert_eq!(e.provider, ProviderKind::Local);
     assert_eq!(e.model_dir.as_deref(), Some(std::path::Path::new("/models/all-MiniLM-L6-v2")));
     assert_eq!((e.dimensions, e.timeout_ms), (384, 5000));
+    assert_eq!(cfg.llm.provider, "extractive");
     let dep = build::deployment(&world.inputs(&ts), "h");
     let res = dep.spec.unwrap().template.spec.unwrap().containers[0].resources.clone().unwrap();
     assert_eq!(res.limits.unwrap()["memory"].0, "1Gi", "the local model gets more memory");
@@ -142,6 +144,9 @@ fn full_toolserver_renders_providers_and_secret_references() {
     assert_eq!((e.provider, e.endpoint.as_deref(), e.model.as_deref()), (ProviderKind::OpenAi, Some("http://ollama.models.svc:11434/v1"), Some("all-minilm")));
     assert_eq!(e.timeout_ms, 1500);
     assert!(e.api_key.is_none(), "API keys never enter the ConfigMap");
+    let llm = &cfg.llm;
+    assert_eq!((llm.provider.as_str(), llm.endpoint.as_deref(), llm.model.as_deref()), ("openai", Some("http://ollama.models.svc:11434/v1"), Some("llama3.2")));
+    assert_eq!((llm.api_key_env.as_str(), llm.timeout_ms), (build::LLM_API_KEY_ENV, 90_000));
 
     let dep = build::deployment(&inputs, "abc");
     let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();

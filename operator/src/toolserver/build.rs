@@ -161,6 +161,8 @@ struct RuntimeFile {
     auth: AuthFile,
     #[serde(skip_serializing_if = "Option::is_none")]
     embedding: Option<EmbeddingFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm: Option<LlmFile>,
     mcp: McpFile,
     log_format: &'static str,
 }
@@ -203,6 +205,19 @@ struct EmbeddingFile {
     timeout_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_dir: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LlmFile {
+    provider: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// The variable the Deployment fills from `apiKeySecretRef`; the key never enters the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key_env: Option<&'static str>,
+    timeout_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -258,6 +273,24 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
             model_dir: Some(LOCAL_MODEL_DIR.to_owned()),
         }),
     };
+    let llm = match &ts.spec.llm {
+        None => None,
+        Some(l) => {
+            let timeout_ms = parse_duration(&l.timeout)
+                .map_err(|err| invalid(format!("spec.llm.timeout: {err}")))?
+                .as_millis() as u64;
+            Some(match l.provider {
+                LlmProvider::Extractive => LlmFile { provider: "extractive", endpoint: None, model: None, api_key_env: None, timeout_ms },
+                LlmProvider::Openai => LlmFile {
+                    provider: "openai",
+                    endpoint: l.endpoint.clone(),
+                    model: l.model.clone(),
+                    api_key_env: Some(LLM_API_KEY_ENV),
+                    timeout_ms,
+                },
+            })
+        }
+    };
     let file = RuntimeFile {
         listen: format!("0.0.0.0:{PORT}"),
         auth: AuthFile {
@@ -267,6 +300,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
             issuers,
         },
         embedding,
+        llm,
         mcp: McpFile { tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect() },
         log_format: "json",
     };
