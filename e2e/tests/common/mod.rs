@@ -219,3 +219,18 @@ pub async fn cli_token(s: &Scope, ts: &ToolServerInfo, tenant: &str, scope: &str
     ensure!(out.status.success(), "paddock-runtime token failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
+
+/// A bare MCP `initialize` with `token`: the HTTP status and the `WWW-Authenticate` header.
+pub async fn raw_initialize(s: &Scope, ts: &ToolServerInfo, token: &str) -> anyhow::Result<(u16, String)> {
+    let (http, base) = s.env.toolserver_http(&ts.namespace, &ts.name, &ts.url).await?;
+    let resp = http
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "paddock-e2e", "version": "0"}}}))
+        .send()
+        .await?;
+    let www = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    Ok((resp.status().as_u16(), www))
+}
