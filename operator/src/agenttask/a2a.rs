@@ -191,7 +191,9 @@ impl<'a> A2aClient<'a> {
         }
         let text = resp.text().await.map_err(A2aError::Connect)?;
         let value: Option<Value> = serde_json::from_str(&text).ok();
-        if let Some(err) = value.as_ref().and_then(|v| v.get("error")) {
+        // A JSON-RPC error object; anything else (an auth refusal's body, say) is judged by status.
+        let rpc_error = value.as_ref().and_then(|v| v.get("error")).filter(|e| e.get("code").is_some_and(Value::is_i64));
+        if let Some(err) = rpc_error {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
             if code == -32601 {
                 return Err(A2aError::Unavailable);

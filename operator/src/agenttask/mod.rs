@@ -53,6 +53,18 @@ const CONTROLLER: &str = "agenttask";
 const CANCEL_GRACE: Duration = Duration::from_secs(120);
 /// Lifetime of the token for one call.
 const TOKEN_TTL: Duration = Duration::from_secs(300);
+/// Scopes of the operator's task tokens: run tasks, and read the documents their skills search.
+pub const TASK_SCOPES: [&str; 2] = [paddock_runtime::auth::scopes::TASKS_RUN, paddock_runtime::auth::scopes::DOCUMENTS_READ];
+
+/// `SendMessageRequest.metadata` for a task: skill, per-task budget, model, timeout.
+pub fn submission_metadata(spec: &crate::crd::AgentTaskSpec, timeout: Duration) -> serde_json::Value {
+    json!({
+        "skill": spec.skill,
+        "budget": spec.budget,
+        "model": spec.model,
+        "timeoutSeconds": timeout.as_secs(),
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -253,7 +265,7 @@ async fn target(task: &AgentTask, ctx: &Context, st: &mut StatusBuilder) -> Resu
     let user = format!("agenttask:{ns}/{}", task.name_any());
     let token = ctx
         .dev_issuer
-        .mint(&ts.spec.tenant_ref, &resource_url(&ts), &user, &[paddock_runtime::auth::scopes::TASKS_RUN], TOKEN_TTL)
+        .mint(&ts.spec.tenant_ref, &resource_url(&ts), &user, &TASK_SCOPES, TOKEN_TTL)
         .map_err(|e| Error::MintToken(e.to_string()))?;
     Ok(Ok(Target { base_url: ctx.settings.call_url(&ns, ts_name, &service_url(&ts)), token }))
 }
@@ -306,12 +318,7 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
 
     // 3. submit or poll
     let Some(task_id) = st.status.task_id.clone() else {
-        let metadata = json!({
-            "skill": task.spec.skill,
-            "budget": task.spec.budget,
-            "model": task.spec.model,
-            "timeoutSeconds": timeout.as_secs(),
-        });
+        let metadata = submission_metadata(&task.spec, timeout);
         let message_id = task.uid().unwrap_or_else(|| task.name_any());
         match client.send_message(&message_id, &task.spec.input, metadata).await {
             Ok(view) => {

@@ -58,3 +58,4 @@ pub fn fixtures(set: &str) -> Vec<Fixture> {
 }
 
 pub mod db;
+pub mod runtime;
