@@ -116,6 +116,7 @@ impl Elector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
                     self.observe(&created);
+                    tracing::info!(lease = %self.settings.name, identity = %self.settings.identity, "created and acquired the leader Lease");
                     Ok(true)
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),

@@ -180,8 +180,10 @@ pub fn hybrid_sql() -> String {
      fused AS ( \
          SELECT coalesce(lex.id, vec.id) AS id, \
                 CASE WHEN $10 = 'convex' THEN \
-                    $7 * (1 - $11) * coalesce(CASE WHEN lex.hi > lex.lo THEN (lex.score - lex.lo) / (lex.hi - lex.lo) ELSE 1 END, 0) \
-                    + $8 * $11 * coalesce(CASE WHEN vec.hi > vec.lo THEN (vec.score - vec.lo) / (vec.hi - vec.lo) ELSE 1 END, 0) \
+                    $7 * (1 - $11) * CASE WHEN lex.id IS NULL THEN 0 WHEN lex.hi > lex.lo \
+                                          THEN (lex.score - lex.lo) / (lex.hi - lex.lo) ELSE 1 END \
+                    + $8 * $11 * CASE WHEN vec.id IS NULL THEN 0 WHEN vec.hi > vec.lo \
+                                      THEN (vec.score - vec.lo) / (vec.hi - vec.lo) ELSE 1 END \
                 ELSE coalesce($7 / ($6 + lex.rank), 0) + coalesce($8 / ($6 + vec.rank), 0) END AS score, \
                 lex.rank AS lex_rank, lex.score AS lex_score, vec.rank AS vec_rank, vec.score AS vec_score \
          FROM lex FULL JOIN vec ON lex.id = vec.id \

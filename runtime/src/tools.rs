@@ -431,7 +431,7 @@ fn hybrid_search_spec() -> Value {
     let mut props = query_props();
     props["weights"] = json!({
         "type": "object",
-        "description": "Per-arm weights for Reciprocal Rank Fusion (0 disables an arm).",
+        "description": "Per-arm weights in the fusion (0 disables an arm).",
         "properties": {
             "lexical": { "type": "number", "minimum": 0, "maximum": 10, "default": 1 },
             "vector": { "type": "number", "minimum": 0, "maximum": 10, "default": 1 }
@@ -441,7 +441,7 @@ fn hybrid_search_spec() -> Value {
     json!({
         "name": "hybrid_search",
         "title": "Hybrid search",
-        "description": "Search the tenant's documents by keywords and by meaning, fused with Reciprocal Rank Fusion. Each hit reports its rank and score in each arm. If semantic search is unavailable the answer is lexical and marked degraded.",
+        "description": "Search the tenant's documents by keywords (BM25) and by meaning (embeddings), fused into one ranking. Each hit reports its rank and score in each arm. If semantic search is unavailable the answer is lexical and marked degraded.",
         "inputSchema": { "type": "object", "properties": props, "required": ["query"], "additionalProperties": false },
         "outputSchema": hits_output_schema(),
         "annotations": read_only(),

@@ -88,7 +88,7 @@ async fn rpc(rt: &Runtime, token: &str, method: &str, params: Value) -> Value {
 
 /// The runtime role's URL for the test database.
 async fn runtime_url(admin: &PgPool) -> String {
-    sqlx::query("ALTER ROLE paddock_runtime LOGIN").execute(admin).await.unwrap();
+    common::enable_login(admin, "paddock_runtime").await;
     let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(admin).await.unwrap();
     let mut url = reqwest::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
     url.set_username("paddock_runtime").unwrap();

@@ -1,5 +1,6 @@
 //! The BM25 lexical arm: scores against a hand computation, corpus statistics that stay exact under concurrent
-//! writers, and statistics that are tenant-isolated and written only by the database itself.
+//! writers, and statistics that are tenant-isolated and written only by the database itself; then the fusion of
+//! its ranking with the vector arm's, both ways, recomputed from the per-arm ranks and scores each hit reports.
 mod common;
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use paddock_runtime::{
     db::{Db, TenantId},
     documents,
     embed::Embedder,
-    search::Bm25,
+    search::{self, Bm25, Fusion, HybridParams},
     tools::SearchSettings,
 };
 use serde_json::{Value, json};
@@ -252,4 +253,89 @@ async fn non_text_updates_leave_the_analysis_alone(admin: PgPool) {
     assert_eq!(before, after, "no delta row for writes that keep the text");
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
+}
+
+fn unit(parts: &[(usize, f32)]) -> Vec<f32> {
+    let mut v = vec![0f32; 384];
+    for (i, x) in parts {
+        v[*i] = *x;
+    }
+    v
+}
+
+/// Both fusions, recomputed from what each hit reports: convex with min-max normalisation per arm (a document
+/// missing from an arm gets 0 there, not that arm's best), and weighted RRF.
+#[sqlx::test(migrations = "../migrations")]
+async fn fused_scores_follow_from_the_per_arm_ranks_and_scores(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let db = Db::from_pool(runtime_pool(&admin).await);
+    let acme = TenantId::parse("acme").unwrap();
+    let docs: [(&str, &str, Option<Vec<f32>>); 5] = [
+        ("a", "solar panels on solar roofs", Some(unit(&[(0, 1.0)]))),
+        ("b", "wind turbines", Some(unit(&[(1, 1.0)]))),
+        ("c", "solar farms beside wind farms", Some(unit(&[(0, 0.6), (1, 0.8)]))),
+        ("d", "solar hydro dams", None),
+        ("e", "tidal power", Some(unit(&[(0, 0.8), (1, 0.6)]))),
+    ];
+    let mut tx = db.begin(&acme).await.unwrap();
+    for (id, content, v) in &docs {
+        documents::upsert(&mut tx, id, "", content, &json!({})).await.unwrap();
+        if let Some(v) = v {
+            let hash: String =
+                sqlx::query_scalar("SELECT content_hash FROM documents WHERE id = $1").bind(id).fetch_one(tx.conn()).await.unwrap();
+            assert!(documents::store_embedding(&mut tx, id, &hash, "m", v.clone()).await.unwrap());
+        }
+    }
+    tx.commit().await.unwrap();
+
+    for (fusion, wl, wv) in [(Fusion::Convex, 1.0, 1.0), (Fusion::Convex, 2.0, 0.5), (Fusion::Rrf, 1.0, 1.0), (Fusion::Rrf, 1.0, 3.0)] {
+        let (alpha, k) = (0.3, 10.0);
+        let params = HybridParams {
+            query: "solar",
+            vector: Some(unit(&[(1, 1.0)])),
+            model: Some("m"),
+            limit: 50,
+            filter: None,
+            lexical_weight: wl,
+            vector_weight: wv,
+            rrf_k: k,
+            depth: 100,
+            fusion,
+            alpha,
+            bm25: Bm25::default(),
+        };
+        let mut tx = db.begin(&acme).await.unwrap();
+        let hits = search::hybrid(&mut tx, &params).await.unwrap();
+        tx.commit().await.unwrap();
+        // Lexical: a, c, d hold "solar"; vector: the four embedded documents.
+        assert_eq!(hits.len(), 5, "{fusion:?}: {hits:?}");
+        assert_eq!(hits.iter().filter(|h| h.lexical.is_some()).count(), 3);
+        assert_eq!(hits.iter().filter(|h| h.vector.is_some()).count(), 4);
+        let range = |f: &dyn Fn(&search::Hit) -> Option<f64>| {
+            let s: Vec<f64> = hits.iter().filter_map(f).collect();
+            (s.iter().copied().fold(f64::INFINITY, f64::min), s.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        };
+        let (llo, lhi) = range(&|h| h.lexical.as_ref().map(|a| a.score));
+        let (vlo, vhi) = range(&|h| h.vector.as_ref().map(|a| a.score));
+        for h in &hits {
+            let want = match fusion {
+                Fusion::Convex => {
+                    let nl = h.lexical.as_ref().map_or(0.0, |a| (a.score - llo) / (lhi - llo));
+                    let nv = h.vector.as_ref().map_or(0.0, |a| (a.score - vlo) / (vhi - vlo));
+                    (1.0 - alpha) * wl * nl + alpha * wv * nv
+                }
+                Fusion::Rrf => {
+                    h.lexical.as_ref().map_or(0.0, |a| wl / (k + a.rank as f64))
+                        + h.vector.as_ref().map_or(0.0, |a| wv / (k + a.rank as f64))
+                }
+            };
+            assert!((h.score - want).abs() < 1e-9, "{fusion:?} {}: {} vs {want}", h.id, h.score);
+        }
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{fusion:?}: ordered by fused score");
+        // The vector arm's cosine similarities and ranks are the hand ones.
+        let b = hits.iter().find(|h| h.id == "b").unwrap().vector.clone().unwrap();
+        let e = hits.iter().find(|h| h.id == "e").unwrap().vector.clone().unwrap();
+        assert_eq!((b.rank, e.rank), (1, 3));
+        assert!((b.score - 1.0).abs() < 1e-6 && (e.score - 0.6).abs() < 1e-6, "{b:?} {e:?}");
+    }
 }

@@ -129,8 +129,12 @@ pub async fn reconcile(task: Arc<AgentTask>, ctx: Arc<Context>) -> Result<Action
             FinalizerEvent::Cleanup(t) => cleanup(&t, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .await;
+    let result = match result {
+        // A second reconcile raced the first to the finalizer: the object is already gone.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => Ok(Action::await_change()),
+        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
+    };
     if result.is_ok() {
         ctx.backoff.reset(&key);
     }

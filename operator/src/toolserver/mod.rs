@@ -197,6 +197,7 @@ async fn refuse(ts: &ToolServer, ctx: &Context, mut st: StatusBuilder, reason: &
     delete_children(ts, ctx).await?;
     st.set(Desired::new("Ready", Status::False, reason, message));
     conditions::remove(&mut st.status.conditions, "Verified");
+    conditions::remove(&mut st.status.conditions, "IssuersResolved");
     st.status.ready_replicas = None;
     st.status.replicas = None;
     st.save(ts, ctx).await?;

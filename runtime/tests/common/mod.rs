@@ -48,12 +48,28 @@ pub async fn runtime_pool(admin: &PgPool) -> PgPool {
 
 /// A pool logged in as `role` on the test database (trust authentication on the local test server).
 pub async fn login_pool(admin: &PgPool, role: &str) -> PgPool {
-    // Roles are cluster-wide; enabling login is idempotent and harmless across parallel tests.
-    sqlx::query(&format!("ALTER ROLE {role} LOGIN")).execute(admin).await.expect("enable login");
+    enable_login(admin, role).await;
     let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(admin).await.unwrap();
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let opts = PgConnectOptions::from_str(&url).unwrap().username(role).database(&db);
     PgPoolOptions::new().max_connections(8).connect_with(opts).await.expect("connect as runtime role")
+}
+
+/// Lets `role` log in. Roles are cluster-wide, so parallel tests race on the same `pg_authid` row: PostgreSQL
+/// answers a concurrent `ALTER ROLE` with "tuple concurrently updated", after which the other test's change holds.
+pub async fn enable_login(admin: &PgPool, role: &str) {
+    for attempt in 0.. {
+        let can: bool =
+            sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1").bind(role).fetch_one(admin).await.unwrap();
+        if can {
+            return;
+        }
+        match sqlx::query(&format!("ALTER ROLE {role} LOGIN")).execute(admin).await {
+            Ok(_) => return,
+            Err(_) if attempt < 10 => tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await,
+            Err(e) => panic!("enable login for {role}: {e}"),
+        }
+    }
 }
 
 pub struct Keys {
