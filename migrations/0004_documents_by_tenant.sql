@@ -10,10 +10,11 @@
 -- Isolation is unchanged: the policies live on the parent, runtimes are granted the parent only, and a
 -- partition is reachable solely through it (a direct query on a partition has no grant).
 --
--- Each tenant's partition is created by a trigger with its tenants row, in the same transaction, so a document
--- can never arrive for a tenant without one; there is no default partition to scan or to fill by mistake.
--- Removing the tenants row (deletion policy Delete) cascades to the rows; `paddock_drop_tenant_documents`
--- then drops the empty partition.
+-- Each tenant's partition is created by a trigger with its tenants row, in the same transaction, and dropped
+-- by another when the row goes (deletion policy Delete), so a document can never arrive for a tenant without
+-- one; there is no default partition to scan or to fill by mistake. The partitions take the place of a foreign
+-- key to tenants: attaching a partition to a table with one would clone it, locking tenants against every
+-- other tenant's provisioning (two tenants created at once deadlocked on it).
 --
 -- Storage: the embedding (1.5 KiB) stays in the row instead of TOAST, so computing a distance from the heap
 -- does not first fetch and reassemble a TOAST chunk; the content, larger and read only for returned hits, is
@@ -27,7 +28,7 @@ ALTER INDEX documents_pending_embedding_idx RENAME TO documents_unpartitioned_pe
 ALTER TABLE documents_unpartitioned RENAME CONSTRAINT documents_pkey TO documents_unpartitioned_pkey;
 
 CREATE TABLE documents (
-    tenant_id       text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    tenant_id       text NOT NULL,
     id              text NOT NULL CHECK (length(id) BETWEEN 1 AND 256),
     title           text NOT NULL DEFAULT '',
     content         text NOT NULL,
@@ -50,7 +51,7 @@ CREATE INDEX documents_pending_embedding_idx ON documents (tenant_id, updated_at
 -- The partition of a tenant: a name derived from the id (ids are DNS labels up to 63 characters; the hash
 -- keeps the name short and free of quoting), created empty and attached, which locks the parent only against
 -- concurrent DDL, never against readers or writers. Attaching builds the partition's indexes and clones the
--- parent's foreign key and row triggers.
+-- parent's row triggers.
 CREATE FUNCTION paddock_documents_partition(p_tenant text) RETURNS name
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT ('documents_' || left(md5(p_tenant), 16))::name $$;
@@ -71,29 +72,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION paddock_create_tenant_documents(text) FROM PUBLIC;
 
-CREATE FUNCTION paddock_drop_tenant_documents(p_tenant text) RETURNS void
-LANGUAGE plpgsql SET search_path = public, pg_temp
-AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM tenants WHERE id = p_tenant) THEN
-        RAISE EXCEPTION 'tenant % still exists', p_tenant USING ERRCODE = 'object_in_use';
-    END IF;
-    EXECUTE format('DROP TABLE IF EXISTS %I', paddock_documents_partition(p_tenant));
-END
-$$;
-REVOKE ALL ON FUNCTION paddock_drop_tenant_documents(text) FROM PUBLIC;
-
 CREATE FUNCTION paddock_tenants_partition() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
 BEGIN
-    PERFORM paddock_create_tenant_documents(NEW.id);
+    IF TG_OP = 'INSERT' THEN
+        PERFORM paddock_create_tenant_documents(NEW.id);
+    ELSE
+        -- The documents go with their partition (without per-row triggers: bm25_stats goes with the tenant).
+        EXECUTE format('DROP TABLE IF EXISTS %I', paddock_documents_partition(OLD.id));
+    END IF;
     RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION paddock_tenants_partition() FROM PUBLIC;
 CREATE TRIGGER tenants_documents_partition
-    AFTER INSERT ON tenants
+    AFTER INSERT OR DELETE ON tenants
     FOR EACH ROW EXECUTE FUNCTION paddock_tenants_partition();
 
 SELECT paddock_create_tenant_documents(id) FROM tenants;

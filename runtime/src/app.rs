@@ -96,6 +96,7 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(mcp::router())
         .merge(crate::a2a::protected_router())
+        .layer(middleware::from_fn_with_state(state.clone(), check_tenant))
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_bearer))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin));
 
@@ -163,14 +164,42 @@ async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -
     next.run(req).await
 }
 
+/// A runtime logged in as a tenant's own role serves that tenant only: a valid token for another tenant gets
+/// 403 here, rather than the database refusing its rows somewhere inside the request.
+async fn check_tenant(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(principal) = req.extensions().get::<auth::Principal>() else {
+        return next.run(req).await;
+    };
+    match state.db.pinned_tenant().await {
+        Ok(Some(served)) if served != principal.tenant => {
+            state.metrics.reject("wrong_tenant", "");
+            let message = format!("this server serves tenant {served:?} only; the token is for {:?}", principal.tenant);
+            json_rpc_refusal(StatusCode::FORBIDDEN, &message)
+        }
+        Ok(_) => next.run(req).await,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to read which tenant the database role serves");
+            state.metrics.reject("unavailable", "");
+            let mut r = json_rpc_refusal(StatusCode::SERVICE_UNAVAILABLE, "service temporarily unavailable; retry shortly");
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
 /// The body-limit layer answers 413 with a plain body; give it the JSON-RPC error shape clients parse.
 async fn payload_too_large_as_json(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
         return resp;
     }
-    let body = crate::jsonrpc::RpcError::new(None, crate::jsonrpc::INVALID_REQUEST, "request body too large").to_json();
-    (StatusCode::PAYLOAD_TOO_LARGE, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    json_rpc_refusal(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}
+
+/// A refusal before any JSON-RPC request was read, in the error shape clients of both protocols parse.
+fn json_rpc_refusal(status: StatusCode, message: &str) -> Response {
+    let body = crate::jsonrpc::RpcError::new(None, crate::jsonrpc::INVALID_REQUEST, message).to_json();
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 async fn readyz(State(db): State<Db>) -> Response {

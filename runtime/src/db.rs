@@ -6,7 +6,7 @@
 //! sees only the current tenant's rows. `TenantTx` is the only way this crate hands out a connection for
 //! tenant data; the pool itself stays private.
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     PgPool, Postgres, Transaction,
@@ -82,6 +82,8 @@ pub struct DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    /// The tenant the login role is pinned to, looked up once (see [`Db::pinned_tenant`]).
+    pinned: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
 impl Db {
@@ -95,11 +97,26 @@ impl Db {
             .acquire_timeout(cfg.acquire_timeout)
             .test_before_acquire(false)
             .connect_lazy_with(opts);
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, pinned: Arc::default() }
+    }
+
+    /// The tenant this runtime's login role belongs to, when it logs in as a tenant's own role (a ToolServer
+    /// deployed by the operator): the database then shows it that tenant's rows only, whatever a token says.
+    /// `None` for the shared runtime role, which serves any tenant. Looked up once, on first use.
+    pub async fn pinned_tenant(&self) -> Result<Option<&str>, DbError> {
+        let pinned = self
+            .pinned
+            .get_or_try_init(|| async {
+                sqlx::query_scalar("SELECT tenant_id FROM tenant_roles WHERE role_name = session_user")
+                    .fetch_optional(&self.pool)
+                    .await
+            })
+            .await?;
+        Ok(pinned.as_deref())
     }
 
     /// Begins a transaction bound to `tenant`. The setting is transaction-local and passed as a bound parameter.

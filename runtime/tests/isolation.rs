@@ -157,6 +157,16 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
         .unwrap();
     assert_eq!(ids, vec!["a1"], "the lexical candidates are tenant-a's too");
     drop(tx);
+    // A runtime logged in as that role serves tenant-a only: a valid token for tenant-b is refused up front.
+    let keys = keys();
+    let served = app(pool.clone(), &keys).await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = served.post_raw(&keys.token("tenant-b", RO), None, None, init.to_string()).await;
+    assert_eq!(r.status, 403, "{}", r.json());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("serves tenant \"tenant-a\" only"), "{}", r.json());
+    let (session, _) = served.initialize(&keys.token("tenant-a", RO), "2025-06-18").await;
+    assert!(!session.is_empty());
     pool.close().await;
     sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1").bind(&role).execute(&admin).await.unwrap();
     sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();

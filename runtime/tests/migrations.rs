@@ -80,3 +80,46 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
         sqlx::query_as("SELECT count(*), sum(bm25_length)::bigint FROM documents WHERE tenant_id = 'globex'").fetch_one(&admin).await.unwrap();
     assert_eq!(globex, recount, "statistics follow writes after the move");
 }
+
+/// Tenants provisioned at the same time each get their partition, without deadlocking on one another (each
+/// transaction holds its tenants row while attaching its partition), and deleting a tenant drops it.
+#[sqlx::test(migrations = "../migrations")]
+async fn concurrent_tenants_get_their_partitions_and_lose_them_on_delete(admin: PgPool) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let mut tx = admin.begin().await.unwrap();
+                sqlx::query("INSERT INTO tenants (id) VALUES ($1)").bind(format!("t{i}")).execute(&mut *tx).await?;
+                // Hold the transaction open across the others' inserts, as the operator's provisioning does.
+                sqlx::query("SELECT pg_sleep(0.1)").execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO documents (tenant_id, id, content, content_hash) VALUES ($1, 'd', 'text', 'h')")
+                    .bind(format!("t{i}"))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("no deadlock, no failure");
+    }
+    let partitions: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'documents'::regclass")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(partitions, 8);
+
+    sqlx::query("DELETE FROM tenants WHERE id = 't3'").execute(&admin).await.unwrap();
+    let gone: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass(paddock_documents_partition('t3')::text)::text").fetch_one(&admin).await.unwrap();
+    assert_eq!(gone, None);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(&admin).await.unwrap();
+    assert_eq!(left, 7);
+    // A document for a tenant that does not exist has no partition to go to.
+    let err = sqlx::query("INSERT INTO documents (tenant_id, id, content, content_hash) VALUES ('t3', 'd', 'x', 'h')")
+        .execute(&admin)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"), "{err}");
+}
