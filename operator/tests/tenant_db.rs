@@ -143,6 +143,11 @@ async fn provisioning_is_idempotent_keeps_the_password_and_follows_spec_changes(
         .unwrap();
     assert_eq!(prices, ["gpt-4o-mini"]);
 
+    // The tenants row brought its own documents partition.
+    let partition: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass(paddock_documents_partition($1)::text)::text").bind(&name).fetch_one(&admin.pool).await.unwrap();
+    assert!(partition.is_some(), "a documents partition for {name}");
+
     // Deleted with Retain: role and mapping gone, rows kept.
     let gone = db::deprovision(&admin.pool, &name, &rec.role, DeletionPolicy::Retain).await.unwrap();
     assert!(gone.role_dropped && !gone.rows_deleted, "{gone:?}");
@@ -157,6 +162,9 @@ async fn provisioning_is_idempotent_keeps_the_password_and_follows_spec_changes(
     assert!(gone.role_dropped && gone.rows_deleted);
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id = $1").bind(&name).fetch_one(&admin.pool).await.unwrap();
     assert_eq!(left, 0);
+    let partition: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass(paddock_documents_partition($1)::text)::text").bind(&name).fetch_one(&admin.pool).await.unwrap();
+    assert_eq!(partition, None, "the tenant's documents partition is dropped with it");
     let twice = db::deprovision(&admin.pool, &name, &rec.role, DeletionPolicy::Delete).await.unwrap();
     assert!(!twice.role_dropped && !twice.rows_deleted);
     admin.drop_role().await;

@@ -737,15 +737,16 @@ pub fn pgbench_scripts(
         };
         let binds = params.text_binds();
         let used = placeholders(&sql);
-        if used != binds.len() {
+        if used != binds.len() + 1 || search::TENANT_PARAM != used {
             return Err(BenchError::Pgbench(format!(
-                "search::hybrid_sql uses {used} parameters but HybridParams::text_binds lists {}",
+                "search::hybrid_sql uses {used} parameters but HybridParams::text_binds lists {} and the tenant",
                 binds.len()
             )));
         }
         let statement = substitute_placeholders(&sql, |n| match binds.get(n - 1) {
             Some((ty, Some(_))) => format!("(:q{i}_{n})::{ty}"),
             Some((ty, None)) => format!("NULL::{ty}"),
+            None if n == search::TENANT_PARAM => format!("('{TENANT_PREFIX}' || :t)"),
             None => format!("${n}"),
         });
         for (n, (_, value)) in binds.iter().enumerate() {

@@ -90,6 +90,9 @@ pub async fn list(
 /// embedding survives; a changed one loses its embedding until the background embedder catches up.
 ///
 /// The tenant id comes from the transaction, never from the caller: `WITH CHECK` would refuse any other.
+/// Created or updated: an insert stamps both times with the transaction's start, an update stamps `updated_at`
+/// with the clock, which is later even for a document created earlier in the same transaction. (`xmax = 0`,
+/// the usual test, is not available on a partitioned table.)
 pub async fn upsert(
     tx: &mut TenantTx,
     id: &str,
@@ -105,9 +108,9 @@ pub async fn upsert(
          ON CONFLICT (tenant_id, id) DO UPDATE \
             SET title = EXCLUDED.title, content = EXCLUDED.content, metadata = EXCLUDED.metadata, \
                 content_hash = EXCLUDED.content_hash, embedding = NULL, embedding_model = NULL, \
-                updated_at = now() \
+                updated_at = clock_timestamp() \
             WHERE d.content_hash IS DISTINCT FROM EXCLUDED.content_hash \
-         RETURNING (xmax = 0)",
+         RETURNING d.updated_at = d.created_at",
     )
     .bind(&tenant)
     .bind(id)

@@ -130,11 +130,20 @@ fn hit_from_row(r: HitRow) -> Hit {
     }
 }
 
+/// The placeholder of the tenant in [`hybrid_sql`]; not part of [`HybridParams`] because it always comes
+/// from the transaction, which set the same tenant for row-level security.
+pub const TENANT_PARAM: usize = 14;
+
 /// The hybrid statement. Its parameters `$1..` are bound in the order [`HybridParams::text_binds`] lists them;
 /// the benchmark replays it under pgbench from this function, so the ceiling it measures is this very SQL.
 ///
 /// Parameters: $1 query, $2 vector, $3 filter, $4 depth, $5 limit, $6 rrf k, $7 lexical weight,
-/// $8 vector weight, $9 model, $10 fusion, $11 alpha, $12 k1, $13 b.
+/// $8 vector weight, $9 model, $10 fusion, $11 alpha, $12 k1, $13 b, and [`TENANT_PARAM`] the transaction's
+/// tenant.
+///
+/// Row-level security alone keeps the rows to the tenant; the explicit `tenant_id = $14` beside it lets the
+/// planner keep only the tenant's partition of `documents` (migration 0004), so each arm walks that tenant's
+/// own index instead of filtering every tenant's candidates.
 pub fn hybrid_sql() -> String {
     // `setweight(tsv, 'C', terms)` then `ts_filter(.., '{c}')` keeps only the query's lexemes with their
     // positions (tf) without unnesting the whole document: the analysis trigger writes weights A and B only.
@@ -146,13 +155,13 @@ pub fn hybrid_sql() -> String {
      corpus AS MATERIALIZED ( \
          SELECT greatest(coalesce(sum(documents), 0), 1)::float8 AS n, \
                 greatest(coalesce(sum(tokens)::float8 / nullif(sum(documents), 0), 1), 1) AS avgdl \
-         FROM bm25_stats \
+         FROM bm25_stats WHERE tenant_id = $14 \
      ), \
      matches AS MATERIALIZED ( \
          SELECT d.id, d.bm25_length::float8 AS dl, ($3::jsonb IS NULL OR d.metadata @> $3) AS kept, \
                 m.lexeme AS term, coalesce(cardinality(m.positions), 1)::float8 AS tf \
          FROM q, documents d, LATERAL unnest(ts_filter(setweight(d.tsv, 'C', q.terms), '{c}')) m \
-         WHERE d.tsv @@ q.tsq \
+         WHERE d.tenant_id = $14 AND d.tsv @@ q.tsq \
      ), \
      df AS (SELECT term, count(*)::float8 AS df FROM matches GROUP BY term), \
      lex AS ( \
@@ -172,7 +181,7 @@ pub fn hybrid_sql() -> String {
                 min(1 - dist) OVER () AS lo, max(1 - dist) OVER () AS hi \
          FROM ( \
              SELECT d.id, d.embedding <=> $2 AS dist FROM documents d \
-             WHERE $2::vector IS NOT NULL AND $8 > 0 AND d.embedding_model = $9 \
+             WHERE d.tenant_id = $14 AND $2::vector IS NOT NULL AND $8 > 0 AND d.embedding_model = $9 \
                AND ($3::jsonb IS NULL OR d.metadata @> $3) \
              ORDER BY d.embedding <=> $2 LIMIT $4 \
          ) s \
@@ -191,7 +200,7 @@ pub fn hybrid_sql() -> String {
      ) \
      SELECT f.id, d.title, left(d.content, 280), d.metadata, f.score::float8, \
             f.lex_rank, f.lex_score::float8, f.vec_rank, f.vec_score::float8 \
-     FROM fused f JOIN documents d ON d.id = f.id \
+     FROM fused f JOIN documents d ON d.tenant_id = $14 AND d.id = f.id \
      ORDER BY f.score DESC, f.id"
         .to_owned()
 }
@@ -239,6 +248,7 @@ pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>,
         .bind(p.alpha)
         .bind(p.bm25.k1)
         .bind(p.bm25.b)
+        .bind(tx.tenant().as_str().to_owned())
         .fetch_all(tx.conn())
         .await?;
     Ok(rows.into_iter().map(hit_from_row).collect())
@@ -300,7 +310,8 @@ mod tests {
         };
         let sql = hybrid_sql();
         let highest = (1..=20).rev().find(|n| sql.contains(&format!("${n}"))).unwrap();
-        assert_eq!(highest, p.text_binds().len());
+        assert_eq!(highest, p.text_binds().len() + 1);
+        assert_eq!(highest, TENANT_PARAM);
     }
 
     #[test]

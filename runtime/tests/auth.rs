@@ -799,6 +799,35 @@ async fn metadata_is_served_at_both_well_known_paths() {
     }
 }
 
+/// Clients parse `authorization_servers` as URLs: an issuer that is only a name is not advertised, and a
+/// configured authorization server that is not a URL is a configuration error.
+#[tokio::test]
+async fn only_url_issuers_are_advertised_as_authorization_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, all_public_keys().to_string()).unwrap();
+    let issuers = vec![
+        IssuerConfig::new("paddock-dev", AUDIENCE, JwksSource::File(path.clone())),
+        IssuerConfig::new("urn:paddock:dev-issuer", AUDIENCE, JwksSource::File(path.clone())),
+    ];
+    let auth = Authenticator::new(AuthConfig::new("http://127.0.0.1:8080/mcp", issuers.clone())).await.unwrap();
+    let r = send(&app(auth), "GET", "/.well-known/oauth-protected-resource/mcp", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json.get("authorization_servers").is_none(), "{}", r.json);
+    assert_eq!(r.json["resource"], "http://127.0.0.1:8080/mcp");
+
+    let mut with_url = issuers.clone();
+    with_url.push(IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path)));
+    let auth = Authenticator::new(AuthConfig::new("http://127.0.0.1:8080/mcp", with_url)).await.unwrap();
+    let r = send(&app(auth), "GET", "/.well-known/oauth-protected-resource/mcp", &[]).await;
+    assert_eq!(r.json["authorization_servers"], json!([ISSUER]));
+
+    let mut cfg = AuthConfig::new("http://127.0.0.1:8080/mcp", issuers);
+    cfg.authorization_servers = vec!["login".into()];
+    let err = Authenticator::new(cfg).await.err().expect("a non-URL authorization server is refused");
+    assert!(err.to_string().contains("not an http(s) URL"), "{err}");
+}
+
 #[tokio::test]
 async fn metadata_echoes_the_resource_exactly_with_its_trailing_slash() {
     let dir = tempfile::tempdir().unwrap();

@@ -305,6 +305,8 @@ pub async fn deprovision(
             .await?
             .rows_affected()
             > 0;
+        // The rows went with the tenants row (ON DELETE CASCADE); its now empty partition goes too.
+        sqlx::query("SELECT paddock_drop_tenant_documents($1)").bind(tenant).execute(&mut *tx).await?;
     }
     if exists {
         sqlx::query(&format!("DROP ROLE IF EXISTS {quoted}")).execute(&mut *tx).await.map_err(|e| {

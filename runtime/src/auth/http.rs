@@ -198,13 +198,16 @@ where
 }
 
 async fn metadata(State(auth): State<Authenticator>) -> Response {
-    let body = json!({
+    let mut body = json!({
         "resource": auth.inner.resource,
-        "authorization_servers": auth.inner.authorization_servers,
         "bearer_methods_supported": ["header"],
         "scopes_supported": scopes::ALL,
         "resource_name": "Paddock",
     });
+    // Optional in RFC 9728: absent when no issuer is an http(s) URL a client could discover.
+    if !auth.inner.authorization_servers.is_empty() {
+        body["authorization_servers"] = json!(auth.inner.authorization_servers);
+    }
     let mut resp = Json(body).into_response();
     resp.headers_mut().insert(
         CACHE_CONTROL,

@@ -103,9 +103,19 @@ impl Authenticator {
             });
         }
 
+        // RFC 9728 lists authorization servers by their RFC 8414 issuer identifier, an http(s) URL; clients
+        // parse them as URLs (the official MCP SDK refuses the whole document otherwise). Configured ones must
+        // be URLs; by default the issuers that are URLs are advertised, and the others (e.g. a development
+        // issuer named `paddock-dev`) are left out.
+        for server in &cfg.authorization_servers {
+            if !is_http_url(server) {
+                return Err(AuthError::Config(format!("authorization server {server:?}: not an http(s) URL")));
+            }
+        }
         let mut authorization_servers = cfg.authorization_servers.clone();
         if authorization_servers.is_empty() {
-            authorization_servers = issuers.iter().map(|i| i.cfg.issuer.clone()).collect();
+            authorization_servers =
+                issuers.iter().map(|i| i.cfg.issuer.clone()).filter(|iss| is_http_url(iss)).collect();
         }
 
         Ok(Authenticator {
@@ -382,6 +392,10 @@ fn metadata_location(resource: &str) -> Result<(String, String), AuthError> {
     let mut metadata = url.clone();
     metadata.set_path(&well_known);
     Ok((metadata.to_string(), well_known))
+}
+
+fn is_http_url(s: &str) -> bool {
+    reqwest::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 fn is_loopback_host(url: &reqwest::Url) -> bool {

@@ -1,0 +1,82 @@
+//! Migrations applied to a database that already holds data: partitioning `documents` by tenant (0004) moves
+//! every row with its text analysis, embedding and BM25 statistics intact, and the runtime's paths work on the
+//! result.
+mod common;
+
+use std::borrow::Cow;
+
+use common::*;
+use paddock_runtime::{
+    db::{Db, MIGRATOR, TenantId},
+    documents,
+};
+use serde_json::json;
+use sqlx::{PgPool, migrate::Migrator};
+
+async fn migrate_up_to(admin: &PgPool, version: i64) {
+    let migrations: Vec<_> = MIGRATOR.migrations.iter().filter(|m| m.version <= version).cloned().collect();
+    let partial = Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false };
+    partial.run(admin).await.expect("the earlier migrations apply");
+}
+
+#[sqlx::test(migrations = false)]
+async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool) {
+    migrate_up_to(&admin, 3).await;
+    for t in ["acme", "globex"] {
+        provision_tenant(&admin, t, 6000, 1000).await;
+    }
+    let v = format!("[{}]", (0..384).map(|i| if i == 3 { "1" } else { "0" }).collect::<Vec<_>>().join(","));
+    for (tenant, n) in [("acme", 30), ("globex", 12)] {
+        sqlx::query(
+            "INSERT INTO documents (tenant_id, id, title, content, content_hash, embedding, embedding_model) \
+             SELECT $1, 'd' || i, 'Report ' || i, 'river sediment sample number ' || i, 'h', $3::vector, 'm' \
+             FROM generate_series(1, $2) AS i",
+        )
+        .bind(tenant)
+        .bind(n)
+        .bind(&v)
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+    let snapshot = "SELECT tenant_id, id, title, content, tsv::text, bm25_length, embedding::text, embedding_model, \
+                           created_at::text FROM documents ORDER BY 1, 2";
+    type Row = (String, String, String, String, String, i32, Option<String>, Option<String>, String);
+    let before: Vec<Row> = sqlx::query_as(snapshot).fetch_all(&admin).await.unwrap();
+    let stats = "SELECT tenant_id, sum(documents)::bigint, sum(tokens)::bigint FROM bm25_stats GROUP BY 1 ORDER BY 1";
+    let stats_before: Vec<(String, i64, i64)> = sqlx::query_as(stats).fetch_all(&admin).await.unwrap();
+
+    MIGRATOR.run(&admin).await.expect("0004 applies to a populated database");
+
+    let after: Vec<Row> = sqlx::query_as(snapshot).fetch_all(&admin).await.unwrap();
+    assert_eq!(after.len(), 42);
+    assert_eq!(before, after, "every row moved unchanged");
+    let stats_after: Vec<(String, i64, i64)> = sqlx::query_as(stats).fetch_all(&admin).await.unwrap();
+    assert_eq!(stats_before, stats_after, "the copy did not count the rows twice");
+    let kind: String = sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE relname = 'documents'").fetch_one(&admin).await.unwrap();
+    assert_eq!(kind, "p", "documents is partitioned");
+    let in_acme: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}",
+        sqlx::query_scalar::<_, String>("SELECT paddock_documents_partition('acme')::text").fetch_one(&admin).await.unwrap()
+    ))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(in_acme, 30);
+
+    // The runtime's role reads, writes and counts through the new table, still only its own tenant's rows.
+    let db = Db::from_pool(runtime_pool(&admin).await);
+    let mut tx = db.begin(&TenantId::parse("globex").unwrap()).await.unwrap();
+    assert!(documents::get(&mut tx, "d20").await.unwrap().is_none(), "acme's d20 is not visible to globex");
+    let created = documents::upsert(&mut tx, "d13", "New", "fresh sediment", &json!({})).await.unwrap();
+    let updated = documents::upsert(&mut tx, "d1", "Report 1", "changed text", &json!({})).await.unwrap();
+    assert_eq!((created, updated), (documents::UpsertOutcome::Created, documents::UpsertOutcome::Updated));
+    tx.commit().await.unwrap();
+    let globex: (i64, i64) = sqlx::query_as("SELECT sum(documents)::bigint, sum(tokens)::bigint FROM bm25_stats WHERE tenant_id = 'globex'")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let recount: (i64, i64) =
+        sqlx::query_as("SELECT count(*), sum(bm25_length)::bigint FROM documents WHERE tenant_id = 'globex'").fetch_one(&admin).await.unwrap();
+    assert_eq!(globex, recount, "statistics follow writes after the move");
+}
