@@ -137,6 +137,13 @@ export DATABASE_URL
 
 stage "build paddock-operator, paddock-runtime, its cluster tests and the scenarios"
 cargo build --locked -p paddock-operator -p paddock-runtime --bins
+# Hard links of this build: a build of another checkout that shares CARGO_TARGET_DIR replaces
+# target/debug/<bin> (a new file), never these.
+mkdir -p "$RUN_DIR/bin"
+for bin in paddock-operator paddock-runtime; do
+    ln -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin" 2>/dev/null \
+        || cp -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin"
+done
 # Test binaries are run directly rather than through `cargo test`, so a build of another
 # crate holding cargo's lock does not stall the run, and so each gets this run's environment.
 # test_binaries CARGO_ARGS...: "<target name>\t<executable>" for each test target built.
@@ -169,8 +176,8 @@ for name in cluster_leader cluster_admission; do
     (cd operator && "${TEST_BIN[$name]}" --ignored "${FILTERS[@]}") || FAILED+=("$name")
 done
 
-export PADDOCK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/paddock-operator"
-export PADDOCK_RUNTIME_BIN="$CARGO_TARGET_DIR/debug/paddock-runtime"
+export PADDOCK_OPERATOR_BIN="$RUN_DIR/bin/paddock-operator"
+export PADDOCK_RUNTIME_BIN="$RUN_DIR/bin/paddock-runtime"
 export PADDOCK_E2E_PG_DATA="$PG_DATA"
 export PADDOCK_E2E_WORK_DIR="$RUN_DIR"
 export PADDOCK_E2E_MODE=local
