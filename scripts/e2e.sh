@@ -4,6 +4,7 @@
 #
 #   scripts/e2e.sh                    # chart checks + every scenario
 #   scripts/e2e.sh tenant_lifecycle   # only scenarios whose name contains this
+#   scripts/e2e.sh --skip two_tenants # all but the tests whose name contains this
 #   scripts/e2e.sh --keep             # leave the cluster, PostgreSQL and logs running/in place
 #
 # Steps: build (or reuse) the control plane, helm and kubeconform; start a cluster with a
@@ -19,14 +20,21 @@ set -euo pipefail
 cd "$PADDOCK_REPO_ROOT"
 
 KEEP=0
+# Test-name filters and --skip options, passed to every test binary as cargo test would.
 FILTERS=()
-for arg in "$@"; do
-    case "$arg" in
+while (($#)); do
+    case "$1" in
         --keep) KEEP=1 ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        -*) die "unknown option: $arg" ;;
-        *) FILTERS+=("$arg") ;;
+        --skip)
+            [[ $# -ge 2 && -n $2 ]] || die "--skip needs a test name"
+            FILTERS+=(--skip "$2")
+            shift
+            ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option: $1" ;;
+        *) FILTERS+=("$1") ;;
     esac
+    shift
 done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
