@@ -4,12 +4,15 @@
 #
 #   scripts/e2e.sh                    # chart checks + every scenario
 #   scripts/e2e.sh tenant_lifecycle   # only scenarios whose name contains this
+#   scripts/e2e.sh --skip two_tenants # all but the tests whose name contains this
 #   scripts/e2e.sh --keep             # leave the cluster, PostgreSQL and logs running/in place
 #
 # Steps: build (or reuse) the control plane, helm and kubeconform; start a cluster with a
-# unique name; helm lint + helm template | kubeconform -strict; start PostgreSQL; build
-# paddock-operator and paddock-runtime; run `cargo test -p paddock-e2e` against the cluster.
-# Logs of the run (operator, runtimes, control plane) are kept when something fails.
+# unique name; helm lint + helm template | kubeconform -strict; start a PostgreSQL of this
+# run's own; build paddock-operator and paddock-runtime; run the operator's cluster tests
+# (cargo test -p paddock-operator --test cluster_* -- --ignored) and the scenario binaries of
+# paddock-e2e against the cluster. Logs of the run (operator, runtimes, control plane,
+# PostgreSQL) are kept when something fails.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -17,14 +20,21 @@ set -euo pipefail
 cd "$PADDOCK_REPO_ROOT"
 
 KEEP=0
+# Test-name filters and --skip options, passed to every test binary as cargo test would.
 FILTERS=()
-for arg in "$@"; do
-    case "$arg" in
+while (($#)); do
+    case "$1" in
         --keep) KEEP=1 ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        -*) die "unknown option: $arg" ;;
-        *) FILTERS+=("$arg") ;;
+        --skip)
+            [[ $# -ge 2 && -n $2 ]] || die "--skip needs a test name"
+            FILTERS+=(--skip "$2")
+            shift
+            ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option: $1" ;;
+        *) FILTERS+=("$1") ;;
     esac
+    shift
 done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
@@ -34,7 +44,9 @@ stage() { log "==> $* (+$((SECONDS - START))s)"; }
 
 CLUSTER="e2e-$(date +%H%M%S)-$$"
 RUN_DIR="$PADDOCK_CACHE/e2e-runs/$CLUSTER"
-PG_DATA="$PADDOCK_CACHE/pgdata-e2e"
+# A data directory per run: two runs at once (two checkouts) never share a server, and
+# neither can stop the other's.
+PG_DATA="$RUN_DIR/pgdata-$CLUSTER"
 mkdir -p "$RUN_DIR"
 CLUSTER_UP=0
 PG_UP=0
@@ -55,11 +67,30 @@ kill_leftovers() {
     done
 }
 
+# Stops this run's PostgreSQL and deletes its data. Run as root, scripts/postgres.sh keeps the
+# data in a directory the server's user can reach and links it from PG_DATA: both go.
+remove_postgres() {
+    local real
+    real="$(realpath -m "$PG_DATA")"
+    case "$(basename "$real")" in
+        "pgdata-$CLUSTER" | "pgdata-$CLUSTER"-????????) ;;
+        *) log "warning: not removing $real: not this run's data directory"; return ;;
+    esac
+    if ! scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1; then
+        log "warning: PostgreSQL of $PG_DATA did not stop; its data stays in $real"
+        return
+    fi
+    if [[ $STATUS != 0 && -f $real/server.log ]]; then
+        cp "$real/server.log" "$RUN_DIR/postgres.log" 2>/dev/null || true
+    fi
+    rm -rf "$real" "$real.lock" "$PG_DATA" "$PG_DATA.lock"
+}
+
 cleanup() {
     local rc=$?
     kill_leftovers
     if [[ $KEEP == 1 ]]; then
-        log "kept: cluster $CLUSTER (e2e/controlplane/down.sh $CLUSTER), PostgreSQL (scripts/postgres.sh stop --data $PG_DATA), logs in $RUN_DIR"
+        log "kept: cluster $CLUSTER (e2e/controlplane/down.sh $CLUSTER), PostgreSQL (scripts/postgres.sh stop --data $PG_DATA, then delete it), logs in $RUN_DIR"
         return
     fi
     if [[ $CLUSTER_UP == 1 ]]; then
@@ -70,7 +101,7 @@ cleanup() {
         e2e/controlplane/down.sh "$CLUSTER" >/dev/null 2>&1 || log "warning: down.sh $CLUSTER failed"
     fi
     if [[ $PG_UP == 1 ]]; then
-        scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1 || true
+        remove_postgres
     fi
     if [[ $STATUS == 0 && $rc == 0 ]]; then
         rm -rf "$RUN_DIR"
@@ -112,31 +143,52 @@ PG_UP=1
 eval "$(scripts/postgres.sh start --data "$PG_DATA")"
 export DATABASE_URL
 
-stage "build paddock-operator, paddock-runtime and the scenarios"
+stage "build paddock-operator, paddock-runtime, its cluster tests and the scenarios"
 cargo build --locked -p paddock-operator -p paddock-runtime --bins
-# The scenario binaries are run directly rather than through `cargo test`, so a build of
-# another crate holding cargo's lock does not stall the run.
-declare -A TEST_BIN=()
-while IFS=$'\t' read -r name exe; do
-    TEST_BIN[$name]=$exe
-done < <(cargo test --locked -p paddock-e2e --no-run --message-format=json-render-diagnostics \
-    | python3 -c '
+# Hard links of this build: a build of another checkout that shares CARGO_TARGET_DIR replaces
+# target/debug/<bin> (a new file), never these.
+mkdir -p "$RUN_DIR/bin"
+for bin in paddock-operator paddock-runtime; do
+    ln -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin" 2>/dev/null \
+        || cp -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin"
+done
+# Test binaries are run directly rather than through `cargo test`, so a build of another
+# crate holding cargo's lock does not stall the run, and so each gets this run's environment.
+# test_binaries CARGO_ARGS...: "<target name>\t<executable>" for each test target built.
+test_binaries() {
+    cargo test --locked --no-run --message-format=json-render-diagnostics "$@" \
+        | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"] + "\t" + m["executable"])
-')
-for name in scenarios recovery; do
+'
+}
+declare -A TEST_BIN=()
+BUILT="$(test_binaries -p paddock-operator --test cluster_leader --test cluster_admission)"
+BUILT+=$'\n'"$(test_binaries -p paddock-e2e)"
+while IFS=$'\t' read -r name exe; do
+    [[ -n $name ]] && TEST_BIN[$name]=$exe
+done <<<"$BUILT"
+for name in cluster_leader cluster_admission scenarios recovery; do
     [[ -n ${TEST_BIN[$name]:-} ]] || die "cargo built no test binary named $name"
 done
 
-export PADDOCK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/paddock-operator"
-export PADDOCK_RUNTIME_BIN="$CARGO_TARGET_DIR/debug/paddock-runtime"
+FAILED=()
+# The operator's tests that need a real API server (ignored in `cargo test`). They run before
+# the scenarios install the chart: cluster_admission labels a namespace as an admin, which the
+# chart's namespace-label policy rightly refuses, and installs crds/admission-policy.yaml itself.
+for name in cluster_leader cluster_admission; do
+    stage "operator cluster tests: $name"
+    (cd operator && "${TEST_BIN[$name]}" --ignored "${FILTERS[@]}") || FAILED+=("$name")
+done
+
+export PADDOCK_OPERATOR_BIN="$RUN_DIR/bin/paddock-operator"
+export PADDOCK_RUNTIME_BIN="$RUN_DIR/bin/paddock-runtime"
 export PADDOCK_E2E_PG_DATA="$PG_DATA"
 export PADDOCK_E2E_WORK_DIR="$RUN_DIR"
 export PADDOCK_E2E_MODE=local
-FAILED=()
 # Shared-operator scenarios first, then the recovery ones (they start and kill their own).
 for name in scenarios recovery; do
     stage "scenarios: $name"

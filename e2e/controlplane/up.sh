@@ -291,10 +291,16 @@ start kube-scheduler \
   --profiling=false
 
 log "starting kwok $KWOK_VERSION"
+# Node leases are the heartbeat kube-controller-manager watches. Without them (kwok's default)
+# a node's only heartbeat is the status stage, every 10 minutes or so: the node lifecycle
+# controller declares the nodes NotReady after its grace period (50 s), marks their pods not
+# Ready, and kwok turns the nodes Ready again but never the pods, so every Deployment loses
+# its ready replicas about a minute after it started. kwokctl sets 40 s, as here.
 start kwok \
   --kubeconfig="$state/admin.kubeconfig" \
   --config="$CONTROLPLANE_DIR/kwok-stages.yaml" \
   --manage-all-nodes=true \
+  --node-lease-duration-seconds=40 \
   --cidr="$POD_CIDR" \
   --node-ip="$NODE_IP" \
   --server-address="127.0.0.1:$KWOK_PORT"

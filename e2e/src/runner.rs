@@ -2,7 +2,7 @@
 //!
 //! libtest runs every `#[test]` on its own, with no place to set up a cluster, an operator and a
 //! database once and tear them down after the last test. This runner does that: it parses the
-//! arguments `cargo test` passes (filters, `--exact`, `--list`, `--ignored`,
+//! arguments `cargo test` passes (filters, `--skip`, `--exact`, `--list`, `--ignored`,
 //! `--include-ignored`, `--test-threads`), starts the shared [`Env`] only when a scenario will
 //! run, runs the scenarios as tasks on one Tokio runtime, stops the `Env` and prints libtest's
 //! summary line.
@@ -50,6 +50,7 @@ macro_rules! trial {
 #[derive(Debug, Default)]
 struct Args {
     filters: Vec<String>,
+    skip: Vec<String>,
     exact: bool,
     list: bool,
     run_ignored: bool,
@@ -75,7 +76,8 @@ fn parse_args() -> Result<Args, String> {
             }
             // Accepted for compatibility with libtest; output is never captured here.
             "--nocapture" | "--show-output" | "-q" | "--quiet" => {}
-            "--color" | "--format" | "--logfile" | "--skip" => {
+            "--skip" => args.skip.push(value("--skip")?),
+            "--color" | "--format" | "--logfile" => {
                 value(&flag)?;
             }
             f if f.starts_with('-') => return Err(format!("unknown option {f}")),
@@ -86,8 +88,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn selected(args: &Args, name: &str) -> bool {
-    args.filters.is_empty()
-        || args.filters.iter().any(|f| if args.exact { name == f } else { name.contains(f.as_str()) })
+    let matches = |f: &String| if args.exact { name == f } else { name.contains(f.as_str()) };
+    (args.filters.is_empty() || args.filters.iter().any(matches)) && !args.skip.iter().any(matches)
 }
 
 /// Runs `trials` (at most `default_threads` at once unless `--test-threads` says otherwise)
@@ -212,5 +214,33 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "(no message)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(filters: &[&str], skip: &[&str], exact: bool) -> Args {
+        Args {
+            filters: filters.iter().map(|s| s.to_string()).collect(),
+            skip: skip.iter().map(|s| s.to_string()).collect(),
+            exact,
+            ..Args::default()
+        }
+    }
+
+    #[test]
+    fn filters_and_skips_select_like_libtest() {
+        let all = args(&[], &[], false);
+        assert!(selected(&all, "tenant_lifecycle"));
+        let some = args(&["tenant"], &["retain"], false);
+        assert!(selected(&some, "tenant_lifecycle"));
+        assert!(!selected(&some, "tenant_retain_keeps_rows"), "--skip wins over a matching filter");
+        assert!(!selected(&some, "agent_task_completes"));
+        let exact = args(&["tenant"], &[], true);
+        assert!(!selected(&exact, "tenant_lifecycle"), "--exact needs the whole name");
+        let skip_exact = args(&[], &["tenant_lifecycle"], true);
+        assert!(!selected(&skip_exact, "tenant_lifecycle") && selected(&skip_exact, "tenant_lifecycle_2"));
     }
 }

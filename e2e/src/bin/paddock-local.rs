@@ -4,7 +4,8 @@
 //! database, installs the CRDs and the chart's RBAC and admission policies, starts
 //! `paddock-operator run` as the chart's ServiceAccount, and runs `paddock-runtime` on this
 //! machine for every ToolServer the operator renders. It prints the `HTTP_PROXY` under which
-//! ToolServers answer at their in-cluster URLs (`status.url`). See e2e/README.md.
+//! ToolServers answer at their in-cluster URLs (`status.url`). Ctrl-C or SIGTERM (`kill`) stops
+//! the operator and the runtimes and drops the database. See e2e/README.md.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -18,8 +19,14 @@ async fn main() -> anyhow::Result<()> {
     println!("Paddock is running (database {}, files in {}).", env.db.name, env.work_dir.display());
     println!("ToolServers answer at their status.url through this proxy:");
     println!("export HTTP_PROXY={proxy} NO_PROXY=127.0.0.1,localhost");
-    println!("Press Ctrl-C to stop the operator and the runtimes and drop the database.");
-    tokio::signal::ctrl_c().await?;
+    println!("Press Ctrl-C (or kill this process) to stop the operator and the runtimes and drop the database.");
+    // Both signals end it cleanly: an unhandled SIGTERM would leave the operator and the
+    // runtimes running with no parent.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     env.stop(false).await;
     Ok(())
 }

@@ -8,7 +8,7 @@ use k8s_openapi::{
     api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use kube::Resource;
+use kube::{Resource, runtime::reflector::ObjectRef};
 use reqwest::Url;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -155,6 +155,16 @@ pub fn format_amount(amount: Decimal) -> String {
     a.to_string()
 }
 
+/// The Tenant to reconcile when an AgentTask in `namespace` changes: the one whose spec claims
+/// that namespace. A task reserves and settles budget as it runs, so its tenant's spend is read
+/// again then, not only at the next resync.
+pub fn tenant_claiming<'a>(tenants: impl IntoIterator<Item = &'a Tenant>, namespace: &str) -> Option<ObjectRef<Tenant>> {
+    tenants
+        .into_iter()
+        .find(|t| t.meta().deletion_timestamp.is_none() && t.spec.namespaces.iter().any(|n| n == namespace))
+        .map(ObjectRef::from_obj)
+}
+
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
@@ -178,6 +188,18 @@ spec:
 "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_agent_task_maps_to_the_tenant_claiming_its_namespace() {
+        let acme = tenant();
+        let mut other = tenant();
+        other.metadata.name = Some("globex".into());
+        other.spec.namespaces = vec!["globex".into(), "shared-tools".into()];
+        let tenants = [acme, other];
+        assert_eq!(tenant_claiming(&tenants, "acme").map(|r| r.name), Some("acme".to_owned()));
+        assert_eq!(tenant_claiming(&tenants, "shared-tools").map(|r| r.name), Some("globex".to_owned()));
+        assert_eq!(tenant_claiming(&tenants, "kube-system"), None, "a namespace no Tenant claims maps to none");
     }
 
     #[test]

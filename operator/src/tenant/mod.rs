@@ -48,7 +48,7 @@ use crate::{
     conditions::{self, Desired, Status},
     context::{self, Context},
     credentials,
-    crd::{TENANT_LABEL, Tenant, TenantStatus, tenant::TenantSpend},
+    crd::{AgentTask, TENANT_LABEL, Tenant, TenantStatus, tenant::TenantSpend},
     names::{self, MANAGER, RoleName},
 };
 
@@ -114,10 +114,20 @@ impl Error {
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
-    Controller::new(tenants, watcher::Config::default())
+    let tasks: Api<AgentTask> = Api::all(ctx.client.clone());
+    let controller = Controller::new(tenants, watcher::Config::default());
+    let store = controller.store();
+    controller
         // A tenant's Secrets are cluster-scoped-owner children; map them back by label.
         .watches(secrets, watcher::Config::default().labels(names::MANAGED_SELECTOR), |s: Secret| {
             s.labels().get(TENANT_LABEL).map(|t| ObjectRef::<Tenant>::new(t))
+        })
+        // Running tasks move the spend (reservations, then settled costs): show it in status
+        // while it matters for BudgetWarning/BudgetExceeded, not minutes later at the resync.
+        .watches(tasks, watcher::Config::default(), move |task: AgentTask| {
+            task.status.as_ref()?.state.as_ref()?;
+            let ns = task.namespace()?;
+            build::tenant_claiming(store.state().iter().map(AsRef::as_ref), &ns)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
