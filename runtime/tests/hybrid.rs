@@ -266,6 +266,11 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     }
     let plan = q.bind("acme").fetch_one(tx.conn()).await.unwrap().to_string();
     tx.commit().await.unwrap();
+    // A partition is reachable only through the policed parent: the runtime role has no grant on it.
+    let mut tx = db.begin(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let direct = sqlx::query(&format!("SELECT count(*) FROM {globex}")).execute(tx.conn()).await.unwrap_err();
+    assert_eq!(direct.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{direct}");
+    drop(tx);
     assert!(plan.contains(&format!("\"Relation Name\":\"{acme}\"")), "acme's partition is scanned: {plan}");
     assert!(!plan.contains(&globex), "globex's partition is pruned: {plan}");
     // Which index each arm picks at this size is the planner's cost call (a sequential scan of 2,000 rows is

@@ -68,7 +68,15 @@ async fn database_enforces_isolation_when_a_query_forgets_the_tenant_filter(admi
     assert_eq!(updated.rows_affected(), 1, "only B's own row");
     let deleted = sqlx::query("DELETE FROM documents WHERE tenant_id = 'tenant-a'").execute(tx.conn()).await.unwrap();
     assert_eq!(deleted.rows_affected(), 0);
+    // The lexical arm's candidates (a definer function, to reach the GIN index) apply the same tenant.
+    let lexical = "SELECT id FROM paddock_lexical_candidates(ARRAY['text', 'pwned'], NULL) ORDER BY id";
+    let ids: Vec<String> = sqlx::query_scalar(lexical).fetch_all(tx.conn()).await.unwrap();
+    assert_eq!(ids, vec!["b1"]);
     tx.commit().await.unwrap();
+    // Without a tenant context it finds nothing at all.
+    let runtime = runtime_pool(&admin).await;
+    let ids: Vec<String> = sqlx::query_scalar(lexical).fetch_all(&runtime).await.unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
 
     // Writing a row for another tenant is refused by the policy's WITH CHECK.
     let mut tx = db.begin(&b).await.unwrap();
@@ -142,6 +150,12 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
     let mut tx = db.begin(&TenantId::parse("tenant-b").unwrap()).await.unwrap();
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM documents").fetch_all(tx.conn()).await.unwrap();
     assert_eq!(ids, vec!["a1"], "pinned to tenant-a despite claiming tenant-b");
+    // The lexical arm's definer function, which bypasses the policies to reach the index, pins it the same way.
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM paddock_lexical_candidates(ARRAY['x', 'y'], NULL)")
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(ids, vec!["a1"], "the lexical candidates are tenant-a's too");
     drop(tx);
     pool.close().await;
     sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1").bind(&role).execute(&admin).await.unwrap();
