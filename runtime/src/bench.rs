@@ -185,9 +185,23 @@ impl ModelRow {
     }
 }
 
+/// The local model embedding documents, as the background indexer has it do.
+#[derive(Debug, Clone)]
+pub struct DocumentThroughput {
+    pub documents: usize,
+    /// Mean word pieces per document after truncation.
+    pub tokens_per_document: f64,
+    pub per_sec: f64,
+    /// CPU time of this process per document (all threads), and its CPU use in cores over the run.
+    pub cpu_seconds_per_document: Option<f64>,
+    pub cores_used: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// With a local model: its document embedding throughput.
+    pub documents_embedded: Option<DocumentThroughput>,
     /// With a local model: the model's own throughput beside the runtime's, uncached and cached (then `rows`
     /// holds the cached runs).
     pub model: Vec<ModelRow>,
@@ -269,6 +283,17 @@ impl Report {
                 );
             }
         }
+        if let Some(d) = &self.documents_embedded {
+            let _ = write!(
+                s,
+                "\nDocuments: {} synthetic documents ({:.0} word pieces each) embedded at {:.1} documents/s",
+                d.documents, d.tokens_per_document, d.per_sec
+            );
+            if let (Some(cpu), Some(cores)) = (d.cpu_seconds_per_document, d.cores_used) {
+                let _ = write!(s, ", {cpu:.3} CPU-seconds per document, {cores:.2} cores busy");
+            }
+            s.push_str(".\n");
+        }
         let _ = writeln!(s, "\nLoad average before: {}; after: {}.", self.load_before, self.load_after);
         s
     }
@@ -299,7 +324,7 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// `size` words, Zipf exponent 1.0. Deterministic for a given seed.
     pub fn new(size: usize, seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_70ca_b);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x05ee_d0f7_0cab);
         let mut words: Vec<String> = FUNCTION_WORDS.iter().map(|w| (*w).to_owned()).collect();
         let mut seen: std::collections::HashSet<String> = words.iter().cloned().collect();
         while words.len() < size {
@@ -1154,6 +1179,10 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     }
 
     let load_before = load_average();
+    let documents_embedded = match &opts.model_dir {
+        Some(_) => Some(document_throughput(&serving.embedder, &vocab, opts).await?),
+        None => None,
+    };
     let fresh = Arc::new(FreshQueries::new(vocab.clone(), opts.seed, &queries));
     let mut rows = Vec::new();
     let mut model = Vec::new();
@@ -1199,7 +1228,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     let load_after = load_average();
     let _ = serving.shutdown.send(());
     let _ = serving.task.await;
-    Ok(Report { rows, model, overhead: Overhead { ping, verify_us }, loaded, documents, load_before, load_after })
+    Ok(Report { rows, documents_embedded, model, overhead: Overhead { ping, verify_us }, loaded, documents, load_before, load_after })
 }
 
 fn search_workload(opts: &BenchOptions) -> Workload {
@@ -1242,6 +1271,46 @@ async fn measure_model(
     })
     .await;
     Ok(row(c, r, t.elapsed()))
+}
+
+/// Embeds synthetic documents like the data set's through the provider, in calls of the configured batch size,
+/// as the background indexer does, and measures the wall and CPU time.
+async fn document_throughput(
+    embedder: &crate::embed::Embedder,
+    vocab: &Vocabulary,
+    opts: &BenchOptions,
+) -> Result<DocumentThroughput, BenchError> {
+    const DOCUMENTS: usize = 64;
+    let mut rng = StdRng::seed_from_u64(opts.seed ^ 0xd0c5);
+    let texts: Vec<String> = (0..DOCUMENTS)
+        .map(|n| {
+            let d = synthetic_doc(vocab, &mut rng, n);
+            format!("{}\n{}", d.title, d.content)
+        })
+        .collect();
+    let fail = |e: crate::embed::EmbedError| BenchError::Options(format!("the local model failed on documents: {e}"));
+    let tokens = crate::embed::bench::token_counts(embedder, &texts).map_err(fail)?;
+    let batch = crate::embed::EmbeddingConfig::default().batch_size;
+    let cpu_before = process_cpu_seconds();
+    let t = crate::embed::bench::model_throughput(embedder, &texts, batch).await.map_err(fail)?;
+    let cpu = process_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    Ok(DocumentThroughput {
+        documents: t.texts,
+        tokens_per_document: tokens.iter().sum::<usize>() as f64 / tokens.len().max(1) as f64,
+        per_sec: t.texts_per_sec,
+        cpu_seconds_per_document: cpu.map(|c| c / t.texts.max(1) as f64),
+        cores_used: cpu.map(|c| c / t.elapsed.as_secs_f64().max(f64::EPSILON)),
+    })
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (Linux; `None` elsewhere).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them, in ticks.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports these in USER_HZ, 100 on every Linux architecture the runtime builds for.
+    Some(ticks / 100.0)
 }
 
 fn raw_provider(embedder: &crate::embed::Embedder) -> Result<Arc<dyn EmbeddingProvider>, BenchError> {

@@ -105,7 +105,10 @@ async fn bench_with_the_local_model_measures_the_model_uncached_and_cached_runs(
         assert!(m.cached.pgbench_tps > 0.0, "{m:?}");
         assert!(m.uncached_ratio() > 0.0);
     }
+    let docs = report.documents_embedded.as_ref().expect("the local-model run embeds documents too");
+    assert!(docs.documents > 0 && docs.per_sec > 0.0 && docs.tokens_per_document > 1.0, "{docs:?}");
     let table = report.table();
     assert!(table.contains("raw model queries/s") && table.contains("| 3 |"), "{table}");
+    assert!(table.contains("documents/s"), "{table}");
     assert!(report.overhead.ping.is_empty());
 }

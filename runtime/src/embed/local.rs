@@ -293,6 +293,8 @@ impl Shared {
 pub struct LocalProvider {
     model_name: String,
     dimensions: usize,
+    /// A copy of the inference thread's tokenizer, for [`EmbeddingProvider::token_counts`].
+    tokenizer: Tokenizer,
     shared: Arc<Shared>,
 }
 
@@ -325,6 +327,7 @@ impl LocalProvider {
             ));
         }
 
+        let tokenizer = encoder.tokenizer.clone();
         let shared = Arc::new(Shared::default());
         let worker_shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -334,6 +337,7 @@ impl LocalProvider {
         Ok(Self {
             model_name,
             dimensions,
+            tokenizer,
             shared,
         })
     }
@@ -354,6 +358,16 @@ impl EmbeddingProvider for LocalProvider {
 
     fn dimensions(&self) -> usize {
         self.dimensions
+    }
+
+    fn token_counts(&self, texts: &[String]) -> Option<Result<Vec<usize>, EmbedError>> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Some(
+            self.tokenizer
+                .encode_batch(inputs, true)
+                .map(|encodings| encodings.iter().map(Encoding::len).collect())
+                .map_err(|err| EmbedError::InvalidInput(format!("failed to tokenize: {err}"))),
+        )
     }
 
     async fn embed(&self, texts: &[String], kind: EmbedKind) -> Result<Vec<Vec<f32>>, EmbedError> {
