@@ -7,6 +7,8 @@
 #   scripts/bench.sh                                # the recorded configuration
 #   scripts/bench.sh -- --duration 5 --concurrency 8 # any `paddock-runtime bench` options
 #   scripts/bench.sh --db paddock_bench_1t -- --tenants 1   # another data set in its own database
+#   scripts/bench.sh --local-model                  # queries embedded by all-MiniLM-L6-v2 in process:
+#                                                   # raw model vs uncached and cached hybrid_search
 #
 # The benchmark cluster lives in $PADDOCK_CACHE/pgdata-bench (shared_buffers 1GB) and is stopped
 # afterwards if this script started it. PADDOCK_RUNTIME_BIN names an already built binary to use.
@@ -17,6 +19,7 @@ set -euo pipefail
 cd "$PADDOCK_REPO_ROOT"
 
 BENCH_ARGS=()
+LOCAL_MODEL=""
 DB=paddock_bench
 while (($#)); do
     case "$1" in
@@ -25,8 +28,9 @@ while (($#)); do
             DB="$2"
             shift 2
             ;;
+        --local-model) LOCAL_MODEL=1; shift ;;
         --) shift; BENCH_ARGS=("$@"); break ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (options for the benchmark go after --)" ;;
     esac
 done
@@ -74,5 +78,9 @@ fi
 
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), \
 $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); PostgreSQL $("$PADDOCK_PG_BIN/postgres" --version | awk '{print $3}')"
+MODEL_ARGS=()
+if [[ -n "$LOCAL_MODEL" ]]; then
+    MODEL_ARGS=(--embedding local --model-dir "$(scripts/model.sh)")
+fi
 "$BIN" bench --database-url "$ADMIN_URL" \
-    --pg-bin "$PADDOCK_PG_BIN" "${BENCH_ARGS[@]}"
+    --pg-bin "$PADDOCK_PG_BIN" "${MODEL_ARGS[@]}" "${BENCH_ARGS[@]}"

@@ -18,6 +18,17 @@
 //! 4. **Ceiling**: pgbench, as the runtime's role, runs exactly [`crate::search::hybrid_sql`] with the same
 //!    parameters (precomputed query vectors) inside a transaction that sets the tenant context as
 //!    [`crate::db::Db::begin`] does, at the same concurrencies, prepared like sqlx prepares.
+//!
+//! With a local model (`--embedding local --model-dir DIR`) the runtime embeds queries with all-MiniLM-L6-v2 in
+//! process instead, its vectors named like the data set's so the vector arm does the same SQL work (the rankings
+//! mean nothing; the cost is what is measured), and at each concurrency four runs follow one another:
+//! - **raw model**: closed loops calling the local provider's query path directly (no HTTP, database, cache or
+//!   breaker), each call a query never asked before ([`FreshQueries`]);
+//! - **runtime uncached**: `hybrid_search` with fresh queries too, so every query embedding misses the runtime's
+//!   cache; the cache counters read from the runtime's `/metrics` before and after prove it;
+//! - **runtime cached**: `hybrid_search` over the repeated query pool, every pool query embedded into the cache
+//!   beforehand; its hit rate comes from the same counters;
+//! - **pgbench** on the same SQL with the model's vectors of the pool queries.
 
 use std::{
     collections::HashMap,
@@ -39,7 +50,9 @@ use crate::{
     auth::dev,
     client::McpClient,
     config::RuntimeConfig,
-    db, documents, search, server,
+    db, documents,
+    embed::{EmbedKind, EmbeddingProvider},
+    search, server,
     tools::SearchSettings,
 };
 
@@ -79,6 +92,9 @@ pub struct BenchOptions {
     /// Per-arm weights of every call (0 turns an arm off, to measure the other alone).
     pub lexical_weight: f64,
     pub vector_weight: f64,
+    /// The all-MiniLM-L6-v2 directory: the runtime embeds queries with the local model instead of the hashing
+    /// embedder, and the run measures the model itself too (see [`ModelRow`]).
+    pub model_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,9 +149,62 @@ pub struct Overhead {
     pub verify_us: f64,
 }
 
+/// Query-cache counters read from the runtime's `/metrics` around one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheDelta {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CacheDelta {
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 { 0.0 } else { self.hits as f64 / total as f64 }
+    }
+}
+
+/// One row of the local-model table, at one concurrency.
+#[derive(Debug, Clone)]
+pub struct ModelRow {
+    pub concurrency: usize,
+    /// The local provider's query path called directly (no HTTP, database, cache or breaker), one distinct
+    /// query per call.
+    pub raw: Row,
+    /// `hybrid_search` through the runtime, one distinct query per call (every embedding a cache miss).
+    pub uncached: Row,
+    pub uncached_cache: CacheDelta,
+    /// `hybrid_search` with the repeated query pool, its embeddings cached beforehand; with the pgbench ceiling.
+    pub cached: Row,
+    pub cached_cache: CacheDelta,
+}
+
+impl ModelRow {
+    /// Uncached runtime throughput over the raw model's.
+    pub fn uncached_ratio(&self) -> f64 {
+        if self.raw.req_per_sec > 0.0 { self.uncached.req_per_sec / self.raw.req_per_sec } else { 0.0 }
+    }
+}
+
+/// The local model embedding documents, as the background indexer has it do.
+#[derive(Debug, Clone)]
+pub struct DocumentThroughput {
+    pub documents: usize,
+    /// Mean word pieces per document after truncation.
+    pub tokens_per_document: f64,
+    pub per_sec: f64,
+    /// CPU time of this process per document (all threads), and its CPU use in cores over the run.
+    pub cpu_seconds_per_document: Option<f64>,
+    pub cores_used: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// With a local model: its document embedding throughput.
+    pub documents_embedded: Option<DocumentThroughput>,
+    /// With a local model: the model's own throughput beside the runtime's, uncached and cached (then `rows`
+    /// holds the cached runs).
+    pub model: Vec<ModelRow>,
     pub overhead: Overhead,
     pub loaded: Option<Duration>,
     pub documents: i64,
@@ -147,6 +216,9 @@ pub struct Report {
 impl Report {
     /// The result table as Markdown.
     pub fn table(&self) -> String {
+        if !self.model.is_empty() {
+            return self.model_table();
+        }
         let mut s = String::from(
             "| concurrency | runtime req/s | p50 ms | p95 ms | p99 ms | pgbench tps | ratio |\n\
              |---:|---:|---:|---:|---:|---:|---:|\n",
@@ -168,6 +240,59 @@ impl Report {
         s.push_str("| concurrency | ping req/s | p50 ms | p95 ms | p99 ms |\n|---:|---:|---:|---:|---:|\n");
         for r in &self.overhead.ping {
             let _ = writeln!(s, "| {} | {:.0} | {:.2} | {:.2} | {:.2} |", r.concurrency, r.req_per_sec, r.p50_ms, r.p95_ms, r.p99_ms);
+        }
+        let _ = writeln!(s, "\nLoad average before: {}; after: {}.", self.load_before, self.load_after);
+        s
+    }
+
+    /// The local-model tables as Markdown: throughput, then latency and the checks behind it.
+    fn model_table(&self) -> String {
+        let mut s = String::from(
+            "| concurrency | raw model queries/s | runtime uncached req/s | ratio | runtime cached req/s \
+             | cache hit rate | pgbench tps | ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for m in &self.model {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} | {:.1} | {:.0}% | {:.1} | {:.1}% | {:.1} | {:.0}% |",
+                m.concurrency,
+                m.raw.req_per_sec,
+                m.uncached.req_per_sec,
+                100.0 * m.uncached_ratio(),
+                m.cached.req_per_sec,
+                100.0 * m.cached_cache.hit_rate(),
+                m.cached.pgbench_tps,
+                100.0 * m.cached.ratio()
+            );
+        }
+        s.push_str(
+            "\n| concurrency | run | requests | errors | degraded | cache hits / misses | p50 ms | p95 ms | p99 ms |\n\
+             |---:|---|---:|---:|---:|---|---:|---:|---:|\n",
+        );
+        for m in &self.model {
+            for (run, r, cache) in [
+                ("raw model", &m.raw, None),
+                ("uncached", &m.uncached, Some(m.uncached_cache)),
+                ("cached", &m.cached, Some(m.cached_cache)),
+            ] {
+                let cache = cache.map_or_else(|| "–".to_owned(), |c| format!("{} / {}", c.hits, c.misses));
+                let _ = writeln!(
+                    s,
+                    "| {} | {run} | {} | {} | {} | {cache} | {:.1} | {:.1} | {:.1} |",
+                    m.concurrency, r.requests, r.errors, r.degraded, r.p50_ms, r.p95_ms, r.p99_ms
+                );
+            }
+        }
+        if let Some(d) = &self.documents_embedded {
+            let _ = write!(
+                s,
+                "\nDocuments: {} synthetic documents ({:.0} word pieces each) embedded at {:.1} documents/s",
+                d.documents, d.tokens_per_document, d.per_sec
+            );
+            if let (Some(cpu), Some(cores)) = (d.cpu_seconds_per_document, d.cores_used) {
+                let _ = write!(s, ", {cpu:.3} CPU-seconds per document, {cores:.2} cores busy");
+            }
+            s.push_str(".\n");
         }
         let _ = writeln!(s, "\nLoad average before: {}; after: {}.", self.load_before, self.load_after);
         s
@@ -199,7 +324,7 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// `size` words, Zipf exponent 1.0. Deterministic for a given seed.
     pub fn new(size: usize, seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_70ca_b);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x05ee_d0f7_0cab);
         let mut words: Vec<String> = FUNCTION_WORDS.iter().map(|w| (*w).to_owned()).collect();
         let mut seen: std::collections::HashSet<String> = words.iter().cloned().collect();
         while words.len() < size {
@@ -524,16 +649,28 @@ async fn start_embedding_server(embedder: Arc<HashEmbedder>) -> Result<SocketAdd
 
 struct Serving {
     url: String,
+    /// `http://host:port`, for `/metrics`.
+    base: String,
+    embedder: crate::embed::Embedder,
     auth: crate::auth::Authenticator,
     tokens: Vec<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The runtime's query embedder.
+enum QueryEmbedding {
+    /// The in-process OpenAI-compatible server at this address.
+    Server(SocketAddr),
+    /// The local model in this directory. Its vectors are stored under the data set's model name, so the vector
+    /// arm scans the same index as pgbench does: the rankings mean nothing, the cost is the same.
+    Local(PathBuf),
+}
+
 async fn start_runtime(
     opts: &BenchOptions,
     runtime_url: &str,
-    embeddings: SocketAddr,
+    embedding: QueryEmbedding,
     dir: &Path,
 ) -> Result<Serving, BenchError> {
     let key = dev::generate();
@@ -543,7 +680,14 @@ async fn start_runtime(
         .await
         .map_err(|source| BenchError::Setup { what: "the runtime listener", source })?;
     let addr = listener.local_addr().map_err(|source| BenchError::Setup { what: "the runtime listener", source })?;
-    let url = format!("http://{addr}/mcp");
+    let base = format!("http://{addr}");
+    let url = format!("{base}/mcp");
+    let embedding = match &embedding {
+        QueryEmbedding::Server(addr) => {
+            json!({ "provider": "openai", "endpoint": format!("http://{addr}/v1"), "model": MODEL })
+        }
+        QueryEmbedding::Local(model_dir) => json!({ "provider": "local", "model_dir": model_dir, "model": MODEL }),
+    };
     // Parsed from JSON like a config file, so the defaults are the deployment's.
     let cfg: RuntimeConfig = serde_json::from_value(json!({
         "listen": addr.to_string(),
@@ -552,12 +696,17 @@ async fn start_runtime(
             "resource": url,
             "issuers": [{ "issuer": ISSUER, "audience": AUDIENCE, "jwks": { "file": jwks } }]
         },
-        "embedding": { "provider": "openai", "endpoint": format!("http://{embeddings}/v1"), "model": MODEL },
+        "embedding": embedding,
         "log_format": "text"
     }))
     .map_err(|e| BenchError::Options(format!("runtime config: {e}")))?;
     let state = server::build_state(&cfg).await?;
+    if state.embedder.model().is_none() {
+        let status = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
+        return Err(BenchError::Options(format!("the runtime's embedding provider did not start: {status}")));
+    }
     let auth = state.auth.clone();
+    let embedder = state.embedder.clone();
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app::serve(listener, app::app(state), async {
         let _ = rx.await;
@@ -578,7 +727,7 @@ async fn start_runtime(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Serving { url, auth, tokens, shutdown, task })
+    Ok(Serving { url, base, embedder, auth, tokens, shutdown, task })
 }
 
 // ---- the load generator -------------------------------------------------------------------------------------
@@ -614,48 +763,78 @@ enum Workload {
     Ping,
 }
 
-async fn drive(
-    sessions: Vec<Vec<McpClient>>,
-    queries: Arc<Vec<String>>,
-    duration: Duration,
-    seed: u64,
-    workload: Workload,
-) -> WorkerResult {
+/// Where each request's query comes from.
+#[derive(Clone)]
+enum QuerySource {
+    /// A random query of a fixed pool: repeated queries, as when users search the same things.
+    Pool(Arc<Vec<String>>),
+    /// A query never asked before in this run, so every embedding misses the runtime's cache.
+    Fresh(Arc<FreshQueries>),
+}
+
+impl QuerySource {
+    fn next(&self, rng: &mut StdRng) -> String {
+        match self {
+            QuerySource::Pool(queries) => queries[rng.gen_range(0..queries.len())].clone(),
+            QuerySource::Fresh(fresh) => fresh.next(),
+        }
+    }
+}
+
+/// An endless supply of distinct queries, drawn like [`queries`] and never repeating one already handed out
+/// (nor one of the pool).
+pub struct FreshQueries {
+    vocabulary: Arc<Vocabulary>,
+    state: std::sync::Mutex<(StdRng, std::collections::HashSet<String>)>,
+}
+
+impl FreshQueries {
+    pub fn new(vocabulary: Arc<Vocabulary>, seed: u64, pool: &[String]) -> Self {
+        let seen = pool.iter().cloned().collect();
+        Self { vocabulary, state: std::sync::Mutex::new((StdRng::seed_from_u64(seed ^ 0xf2e5_49e7), seen)) }
+    }
+
+    pub fn next(&self) -> String {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rng, seen) = &mut *state;
+        loop {
+            let k = rng.gen_range(2..=4);
+            let q = (0..k).map(|_| self.vocabulary.sample_content(rng, QUERY_SKIP_RANKS)).collect::<Vec<_>>().join(" ");
+            if seen.insert(q.clone()) {
+                return q;
+            }
+        }
+    }
+}
+
+/// Runs `workers` closed loops for `duration`: each calls `step` with its own state, waits for the answer, and
+/// records the latency; `step` answers whether the reply was degraded, or an error.
+async fn closed_loop<S, F, Fut>(workers: Vec<S>, duration: Duration, step: F) -> WorkerResult
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (S, Result<bool, String>)> + Send,
+{
     let started = Instant::now();
-    let tasks: Vec<_> = sessions
+    let tasks: Vec<_> = workers
         .into_iter()
-        .enumerate()
-        .map(|(w, tenants)| {
-            let queries = queries.clone();
-            let vector_arm = matches!(workload, Workload::HybridSearch { vector, .. } if vector > 0.0);
+        .map(|mut state| {
+            let step = step.clone();
             tokio::spawn(async move {
-                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w as u64 * 7919));
                 let mut out = WorkerResult::default();
                 while started.elapsed() < duration {
-                    let client = &tenants[rng.gen_range(0..tenants.len())];
-                    let query = &queries[rng.gen_range(0..queries.len())];
                     let t = Instant::now();
-                    let r = match workload {
-                        Workload::HybridSearch { lexical, vector } => {
-                            let args = json!({"query": query, "limit": LIMIT,
-                                              "weights": {"lexical": lexical, "vector": vector}});
-                            client.call_tool("hybrid_search", args).await
-                        }
-                        Workload::Ping => client.request("ping", json!({})).await,
-                    };
+                    let (next, r) = step(state).await;
+                    state = next;
                     let us = t.elapsed().as_micros() as u64;
                     match r {
-                        Ok(v) => {
+                        Ok(degraded) => {
                             out.latencies_us.push(us);
-                            // The vector arm must really have run whenever it was asked for.
-                            let expected = if vector_arm { "hybrid" } else { "lexical" };
-                            if workload != Workload::Ping && (v["mode"] != expected || v["degraded"] != false) {
-                                out.degraded += 1;
-                            }
+                            out.degraded += usize::from(degraded);
                         }
                         Err(e) => {
                             out.errors += 1;
-                            out.first_error.get_or_insert_with(|| e.to_string());
+                            out.first_error.get_or_insert(e);
                         }
                     }
                 }
@@ -675,6 +854,43 @@ async fn drive(
         }
     }
     total
+}
+
+/// MCP requests in closed loops: each worker holds one session per tenant and picks a random tenant per call.
+async fn drive(
+    sessions: Vec<Vec<McpClient>>,
+    queries: QuerySource,
+    duration: Duration,
+    seed: u64,
+    workload: Workload,
+) -> WorkerResult {
+    let vector_arm = matches!(workload, Workload::HybridSearch { vector, .. } if vector > 0.0);
+    let workers: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(w, tenants)| (Arc::new(tenants), StdRng::seed_from_u64(seed.wrapping_add(w as u64 * 7919))))
+        .collect();
+    closed_loop(workers, duration, move |(tenants, mut rng): (Arc<Vec<McpClient>>, StdRng)| {
+        let queries = queries.clone();
+        async move {
+            let client = &tenants[rng.gen_range(0..tenants.len())];
+            let query = queries.next(&mut rng);
+            let r = match workload {
+                Workload::HybridSearch { lexical, vector } => {
+                    let args = json!({"query": query, "limit": LIMIT, "weights": {"lexical": lexical, "vector": vector}});
+                    client.call_tool("hybrid_search", args).await
+                }
+                Workload::Ping => client.request("ping", json!({})).await,
+            };
+            // The vector arm must really have run whenever it was asked for.
+            let expected = if vector_arm { "hybrid" } else { "lexical" };
+            let r = r
+                .map(|v| workload != Workload::Ping && (v["mode"] != expected || v["degraded"] != false))
+                .map_err(|e| e.to_string());
+            ((tenants, rng), r)
+        }
+    })
+    .await
 }
 
 /// Nearest-rank percentile of sorted samples, in milliseconds.
@@ -857,6 +1073,17 @@ fn validate(opts: &BenchOptions) -> Result<(), BenchError> {
     if !weight_ok(opts.lexical_weight) || !weight_ok(opts.vector_weight) || opts.lexical_weight + opts.vector_weight <= 0.0 {
         return bad("the arm weights must be between 0 and 10, and one of them positive");
     }
+    if let Some(dir) = &opts.model_dir {
+        if !dir.join("model.safetensors").is_file() {
+            return Err(BenchError::Options(format!(
+                "--model-dir {} holds no model.safetensors (scripts/model.sh prints the model directory)",
+                dir.display()
+            )));
+        }
+        if opts.vector_weight <= 0.0 {
+            return bad("--model-dir measures query embeddings; the vector arm's weight must be positive");
+        }
+    }
     if !opts.pg_bin.join("pgbench").is_file() {
         return bad("pgbench is not in --pg-bin (scripts/postgres.sh prints PADDOCK_PG_BIN)");
     }
@@ -874,7 +1101,10 @@ pub fn init_tracing() {
 pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
     validate(&opts)?;
     let runtime_url = runtime_url(&opts)?;
-    let dir = std::env::temp_dir().join(format!("paddock-bench-{}", std::process::id()));
+    // One directory per run: two runs in one process (tests) must not share their JWKS files.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("paddock-bench-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| BenchError::Setup { what: "a scratch directory", source })?;
     let result = run_in(&opts, &runtime_url, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -911,37 +1141,86 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     admin.close().await.map_err(db_err("disconnect"))?;
 
     let queries = Arc::new(queries(&vocab, opts.queries, opts.seed));
-    let vectors: Vec<Vec<f32>> = queries.iter().map(|q| embedder.embed(q)).collect();
+    let query_embedding = match &opts.model_dir {
+        Some(model_dir) => QueryEmbedding::Local(model_dir.clone()),
+        None => QueryEmbedding::Server(start_embedding_server(embedder.clone()).await?),
+    };
+    let serving = start_runtime(opts, runtime_url, query_embedding, dir).await?;
+    eprintln!("bench: runtime serving {}", serving.url);
+    // pgbench binds the vectors the runtime's embedder gives for the same queries.
+    let vectors: Vec<Vec<f32>> = match &opts.model_dir {
+        Some(_) => raw_provider(&serving.embedder)?
+            .embed(&queries, EmbedKind::Query)
+            .await
+            .map_err(|e| BenchError::Options(format!("the local model failed to embed the queries: {e}")))?,
+        None => queries.iter().map(|q| embedder.embed(q)).collect(),
+    };
     let weights = (opts.lexical_weight, opts.vector_weight);
     let (scripts, defines) = pgbench_scripts(&queries, &vectors, opts.tenants, weights)?;
-
-    let embeddings = start_embedding_server(embedder.clone()).await?;
-    let serving = start_runtime(opts, runtime_url, embeddings, dir).await?;
-    eprintln!("bench: runtime serving {}", serving.url);
+    let pool = QuerySource::Pool(queries.clone());
 
     if !opts.warmup.is_zero() {
         eprintln!("bench: warming up for {}s", opts.warmup.as_secs_f64());
         let sessions = open_sessions(&serving.url, &serving.tokens, 8).await?;
-        let r = drive(sessions, queries.clone(), opts.warmup, opts.seed ^ 1, search_workload(opts)).await;
+        let r = drive(sessions, pool.clone(), opts.warmup, opts.seed ^ 1, search_workload(opts)).await;
         if r.errors > 0 {
             eprintln!("bench: {} warm-up requests failed, first: {}", r.errors, r.first_error.unwrap_or_default());
         }
     }
+    if opts.model_dir.is_some() {
+        // Every pool query in the runtime's cache before the cached runs, whatever the warm-up reached.
+        for q in queries.iter() {
+            serving
+                .embedder
+                .embed_query(q)
+                .await
+                .map_err(|e| BenchError::Options(format!("the runtime failed to embed a query: {e}")))?;
+        }
+    }
 
     let load_before = load_average();
+    let documents_embedded = match &opts.model_dir {
+        Some(_) => Some(document_throughput(&serving.embedder, &vocab, opts).await?),
+        None => None,
+    };
+    let fresh = Arc::new(FreshQueries::new(vocab.clone(), opts.seed, &queries));
     let mut rows = Vec::new();
+    let mut model = Vec::new();
     for &c in &opts.concurrency {
-        let mut row = measure(&serving, &queries, opts, c, search_workload(opts)).await?;
+        let uncached = if opts.model_dir.is_some() {
+            let raw = measure_model(&serving.embedder, &fresh, opts, c).await?;
+            let before = cache_counters(&serving).await?;
+            let uncached = measure(&serving, &QuerySource::Fresh(fresh.clone()), opts, c, search_workload(opts)).await?;
+            let delta = cache_counters(&serving).await?.since(before);
+            eprintln!(
+                "bench: c={c}: raw model {:.1} queries/s; runtime uncached {:.1} req/s (p50 {:.1} ms, {} errors, \
+                 {} degraded, cache {} hits / {} misses)",
+                raw.req_per_sec, uncached.req_per_sec, uncached.p50_ms, uncached.errors, uncached.degraded,
+                delta.hits, delta.misses
+            );
+            Some((raw, uncached, delta))
+        } else {
+            None
+        };
+        let before = cache_counters(&serving).await?;
+        let mut row = measure(&serving, &pool, opts, c, search_workload(opts)).await?;
+        let cached_cache = cache_counters(&serving).await?.since(before);
         (row.pgbench_tps, row.pgbench_latency_ms) = pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
         eprintln!(
-            "bench: c={c}: {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded); pgbench {:.0} tps ({:.1} ms avg)",
-            row.req_per_sec, row.p50_ms, row.p99_ms, row.errors, row.degraded, row.pgbench_tps, row.pgbench_latency_ms
+            "bench: c={c}: {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded, cache hit rate {:.1}%); \
+             pgbench {:.0} tps ({:.1} ms avg)",
+            row.req_per_sec, row.p50_ms, row.p99_ms, row.errors, row.degraded, 100.0 * cached_cache.hit_rate(),
+            row.pgbench_tps, row.pgbench_latency_ms
         );
+        if let Some((raw, uncached, uncached_cache)) = uncached {
+            model.push(ModelRow { concurrency: c, raw, uncached, uncached_cache, cached: row.clone(), cached_cache });
+        }
         rows.push(row);
     }
+    // The runtime's overhead does not depend on the embedder; the local-model run leaves it out.
     let mut ping = Vec::new();
-    for &c in &opts.concurrency {
-        let row = measure(&serving, &queries, opts, c, Workload::Ping).await?;
+    for &c in opts.concurrency.iter().filter(|_| opts.model_dir.is_none()) {
+        let row = measure(&serving, &pool, opts, c, Workload::Ping).await?;
         eprintln!("bench: ping c={c}: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)", row.req_per_sec, row.p50_ms, row.p99_ms);
         ping.push(row);
     }
@@ -949,7 +1228,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     let load_after = load_average();
     let _ = serving.shutdown.send(());
     let _ = serving.task.await;
-    Ok(Report { rows, overhead: Overhead { ping, verify_us }, loaded, documents, load_before, load_after })
+    Ok(Report { rows, documents_embedded, model, overhead: Overhead { ping, verify_us }, loaded, documents, load_before, load_after })
 }
 
 fn search_workload(opts: &BenchOptions) -> Workload {
@@ -959,20 +1238,122 @@ fn search_workload(opts: &BenchOptions) -> Workload {
 /// One closed-loop run of `workload` at concurrency `c` (the pgbench fields are left at zero).
 async fn measure(
     serving: &Serving,
-    queries: &Arc<Vec<String>>,
+    queries: &QuerySource,
     opts: &BenchOptions,
     c: usize,
     workload: Workload,
 ) -> Result<Row, BenchError> {
     let sessions = open_sessions(&serving.url, &serving.tokens, c).await?;
     let t = Instant::now();
-    let mut r = drive(sessions, queries.clone(), opts.duration, opts.seed.wrapping_add(c as u64), workload).await;
-    let elapsed = t.elapsed().as_secs_f64();
+    let r = drive(sessions, queries.clone(), opts.duration, opts.seed.wrapping_add(c as u64), workload).await;
+    Ok(row(c, r, t.elapsed()))
+}
+
+/// The local model's query path alone: `c` callers in closed loops, each embedding a distinct query per call
+/// straight through the provider, as the runtime's embedder does on a cache miss (no cache, breaker or timeout).
+async fn measure_model(
+    embedder: &crate::embed::Embedder,
+    fresh: &Arc<FreshQueries>,
+    opts: &BenchOptions,
+    c: usize,
+) -> Result<Row, BenchError> {
+    let provider = raw_provider(embedder)?;
+    let workers = vec![(); c];
+    let fresh = fresh.clone();
+    let t = Instant::now();
+    let r = closed_loop(workers, opts.duration, move |()| {
+        let (provider, fresh) = (provider.clone(), fresh.clone());
+        async move {
+            let query = fresh.next();
+            let r = provider.embed(std::slice::from_ref(&query), EmbedKind::Query).await;
+            ((), r.map(|v| v.len() != 1).map_err(|e| e.to_string()))
+        }
+    })
+    .await;
+    Ok(row(c, r, t.elapsed()))
+}
+
+/// Embeds synthetic documents like the data set's through the provider, in calls of the configured batch size,
+/// as the background indexer does, and measures the wall and CPU time.
+async fn document_throughput(
+    embedder: &crate::embed::Embedder,
+    vocab: &Vocabulary,
+    opts: &BenchOptions,
+) -> Result<DocumentThroughput, BenchError> {
+    const DOCUMENTS: usize = 64;
+    let mut rng = StdRng::seed_from_u64(opts.seed ^ 0xd0c5);
+    let texts: Vec<String> = (0..DOCUMENTS)
+        .map(|n| {
+            let d = synthetic_doc(vocab, &mut rng, n);
+            format!("{}\n{}", d.title, d.content)
+        })
+        .collect();
+    let fail = |e: crate::embed::EmbedError| BenchError::Options(format!("the local model failed on documents: {e}"));
+    let tokens = crate::embed::bench::token_counts(embedder, &texts).map_err(fail)?;
+    let batch = crate::embed::EmbeddingConfig::default().batch_size;
+    let cpu_before = process_cpu_seconds();
+    let t = crate::embed::bench::model_throughput(embedder, &texts, batch).await.map_err(fail)?;
+    let cpu = process_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    Ok(DocumentThroughput {
+        documents: t.texts,
+        tokens_per_document: tokens.iter().sum::<usize>() as f64 / tokens.len().max(1) as f64,
+        per_sec: t.texts_per_sec,
+        cpu_seconds_per_document: cpu.map(|c| c / t.texts.max(1) as f64),
+        cores_used: cpu.map(|c| c / t.elapsed.as_secs_f64().max(f64::EPSILON)),
+    })
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (Linux; `None` elsewhere).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them, in ticks.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports these in USER_HZ, 100 on every Linux architecture the runtime builds for.
+    Some(ticks / 100.0)
+}
+
+fn raw_provider(embedder: &crate::embed::Embedder) -> Result<Arc<dyn EmbeddingProvider>, BenchError> {
+    embedder.provider().cloned().ok_or_else(|| BenchError::Options("the runtime has no embedding provider".into()))
+}
+
+impl CacheDelta {
+    fn since(self, before: CacheDelta) -> CacheDelta {
+        CacheDelta { hits: self.hits.saturating_sub(before.hits), misses: self.misses.saturating_sub(before.misses) }
+    }
+}
+
+/// The runtime's query-cache counters, read from its `/metrics` as a scraper would.
+async fn cache_counters(serving: &Serving) -> Result<CacheDelta, BenchError> {
+    let fail = |e: String| BenchError::Options(format!("failed to read the runtime's metrics: {e}"));
+    let body = reqwest::get(format!("{}/metrics", serving.base))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| fail(e.to_string()))?
+        .text()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let counter = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .ok_or_else(|| fail(format!("no {name} in /metrics")))
+    };
+    Ok(CacheDelta {
+        hits: counter("paddock_embedding_query_cache_hits_total")?,
+        misses: counter("paddock_embedding_query_cache_misses_total")?,
+    })
+}
+
+/// Turns one run's samples into a table row (the pgbench fields are left at zero).
+fn row(c: usize, mut r: WorkerResult, elapsed: Duration) -> Row {
+    let elapsed = elapsed.as_secs_f64();
     if let Some(e) = &r.first_error {
         eprintln!("bench: {} requests failed at concurrency {c}, first: {e}", r.errors);
     }
     r.latencies_us.sort_unstable();
-    Ok(Row {
+    Row {
         concurrency: c,
         requests: r.latencies_us.len(),
         errors: r.errors,
@@ -983,7 +1364,7 @@ async fn measure(
         p99_ms: percentile_ms(&r.latencies_us, 0.99),
         pgbench_tps: 0.0,
         pgbench_latency_ms: 0.0,
-    })
+    }
 }
 
 /// Mean cost of one bearer verification (ES256 signature, claims), sequentially in process.

@@ -87,6 +87,13 @@ pub enum Command {
         /// Vector arm weight of every call (0 measures the lexical arm alone).
         #[arg(long, default_value_t = 1.0)]
         vector_weight: f64,
+        /// Query embeddings: `hash` (an in-process OpenAI-compatible server running the data set's hashing
+        /// embedder) or `local` (all-MiniLM-L6-v2 in process; also measures the model alone, uncached and cached).
+        #[arg(long, value_enum, default_value_t = BenchEmbedding::Hash)]
+        embedding: BenchEmbedding,
+        /// The all-MiniLM-L6-v2 directory, for `--embedding local`.
+        #[arg(long, env = "PADDOCK_MODEL_DIR", required_if_eq("embedding", "local"))]
+        model_dir: Option<PathBuf>,
     },
     /// Measure retrieval quality (nDCG@10, recall@100, MRR@10) on a BEIR-layout collection: a scratch database,
     /// the runtime in process, ingestion through MCP, every judged query through hybrid_search (see BENCHMARKS.md).
@@ -141,6 +148,13 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+}
+
+/// Which embedder answers the benchmark's queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchEmbedding {
+    Hash,
+    Local,
 }
 
 /// Installs the tracing subscriber: JSON lines in production, plain text for humans.

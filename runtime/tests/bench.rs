@@ -35,6 +35,7 @@ async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(a
         reload: false,
         lexical_weight: 1.0,
         vector_weight: 1.0,
+        model_dir: None,
     };
     let report = bench::run(opts.clone()).await.expect("the benchmark runs");
     assert_eq!(report.documents, 300);
@@ -58,4 +59,56 @@ async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(a
     assert_eq!(again.documents, 300);
     assert_eq!((again.rows[0].errors, again.rows[0].degraded), (0, 0), "{:?}", again.rows[0]);
     assert!(again.rows[0].pgbench_tps > 0.0);
+}
+
+/// The local-model mode on the same tiny data set: the raw model, uncached and cached runtime runs and pgbench all
+/// produce rows, the uncached run really misses the cache and the cached run really hits it (read from the
+/// runtime's `/metrics`). Needs `PADDOCK_MODEL_DIR`; without it the test says so and returns.
+#[sqlx::test(migrations = "../migrations")]
+async fn bench_with_the_local_model_measures_the_model_uncached_and_cached_runs(admin: PgPool) {
+    let Some(model_dir) = std::env::var_os("PADDOCK_MODEL_DIR").filter(|d| !d.is_empty()) else {
+        eprintln!("notice: PADDOCK_MODEL_DIR is unset; skipping the local-model benchmark test");
+        return;
+    };
+    let pg_bin = std::env::var("PADDOCK_PG_BIN").expect("PADDOCK_PG_BIN must name the PostgreSQL bin dir");
+    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
+    let opts = BenchOptions {
+        database_url: admin_url(&db),
+        runtime_database_url: None,
+        tenants: 2,
+        docs_per_tenant: 100,
+        queries: 4,
+        concurrency: vec![1, 3],
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        seed: 11,
+        pg_bin: PathBuf::from(pg_bin),
+        pool_size: 4,
+        reload: false,
+        lexical_weight: 1.0,
+        vector_weight: 1.0,
+        model_dir: Some(PathBuf::from(model_dir)),
+    };
+    let report = bench::run(opts).await.expect("the benchmark runs with the local model");
+    assert_eq!(report.model.len(), 2);
+    for m in &report.model {
+        for r in [&m.raw, &m.uncached, &m.cached] {
+            assert!(r.requests > 0 && r.req_per_sec > 0.0, "{m:?}");
+            assert_eq!((r.errors, r.degraded), (0, 0), "{m:?}");
+        }
+        // Every uncached request embedded its query: no hit, one miss each.
+        assert_eq!(m.uncached_cache.hits, 0, "{m:?}");
+        assert_eq!(m.uncached_cache.misses, m.uncached.requests as u64, "{m:?}");
+        // The pool was embedded beforehand: every cached request hit.
+        assert_eq!(m.cached_cache.hits, m.cached.requests as u64, "{m:?}");
+        assert_eq!(m.cached_cache.misses, 0, "{m:?}");
+        assert!(m.cached.pgbench_tps > 0.0, "{m:?}");
+        assert!(m.uncached_ratio() > 0.0);
+    }
+    let docs = report.documents_embedded.as_ref().expect("the local-model run embeds documents too");
+    assert!(docs.documents > 0 && docs.per_sec > 0.0 && docs.tokens_per_document > 1.0, "{docs:?}");
+    let table = report.table();
+    assert!(table.contains("raw model queries/s") && table.contains("| 3 |"), "{table}");
+    assert!(table.contains("documents/s"), "{table}");
+    assert!(report.overhead.ping.is_empty());
 }

@@ -38,6 +38,16 @@ pub async fn model_throughput(
     })
 }
 
+/// Word pieces per text after truncation, as the model sees them (local provider only).
+pub fn token_counts(embedder: &Embedder, texts: &[String]) -> Result<Vec<usize>, EmbedError> {
+    let provider = embedder
+        .provider()
+        .ok_or_else(|| EmbedError::Disabled("no embedding provider to measure".to_owned()))?;
+    provider
+        .token_counts(texts)
+        .ok_or_else(|| EmbedError::Upstream("the provider does not report token counts".to_owned()))?
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Latency {
     pub samples: usize,

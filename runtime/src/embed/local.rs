@@ -5,13 +5,18 @@
 //! mismatched model is found at start rather than on the first search.
 //!
 //! Inference is CPU-bound, so it never runs on the async runtime. One dedicated thread owns the
-//! model and takes jobs from two queues; the matrix products inside a forward pass already use
-//! every core, so more threads would only contend.
+//! model and takes jobs from two queues:
 //! - Query jobs go first, and queries waiting together share one forward pass.
 //! - Every job runs in forward passes of texts of similar length (less padding) within a token
 //!   budget. Between the passes of a document job the thread serves waiting queries, so indexing
 //!   never starves search.
 //! - A job whose caller has gone (timed out) is skipped, so abandoned work costs no model time.
+//!
+//! Within a job, forward passes run side by side on the CPU thread pool (one per core), a group at
+//! a time. Only the matrix products inside one pass are parallel; the softmax, GELU, layer norms
+//! and tensor copies between them, about two thirds of a pass's CPU time for this model, run on
+//! one core. One pass at a time therefore leaves the other cores mostly idle; a pass per core uses
+//! them all. The passes of a group are independent, so the vectors do not depend on the grouping.
 //!
 //! Embeddings: mean of the last hidden states over the attention mask, then L2 normalisation,
 //! the same as sentence-transformers' pooling for this model.
@@ -23,10 +28,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig, DTYPE};
+use candle_transformers::models::bert::{Config as BertConfig, DTYPE};
+use rayon::prelude::*;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
+use super::bert::Bert;
 use super::{EmbedError, EmbedKind, EmbeddingProvider};
 
 /// The name reported (and stored beside every vector) when the configuration names no model.
@@ -77,7 +84,7 @@ pub enum LocalModelError {
 
 /// The model and its tokenizer; only the inference thread touches it after loading.
 struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     pad_id: u32,
     device: Device,
@@ -124,7 +131,7 @@ impl Encoder {
         };
         // Buffered rather than memory-mapped: no unsafe code, and the file is read once at start.
         let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &device).map_err(load_weights)?;
-        let model = BertModel::load(vb, &config).map_err(load_weights)?;
+        let model = Bert::load(vb, &config).map_err(load_weights)?;
         Ok(Self {
             model,
             tokenizer,
@@ -141,12 +148,13 @@ impl Encoder {
             .map_err(|err| format!("failed to tokenize: {err}"))
     }
 
-    /// Embeds `texts` in forward passes of at most [`MAX_BATCH_TOKENS`] padded tokens, running
-    /// `between` before every pass but the first. Returns `Ok(None)` when `abandoned` says the
-    /// caller has gone.
+    /// Embeds `texts` in forward passes of at most [`MAX_BATCH_TOKENS`] padded tokens, a group of
+    /// up to `parallel` passes at a time on the CPU thread pool, running `between` before every
+    /// group but the first. Returns `Ok(None)` when `abandoned` says the caller has gone.
     fn embed(
         &self,
         texts: &[String],
+        parallel: usize,
         mut between: impl FnMut(),
         abandoned: impl Fn() -> bool,
     ) -> Result<Option<Vec<Vec<f32>>>, String> {
@@ -154,21 +162,29 @@ impl Encoder {
         // Similar lengths share a pass, so little of it is padding.
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].len());
+        let chunks = parallel_chunks(&order, |i| encodings[i].len(), parallel);
 
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
-        for (n, indices) in token_budget_chunks(&order, |i| encodings[i].len()).enumerate() {
+        for (n, group) in chunks.chunks(parallel.max(1)).enumerate() {
             if n > 0 {
                 between();
             }
             if abandoned() {
                 return Ok(None);
             }
-            let batch: Vec<&Encoding> = indices.iter().map(|&i| &encodings[i]).collect();
-            let vectors = catch_unwind(AssertUnwindSafe(|| self.forward(&batch)))
-                .map_err(|_| "the model panicked".to_owned())?
-                .map_err(|err| format!("failed to run the model: {err}"))?;
-            for (&i, vector) in indices.iter().zip(vectors) {
-                out[i] = vector;
+            let results: Vec<Result<Vec<Vec<f32>>, String>> = group
+                .par_iter()
+                .map(|indices| {
+                    let batch: Vec<&Encoding> = indices.iter().map(|&i| &encodings[i]).collect();
+                    catch_unwind(AssertUnwindSafe(|| self.forward(&batch)))
+                        .map_err(|_| "the model panicked".to_owned())?
+                        .map_err(|err| format!("failed to run the model: {err}"))
+                })
+                .collect();
+            for (indices, vectors) in group.iter().zip(results) {
+                for (&i, vector) in indices.iter().zip(vectors?) {
+                    out[i] = vector;
+                }
             }
         }
         Ok(Some(out))
@@ -191,7 +207,7 @@ impl Encoder {
         let type_ids = ids.zeros_like()?;
         let mask = Tensor::from_vec(mask, (rows, len), &self.device)?;
 
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (rows, len, hidden)
+        let hidden = self.model.forward(&ids, &type_ids, &mask)?; // (rows, len, hidden)
         let mask = mask.to_dtype(DTYPE)?.unsqueeze(2)?; // (rows, len, 1)
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (rows, hidden)
         let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (rows, 1)
@@ -203,23 +219,40 @@ impl Encoder {
 
 /// Splits `order` (sorted by ascending length) into runs whose padded size, rows times the
 /// longest (= last) length, stays within [`MAX_BATCH_TOKENS`]; a longer text gets a pass alone.
-fn token_budget_chunks(
-    order: &[usize],
-    len: impl Fn(usize) -> usize,
-) -> impl Iterator<Item = &[usize]> {
+fn token_budget_chunks(order: &[usize], len: impl Fn(usize) -> usize) -> Vec<&[usize]> {
+    let mut chunks = Vec::new();
     let mut rest = order;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
+    while !rest.is_empty() {
         let mut take = 1;
         while take < rest.len() && (take + 1) * len(rest[take]).max(1) <= MAX_BATCH_TOKENS {
             take += 1;
         }
         let (chunk, tail) = rest.split_at(take);
+        chunks.push(chunk);
         rest = tail;
-        Some(chunk)
-    })
+    }
+    chunks
+}
+
+/// [`token_budget_chunks`], then halves the largest passes until there are at least `parallel`
+/// of them (or every pass holds one text): a few short queries fit one pass, but split they keep
+/// every core busy.
+fn parallel_chunks(order: &[usize], len: impl Fn(usize) -> usize, parallel: usize) -> Vec<&[usize]> {
+    let mut chunks = token_budget_chunks(order, len);
+    while chunks.len() < parallel {
+        let Some((at, _)) = chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.len() > 1)
+            .max_by_key(|(_, c)| c.len())
+        else {
+            break;
+        };
+        let (head, tail) = chunks[at].split_at(chunks[at].len() / 2);
+        chunks[at] = head;
+        chunks.insert(at + 1, tail);
+    }
+    chunks
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LocalModelError> {
@@ -260,6 +293,8 @@ impl Shared {
 pub struct LocalProvider {
     model_name: String,
     dimensions: usize,
+    /// A copy of the inference thread's tokenizer, for [`EmbeddingProvider::token_counts`].
+    tokenizer: Tokenizer,
     shared: Arc<Shared>,
 }
 
@@ -280,7 +315,7 @@ impl LocalProvider {
             message,
         };
         let probe = encoder
-            .embed(&["The model is loaded.".to_owned()], || {}, || false)
+            .embed(&["The model is loaded.".to_owned()], 1, || {}, || false)
             .map_err(warm_up)?
             .unwrap_or_default();
         let usable = probe.len() == 1
@@ -292,6 +327,7 @@ impl LocalProvider {
             ));
         }
 
+        let tokenizer = encoder.tokenizer.clone();
         let shared = Arc::new(Shared::default());
         let worker_shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -301,6 +337,7 @@ impl LocalProvider {
         Ok(Self {
             model_name,
             dimensions,
+            tokenizer,
             shared,
         })
     }
@@ -321,6 +358,16 @@ impl EmbeddingProvider for LocalProvider {
 
     fn dimensions(&self) -> usize {
         self.dimensions
+    }
+
+    fn token_counts(&self, texts: &[String]) -> Option<Result<Vec<usize>, EmbedError>> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Some(
+            self.tokenizer
+                .encode_batch(inputs, true)
+                .map(|encodings| encodings.iter().map(Encoding::len).collect())
+                .map_err(|err| EmbedError::InvalidInput(format!("failed to tokenize: {err}"))),
+        )
     }
 
     async fn embed(&self, texts: &[String], kind: EmbedKind) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -360,6 +407,8 @@ enum Work {
 }
 
 fn run_worker(encoder: &Encoder, shared: &Shared) {
+    // The CPU thread pool's size: one pass per core (see the module docs).
+    let parallel = rayon::current_num_threads().max(1);
     loop {
         let work = {
             let mut queues = shared.lock();
@@ -384,14 +433,15 @@ fn run_worker(encoder: &Encoder, shared: &Shared) {
             }
         };
         match work {
-            Work::Queries(jobs) => run_queries(encoder, jobs),
+            Work::Queries(jobs) => run_queries(encoder, parallel, jobs),
             Work::Document(job) => {
                 let result = encoder.embed(
                     &job.texts,
+                    parallel,
                     || {
                         let queries = take_queries(&mut shared.lock());
                         if !queries.is_empty() {
-                            run_queries(encoder, queries);
+                            run_queries(encoder, parallel, queries);
                         }
                     },
                     || job.reply.is_closed(),
@@ -428,9 +478,9 @@ fn take_queries(queues: &mut Queues) -> Vec<Job> {
     jobs
 }
 
-fn run_queries(encoder: &Encoder, jobs: Vec<Job>) {
+fn run_queries(encoder: &Encoder, parallel: usize, jobs: Vec<Job>) {
     let texts: Vec<String> = jobs.iter().flat_map(|job| job.texts.iter().cloned()).collect();
-    match encoder.embed(&texts, || {}, || false) {
+    match encoder.embed(&texts, parallel, || {}, || false) {
         Ok(Some(vectors)) => {
             let mut vectors = vectors.into_iter();
             for job in jobs {
@@ -456,11 +506,30 @@ mod tests {
         let lens = [10, 10, 12, 12, 100, 200, 256, 256, 256, 600];
         let order: Vec<usize> = (0..lens.len()).collect();
         let chunks: Vec<Vec<usize>> = token_budget_chunks(&order, |i| lens[i])
+            .into_iter()
             .map(<[usize]>::to_vec)
             .collect();
         assert_eq!(
             chunks,
             vec![vec![0, 1, 2, 3, 4], vec![5, 6], vec![7, 8], vec![9]]
         );
+    }
+
+    #[test]
+    fn few_short_texts_are_split_so_every_core_gets_a_pass() {
+        let lens = [8, 9, 10, 11, 12];
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let split = |parallel| -> Vec<Vec<usize>> {
+            parallel_chunks(&order, |i| lens[i], parallel)
+                .into_iter()
+                .map(<[usize]>::to_vec)
+                .collect()
+        };
+        assert_eq!(split(1), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(split(2), vec![vec![0, 1], vec![2, 3, 4]]);
+        assert_eq!(split(4), vec![vec![0, 1], vec![2], vec![3], vec![4]]);
+        // Never an empty pass, whatever the core count.
+        assert_eq!(split(8).len(), 5);
+        assert!(parallel_chunks(&[], |_| 1, 4).is_empty());
     }
 }

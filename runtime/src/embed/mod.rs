@@ -23,6 +23,7 @@
 //! stored with [`Embedder::model`], so vectors of another model are detected after a change.
 
 pub mod bench;
+mod bert;
 pub mod breaker;
 pub mod local;
 mod metrics;
@@ -95,6 +96,11 @@ pub trait EmbeddingProvider: Send + Sync + 'static {
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String], kind: EmbedKind) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Tokens per text as the model would see them (after truncation), for providers that know;
+    /// benchmarks report it beside throughput.
+    fn token_counts(&self, _texts: &[String]) -> Option<Result<Vec<usize>, EmbedError>> {
+        None
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
