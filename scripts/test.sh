@@ -25,6 +25,8 @@ done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental caches only help edit-compile loops; in a test run they cost disk (gigabytes) and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # The end-to-end stage builds Kubernetes with Go and starts it with these: fail now, not after
 # the other stages.

@@ -8,6 +8,29 @@ use std::{path::PathBuf, time::Duration};
 use paddock_runtime::bench::{self, BenchOptions};
 use sqlx::PgPool;
 
+/// A tiny data set in the test's own database, the shape both tests start from.
+fn small_options(db: &str, seed: u64) -> BenchOptions {
+    let pg_bin = std::env::var("PADDOCK_PG_BIN")
+        .expect("PADDOCK_PG_BIN must name the PostgreSQL bin dir (eval \"$(scripts/postgres.sh start)\" sets it)");
+    BenchOptions {
+        database_url: admin_url(db),
+        runtime_database_url: None,
+        tenants: 2,
+        docs_per_tenant: 150,
+        queries: 4,
+        concurrency: vec![1, 2],
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        seed,
+        pg_bin: PathBuf::from(pg_bin),
+        pool_size: 4,
+        reload: false,
+        lexical_weight: 1.0,
+        vector_weight: 1.0,
+        model_dir: None,
+    }
+}
+
 fn admin_url(db: &str) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let mut url = reqwest::Url::parse(&base).expect("DATABASE_URL is a URL");
@@ -17,26 +40,8 @@ fn admin_url(db: &str) -> String {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(admin: PgPool) {
-    let pg_bin = std::env::var("PADDOCK_PG_BIN")
-        .expect("PADDOCK_PG_BIN must name the PostgreSQL bin dir (eval \"$(scripts/postgres.sh start)\" sets it)");
     let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
-    let opts = BenchOptions {
-        database_url: admin_url(&db),
-        runtime_database_url: None,
-        tenants: 2,
-        docs_per_tenant: 150,
-        queries: 4,
-        concurrency: vec![1, 2],
-        duration: Duration::from_secs(1),
-        warmup: Duration::ZERO,
-        seed: 7,
-        pg_bin: PathBuf::from(pg_bin),
-        pool_size: 4,
-        reload: false,
-        lexical_weight: 1.0,
-        vector_weight: 1.0,
-        model_dir: None,
-    };
+    let opts = small_options(&db, 7);
     let report = bench::run(opts.clone()).await.expect("the benchmark runs");
     assert_eq!(report.documents, 300);
     assert!(report.loaded.is_some());
@@ -70,24 +75,12 @@ async fn bench_with_the_local_model_measures_the_model_uncached_and_cached_runs(
         eprintln!("notice: PADDOCK_MODEL_DIR is unset; skipping the local-model benchmark test");
         return;
     };
-    let pg_bin = std::env::var("PADDOCK_PG_BIN").expect("PADDOCK_PG_BIN must name the PostgreSQL bin dir");
     let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
     let opts = BenchOptions {
-        database_url: admin_url(&db),
-        runtime_database_url: None,
-        tenants: 2,
         docs_per_tenant: 100,
-        queries: 4,
         concurrency: vec![1, 3],
-        duration: Duration::from_secs(1),
-        warmup: Duration::ZERO,
-        seed: 11,
-        pg_bin: PathBuf::from(pg_bin),
-        pool_size: 4,
-        reload: false,
-        lexical_weight: 1.0,
-        vector_weight: 1.0,
         model_dir: Some(PathBuf::from(model_dir)),
+        ..small_options(&db, 11)
     };
     let report = bench::run(opts).await.expect("the benchmark runs with the local model");
     assert_eq!(report.model.len(), 2);

@@ -40,6 +40,25 @@ fn vector_literal(v: &[f32]) -> String {
     format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
 }
 
+/// Inserts `n` documents `<tenant>-<i>` with texts from `text`, embedded by [`embed_text`], in one statement as
+/// the owner (the fast path for volume; the tests of writes go through the tools).
+async fn insert_embedded(admin: &PgPool, tenant: &str, n: usize, text: impl Fn(usize) -> String) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{tenant}-{i}")).collect();
+    let texts: Vec<String> = (0..n).map(text).collect();
+    let vecs: Vec<String> = texts.iter().map(|t| vector_literal(&embed_text(t))).collect();
+    sqlx::query(
+        "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
+         SELECT $1, i, t, 'h', v::vector, 'test-hash-384' FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .bind(&texts)
+    .bind(&vecs)
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
 /// An OpenAI-compatible `/v1/embeddings` endpoint served by the test.
 async fn embedding_server() -> SocketAddr {
     async fn embeddings(Json(body): Json<Value>) -> Json<Value> {
@@ -160,28 +179,9 @@ async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
     let addr = embedding_server().await;
     let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
     let query = "river delta sediment";
-    let insert = |tenant: &'static str, n: usize, text: fn(usize) -> String| {
-        let admin = admin.clone();
-        async move {
-            let ids: Vec<String> = (0..n).map(|i| format!("{tenant}-{i}")).collect();
-            let texts: Vec<String> = (0..n).map(text).collect();
-            let vecs: Vec<String> = texts.iter().map(|t| vector_literal(&embed_text(t))).collect();
-            sqlx::query(
-                "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
-                 SELECT $1, i, t, 'h', v::vector, 'test-hash-384' FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
-            )
-            .bind(tenant)
-            .bind(&ids)
-            .bind(&texts)
-            .bind(&vecs)
-            .execute(&admin)
-            .await
-            .unwrap();
-        }
-    };
     // The big tenant's documents are near-duplicates of the query; the small tenant's only share one word.
-    insert("big", 3000, |i| format!("river delta sediment sample {i}")).await;
-    insert("small", 40, |i| format!("sediment core number {i} from a lake")).await;
+    insert_embedded(&admin, "big", 3000, |i| format!("river delta sediment sample {i}")).await;
+    insert_embedded(&admin, "small", 40, |i| format!("sediment core number {i} from a lake")).await;
     sqlx::query("ANALYZE documents").execute(&admin).await.unwrap();
 
     let app = app_with(runtime_pool(&admin).await, &keys, embedder, Settings::default()).await;
@@ -219,22 +219,8 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     .await
     .unwrap();
     assert_eq!(parents.len(), 3, "one partition per tenant: {parents:?}");
-    for tenant in ["acme", "globex"] {
-        let texts: Vec<String> = (0..2000).map(|i| format!("{tenant} field report {i} on river sediment and rain {}", i % 37)).collect();
-        let ids: Vec<String> = (0..2000).map(|i| format!("{tenant}-{i}")).collect();
-        let vecs: Vec<String> = texts.iter().map(|t| vector_literal(&embed_text(t))).collect();
-        sqlx::query(
-            "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
-             SELECT $1, i, t, 'h', v::vector, 'test-hash-384' FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
-        )
-        .bind(tenant)
-        .bind(&ids)
-        .bind(&texts)
-        .bind(&vecs)
-        .execute(&admin)
-        .await
-        .unwrap();
-    }
+    insert_embedded(&admin, "acme", 2000, |i| format!("acme field report {i} on river sediment and rain {}", i % 37)).await;
+    insert_embedded(&admin, "globex", 2000, |i| format!("globex field report {i} on river sediment and rain {}", i % 37)).await;
     sqlx::query("ANALYZE documents").execute(&admin).await.unwrap();
 
     let db = Db::from_pool(runtime_pool(&admin).await);
