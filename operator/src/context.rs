@@ -9,7 +9,11 @@ use std::{
 
 use kube::{
     Client, Resource,
-    runtime::events::{Event, EventType, Recorder},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder},
+        finalizer,
+    },
 };
 use reqwest::Url;
 use sqlx::PgPool;
@@ -125,6 +129,31 @@ impl Backoff {
 
     fn delay(failures: u32) -> Duration {
         Self::BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(Self::MAX)
+    }
+}
+
+/// The outcome of kube-runtime's `finalizer` helper, with one of its errors that is not a failure: a second
+/// reconcile that raced the first to removing the finalizer finds the object already gone (404).
+pub fn finalizer_outcome<E>(result: Result<Action, finalizer::Error<E>>) -> Result<Action, finalizer::Error<E>>
+where
+    E: std::error::Error + 'static,
+{
+    match result {
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => Ok(Action::await_change()),
+        other => other,
+    }
+}
+
+/// The failure-metric label of a `finalizer` error: the inner error's own for apply and cleanup failures.
+pub fn finalizer_label<E>(e: &finalizer::Error<E>, inner: impl Fn(&E) -> &'static str) -> &'static str
+where
+    E: std::error::Error + 'static,
+{
+    match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => inner(e),
+        finalizer::Error::AddFinalizer(_) => "AddFinalizer",
+        finalizer::Error::RemoveFinalizer(_) => "RemoveFinalizer",
+        _ => "Finalizer",
     }
 }
 

@@ -90,12 +90,7 @@ impl Error {
             Error::MintToken(_) => "MintToken",
             Error::DeleteFinished(_) => "DeleteFinished",
             Error::PatchStatus(_) => "PatchStatus",
-            Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-                finalizer::Error::AddFinalizer(_) => "AddFinalizer",
-                finalizer::Error::RemoveFinalizer(_) => "RemoveFinalizer",
-                _ => "Finalizer",
-            },
+            Error::Finalizer(e) => context::finalizer_label(e, Error::metric_label),
         }
     }
 }
@@ -130,11 +125,7 @@ pub async fn reconcile(task: Arc<AgentTask>, ctx: Arc<Context>) -> Result<Action
         }
     })
     .await;
-    let result = match result {
-        // A second reconcile raced the first to the finalizer: the object is already gone.
-        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => Ok(Action::await_change()),
-        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
-    };
+    let result = context::finalizer_outcome(result).map_err(|e| Error::Finalizer(Box::new(e)));
     if result.is_ok() {
         ctx.backoff.reset(&key);
     }
