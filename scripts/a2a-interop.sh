@@ -32,73 +32,12 @@ while (($#)); do
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
-require_cmd curl
+# shellcheck source-path=SCRIPTDIR source=interop-lib.sh
+. scripts/interop-lib.sh
+interop_begin a2a-interop
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/paddock-a2a-interop.XXXXXX")"
-RUNTIME_PID=""
-PG_STARTED=""
-DB_CREATED=""
-
-cleanup() {
-    local rc=$?
-    if [[ -n "$RUNTIME_PID" ]]; then
-        kill "$RUNTIME_PID" 2>/dev/null || true
-        wait "$RUNTIME_PID" 2>/dev/null || true
-    fi
-    if ((rc != 0)) && [[ -s "$WORK/runtime.log" ]]; then
-        log "last lines of the runtime log:"
-        tail -n 40 "$WORK/runtime.log" >&2 || true
-    fi
-    if [[ -n "$DB_CREATED" ]]; then
-        "$PADDOCK_PG_BIN/psql" -q "$SUPER_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 \
-            || log "could not drop database $DB_NAME"
-    fi
-    if [[ -n "$PG_STARTED" ]]; then
-        scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1 || true
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---- PostgreSQL and a fresh database ----------------------------------------------------------------------------
-if [[ -n "${DATABASE_URL:-}" ]]; then
-    SUPER_URL="$DATABASE_URL"
-    : "${PADDOCK_PG_BIN:=$(scripts/postgres.sh install)}"
-else
-    PG_DATA="$PADDOCK_CACHE/pgdata-interop"
-    scripts/postgres.sh status --data "$PG_DATA" >/dev/null 2>&1 || PG_STARTED=1
-    log "starting PostgreSQL"
-    eval "$(scripts/postgres.sh start --data "$PG_DATA")"
-    SUPER_URL="$DATABASE_URL"
-fi
-PSQL=("$PADDOCK_PG_BIN/psql" -q -v ON_ERROR_STOP=1)
-DB_NAME="paddock_a2a_interop_$(date +%s)_$$"
-"${PSQL[@]}" "$SUPER_URL" -c "CREATE DATABASE $DB_NAME"
-DB_CREATED=1
-BASE_URL="${SUPER_URL%%\?*}"
-BASE_URL="${BASE_URL%/*}"
-ADMIN_URL="$BASE_URL/$DB_NAME"
-HOST_PART="${BASE_URL#*://}"
-HOST_PART="${HOST_PART#*@}"
-RUNTIME_URL="postgres://paddock_runtime@$HOST_PART/$DB_NAME"
-
-# ---- the runtime --------------------------------------------------------------------------------------------
-if [[ -n "${PADDOCK_RUNTIME_BIN:-}" ]]; then
-    BIN="$PADDOCK_RUNTIME_BIN"
-else
-    log "building paddock-runtime"
-    cargo build --locked -p paddock-runtime --bin paddock-runtime >&2
-    BIN="$CARGO_TARGET_DIR/debug/paddock-runtime"
-fi
-[[ -x "$BIN" ]] || die "no paddock-runtime binary at $BIN"
-
-log "applying migrations and provisioning tenants acme and globex"
-"$BIN" migrate --database-url "$ADMIN_URL"
+log "provisioning tenants acme and globex"
 "${PSQL[@]}" "$ADMIN_URL" <<'SQL'
-ALTER ROLE paddock_runtime LOGIN;
 INSERT INTO tenants (id, display_name, requests_per_minute, burst, budget_monthly)
 VALUES ('acme', 'Acme (A2A interop)', 60000, 1000, 5), ('globex', 'Globex (A2A interop)', 60000, 1000, 5);
 SQL
@@ -107,13 +46,7 @@ SQL
 
 PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
-case "$EMBEDDING" in
-    local)
-        MODEL_DIR="${PADDOCK_MODEL_DIR:-$(scripts/model.sh)}"
-        EMBEDDING_YAML="embedding: { provider: local, model_dir: \"$MODEL_DIR\" }"
-        ;;
-    none) EMBEDDING_YAML="" ;;
-esac
+EMBEDDING_YAML="$(interop_embedding_yaml "$EMBEDDING")"
 cat >"$WORK/runtime.yaml" <<YAML
 listen: 127.0.0.1:$PORT
 database:
@@ -130,19 +63,7 @@ a2a: { keepalive_ms: 2000 }
 log_format: json
 YAML
 
-log "starting paddock-runtime on 127.0.0.1:$PORT"
-"$BIN" serve --config "$WORK/runtime.yaml" >"$WORK/runtime.log" 2>&1 &
-RUNTIME_PID=$!
-ready=""
-for _ in $(seq 1 150); do
-    if curl -fsS "$BASE/readyz" >/dev/null 2>&1; then
-        ready=1
-        break
-    fi
-    kill -0 "$RUNTIME_PID" 2>/dev/null || die "paddock-runtime exited during start-up"
-    sleep 0.2
-done
-[[ -n "$ready" ]] || die "paddock-runtime was not ready within 30s"
+interop_serve "$WORK/runtime.yaml" "$BASE"
 
 mint() { # TENANT SCOPES
     "$BIN" token --key "$WORK/keys/signing-key.pem" --issuer paddock-interop --audience paddock \
