@@ -550,11 +550,22 @@ struct IdParams {
     history_length: Option<u64>,
 }
 
-fn id_params(id: &Id, params: Value) -> Result<(IdParams, Option<Uuid>), Reply> {
+fn id_params(id: &Id, params: Value) -> Result<(IdParams, Uuid), Reply> {
     let p: IdParams = serde_json::from_value(params).map_err(|e| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))?;
     // A malformed id names no task.
-    let uuid = Uuid::from_str(&p.id).ok();
-    Ok((p, uuid))
+    match Uuid::from_str(&p.id) {
+        Ok(uuid) => Ok((p, uuid)),
+        Err(_) => Err(not_found(id, &p.id)),
+    }
+}
+
+/// The task as the reply to a request about it, or task-not-found when the caller may not see it.
+async fn task_reply(state: &AppState, tenant: &TenantId, uuid: Uuid, owner: Option<&str>, d: Dialect, ip: &IdParams, id: &Id) -> Reply {
+    match load_rendered(state, tenant, uuid, owner, d, ip.history_length.map(|n| n as usize), true).await {
+        Ok(Some(t)) => Reply::Result(t),
+        Ok(None) => not_found(id, &ip.id),
+        Err(e) => internal(id, &e),
+    }
 }
 
 async fn get_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d: Dialect, params: Value) -> Reply {
@@ -562,13 +573,7 @@ async fn get_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(uuid) = uuid else { return not_found(id, &ip.id) };
-    let owner = owner_filter(p);
-    match load_rendered(state, tenant, uuid, owner.as_deref(), d, ip.history_length.map(|n| n as usize), true).await {
-        Ok(Some(t)) => Reply::Result(t),
-        Ok(None) => not_found(id, &ip.id),
-        Err(e) => internal(id, &e),
-    }
+    task_reply(state, tenant, uuid, owner_filter(p).as_deref(), d, &ip, id).await
 }
 
 async fn cancel_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d: Dialect, params: Value) -> Reply {
@@ -576,7 +581,6 @@ async fn cancel_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(uuid) = uuid else { return not_found(id, &ip.id) };
     let owner = owner_filter(p);
     let mut tx = try_db!(id, state.db.begin(tenant).await);
     let context_id: Option<String> = try_db!(id, store::get(&mut tx, uuid, owner.as_deref()).await).map(|t| t.context_id);
@@ -597,11 +601,7 @@ async fn cancel_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id
             state.a2a.signal_cancel(uuid);
             state.a2a.notify(uuid);
             tracing::info!(task = %uuid, "task canceled");
-            match load_rendered(state, tenant, uuid, owner.as_deref(), d, ip.history_length.map(|n| n as usize), true).await {
-                Ok(Some(t)) => Reply::Result(t),
-                Ok(None) => not_found(id, &ip.id),
-                Err(e) => internal(id, &e),
-            }
+            task_reply(state, tenant, uuid, owner.as_deref(), d, &ip, id).await
         }
     }
 }
@@ -611,7 +611,6 @@ async fn subscribe(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, 
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(uuid) = uuid else { return not_found(id, &ip.id) };
     let owner = owner_filter(p);
     let mut tx = try_db!(id, state.db.begin(tenant).await);
     let task = try_db!(id, store::get(&mut tx, uuid, owner.as_deref()).await);
