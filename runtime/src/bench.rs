@@ -1123,7 +1123,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         .map_err(db_err("connect as admin"))?;
     db::MIGRATOR.run(&pool).await.map_err(|e| BenchError::Db { action: "migrate", source: e.into() })?;
     pool.close().await;
-    sqlx::query("ALTER ROLE paddock_runtime LOGIN").execute(&mut admin).await.map_err(db_err("enable the runtime role"))?;
+    db::enable_login(&mut admin, "paddock_runtime").await.map_err(db_err("enable the runtime role"))?;
     let mut loaded = None;
     if opts.reload || !dataset_present(&mut admin, opts).await? {
         eprintln!("bench: loading {} tenants × {} documents", opts.tenants, opts.docs_per_tenant);

@@ -16,6 +16,29 @@ use sqlx::{
 /// The schema, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// Lets an existing role log in (`paddock_runtime` in development set-ups, where one superuser provisions
+/// everything; in a cluster the operator creates tenant login roles instead). Roles are cluster-wide, so
+/// databases set up side by side race on the same catalog row, and PostgreSQL answers the loser with "tuple
+/// concurrently updated" (XX000) although the winner has just made the very change: that is retried.
+pub async fn enable_login(conn: &mut sqlx::PgConnection, role: &str) -> Result<(), sqlx::Error> {
+    let quoted = format!("\"{}\"", role.replace('"', "\"\""));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let can: Option<bool> =
+            sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1").bind(role).fetch_optional(&mut *conn).await?;
+        if can == Some(true) {
+            return Ok(());
+        }
+        match sqlx::query(&format!("ALTER ROLE {quoted} LOGIN")).execute(&mut *conn).await {
+            Err(e) if attempt < 10 && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("XX000") => {
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// A tenant identifier: a Kubernetes object name (DNS-1123 label), as carried by verified tokens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(String);

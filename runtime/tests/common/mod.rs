@@ -55,21 +55,10 @@ pub async fn login_pool(admin: &PgPool, role: &str) -> PgPool {
     PgPoolOptions::new().max_connections(8).connect_with(opts).await.expect("connect as runtime role")
 }
 
-/// Lets `role` log in. Roles are cluster-wide, so parallel tests race on the same `pg_authid` row: PostgreSQL
-/// answers a concurrent `ALTER ROLE` with "tuple concurrently updated", after which the other test's change holds.
+/// Lets `role` log in (see [`paddock_runtime::db::enable_login`]).
 pub async fn enable_login(admin: &PgPool, role: &str) {
-    for attempt in 0.. {
-        let can: bool =
-            sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1").bind(role).fetch_one(admin).await.unwrap();
-        if can {
-            return;
-        }
-        match sqlx::query(&format!("ALTER ROLE {role} LOGIN")).execute(admin).await {
-            Ok(_) => return,
-            Err(_) if attempt < 10 => tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await,
-            Err(e) => panic!("enable login for {role}: {e}"),
-        }
-    }
+    let mut conn = admin.acquire().await.expect("a connection");
+    paddock_runtime::db::enable_login(&mut conn, role).await.unwrap_or_else(|e| panic!("enable login for {role}: {e}"));
 }
 
 pub struct Keys {
