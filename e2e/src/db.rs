@@ -54,14 +54,24 @@ impl Database {
         url.set_path(&format!("/{name}"));
         let url = url.to_string();
         let pool = connect(&url).await?;
-        Ok(Self { name, url, server_url: server_url.to_owned(), pool })
+        Ok(Self {
+            name,
+            url,
+            server_url: server_url.to_owned(),
+            pool,
+        })
     }
 
     /// An existing database (the in-cluster mode, where the chart's operator owns it).
     pub async fn existing(url: &str) -> anyhow::Result<Self> {
         let u = Url::parse(url).context("PADDOCK_E2E_DATABASE_URL is not a URL")?;
         let name = u.path().trim_start_matches('/').to_owned();
-        Ok(Self { name, url: url.to_owned(), server_url: url.to_owned(), pool: connect(url).await? })
+        Ok(Self {
+            name,
+            url: url.to_owned(),
+            server_url: url.to_owned(),
+            pool: connect(url).await?,
+        })
     }
 
     pub async fn role_exists(&self, role: &str) -> anyhow::Result<bool> {
@@ -108,14 +118,20 @@ impl Database {
             .unwrap_or_default();
         self.pool.close().await;
         let server = connect(&self.server_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&server)
-            .await
-            .with_context(|| format!("failed to drop database {}", self.name))?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&server)
+        .await
+        .with_context(|| format!("failed to drop database {}", self.name))?;
         for role in roles {
             // Role names come from our own database and match [a-z0-9_]; quote anyway.
             let quoted = format!("\"{}\"", role.replace('"', "\"\""));
-            if let Err(e) = sqlx::query(&format!("DROP ROLE IF EXISTS {quoted}")).execute(&server).await {
+            if let Err(e) = sqlx::query(&format!("DROP ROLE IF EXISTS {quoted}"))
+                .execute(&server)
+                .await
+            {
                 eprintln!("warning: failed to drop role {role}: {e}");
             }
         }

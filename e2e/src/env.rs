@@ -32,7 +32,10 @@ use kube::{
 };
 use rand::Rng;
 
-use crate::{db::Database, kubectl::Kubectl, kubelet::Kubelet, operator::Operator, process::Proc, proxy::Proxy};
+use crate::{
+    db::Database, kubectl::Kubectl, kubelet::Kubelet, operator::Operator, process::Proc,
+    proxy::Proxy,
+};
 
 /// Namespace the chart is installed into (the operator's Lease and dev-issuer Secret live here).
 pub const OPERATOR_NAMESPACE: &str = "paddock-system";
@@ -43,7 +46,9 @@ pub const RELEASE: &str = "paddock";
 pub fn random_suffix(n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
-    (0..n).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (0..n)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,12 +90,15 @@ pub struct Env {
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).map_err(|_| anyhow!("{name} is not set; run the suite through scripts/e2e.sh"))
+    std::env::var(name)
+        .map_err(|_| anyhow!("{name} is not set; run the suite through scripts/e2e.sh"))
 }
 
 impl Env {
     pub async fn start(options: EnvOptions) -> anyhow::Result<Self> {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?;
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .canonicalize()?;
         let in_cluster = match std::env::var("PADDOCK_E2E_MODE").as_deref() {
             Ok("in-cluster") => true,
             Ok("local") | Err(_) => false,
@@ -100,9 +108,20 @@ impl Env {
             Ok(d) => PathBuf::from(d),
             Err(_) => std::env::temp_dir().join(format!("paddock-e2e-{}", random_suffix(6))),
         };
-        let work_dir = work_dir.join(std::env::args().next().and_then(|a| {
-            PathBuf::from(a).file_name().map(|f| f.to_string_lossy().split('-').next().unwrap_or("run").to_owned())
-        }).unwrap_or_else(|| "run".into()));
+        let work_dir = work_dir.join(
+            std::env::args()
+                .next()
+                .and_then(|a| {
+                    PathBuf::from(a).file_name().map(|f| {
+                        f.to_string_lossy()
+                            .split('-')
+                            .next()
+                            .unwrap_or("run")
+                            .to_owned()
+                    })
+                })
+                .unwrap_or_else(|| "run".into()),
+        );
         std::fs::create_dir_all(&work_dir)?;
         eprintln!("[env] logs and files of this run: {}", work_dir.display());
 
@@ -118,18 +137,33 @@ impl Env {
         eprintln!("[env] database {}", db.name);
 
         if !in_cluster {
-            crate::install::install(&repo, &kubectl).await.context("failed to install the CRDs and the chart's RBAC")?;
+            crate::install::install(&repo, &kubectl)
+                .await
+                .context("failed to install the CRDs and the chart's RBAC")?;
         }
         let service_account = RELEASE.to_owned();
         let operator_kubeconfig = work_dir.join("operator.kubeconfig");
-        write_sa_kubeconfig(&client, &kubeconfig, OPERATOR_NAMESPACE, &service_account, &operator_kubeconfig).await?;
+        write_sa_kubeconfig(
+            &client,
+            &kubeconfig,
+            OPERATOR_NAMESPACE,
+            &service_account,
+            &operator_kubeconfig,
+        )
+        .await?;
 
         let local = if in_cluster {
             None
         } else {
             let proxy = Proxy::start(Default::default(), Some(&work_dir.join("proxy.log"))).await?;
             let runtime_bin = PathBuf::from(var("PADDOCK_RUNTIME_BIN")?);
-            let kubelet = Kubelet::start(client.clone(), runtime_bin.clone(), work_dir.clone(), proxy.routes.clone(), proxy.url());
+            let kubelet = Kubelet::start(
+                client.clone(),
+                runtime_bin.clone(),
+                work_dir.clone(),
+                proxy.routes.clone(),
+                proxy.url(),
+            );
             Some(Local {
                 operator_bin: PathBuf::from(var("PADDOCK_OPERATOR_BIN")?),
                 runtime_bin,
@@ -173,7 +207,11 @@ impl Env {
     pub async fn stop(self, failed: bool) {
         if let Some(mut op) = self.operator.lock().await.take() {
             if failed {
-                println!("--- operator log ({}), last lines ---\n{}", op.log_path().display(), op.proc.log_tail(60));
+                println!(
+                    "--- operator log ({}), last lines ---\n{}",
+                    op.log_path().display(),
+                    op.proc.log_tail(60)
+                );
             }
             op.proc.stop(Duration::from_secs(10)).await;
         }
@@ -195,36 +233,79 @@ impl Env {
 
     /// A client that reaches ToolServer Services by their in-cluster URLs (through the proxy
     /// locally), and the base URL to use for `namespace/service` given its `status.url`.
-    pub async fn toolserver_http(&self, namespace: &str, service: &str, status_url: &str) -> anyhow::Result<(reqwest::Client, String)> {
+    pub async fn toolserver_http(
+        &self,
+        namespace: &str,
+        service: &str,
+        status_url: &str,
+    ) -> anyhow::Result<(reqwest::Client, String)> {
         if let Some(local) = &self.local {
-            return Ok((local.proxy.client(), status_url.trim_end_matches('/').to_owned()));
+            return Ok((
+                local.proxy.client(),
+                status_url.trim_end_matches('/').to_owned(),
+            ));
         }
-        let port = reqwest::Url::parse(status_url)?.port_or_known_default().unwrap_or(80);
-        let local_port = self.port_forward(namespace, &format!("svc/{service}"), port).await?;
-        Ok((reqwest::Client::builder().no_proxy().build()?, format!("http://127.0.0.1:{local_port}")))
+        let port = reqwest::Url::parse(status_url)?
+            .port_or_known_default()
+            .unwrap_or(80);
+        let local_port = self
+            .port_forward(namespace, &format!("svc/{service}"), port)
+            .await?;
+        Ok((
+            reqwest::Client::builder().no_proxy().build()?,
+            format!("http://127.0.0.1:{local_port}"),
+        ))
     }
 
     /// `kubectl port-forward TARGET :PORT` kept until the run ends; returns the local port.
-    pub async fn port_forward(&self, namespace: &str, target: &str, port: u16) -> anyhow::Result<u16> {
-        let local_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    pub async fn port_forward(
+        &self,
+        namespace: &str,
+        target: &str,
+        port: u16,
+    ) -> anyhow::Result<u16> {
+        let local_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut cmd = tokio::process::Command::new("kubectl");
         cmd.arg("--kubeconfig")
             .arg(self.kubectl.kubeconfig())
-            .args(["-n", namespace, "port-forward", target, &format!("{local_port}:{port}")]);
-        let proc = Proc::spawn(&format!("port-forward-{namespace}-{}", target.replace('/', "-")), cmd, &self.work_dir)?;
+            .args([
+                "-n",
+                namespace,
+                "port-forward",
+                target,
+                &format!("{local_port}:{port}"),
+            ]);
+        let proc = Proc::spawn(
+            &format!("port-forward-{namespace}-{}", target.replace('/', "-")),
+            cmd,
+            &self.work_dir,
+        )?;
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", local_port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", local_port))
+                .await
+                .is_ok()
+            {
                 self.forwards.lock().expect("forwards lock").push(proc);
                 return Ok(local_port);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("kubectl port-forward {target} did not listen:\n{}", proc.log_tail(10))
+        bail!(
+            "kubectl port-forward {target} did not listen:\n{}",
+            proc.log_tail(10)
+        )
     }
 
     /// The shared operator's log tail (empty when there is none).
     pub async fn operator_log_tail(&self, lines: usize) -> String {
-        self.operator.lock().await.as_ref().map(|o| o.proc.log_tail(lines)).unwrap_or_default()
+        self.operator
+            .lock()
+            .await
+            .as_ref()
+            .map(|o| o.proc.log_tail(lines))
+            .unwrap_or_default()
     }
 
     /// A fresh [`Scope`] for one scenario.
@@ -241,17 +322,28 @@ impl Env {
 
 /// A client for the kubeconfig at `path` (not the ambient one).
 pub async fn client_for(path: &std::path::Path) -> anyhow::Result<Client> {
-    let kc = Kubeconfig::read_from(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let kc = Kubeconfig::read_from(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(cfg)?)
 }
 
 /// Writes a kubeconfig that authenticates as `namespace/sa` with a token from the TokenRequest
 /// API, for the same cluster (server and CA) as the admin kubeconfig.
-pub async fn write_sa_kubeconfig(client: &Client, admin: &std::path::Path, namespace: &str, sa: &str, out: &std::path::Path) -> anyhow::Result<()> {
+pub async fn write_sa_kubeconfig(
+    client: &Client,
+    admin: &std::path::Path,
+    namespace: &str,
+    sa: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let req = TokenRequest {
-        spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(6 * 3600), bound_object_ref: None },
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(6 * 3600),
+            bound_object_ref: None,
+        },
         ..Default::default()
     };
     let token = api
@@ -276,11 +368,13 @@ pub async fn write_sa_kubeconfig(client: &Client, admin: &std::path::Path, names
         .find(|c| c.name == cluster_name)
         .and_then(|c| c.cluster.as_ref())
         .ok_or_else(|| anyhow!("the admin kubeconfig has no cluster {cluster_name}"))?;
-    let server = cluster.server.clone().ok_or_else(|| anyhow!("the admin kubeconfig names no server"))?;
-    let ca = cluster
-        .certificate_authority_data
+    let server = cluster
+        .server
         .clone()
-        .ok_or_else(|| anyhow!("the admin kubeconfig has no embedded certificate-authority-data"))?;
+        .ok_or_else(|| anyhow!("the admin kubeconfig names no server"))?;
+    let ca = cluster.certificate_authority_data.clone().ok_or_else(|| {
+        anyhow!("the admin kubeconfig has no embedded certificate-authority-data")
+    })?;
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
          users:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: {sa}\n  context:\n    cluster: e2e\n    namespace: {namespace}\n    user: {sa}\n\
@@ -306,7 +400,11 @@ impl Scope {
     /// Starts an operator of this scenario, named (pod name) `identity`.
     pub async fn start_operator(&self, identity: &str) -> anyhow::Result<()> {
         let op = Operator::start(&self.env, identity).await?;
-        eprintln!("[{}] operator {identity} started, log {}", self.id, op.log_path().display());
+        eprintln!(
+            "[{}] operator {identity} started, log {}",
+            self.id,
+            op.log_path().display()
+        );
         self.operators.lock().await.push(op);
         Ok(())
     }
@@ -314,7 +412,10 @@ impl Scope {
     /// SIGKILL operator `identity`, as a node failure would.
     pub async fn kill_operator(&self, identity: &str) -> anyhow::Result<()> {
         let mut ops = self.operators.lock().await;
-        let op = ops.iter_mut().find(|o| o.identity == identity).ok_or_else(|| anyhow!("no operator {identity}"))?;
+        let op = ops
+            .iter_mut()
+            .find(|o| o.identity == identity)
+            .ok_or_else(|| anyhow!("no operator {identity}"))?;
         op.proc.kill().await;
         Ok(())
     }
@@ -322,7 +423,10 @@ impl Scope {
     /// The `/metrics` text of operator `identity`.
     pub async fn operator_metrics(&self, identity: &str) -> anyhow::Result<String> {
         let ops = self.operators.lock().await;
-        let op = ops.iter().find(|o| o.identity == identity).ok_or_else(|| anyhow!("no operator {identity}"))?;
+        let op = ops
+            .iter()
+            .find(|o| o.identity == identity)
+            .ok_or_else(|| anyhow!("no operator {identity}"))?;
         op.metrics().await
     }
 
@@ -330,7 +434,12 @@ impl Scope {
     pub async fn stop_operators(&self, failed: bool) {
         for mut op in std::mem::take(&mut *self.operators.lock().await) {
             if failed {
-                eprintln!("--- operator {} ({}), last lines ---\n{}", op.identity, op.log_path().display(), op.proc.log_tail(30));
+                eprintln!(
+                    "--- operator {} ({}), last lines ---\n{}",
+                    op.identity,
+                    op.log_path().display(),
+                    op.proc.log_tail(30)
+                );
             }
             op.proc.stop(Duration::from_secs(10)).await;
         }
@@ -344,7 +453,10 @@ impl Scope {
     /// Creates namespace `e2e-<id>-<suffix>`; it is deleted after the scenario.
     pub async fn namespace(&self, suffix: &str) -> anyhow::Result<String> {
         let ns = self.name(suffix);
-        self.env.kubectl.ok(&["create", "namespace", &ns], None).await?;
+        self.env
+            .kubectl
+            .ok(&["create", "namespace", &ns], None)
+            .await?;
         self.namespaces.lock().expect("scope lock").push(ns.clone());
         Ok(ns)
     }
@@ -352,8 +464,14 @@ impl Scope {
     /// Creates namespace `name` as it is (for the examples, whose names are fixed); it is
     /// deleted after the scenario.
     pub async fn fixed_namespace(&self, name: &str) -> anyhow::Result<()> {
-        self.env.kubectl.ok(&["create", "namespace", name], None).await?;
-        self.namespaces.lock().expect("scope lock").push(name.to_owned());
+        self.env
+            .kubectl
+            .ok(&["create", "namespace", name], None)
+            .await?;
+        self.namespaces
+            .lock()
+            .expect("scope lock")
+            .push(name.to_owned());
         Ok(())
     }
 
@@ -374,21 +492,66 @@ impl Scope {
         let k = &self.env.kubectl;
         let mut problems = Vec::new();
         for ns in &namespaces {
-            let _ = k.run(&["delete", "toolservers,agenttasks", "--all", "-n", ns, "--wait=false"], None).await;
+            let _ = k
+                .run(
+                    &[
+                        "delete",
+                        "toolservers,agenttasks",
+                        "--all",
+                        "-n",
+                        ns,
+                        "--wait=false",
+                    ],
+                    None,
+                )
+                .await;
         }
         for t in &tenants {
-            let out = k.run(&["delete", "tenant", t, "--ignore-not-found", "--timeout=60s"], None).await?;
+            let out = k
+                .run(
+                    &["delete", "tenant", t, "--ignore-not-found", "--timeout=60s"],
+                    None,
+                )
+                .await?;
             if !out.success {
-                problems.push(format!("tenant {t} was not deleted within 60s: {}", out.stderr.trim()));
+                problems.push(format!(
+                    "tenant {t} was not deleted within 60s: {}",
+                    out.stderr.trim()
+                ));
                 let _ = k
-                    .run(&["patch", "tenant", t, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#], None)
+                    .run(
+                        &[
+                            "patch",
+                            "tenant",
+                            t,
+                            "--type=merge",
+                            "-p",
+                            r#"{"metadata":{"finalizers":null}}"#,
+                        ],
+                        None,
+                    )
                     .await;
             }
         }
         for ns in &namespaces {
-            let _ = k.run(&["delete", "namespace", ns, "--ignore-not-found", "--wait=false"], None).await;
+            let _ = k
+                .run(
+                    &[
+                        "delete",
+                        "namespace",
+                        ns,
+                        "--ignore-not-found",
+                        "--wait=false",
+                    ],
+                    None,
+                )
+                .await;
         }
-        if problems.is_empty() { Ok(()) } else { Err(anyhow!(problems.join("; "))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!(problems.join("; ")))
+        }
     }
 }
 
@@ -402,12 +565,17 @@ where
     let scope = env.scope(label);
     let result = AssertUnwindSafe(body(scope.clone())).catch_unwind().await;
     let cleaned = scope.cleanup().await;
-    scope.stop_operators(!matches!(result, Ok(Ok(()))) || cleaned.is_err()).await;
+    scope
+        .stop_operators(!matches!(result, Ok(Ok(()))) || cleaned.is_err())
+        .await;
     match result {
         Ok(Ok(())) => cleaned,
         Ok(Err(e)) => {
             if let Err(c) = cleaned {
-                eprintln!("[{}] cleanup after the failure also failed: {c:#}", scope.id);
+                eprintln!(
+                    "[{}] cleanup after the failure also failed: {c:#}",
+                    scope.id
+                );
             }
             Err(e)
         }

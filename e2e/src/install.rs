@@ -42,7 +42,10 @@ pub async fn render_chart(repo: &Path) -> anyhow::Result<String> {
         .await
         .with_context(|| format!("failed to run {helm} (set HELM, see e2e/tools/build.sh)"))?;
     if !out.status.success() {
-        bail!("helm template failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8(out.stdout)?)
 }
@@ -60,7 +63,8 @@ pub fn select_kinds(yaml: &str, kinds: &[&str]) -> anyhow::Result<String> {
         if doc.trim().is_empty() {
             continue;
         }
-        let head: Head = serde_yaml::from_str(doc).with_context(|| format!("unparsable document in the chart:\n{doc}"))?;
+        let head: Head = serde_yaml::from_str(doc)
+            .with_context(|| format!("unparsable document in the chart:\n{doc}"))?;
         if head.kind.as_deref().is_some_and(|k| kinds.contains(&k)) {
             keep.push(doc.trim().to_owned());
         }
@@ -71,13 +75,21 @@ pub fn select_kinds(yaml: &str, kinds: &[&str]) -> anyhow::Result<String> {
 pub async fn install(repo: &Path, kubectl: &Kubectl) -> anyhow::Result<()> {
     let mut crds = String::new();
     for (file, _) in CRDS {
-        let text = std::fs::read_to_string(repo.join(file)).with_context(|| format!("failed to read {file}"))?;
+        let text = std::fs::read_to_string(repo.join(file))
+            .with_context(|| format!("failed to read {file}"))?;
         crds.push_str(&text);
         crds.push_str("\n---\n");
     }
     kubectl.apply_server_side(&crds).await?;
     for (_, name) in CRDS {
-        kubectl.wait(None, &format!("crd/{name}"), "condition=Established", Duration::from_secs(60)).await?;
+        kubectl
+            .wait(
+                None,
+                &format!("crd/{name}"),
+                "condition=Established",
+                Duration::from_secs(60),
+            )
+            .await?;
     }
 
     let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {OPERATOR_NAMESPACE}\n");

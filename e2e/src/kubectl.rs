@@ -22,7 +22,9 @@ pub struct Output {
 
 impl Kubectl {
     pub fn new(kubeconfig: impl Into<PathBuf>) -> Self {
-        Self { kubeconfig: kubeconfig.into() }
+        Self {
+            kubeconfig: kubeconfig.into(),
+        }
     }
 
     pub fn kubeconfig(&self) -> &std::path::Path {
@@ -35,17 +37,28 @@ impl Kubectl {
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().context("failed to start kubectl (is it on PATH?)")?;
+        let mut child = cmd
+            .spawn()
+            .context("failed to start kubectl (is it on PATH?)")?;
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin is piped");
-            pipe.write_all(input.as_bytes()).await.context("failed to write to kubectl")?;
+            pipe.write_all(input.as_bytes())
+                .await
+                .context("failed to write to kubectl")?;
             drop(pipe);
         }
-        let out = child.wait_with_output().await.context("failed to wait for kubectl")?;
+        let out = child
+            .wait_with_output()
+            .await
+            .context("failed to wait for kubectl")?;
         Ok(Output {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -69,21 +82,40 @@ impl Kubectl {
 
     /// `kubectl apply --server-side`, for installing CRDs and RBAC.
     pub async fn apply_server_side(&self, manifest: &str) -> anyhow::Result<String> {
-        self.ok(&["apply", "--server-side", "--force-conflicts", "--field-manager=paddock-e2e", "-f", "-"], Some(manifest))
-            .await
+        self.ok(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=paddock-e2e",
+                "-f",
+                "-",
+            ],
+            Some(manifest),
+        )
+        .await
     }
 
     /// `kubectl apply -f -` that must be refused; returns the refusal (stderr).
     pub async fn apply_refused(&self, manifest: &str) -> anyhow::Result<String> {
         let out = self.run(&["apply", "-f", "-"], Some(manifest)).await?;
         if out.success {
-            bail!("kubectl apply accepted a manifest that must be refused:\n{manifest}\nkubectl said: {}", out.stdout.trim());
+            bail!(
+                "kubectl apply accepted a manifest that must be refused:\n{manifest}\nkubectl said: {}",
+                out.stdout.trim()
+            );
         }
         Ok(out.stderr)
     }
 
     /// `kubectl wait --for=CONDITION KIND/NAME` with a timeout.
-    pub async fn wait(&self, namespace: Option<&str>, what: &str, condition: &str, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait(
+        &self,
+        namespace: Option<&str>,
+        what: &str,
+        condition: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let timeout = format!("--timeout={}s", timeout.as_secs());
         let cond = format!("--for={condition}");
         let mut args = vec!["wait", cond.as_str(), what, timeout.as_str()];

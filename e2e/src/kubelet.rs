@@ -47,7 +47,8 @@ use tokio::{process::Command, sync::Mutex};
 use crate::{process::Proc, proxy::Routes};
 
 /// Label selector of the Deployments the operator renders for ToolServers.
-pub const TOOLSERVER_DEPLOYMENTS: &str = "app.kubernetes.io/component=toolserver,app.kubernetes.io/managed-by=paddock-operator";
+pub const TOOLSERVER_DEPLOYMENTS: &str =
+    "app.kubernetes.io/component=toolserver,app.kubernetes.io/managed-by=paddock-operator";
 /// Label on a ToolServer's children naming the ToolServer.
 const TOOLSERVER_LABEL: &str = "paddock.dev/toolserver";
 
@@ -74,14 +75,26 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 impl Runtimes {
     /// The local port of the runtime serving Deployment `name` in `namespace`.
     pub async fn port(&self, namespace: &str, name: &str) -> Option<u16> {
-        self.0.lock().await.get(&(namespace.to_owned(), name.to_owned())).map(|r| r.port)
+        self.0
+            .lock()
+            .await
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|r| r.port)
     }
 
     /// Log tails of every runtime, for failure reports.
     pub async fn log_tails(&self, lines: usize) -> String {
         let map = self.0.lock().await;
         map.values()
-            .map(|r| format!("--- runtime {}/{} ({}) ---\n{}", r.namespace, r.deployment, r.proc.log_path().display(), r.proc.log_tail(lines)))
+            .map(|r| {
+                format!(
+                    "--- runtime {}/{} ({}) ---\n{}",
+                    r.namespace,
+                    r.deployment,
+                    r.proc.log_path().display(),
+                    r.proc.log_tail(lines)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -118,9 +131,23 @@ struct Ctx {
 
 impl Kubelet {
     /// Starts watching ToolServer Deployments in every namespace.
-    pub fn start(client: Client, runtime_bin: PathBuf, work_dir: PathBuf, routes: Routes, proxy_url: String) -> Self {
+    pub fn start(
+        client: Client,
+        runtime_bin: PathBuf,
+        work_dir: PathBuf,
+        routes: Routes,
+        proxy_url: String,
+    ) -> Self {
         let runtimes = Runtimes::default();
-        let ctx = Ctx { client, runtime_bin, work_dir, routes, proxy_url, runtimes: runtimes.clone(), failed: Failed::default() };
+        let ctx = Ctx {
+            client,
+            runtime_bin,
+            work_dir,
+            routes,
+            proxy_url,
+            runtimes: runtimes.clone(),
+            failed: Failed::default(),
+        };
         let task = tokio::spawn(run(ctx));
         Self { runtimes, task }
     }
@@ -155,8 +182,16 @@ async fn run(ctx: Ctx) {
 }
 
 async fn stop(ctx: &Ctx, namespace: &str, name: &str) {
-    ctx.failed.lock().await.remove(&(namespace.to_owned(), name.to_owned()));
-    let removed = ctx.runtimes.0.lock().await.remove(&(namespace.to_owned(), name.to_owned()));
+    ctx.failed
+        .lock()
+        .await
+        .remove(&(namespace.to_owned(), name.to_owned()));
+    let removed = ctx
+        .runtimes
+        .0
+        .lock()
+        .await
+        .remove(&(namespace.to_owned(), name.to_owned()));
     if let Some(mut r) = removed {
         if let Some((svc, _)) = &r.service {
             ctx.routes.remove(namespace, svc);
@@ -170,29 +205,52 @@ async fn stop(ctx: &Ctx, namespace: &str, name: &str) {
 async fn sync(ctx: &Ctx, d: &Deployment) -> anyhow::Result<()> {
     let namespace = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let spec = d.spec.as_ref().ok_or_else(|| anyhow!("deployment has no spec"))?;
+    let spec = d
+        .spec
+        .as_ref()
+        .ok_or_else(|| anyhow!("deployment has no spec"))?;
     if d.metadata.deletion_timestamp.is_some() || spec.replicas == Some(0) {
         stop(ctx, &namespace, &name).await;
         return Ok(());
     }
-    let fingerprint = serde_json::to_string(&spec.template).context("failed to serialise the pod template")?;
+    let fingerprint =
+        serde_json::to_string(&spec.template).context("failed to serialise the pod template")?;
     let key = (namespace.clone(), name.clone());
-    if ctx.runtimes.0.lock().await.get(&key).is_some_and(|r| r.fingerprint == fingerprint) {
+    if ctx
+        .runtimes
+        .0
+        .lock()
+        .await
+        .get(&key)
+        .is_some_and(|r| r.fingerprint == fingerprint)
+    {
         return Ok(());
     }
-    if ctx.failed.lock().await.get(&key).is_some_and(|(f, at)| *f == fingerprint && at.elapsed() < RETRY_AFTER) {
+    if ctx
+        .failed
+        .lock()
+        .await
+        .get(&key)
+        .is_some_and(|(f, at)| *f == fingerprint && at.elapsed() < RETRY_AFTER)
+    {
         return Ok(());
     }
     stop(ctx, &namespace, &name).await;
     let rt = match start(ctx, d, fingerprint.clone()).await {
         Ok(rt) => rt,
         Err(e) => {
-            ctx.failed.lock().await.insert(key, (fingerprint, std::time::Instant::now()));
+            ctx.failed
+                .lock()
+                .await
+                .insert(key, (fingerprint, std::time::Instant::now()));
             return Err(e);
         }
     };
     ctx.failed.lock().await.remove(&key);
-    eprintln!("[kubelet] runtime of {namespace}/{name} serves on 127.0.0.1:{}", rt.port);
+    eprintln!(
+        "[kubelet] runtime of {namespace}/{name} serves on 127.0.0.1:{}",
+        rt.port
+    );
     ctx.runtimes.0.lock().await.insert(key, rt);
     route_pending(ctx).await;
     Ok(())
@@ -200,10 +258,19 @@ async fn sync(ctx: &Ctx, d: &Deployment) -> anyhow::Result<()> {
 
 /// Starts again the runtimes that failed more than [`RETRY_AFTER`] ago.
 async fn retry_failed(ctx: &Ctx) {
-    let due: Vec<(String, String)> =
-        ctx.failed.lock().await.iter().filter(|(_, (_, at))| at.elapsed() >= RETRY_AFTER).map(|(k, _)| k.clone()).collect();
+    let due: Vec<(String, String)> = ctx
+        .failed
+        .lock()
+        .await
+        .iter()
+        .filter(|(_, (_, at))| at.elapsed() >= RETRY_AFTER)
+        .map(|(k, _)| k.clone())
+        .collect();
     for (namespace, name) in due {
-        match Api::<Deployment>::namespaced(ctx.client.clone(), &namespace).get_opt(&name).await {
+        match Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(&name)
+            .await
+        {
             Ok(Some(d)) => {
                 if let Err(e) = sync(ctx, &d).await {
                     eprintln!("[kubelet] {namespace}/{name}: {e:#}");
@@ -223,18 +290,36 @@ async fn route_pending(ctx: &Ctx) {
     let mut map = ctx.runtimes.0.lock().await;
     for r in map.values_mut().filter(|r| r.service.is_none()) {
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), &r.namespace);
-        let Ok(deploy) = Api::<Deployment>::namespaced(ctx.client.clone(), &r.namespace).get(&r.deployment).await else {
+        let Ok(deploy) = Api::<Deployment>::namespaced(ctx.client.clone(), &r.namespace)
+            .get(&r.deployment)
+            .await
+        else {
             continue;
         };
-        let ts = deploy.labels().get(TOOLSERVER_LABEL).cloned().unwrap_or_else(|| r.deployment.clone());
-        let Ok(list) = api.list(&kube::api::ListParams::default().labels(&format!("{TOOLSERVER_LABEL}={ts}"))).await else {
+        let ts = deploy
+            .labels()
+            .get(TOOLSERVER_LABEL)
+            .cloned()
+            .unwrap_or_else(|| r.deployment.clone());
+        let Ok(list) = api
+            .list(&kube::api::ListParams::default().labels(&format!("{TOOLSERVER_LABEL}={ts}")))
+            .await
+        else {
             continue;
         };
         if let Some(svc) = list.items.first() {
-            let port = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).and_then(|p| p.first()).map_or(80, |p| p.port);
+            let port = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .map_or(80, |p| p.port);
             let svc_name = svc.name_any();
             ctx.routes.add(&r.namespace, &svc_name, port as u16, r.port);
-            eprintln!("[kubelet] routed service {}/{svc_name}:{port} to 127.0.0.1:{}", r.namespace, r.port);
+            eprintln!(
+                "[kubelet] routed service {}/{svc_name}:{port} to 127.0.0.1:{}",
+                r.namespace, r.port
+            );
             r.service = Some((svc_name, port as u16));
         }
     }
@@ -258,7 +343,9 @@ impl Rewrites {
             for (from, to) in &self.0 {
                 if s[i..].starts_with(from.as_str()) {
                     let after = s[i + from.len()..].chars().next();
-                    if after.is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '.')) {
+                    if after
+                        .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '.'))
+                    {
                         out.push_str(to);
                         i += from.len();
                         continue 'scan;
@@ -276,23 +363,37 @@ impl Rewrites {
 async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result<LocalRuntime> {
     let namespace = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or_else(|| anyhow!("deployment has no pod spec"))?;
+    let pod = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .ok_or_else(|| anyhow!("deployment has no pod spec"))?;
     let container: &Container = pod
         .containers
         .iter()
         .find(|c| c.name == "runtime")
         .or_else(|| pod.containers.first())
         .ok_or_else(|| anyhow!("pod template has no container"))?;
-    let dir = ctx.work_dir.join("runtimes").join(format!("{namespace}-{name}-{}", rand::random::<u32>()));
+    let dir = ctx
+        .work_dir
+        .join("runtimes")
+        .join(format!("{namespace}-{name}-{}", rand::random::<u32>()));
     let root = dir.join("root");
     std::fs::create_dir_all(&root)?;
 
     // Volumes, mounted under root.
-    let volumes: HashMap<&str, &Volume> = pod.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
+    let volumes: HashMap<&str, &Volume> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| (v.name.as_str(), v))
+        .collect();
     let mut rewrites = Vec::new();
     let mut written = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
-        let vol = volumes.get(m.name.as_str()).ok_or_else(|| anyhow!("volumeMount {} names no volume", m.name))?;
+        let vol = volumes
+            .get(m.name.as_str())
+            .ok_or_else(|| anyhow!("volumeMount {} names no volume", m.name))?;
         let local = root.join(m.mount_path.trim_start_matches('/'));
         match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             None => {
@@ -305,11 +406,15 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
                 if let Some(parent) = local.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                std::fs::copy(&src, &local).with_context(|| format!("subPath {sub} of volume {} is missing", m.name))?;
+                std::fs::copy(&src, &local)
+                    .with_context(|| format!("subPath {sub} of volume {} is missing", m.name))?;
                 written.push(local.clone());
             }
         }
-        rewrites.push((m.mount_path.trim_end_matches('/').to_owned(), local.to_string_lossy().into_owned()));
+        rewrites.push((
+            m.mount_path.trim_end_matches('/').to_owned(),
+            local.to_string_lossy().into_owned(),
+        ));
     }
     rewrites.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
     let rewrites = Rewrites(rewrites);
@@ -326,14 +431,18 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for from in container.env_from.iter().flatten() {
         if let Some(r) = &from.config_map_ref {
-            let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace).get(&r.name).await?;
+            let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+                .get(&r.name)
+                .await?;
             let prefix = from.prefix.clone().unwrap_or_default();
             for (k, v) in cm.data.unwrap_or_default() {
                 env.insert(format!("{prefix}{k}"), v);
             }
         }
         if let Some(r) = &from.secret_ref {
-            let s = Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get(&r.name).await?;
+            let s = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                .get(&r.name)
+                .await?;
             let prefix = from.prefix.clone().unwrap_or_default();
             for (k, v) in s.data.unwrap_or_default() {
                 env.insert(format!("{prefix}{k}"), utf8(&v)?);
@@ -341,20 +450,37 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         }
     }
     for var in container.env.iter().flatten() {
-        let value = env_value(ctx, &namespace, &name, pod.service_account_name.as_deref(), var).await?;
+        let value = env_value(
+            ctx,
+            &namespace,
+            &name,
+            pod.service_account_name.as_deref(),
+            var,
+        )
+        .await?;
         env.insert(var.name.clone(), rewrites.apply(&value));
     }
 
     // Command line: the image's entrypoint is the runtime binary.
-    let mut args: Vec<String> = container.command.iter().flatten().skip(1).cloned().collect();
+    let mut args: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .skip(1)
+        .cloned()
+        .collect();
     args.extend(container.args.iter().flatten().cloned());
     let args: Vec<String> = args.iter().map(|a| rewrites.apply(a)).collect();
 
     // The listen address, in the config file.
-    let config = config_path(&args, &env).ok_or_else(|| anyhow!("the runtime container names no config file (--config or PADDOCK_CONFIG)"))?;
+    let config = config_path(&args, &env).ok_or_else(|| {
+        anyhow!("the runtime container names no config file (--config or PADDOCK_CONFIG)")
+    })?;
     let port = free_port()?;
-    let text = std::fs::read_to_string(&config).with_context(|| format!("config file {config} is not mounted"))?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("config file {config} is not YAML"))?;
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("config file {config} is not mounted"))?;
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("config file {config} is not YAML"))?;
     doc.as_mapping_mut()
         .ok_or_else(|| anyhow!("config file {config} is not a mapping"))?
         .insert("listen".into(), format!("127.0.0.1:{port}").into());
@@ -368,10 +494,19 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         .env("NO_PROXY", "127.0.0.1,localhost")
         .envs(&env)
         .current_dir(&dir);
-    let run_name = dir.file_name().map_or_else(|| name.clone(), |f| f.to_string_lossy().into_owned());
+    let run_name = dir
+        .file_name()
+        .map_or_else(|| name.clone(), |f| f.to_string_lossy().into_owned());
     let mut proc = Proc::spawn(&format!("runtime-{run_name}"), cmd, &ctx.work_dir)?;
     wait_healthy(&mut proc, port).await?;
-    Ok(LocalRuntime { namespace, deployment: name, port, service: None, fingerprint, proc })
+    Ok(LocalRuntime {
+        namespace,
+        deployment: name,
+        port,
+        service: None,
+        fingerprint,
+        proc,
+    })
 }
 
 fn config_path(args: &[String], env: &BTreeMap<String, String>) -> Option<String> {
@@ -388,37 +523,76 @@ fn config_path(args: &[String], env: &BTreeMap<String, String>) -> Option<String
 }
 
 async fn wait_healthy(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     let url = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..300 {
         if let Some(status) = proc.exited() {
-            bail!("the runtime exited ({status}) before serving:\n{}", proc.log_tail(30));
+            bail!(
+                "the runtime exited ({status}) before serving:\n{}",
+                proc.log_tail(30)
+            );
         }
-        if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the runtime did not answer {url} within 30s:\n{}", proc.log_tail(30))
+    bail!(
+        "the runtime did not answer {url} within 30s:\n{}",
+        proc.log_tail(30)
+    )
 }
 
 fn utf8(b: &ByteString) -> anyhow::Result<String> {
-    String::from_utf8(b.0.clone()).context("a Secret value used as an environment variable is not UTF-8")
+    String::from_utf8(b.0.clone())
+        .context("a Secret value used as an environment variable is not UTF-8")
 }
 
-async fn env_value(ctx: &Ctx, namespace: &str, pod_name: &str, sa: Option<&str>, var: &EnvVar) -> anyhow::Result<String> {
+async fn env_value(
+    ctx: &Ctx,
+    namespace: &str,
+    pod_name: &str,
+    sa: Option<&str>,
+    var: &EnvVar,
+) -> anyhow::Result<String> {
     if let Some(v) = &var.value {
         return Ok(v.clone());
     }
-    let Some(from) = &var.value_from else { return Ok(String::new()) };
+    let Some(from) = &var.value_from else {
+        return Ok(String::new());
+    };
     if let Some(r) = &from.secret_key_ref {
-        let s = Api::<Secret>::namespaced(ctx.client.clone(), namespace).get(&r.name).await.with_context(|| format!("env {}: secret {}", var.name, r.name))?;
-        let v = s.data.unwrap_or_default().remove(&r.key).ok_or_else(|| anyhow!("env {}: secret {} has no key {}", var.name, r.name, r.key))?;
+        let s = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .get(&r.name)
+            .await
+            .with_context(|| format!("env {}: secret {}", var.name, r.name))?;
+        let v =
+            s.data.unwrap_or_default().remove(&r.key).ok_or_else(|| {
+                anyhow!("env {}: secret {} has no key {}", var.name, r.name, r.key)
+            })?;
         return utf8(&v);
     }
     if let Some(r) = &from.config_map_key_ref {
-        let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).get(&r.name).await.with_context(|| format!("env {}: configmap {}", var.name, r.name))?;
-        return cm.data.unwrap_or_default().remove(&r.key).ok_or_else(|| anyhow!("env {}: configmap {} has no key {}", var.name, r.name, r.key));
+        let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+            .get(&r.name)
+            .await
+            .with_context(|| format!("env {}: configmap {}", var.name, r.name))?;
+        return cm.data.unwrap_or_default().remove(&r.key).ok_or_else(|| {
+            anyhow!(
+                "env {}: configmap {} has no key {}",
+                var.name,
+                r.name,
+                r.key
+            )
+        });
     }
     if let Some(f) = &from.field_ref {
         return Ok(match f.field_path.as_str() {
@@ -438,24 +612,40 @@ async fn env_value(ctx: &Ctx, namespace: &str, pod_name: &str, sa: Option<&str>,
 }
 
 /// Writes the files of `vol` into directory `dir`.
-async fn materialize(ctx: &Ctx, namespace: &str, vol: &Volume, dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+async fn materialize(
+    ctx: &Ctx,
+    namespace: &str,
+    vol: &Volume,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     if let Some(src) = &vol.config_map {
-        let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).get(&src.name).await.with_context(|| format!("volume {}: configmap {}", vol.name, src.name))?;
+        let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+            .get(&src.name)
+            .await
+            .with_context(|| format!("volume {}: configmap {}", vol.name, src.name))?;
         write_items(dir, config_map_files(cm), src.items.as_deref(), written)?;
     } else if let Some(src) = &vol.secret {
         let name = src.secret_name.clone().unwrap_or_default();
-        let s = Api::<Secret>::namespaced(ctx.client.clone(), namespace).get(&name).await.with_context(|| format!("volume {}: secret {name}", vol.name))?;
+        let s = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .get(&name)
+            .await
+            .with_context(|| format!("volume {}: secret {name}", vol.name))?;
         write_items(dir, secret_files(s), src.items.as_deref(), written)?;
     } else if vol.empty_dir.is_some() {
         // Nothing to write.
     } else if let Some(p) = &vol.projected {
         for source in p.sources.iter().flatten() {
             if let Some(src) = &source.config_map {
-                let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).get(&src.name).await?;
+                let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+                    .get(&src.name)
+                    .await?;
                 write_items(dir, config_map_files(cm), src.items.as_deref(), written)?;
             } else if let Some(src) = &source.secret {
-                let s = Api::<Secret>::namespaced(ctx.client.clone(), namespace).get(&src.name).await?;
+                let s = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+                    .get(&src.name)
+                    .await?;
                 write_items(dir, secret_files(s), src.items.as_deref(), written)?;
             } else {
                 bail!("volume {}: unsupported projected source", vol.name);
@@ -468,20 +658,44 @@ async fn materialize(ctx: &Ctx, namespace: &str, vol: &Volume, dir: &Path, writt
 }
 
 fn config_map_files(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut files: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-    files.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    let mut files: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    files.extend(
+        cm.binary_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
     files
 }
 
 fn secret_files(s: Secret) -> BTreeMap<String, Vec<u8>> {
-    s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+    s.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
 }
 
-fn write_items(dir: &Path, files: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn write_items(
+    dir: &Path,
+    files: BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     let chosen: Vec<(String, &Vec<u8>)> = match items {
         Some(items) => items
             .iter()
-            .map(|i| files.get(&i.key).map(|v| (i.path.clone(), v)).ok_or_else(|| anyhow!("key {} is missing", i.key)))
+            .map(|i| {
+                files
+                    .get(&i.key)
+                    .map(|v| (i.path.clone(), v))
+                    .ok_or_else(|| anyhow!("key {} is missing", i.key))
+            })
             .collect::<anyhow::Result<_>>()?,
         None => files.iter().map(|(k, v)| (k.clone(), v)).collect(),
     };
@@ -490,7 +704,8 @@ fn write_items(dir: &Path, files: BTreeMap<String, Vec<u8>>, items: Option<&[Key
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, bytes).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("failed to write {}", path.display()))?;
         written.push(path);
     }
     Ok(())

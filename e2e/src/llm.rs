@@ -31,7 +31,9 @@ pub struct FakeLlm {
 impl FakeLlm {
     pub async fn start() -> anyhow::Result<Self> {
         let calls = Arc::new(AtomicUsize::new(0));
-        let app = Router::new().route("/v1/chat/completions", post(complete)).with_state(calls.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(calls.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {

@@ -22,7 +22,9 @@ pub struct Operator {
 impl Operator {
     /// Starts an operator named `identity` (its pod name) and waits until `/healthz` answers.
     pub async fn start(env: &Env, identity: &str) -> anyhow::Result<Self> {
-        let local = env.local().ok_or_else(|| anyhow::anyhow!("the operator runs in the cluster in this mode"))?;
+        let local = env
+            .local()
+            .ok_or_else(|| anyhow::anyhow!("the operator runs in the cluster in this mode"))?;
         let metrics_port = free_port()?;
         let mut cmd = Command::new(&local.operator_bin);
         cmd.arg("run")
@@ -36,12 +38,20 @@ impl Operator {
             .env("POD_NAME", identity)
             .env("PADDOCK_LOG_FORMAT", "text")
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", std::env::var("PADDOCK_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,paddock_operator=debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("PADDOCK_E2E_OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,paddock_operator=debug".into()),
+            )
             .env("HTTP_PROXY", local.proxy.url())
             .env("NO_PROXY", "127.0.0.1,localhost");
         let mut proc = Proc::spawn(&format!("operator-{identity}"), cmd, &env.work_dir)?;
         wait_healthy(&mut proc, metrics_port).await?;
-        Ok(Self { proc, metrics_port, identity: identity.to_owned() })
+        Ok(Self {
+            proc,
+            metrics_port,
+            identity: identity.to_owned(),
+        })
     }
 
     pub fn log_path(&self) -> &Path {
@@ -50,26 +60,50 @@ impl Operator {
 
     /// The Prometheus text of its `/metrics`.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
-        Ok(http.get(format!("http://127.0.0.1:{}/metrics", self.metrics_port)).send().await?.text().await?)
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(http
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await?
+            .text()
+            .await?)
     }
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_healthy(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     let url = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..600 {
         if let Some(status) = proc.exited() {
-            bail!("paddock-operator exited ({status}) during start-up:\n{}", proc.log_tail(40));
+            bail!(
+                "paddock-operator exited ({status}) during start-up:\n{}",
+                proc.log_tail(40)
+            );
         }
-        if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("paddock-operator did not answer {url} within 60s:\n{}", proc.log_tail(40))
+    bail!(
+        "paddock-operator did not answer {url} within 60s:\n{}",
+        proc.log_tail(40)
+    )
 }

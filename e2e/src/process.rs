@@ -21,24 +21,37 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdin closed and stdout/stderr appended to `<log_dir>/<name>.log`.
     pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(log_dir.join("pids")).with_context(|| format!("failed to create {}", log_dir.display()))?;
+        std::fs::create_dir_all(log_dir.join("pids"))
+            .with_context(|| format!("failed to create {}", log_dir.display()))?;
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .with_context(|| format!("failed to open {}", log.display()))?;
-        let err = out.try_clone().context("failed to duplicate the log file handle")?;
+        let err = out
+            .try_clone()
+            .context("failed to duplicate the log file handle")?;
         let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
-        let child = cmd.spawn().with_context(|| format!("failed to start {name} ({program})"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {name} ({program})"))?;
         // "<pid> <program>": scripts/e2e.sh kills leftovers whose command line still shows the program.
         let pid_file = child.id().map(|pid| {
             let path = log_dir.join("pids").join(format!("{name}.pid"));
             let _ = std::fs::write(&path, format!("{pid} {program}\n"));
             path
         });
-        Ok(Self { name: name.to_owned(), child, log, pid_file })
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+            pid_file,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -61,7 +74,11 @@ impl Proc {
     /// SIGTERM, then SIGKILL if it is still running after `grace`.
     pub async fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
             if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
                 return;
             }
@@ -86,7 +103,10 @@ impl Drop for Proc {
     /// need not wait for it to expire), then SIGKILL.
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
             for _ in 0..50 {
                 if self.child.try_wait().ok().flatten().is_some() {
                     break;

@@ -41,14 +41,19 @@ impl Routes {
 
     pub fn remove(&self, namespace: &str, name: &str) {
         let hosts = service_hosts(namespace, name);
-        self.0
-            .write()
-            .expect("routes lock")
-            .retain(|k, _| !hosts.iter().any(|h| k == h || k.starts_with(&format!("{h}:"))));
+        self.0.write().expect("routes lock").retain(|k, _| {
+            !hosts
+                .iter()
+                .any(|h| k == h || k.starts_with(&format!("{h}:")))
+        });
     }
 
     pub fn lookup(&self, authority: &str) -> Option<u16> {
-        self.0.read().expect("routes lock").get(&authority.to_ascii_lowercase()).copied()
+        self.0
+            .read()
+            .expect("routes lock")
+            .get(&authority.to_ascii_lowercase())
+            .copied()
     }
 }
 
@@ -82,7 +87,9 @@ impl ProxyState {
 /// Seconds since the epoch with milliseconds (the logs of the operator and runtimes carry UTC
 /// timestamps; this is enough to line them up).
 fn chrono_like_now() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
@@ -99,10 +106,19 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let log = match log {
-            Some(p) => Some(Arc::new(std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?))),
+            Some(p) => Some(Arc::new(std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ))),
             None => None,
         };
-        let state = ProxyState { routes: routes.clone(), client: reqwest::Client::builder().no_proxy().build()?, log };
+        let state = ProxyState {
+            routes: routes.clone(),
+            client: reqwest::Client::builder().no_proxy().build()?,
+            log,
+        };
         let app = Router::new().fallback(forward).with_state(state);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -130,8 +146,16 @@ impl Drop for Proxy {
     }
 }
 
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
 
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (k, v) in from {
@@ -150,15 +174,26 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         .uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
     let Some(authority) = authority else {
         return bad_gateway("e2e proxy: request names no host".into());
     };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let method = req.method().clone();
     let Some(port) = st.routes.lookup(&authority) else {
         st.record(format!("{method} http://{authority}{path} -> 502 no route"));
-        return bad_gateway(format!("e2e proxy: no route for {authority} (no local runtime serves that Service)"));
+        return bad_gateway(format!(
+            "e2e proxy: no route for {authority} (no local runtime serves that Service)"
+        ));
     };
     let url = format!("http://127.0.0.1:{port}{path}");
     let (parts, body) = req.into_parts();
@@ -175,21 +210,35 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         Ok(resp) => {
             let status = resp.status();
             let mut out = Response::builder().status(status);
-            copy_headers(resp.headers(), out.headers_mut().expect("a fresh builder has headers"));
+            copy_headers(
+                resp.headers(),
+                out.headers_mut().expect("a fresh builder has headers"),
+            );
             if status.is_client_error() || status.is_server_error() {
                 // Refusals are small: keep the body for the log.
                 let body = resp.bytes().await.unwrap_or_default();
                 let text: String = String::from_utf8_lossy(&body).chars().take(400).collect();
-                st.record(format!("{method} http://{authority}{path} -> {} {text}", status.as_u16()));
-                return out.body(Body::from(body)).unwrap_or_else(|e| bad_gateway(format!("e2e proxy: {e}")));
+                st.record(format!(
+                    "{method} http://{authority}{path} -> {} {text}",
+                    status.as_u16()
+                ));
+                return out
+                    .body(Body::from(body))
+                    .unwrap_or_else(|e| bad_gateway(format!("e2e proxy: {e}")));
             }
-            st.record(format!("{method} http://{authority}{path} -> {}", status.as_u16()));
+            st.record(format!(
+                "{method} http://{authority}{path} -> {}",
+                status.as_u16()
+            ));
             let stream = resp.bytes_stream().map_err(std::io::Error::other);
-            out.body(Body::from_stream(stream)).unwrap_or_else(|e| bad_gateway(format!("e2e proxy: {e}")))
+            out.body(Body::from_stream(stream))
+                .unwrap_or_else(|e| bad_gateway(format!("e2e proxy: {e}")))
         }
         Err(e) => {
             st.record(format!("{method} http://{authority}{path} -> 502 {e}"));
-            bad_gateway(format!("e2e proxy: {authority} → 127.0.0.1:{port} failed: {e}"))
+            bad_gateway(format!(
+                "e2e proxy: {authority} → 127.0.0.1:{port} failed: {e}"
+            ))
         }
     }
 }

@@ -40,10 +40,18 @@ pub struct Trial {
 #[macro_export]
 macro_rules! trial {
     ($f:ident) => {
-        $crate::runner::Trial { name: stringify!($f), run: |env| Box::pin($f(env)), local_only: false }
+        $crate::runner::Trial {
+            name: stringify!($f),
+            run: |env| Box::pin($f(env)),
+            local_only: false,
+        }
     };
     ($f:ident, local_only) => {
-        $crate::runner::Trial { name: stringify!($f), run: |env| Box::pin($f(env)), local_only: true }
+        $crate::runner::Trial {
+            name: stringify!($f),
+            run: |env| Box::pin($f(env)),
+            local_only: true,
+        }
     };
 }
 
@@ -65,14 +73,22 @@ fn parse_args() -> Result<Args, String> {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (a.clone(), None),
         };
-        let mut value = |name: &str| inline.clone().or_else(|| it.next()).ok_or(format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or(format!("{name} needs a value"))
+        };
         match flag.as_str() {
             "--ignored" | "--include-ignored" => args.run_ignored = true,
             "--exact" => args.exact = true,
             "--list" => args.list = true,
             "--test-threads" => {
                 let v = value("--test-threads")?;
-                args.threads = Some(v.parse().map_err(|_| format!("--test-threads: not a number: {v}"))?);
+                args.threads = Some(
+                    v.parse()
+                        .map_err(|_| format!("--test-threads: not a number: {v}"))?,
+                );
             }
             // Accepted for compatibility with libtest; output is never captured here.
             "--nocapture" | "--show-output" | "-q" | "--quiet" => {}
@@ -88,7 +104,13 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn selected(args: &Args, name: &str) -> bool {
-    let matches = |f: &String| if args.exact { name == f } else { name.contains(f.as_str()) };
+    let matches = |f: &String| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f.as_str())
+        }
+    };
     (args.filters.is_empty() || args.filters.iter().any(matches)) && !args.skip.iter().any(matches)
 }
 
@@ -102,7 +124,8 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
             std::process::exit(101);
         }
     };
-    let (chosen, skipped): (Vec<_>, Vec<_>) = trials.into_iter().partition(|t| selected(&args, t.name));
+    let (chosen, skipped): (Vec<_>, Vec<_>) =
+        trials.into_iter().partition(|t| selected(&args, t.name));
     if args.list {
         for t in &chosen {
             println!("{}: test", t.name);
@@ -112,7 +135,10 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
     println!("\nrunning {} tests", chosen.len());
     if !args.run_ignored {
         for t in &chosen {
-            println!("test {} ... ignored, needs a cluster (run scripts/e2e.sh)", t.name);
+            println!(
+                "test {} ... ignored, needs a cluster (run scripts/e2e.sh)",
+                t.name
+            );
         }
         println!(
             "\ntest result: ok. 0 passed; 0 failed; {} ignored; 0 measured; {} filtered out; finished in 0.00s\n",
@@ -122,18 +148,29 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
         std::process::exit(0);
     }
     let in_cluster = std::env::var("PADDOCK_E2E_MODE").as_deref() == Ok("in-cluster");
-    let (chosen, local_only): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|t| !(in_cluster && t.local_only));
+    let (chosen, local_only): (Vec<_>, Vec<_>) = chosen
+        .into_iter()
+        .partition(|t| !(in_cluster && t.local_only));
     for t in &local_only {
-        println!("test {} ... ignored, runs in the local mode only (scripts/e2e.sh)", t.name);
+        println!(
+            "test {} ... ignored, runs in the local mode only (scripts/e2e.sh)",
+            t.name
+        );
     }
     let ignored = local_only.len();
     if chosen.is_empty() {
-        println!("\ntest result: ok. 0 passed; 0 failed; {ignored} ignored; 0 measured; {} filtered out; finished in 0.00s\n", skipped.len());
+        println!(
+            "\ntest result: ok. 0 passed; 0 failed; {ignored} ignored; 0 measured; {} filtered out; finished in 0.00s\n",
+            skipped.len()
+        );
         std::process::exit(0);
     }
 
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a Tokio runtime starts");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime starts");
     let threads = args.threads.unwrap_or(default_threads).max(1);
     let total = chosen.len();
     let (passed, failures) = rt.block_on(async move {
@@ -141,7 +178,13 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
             Ok(env) => Arc::new(env),
             Err(e) => {
                 println!("error: failed to set up the end-to-end environment: {e:#}");
-                return (0, chosen.iter().map(|t| (t.name, "environment setup failed".to_owned())).collect());
+                return (
+                    0,
+                    chosen
+                        .iter()
+                        .map(|t| (t.name, "environment setup failed".to_owned()))
+                        .collect(),
+                );
             }
         };
         let limit = Arc::new(tokio::sync::Semaphore::new(threads));
@@ -149,25 +192,37 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
         for t in chosen {
             let env = env.clone();
             let limit = limit.clone();
-            tasks.push((t.name, tokio::spawn(async move {
-                let _permit = limit.acquire().await.expect("the semaphore is never closed");
-                let start = Instant::now();
-                eprintln!("[{}] started", t.name);
-                let res = AssertUnwindSafe(tokio::time::timeout(env.scenario_timeout(), (t.run)(env.clone())))
+            tasks.push((
+                t.name,
+                tokio::spawn(async move {
+                    let _permit = limit
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
+                    let start = Instant::now();
+                    eprintln!("[{}] started", t.name);
+                    let res = AssertUnwindSafe(tokio::time::timeout(
+                        env.scenario_timeout(),
+                        (t.run)(env.clone()),
+                    ))
                     .catch_unwind()
                     .await;
-                let res = match res {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err(anyhow::anyhow!("timed out after {:?}", env.scenario_timeout())),
-                    Err(panic) => Err(anyhow::anyhow!("panicked: {}", panic_message(&panic))),
-                };
-                let secs = start.elapsed().as_secs_f64();
-                match &res {
-                    Ok(()) => println!("test {} ... ok ({secs:.1}s)", t.name),
-                    Err(_) => println!("test {} ... FAILED ({secs:.1}s)", t.name),
-                }
-                res
-            })));
+                    let res = match res {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err(anyhow::anyhow!(
+                            "timed out after {:?}",
+                            env.scenario_timeout()
+                        )),
+                        Err(panic) => Err(anyhow::anyhow!("panicked: {}", panic_message(&panic))),
+                    };
+                    let secs = start.elapsed().as_secs_f64();
+                    match &res {
+                        Ok(()) => println!("test {} ... ok ({secs:.1}s)", t.name),
+                        Err(_) => println!("test {} ... FAILED ({secs:.1}s)", t.name),
+                    }
+                    res
+                }),
+            ));
         }
         let mut passed = 0;
         let mut failures = Vec::new();
@@ -181,7 +236,9 @@ pub fn main(trials: Vec<Trial>, options: EnvOptions, default_threads: usize) -> 
         let failed = !failures.is_empty();
         match Arc::try_unwrap(env) {
             Ok(env) => env.stop(failed).await,
-            Err(_) => println!("warning: a scenario still holds the environment; it is not stopped cleanly"),
+            Err(_) => println!(
+                "warning: a scenario still holds the environment; it is not stopped cleanly"
+            ),
         }
         (passed, failures)
     });
@@ -236,11 +293,20 @@ mod tests {
         assert!(selected(&all, "tenant_lifecycle"));
         let some = args(&["tenant"], &["retain"], false);
         assert!(selected(&some, "tenant_lifecycle"));
-        assert!(!selected(&some, "tenant_retain_keeps_rows"), "--skip wins over a matching filter");
+        assert!(
+            !selected(&some, "tenant_retain_keeps_rows"),
+            "--skip wins over a matching filter"
+        );
         assert!(!selected(&some, "agent_task_completes"));
         let exact = args(&["tenant"], &[], true);
-        assert!(!selected(&exact, "tenant_lifecycle"), "--exact needs the whole name");
+        assert!(
+            !selected(&exact, "tenant_lifecycle"),
+            "--exact needs the whole name"
+        );
         let skip_exact = args(&[], &["tenant_lifecycle"], true);
-        assert!(!selected(&skip_exact, "tenant_lifecycle") && selected(&skip_exact, "tenant_lifecycle_2"));
+        assert!(
+            !selected(&skip_exact, "tenant_lifecycle")
+                && selected(&skip_exact, "tenant_lifecycle_2")
+        );
     }
 }

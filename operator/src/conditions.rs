@@ -41,14 +41,29 @@ pub struct Desired {
 }
 
 impl Desired {
-    pub fn new(type_: &'static str, status: Status, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status, reason, message: message.into() }
+    pub fn new(
+        type_: &'static str,
+        status: Status,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
 /// Sets `desired` in `conditions`, keeping the old `lastTransitionTime` when the status is
 /// unchanged. Returns whether the status changed (a transition worth an event).
-pub fn set(conditions: &mut Vec<Condition>, desired: &Desired, generation: Option<i64>, now: DateTime<Utc>) -> bool {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    desired: &Desired,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> bool {
     let fresh = |last_transition_time: Time| Condition {
         type_: desired.type_.to_owned(),
         status: desired.status.as_str().to_owned(),
@@ -101,27 +116,59 @@ mod tests {
     fn unchanged_status_keeps_last_transition_time_but_updates_the_rest() {
         let mut conds = Vec::new();
         let ready = Desired::new("Ready", Status::False, "Provisioning", "creating the role");
-        assert!(set(&mut conds, &ready, Some(1), at(0)), "a new condition is a transition");
+        assert!(
+            set(&mut conds, &ready, Some(1), at(0)),
+            "a new condition is a transition"
+        );
 
-        let still = Desired::new("Ready", Status::False, "NamespaceNotFound", "namespace acme does not exist");
+        let still = Desired::new(
+            "Ready",
+            Status::False,
+            "NamespaceNotFound",
+            "namespace acme does not exist",
+        );
         assert!(!set(&mut conds, &still, Some(2), at(60)));
         let c = get(&conds, "Ready").unwrap();
-        assert_eq!(c.last_transition_time, Time(at(0)), "same status: time kept");
-        assert_eq!((c.reason.as_str(), c.observed_generation), ("NamespaceNotFound", Some(2)));
+        assert_eq!(
+            c.last_transition_time,
+            Time(at(0)),
+            "same status: time kept"
+        );
+        assert_eq!(
+            (c.reason.as_str(), c.observed_generation),
+            ("NamespaceNotFound", Some(2))
+        );
         assert_eq!(c.message, "namespace acme does not exist");
 
         let now_ready = Desired::new("Ready", Status::True, "Provisioned", "ok");
         assert!(set(&mut conds, &now_ready, Some(2), at(120)));
-        assert_eq!(get(&conds, "Ready").unwrap().last_transition_time, Time(at(120)));
+        assert_eq!(
+            get(&conds, "Ready").unwrap().last_transition_time,
+            Time(at(120))
+        );
         assert_eq!(conds.len(), 1, "one entry per type");
     }
 
     #[test]
     fn types_are_independent() {
         let mut conds = Vec::new();
-        set(&mut conds, &Desired::new("Ready", Status::True, "Provisioned", ""), Some(1), at(0));
-        set(&mut conds, &Desired::new("BudgetExceeded", Status::False, "WithinBudget", ""), Some(1), at(5));
-        assert!(is_true(&conds, "Ready") && !is_true(&conds, "BudgetExceeded") && !is_true(&conds, "Verified"));
+        set(
+            &mut conds,
+            &Desired::new("Ready", Status::True, "Provisioned", ""),
+            Some(1),
+            at(0),
+        );
+        set(
+            &mut conds,
+            &Desired::new("BudgetExceeded", Status::False, "WithinBudget", ""),
+            Some(1),
+            at(5),
+        );
+        assert!(
+            is_true(&conds, "Ready")
+                && !is_true(&conds, "BudgetExceeded")
+                && !is_true(&conds, "Verified")
+        );
         remove(&mut conds, "Ready");
         assert!(get(&conds, "Ready").is_none() && get(&conds, "BudgetExceeded").is_some());
     }

@@ -46,8 +46,12 @@ impl Settings {
 
 /// Parses one `--service-url-override` value, `namespace/name=http://host:port`.
 pub fn parse_override(s: &str) -> Result<(String, String), String> {
-    let (key, url) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected namespace/name=URL"))?;
-    let (ns, name) = key.split_once('/').ok_or_else(|| format!("{s:?}: expected namespace/name=URL"))?;
+    let (key, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected namespace/name=URL"))?;
+    let (ns, name) = key
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected namespace/name=URL"))?;
     if ns.is_empty() || name.is_empty() {
         return Err(format!("{s:?}: namespace and name must not be empty"));
     }
@@ -76,8 +80,14 @@ pub struct Context {
 
 impl Context {
     /// Publishes an event about `obj`. Failing to publish is logged, never fatal.
-    pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: impl Into<String>)
-    where
+    pub async fn event<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) where
         K: Resource<DynamicType = ()>,
     {
         let event = Event {
@@ -128,24 +138,33 @@ impl Backoff {
     }
 
     fn delay(failures: u32) -> Duration {
-        Self::BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(Self::MAX)
+        Self::BASE
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(Self::MAX)
     }
 }
 
 /// The outcome of kube-runtime's `finalizer` helper, with one of its errors that is not a failure: a second
 /// reconcile that raced the first to removing the finalizer finds the object already gone (404).
-pub fn finalizer_outcome<E>(result: Result<Action, finalizer::Error<E>>) -> Result<Action, finalizer::Error<E>>
+pub fn finalizer_outcome<E>(
+    result: Result<Action, finalizer::Error<E>>,
+) -> Result<Action, finalizer::Error<E>>
 where
     E: std::error::Error + 'static,
 {
     match result {
-        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => Ok(Action::await_change()),
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
+            Ok(Action::await_change())
+        }
         other => other,
     }
 }
 
 /// The failure-metric label of a `finalizer` error: the inner error's own for apply and cleanup failures.
-pub fn finalizer_label<E>(e: &finalizer::Error<E>, inner: impl Fn(&E) -> &'static str) -> &'static str
+pub fn finalizer_label<E>(
+    e: &finalizer::Error<E>,
+    inner: impl Fn(&E) -> &'static str,
+) -> &'static str
 where
     E: std::error::Error + 'static,
 {
@@ -161,8 +180,16 @@ where
 pub fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     let meta = obj.meta();
     match &meta.namespace {
-        Some(ns) => format!("{}/{ns}/{}", K::kind(&()), meta.name.as_deref().unwrap_or_default()),
-        None => format!("{}/{}", K::kind(&()), meta.name.as_deref().unwrap_or_default()),
+        Some(ns) => format!(
+            "{}/{ns}/{}",
+            K::kind(&()),
+            meta.name.as_deref().unwrap_or_default()
+        ),
+        None => format!(
+            "{}/{}",
+            K::kind(&()),
+            meta.name.as_deref().unwrap_or_default()
+        ),
     }
 }
 
@@ -183,8 +210,17 @@ mod tests {
     #[test]
     fn overrides_parse_and_apply_only_to_their_toolserver() {
         let (k, v) = parse_override("acme/docs=http://127.0.0.1:18080/").unwrap();
-        assert_eq!((k.as_str(), v.as_str()), ("acme/docs", "http://127.0.0.1:18080"));
-        for bad in ["acme/docs", "docs=http://x", "/docs=http://x", "acme/docs=ftp://x", "acme/docs=::"] {
+        assert_eq!(
+            (k.as_str(), v.as_str()),
+            ("acme/docs", "http://127.0.0.1:18080")
+        );
+        for bad in [
+            "acme/docs",
+            "docs=http://x",
+            "/docs=http://x",
+            "acme/docs=ftp://x",
+            "acme/docs=::",
+        ] {
             assert!(parse_override(bad).is_err(), "{bad}");
         }
         let settings = Settings {
@@ -193,7 +229,13 @@ mod tests {
             service_url_overrides: HashMap::from([(k, v)]),
             http_timeout: Duration::from_secs(5),
         };
-        assert_eq!(settings.call_url("acme", "docs", "http://docs.acme.svc:8080"), "http://127.0.0.1:18080");
-        assert_eq!(settings.call_url("acme", "other", "http://other.acme.svc:8080"), "http://other.acme.svc:8080");
+        assert_eq!(
+            settings.call_url("acme", "docs", "http://docs.acme.svc:8080"),
+            "http://127.0.0.1:18080"
+        );
+        assert_eq!(
+            settings.call_url("acme", "other", "http://other.acme.svc:8080"),
+            "http://other.acme.svc:8080"
+        );
     }
 }

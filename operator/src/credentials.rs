@@ -18,7 +18,11 @@ const ITERATIONS: u32 = 4096;
 
 /// A fresh random password of [`PASSWORD_LEN`] characters from `[A-Za-z0-9]`.
 pub fn generate_password() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(PASSWORD_LEN).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(PASSWORD_LEN)
+        .map(char::from)
+        .collect()
 }
 
 /// Whether `s` looks like a password this module generated. A password read back from a Secret
@@ -33,7 +37,10 @@ pub fn is_valid_password(s: &str) -> bool {
 /// Only ASCII alphanumeric passwords are accepted by the callers, which SASLprep leaves
 /// unchanged, so no normalisation is needed here.
 pub fn scram_verifier(role: &str, password: &str) -> String {
-    let seed = digest::digest(&digest::SHA256, format!("paddock-scram-salt\0{role}\0{password}").as_bytes());
+    let seed = digest::digest(
+        &digest::SHA256,
+        format!("paddock-scram-salt\0{role}\0{password}").as_bytes(),
+    );
     verifier_with_salt(password, &seed.as_ref()[..16], ITERATIONS)
 }
 
@@ -65,13 +72,24 @@ fn keys(password: &str, salt: &[u8], iterations: u32) -> (Vec<u8>, Vec<u8>) {
 
 /// Whether `password` matches a stored SCRAM-SHA-256 verifier (what a login would check).
 pub fn verifier_matches(verifier: &str, password: &str) -> bool {
-    let Some(rest) = verifier.strip_prefix("SCRAM-SHA-256$") else { return false };
-    let Some((params, keys_part)) = rest.split_once('$') else { return false };
-    let Some((iterations, salt)) = params.split_once(':') else { return false };
-    let Some((stored, server)) = keys_part.split_once(':') else { return false };
-    let (Ok(iterations), Ok(salt), Ok(stored), Ok(server)) =
-        (iterations.parse::<u32>(), B64.decode(salt), B64.decode(stored), B64.decode(server))
-    else {
+    let Some(rest) = verifier.strip_prefix("SCRAM-SHA-256$") else {
+        return false;
+    };
+    let Some((params, keys_part)) = rest.split_once('$') else {
+        return false;
+    };
+    let Some((iterations, salt)) = params.split_once(':') else {
+        return false;
+    };
+    let Some((stored, server)) = keys_part.split_once(':') else {
+        return false;
+    };
+    let (Ok(iterations), Ok(salt), Ok(stored), Ok(server)) = (
+        iterations.parse::<u32>(),
+        B64.decode(salt),
+        B64.decode(stored),
+        B64.decode(server),
+    ) else {
         return false;
     };
     let (want_stored, want_server) = keys(password, &salt, iterations);
@@ -89,18 +107,40 @@ mod tests {
     fn keys_reproduce_the_rfc_7677_exchange() {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let verifier = verifier_with_salt("pencil", &salt, 4096);
-        assert!(verifier.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"), "{verifier}");
+        assert!(
+            verifier.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"),
+            "{verifier}"
+        );
         let (stored_key, server_key) = keys("pencil", &salt, 4096);
         let nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-        let auth_message =
-            format!("n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}");
-        let server_signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &server_key), auth_message.as_bytes());
-        assert_eq!(B64.encode(server_signature.as_ref()), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        let auth_message = format!(
+            "n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}"
+        );
+        let server_signature = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &server_key),
+            auth_message.as_bytes(),
+        );
+        assert_eq!(
+            B64.encode(server_signature.as_ref()),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
         // The server's check: H(ClientProof XOR HMAC(StoredKey, AuthMessage)) == StoredKey.
-        let proof = B64.decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").unwrap();
-        let client_signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &stored_key), auth_message.as_bytes());
-        let client_key: Vec<u8> = proof.iter().zip(client_signature.as_ref()).map(|(a, b)| a ^ b).collect();
-        assert_eq!(digest::digest(&digest::SHA256, &client_key).as_ref(), stored_key.as_slice());
+        let proof = B64
+            .decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+            .unwrap();
+        let client_signature = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &stored_key),
+            auth_message.as_bytes(),
+        );
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(client_signature.as_ref())
+            .map(|(a, b)| a ^ b)
+            .collect();
+        assert_eq!(
+            digest::digest(&digest::SHA256, &client_key).as_ref(),
+            stored_key.as_slice()
+        );
         assert!(verifier_matches(&verifier, "pencil"));
         assert!(!verifier_matches(&verifier, "pencil2"));
     }
@@ -109,7 +149,11 @@ mod tests {
     fn verifiers_are_deterministic_per_role_and_password() {
         let p = generate_password();
         assert_eq!(scram_verifier("r1", &p), scram_verifier("r1", &p));
-        assert_ne!(scram_verifier("r1", &p), scram_verifier("r2", &p), "salt differs per role");
+        assert_ne!(
+            scram_verifier("r1", &p),
+            scram_verifier("r2", &p),
+            "salt differs per role"
+        );
         assert!(verifier_matches(&scram_verifier("r1", &p), &p));
     }
 
@@ -118,7 +162,11 @@ mod tests {
         let (a, b) = (generate_password(), generate_password());
         assert!(is_valid_password(&a) && is_valid_password(&b));
         assert_ne!(a, b);
-        for bad in ["short", "with space and enough characters to pass the length", "x'; DROP ROLE r; --xxxxxxxxxxxxxxxxxxx"] {
+        for bad in [
+            "short",
+            "with space and enough characters to pass the length",
+            "x'; DROP ROLE r; --xxxxxxxxxxxxxxxxxxx",
+        ] {
             assert!(!is_valid_password(bad), "{bad:?}");
         }
         assert!(!verifier_matches("md5abc", "x") && !verifier_matches("SCRAM-SHA-256$x", "x"));

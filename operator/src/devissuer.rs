@@ -8,7 +8,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use kube::{Api, Client, api::PostParams};
 use paddock_runtime::auth::dev::{self, DevError, MintClaims};
 
@@ -27,29 +29,55 @@ pub struct DevIssuer {
 
 impl std::fmt::Debug for DevIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer").field("issuer", &self.issuer).field("kid", &self.key.kid).finish_non_exhaustive()
+        f.debug_struct("DevIssuer")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.key.kid)
+            .finish_non_exhaustive()
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to read the development issuer Secret {namespace}/{name}")]
-    ReadSecret { namespace: String, name: String, #[source] source: kube::Error },
+    ReadSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to create the development issuer Secret {namespace}/{name}")]
-    CreateSecret { namespace: String, name: String, #[source] source: kube::Error },
-    #[error("the development issuer Secret {namespace}/{name} has no usable {SIGNING_KEY}; fix or delete it")]
-    BadSecret { namespace: String, name: String, #[source] source: Option<DevError> },
+    CreateSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the development issuer Secret {namespace}/{name} has no usable {SIGNING_KEY}; fix or delete it"
+    )]
+    BadSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Option<DevError>,
+    },
 }
 
 impl DevIssuer {
     /// A fresh key for `issuer`.
     pub fn generate(issuer: &str) -> Self {
-        Self { issuer: issuer.to_owned(), key: dev::generate() }
+        Self {
+            issuer: issuer.to_owned(),
+            key: dev::generate(),
+        }
     }
 
     /// The key in `pem` (PKCS#8 P-256) for `issuer`.
     pub fn from_pem(issuer: &str, pem: &str) -> Result<Self, DevError> {
-        Ok(Self { issuer: issuer.to_owned(), key: dev::from_pem(pem)? })
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            key: dev::from_pem(pem)?,
+        })
     }
 
     /// The `iss` of minted tokens.
@@ -59,13 +87,21 @@ impl DevIssuer {
 
     /// The public JWKS document, as the runtime's JWKS file loader reads it.
     pub fn jwks_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(&self.key.jwks).expect("a JSON value serialises");
+        let mut text =
+            serde_json::to_string_pretty(&self.key.jwks).expect("a JSON value serialises");
         text.push('\n');
         text
     }
 
     /// Mints a token for `tenant`, accepted by a runtime whose dev issuer audience is `audience`.
-    pub fn mint(&self, tenant: &str, audience: &str, user: &str, scopes: &[&str], ttl: Duration) -> Result<String, DevError> {
+    pub fn mint(
+        &self,
+        tenant: &str,
+        audience: &str,
+        user: &str,
+        scopes: &[&str],
+        ttl: Duration,
+    ) -> Result<String, DevError> {
         dev::mint_with_pem(
             &self.key.private_pem,
             &self.key.kid,
@@ -94,8 +130,14 @@ impl DevIssuer {
             },
             type_: Some("Opaque".to_owned()),
             data: Some(BTreeMap::from([
-                (SIGNING_KEY.to_owned(), ByteString(self.key.private_pem.as_bytes().to_vec())),
-                (JWKS_KEY.to_owned(), ByteString(self.jwks_json().into_bytes())),
+                (
+                    SIGNING_KEY.to_owned(),
+                    ByteString(self.key.private_pem.as_bytes().to_vec()),
+                ),
+                (
+                    JWKS_KEY.to_owned(),
+                    ByteString(self.jwks_json().into_bytes()),
+                ),
             ])),
             ..Default::default()
         }
@@ -104,13 +146,22 @@ impl DevIssuer {
     /// Loads the key from `namespace/name`, creating the Secret with a new key when it does not
     /// exist. An existing but unreadable Secret is an error, never overwritten: tokens signed
     /// with that key would stop verifying.
-    pub async fn ensure(client: Client, namespace: &str, name: &str, issuer: &str) -> Result<Self, Error> {
+    pub async fn ensure(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        issuer: &str,
+    ) -> Result<Self, Error> {
         let api: Api<Secret> = Api::namespaced(client, namespace);
         let ids = || (namespace.to_owned(), name.to_owned());
         for _ in 0..2 {
             let existing = api.get_opt(name).await.map_err(|source| {
                 let (namespace, name) = ids();
-                Error::ReadSecret { namespace, name, source }
+                Error::ReadSecret {
+                    namespace,
+                    name,
+                    source,
+                }
             })?;
             if let Some(secret) = existing {
                 let pem = secret
@@ -119,11 +170,24 @@ impl DevIssuer {
                     .and_then(|d| d.get(SIGNING_KEY))
                     .and_then(|b| String::from_utf8(b.0.clone()).ok());
                 let (namespace, name) = ids();
-                let Some(pem) = pem else { return Err(Error::BadSecret { namespace, name, source: None }) };
-                return Self::from_pem(issuer, &pem).map_err(|e| Error::BadSecret { namespace, name, source: Some(e) });
+                let Some(pem) = pem else {
+                    return Err(Error::BadSecret {
+                        namespace,
+                        name,
+                        source: None,
+                    });
+                };
+                return Self::from_pem(issuer, &pem).map_err(|e| Error::BadSecret {
+                    namespace,
+                    name,
+                    source: Some(e),
+                });
             }
             let fresh = Self::generate(issuer);
-            match api.create(&PostParams::default(), &fresh.to_secret(namespace, name)).await {
+            match api
+                .create(&PostParams::default(), &fresh.to_secret(namespace, name))
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(%namespace, %name, kid = %fresh.key.kid, "created the development issuer key");
                     return Ok(fresh);
@@ -132,12 +196,20 @@ impl DevIssuer {
                 Err(kube::Error::Api(e)) if e.code == 409 => continue,
                 Err(source) => {
                     let (namespace, name) = ids();
-                    return Err(Error::CreateSecret { namespace, name, source });
+                    return Err(Error::CreateSecret {
+                        namespace,
+                        name,
+                        source,
+                    });
                 }
             }
         }
         let (namespace, name) = ids();
-        Err(Error::BadSecret { namespace, name, source: None })
+        Err(Error::BadSecret {
+            namespace,
+            name,
+            source: None,
+        })
     }
 }
 
@@ -149,12 +221,21 @@ mod tests {
     fn jwks_holds_only_the_public_key_and_survives_a_secret_round_trip() {
         let issuer = DevIssuer::generate("urn:paddock:dev-issuer");
         let jwks: serde_json::Value = serde_json::from_str(&issuer.jwks_json()).unwrap();
-        assert!(jwks["keys"][0].get("d").is_none(), "no private scalar in the JWKS");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "no private scalar in the JWKS"
+        );
         let secret = issuer.to_secret("paddock-system", "paddock-dev-issuer");
         let pem = String::from_utf8(secret.data.unwrap()[SIGNING_KEY].0.clone()).unwrap();
         let again = DevIssuer::from_pem("urn:paddock:dev-issuer", &pem).unwrap();
         assert_eq!(again.jwks_json(), issuer.jwks_json());
-        let token = issuer.mint("acme", "http://docs.acme.svc:8080/mcp", "system:paddock-operator", &[], Duration::from_secs(60));
+        let token = issuer.mint(
+            "acme",
+            "http://docs.acme.svc:8080/mcp",
+            "system:paddock-operator",
+            &[],
+            Duration::from_secs(60),
+        );
         assert_eq!(token.unwrap().split('.').count(), 3);
     }
 }

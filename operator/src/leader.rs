@@ -15,10 +15,7 @@ use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
 };
-use kube::{
-    Api, Client,
-    api::{PostParams},
-};
+use kube::{Api, Client, api::PostParams};
 
 /// Timing and identity of one candidate.
 #[derive(Clone, Debug)]
@@ -57,7 +54,12 @@ pub enum Decision {
 }
 
 /// The pure rule. `unchanged_for` is how long the holder's record has been seen unchanged.
-pub fn decide(holder: Option<&str>, me: &str, unchanged_for: Duration, lease_duration: Duration) -> Decision {
+pub fn decide(
+    holder: Option<&str>,
+    me: &str,
+    unchanged_for: Duration,
+    lease_duration: Duration,
+) -> Decision {
     match holder {
         Some(h) if h == me => Decision::Renew,
         None | Some("") => Decision::Acquire,
@@ -82,7 +84,11 @@ pub struct Elector {
 
 impl Elector {
     pub fn new(client: Client, settings: LeaseSettings) -> Self {
-        Self { api: Api::namespaced(client, &settings.namespace), settings, observed: None }
+        Self {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+            observed: None,
+        }
     }
 
     pub fn settings(&self) -> &LeaseSettings {
@@ -95,9 +101,17 @@ impl Elector {
         LeaseSpec {
             holder_identity: Some(self.settings.identity.clone()),
             lease_duration_seconds: Some(self.settings.lease_duration.as_secs() as i32),
-            acquire_time: if acquiring { Some(now.clone()) } else { previous.and_then(|p| p.acquire_time.clone()) },
+            acquire_time: if acquiring {
+                Some(now.clone())
+            } else {
+                previous.and_then(|p| p.acquire_time.clone())
+            },
             renew_time: Some(now),
-            lease_transitions: Some(if acquiring && previous.is_some() { transitions + 1 } else { transitions }),
+            lease_transitions: Some(if acquiring && previous.is_some() {
+                transitions + 1
+            } else {
+                transitions
+            }),
             ..Default::default()
         }
     }
@@ -129,14 +143,27 @@ impl Elector {
             .lease_duration_seconds
             .map(|s| Duration::from_secs(s.max(1) as u64))
             .unwrap_or(self.settings.lease_duration);
-        let unchanged_for = self.observed.as_ref().map(|(_, at)| at.elapsed()).unwrap_or_default();
-        let decision = decide(spec.holder_identity.as_deref(), &self.settings.identity, unchanged_for, their_duration);
+        let unchanged_for = self
+            .observed
+            .as_ref()
+            .map(|(_, at)| at.elapsed())
+            .unwrap_or_default();
+        let decision = decide(
+            spec.holder_identity.as_deref(),
+            &self.settings.identity,
+            unchanged_for,
+            their_duration,
+        );
         if decision == Decision::Wait {
             return Ok(false);
         }
         lease.spec = Some(self.spec(Some(&spec), decision == Decision::Acquire));
         // `lease.metadata.resourceVersion` is the one we read: a concurrent writer makes this a 409.
-        match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(updated) => {
                 self.observe(&updated);
                 if decision == Decision::Acquire {
@@ -196,8 +223,14 @@ impl Elector {
 
     /// Gives the Lease up (on shutdown), so a standby takes over at once.
     pub async fn release(&mut self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.settings.name).await else { return };
-        let ours = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.settings.identity.as_str());
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.settings.name).await else {
+            return;
+        };
+        let ours = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(self.settings.identity.as_str());
         if !ours {
             return;
         }
@@ -206,7 +239,11 @@ impl Elector {
             spec.lease_duration_seconds = Some(1);
             spec.renew_time = Some(MicroTime(Utc::now()));
         }
-        match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => tracing::info!("released the leader Lease"),
             Err(e) => tracing::warn!(error = %e, "failed to release the leader Lease"),
         }
@@ -221,15 +258,27 @@ mod tests {
 
     #[test]
     fn a_live_lease_of_another_holder_is_respected() {
-        assert_eq!(decide(Some("b"), "a", Duration::from_secs(14), LEASE), Decision::Wait);
+        assert_eq!(
+            decide(Some("b"), "a", Duration::from_secs(14), LEASE),
+            Decision::Wait
+        );
     }
 
     #[test]
     fn an_expired_or_empty_lease_is_taken_and_our_own_is_renewed() {
-        assert_eq!(decide(Some("b"), "a", Duration::from_secs(15), LEASE), Decision::Acquire);
+        assert_eq!(
+            decide(Some("b"), "a", Duration::from_secs(15), LEASE),
+            Decision::Acquire
+        );
         assert_eq!(decide(None, "a", Duration::ZERO, LEASE), Decision::Acquire);
-        assert_eq!(decide(Some(""), "a", Duration::ZERO, LEASE), Decision::Acquire);
-        assert_eq!(decide(Some("a"), "a", Duration::from_secs(100), LEASE), Decision::Renew);
+        assert_eq!(
+            decide(Some(""), "a", Duration::ZERO, LEASE),
+            Decision::Acquire
+        );
+        assert_eq!(
+            decide(Some("a"), "a", Duration::from_secs(100), LEASE),
+            Decision::Renew
+        );
     }
 
     #[test]

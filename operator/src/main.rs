@@ -15,7 +15,11 @@ use paddock_operator::{
 };
 
 #[derive(Parser)]
-#[command(name = "paddock-operator", version, about = "Paddock's Kubernetes operator")]
+#[command(
+    name = "paddock-operator",
+    version,
+    about = "Paddock's Kubernetes operator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,8 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
             run::init_tracing(args.log_format);
-            let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
             runtime.block_on(run::run(*args))?;
         }
         Command::Crds { dir, chart } => {

@@ -55,25 +55,60 @@ impl Metrics {
         let runs = Family::<ControllerLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
         let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ])
         });
         let leader = Gauge::default();
-        registry.register("reconcile_runs", "Reconciles started, per controller", runs.clone());
-        registry.register("reconcile_failures", "Reconciles that failed, per controller and error", failures.clone());
-        registry.register("reconcile_duration_seconds", "Duration of one reconcile, per controller", duration.clone());
-        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
-        Self { runs, failures, duration, leader, ready: Arc::default(), registry: Arc::new(registry) }
+        registry.register(
+            "reconcile_runs",
+            "Reconciles started, per controller",
+            runs.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, per controller and error",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile, per controller",
+            duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
+        Self {
+            runs,
+            failures,
+            duration,
+            leader,
+            ready: Arc::default(),
+            registry: Arc::new(registry),
+        }
     }
 
     /// Counts a reconcile and times it until the returned guard drops.
     pub fn reconcile(&self, controller: &str) -> ReconcileTimer {
-        let labels = ControllerLabels { controller: controller.to_owned() };
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
         self.runs.get_or_create(&labels).inc();
-        ReconcileTimer { histogram: self.duration.get_or_create(&labels).clone(), start: Instant::now() }
+        ReconcileTimer {
+            histogram: self.duration.get_or_create(&labels).clone(),
+            start: Instant::now(),
+        }
     }
 
     pub fn failure(&self, controller: &str, error: &str) {
-        self.failures.get_or_create(&FailureLabels { controller: controller.to_owned(), error: error.to_owned() }).inc();
+        self.failures
+            .get_or_create(&FailureLabels {
+                controller: controller.to_owned(),
+                error: error.to_owned(),
+            })
+            .inc();
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -110,7 +145,13 @@ impl Metrics {
 }
 
 async fn metrics(State(m): State<Metrics>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
 }
 
 async fn readyz(State(m): State<Metrics>) -> impl IntoResponse {
@@ -145,9 +186,14 @@ mod tests {
         m.failure("tenant", "ProvisionDatabase");
         m.set_leader(true);
         let text = m.encode();
-        assert!(text.contains("paddock_operator_reconcile_runs_total{controller=\"tenant\"} 2"), "{text}");
+        assert!(
+            text.contains("paddock_operator_reconcile_runs_total{controller=\"tenant\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("paddock_operator_reconcile_failures_total{controller=\"tenant\",error=\"ProvisionDatabase\"} 1"));
-        assert!(text.contains("paddock_operator_reconcile_duration_seconds_count{controller=\"tenant\"} 2"));
+        assert!(text.contains(
+            "paddock_operator_reconcile_duration_seconds_count{controller=\"tenant\"} 2"
+        ));
         assert!(text.contains("paddock_operator_leader 1"));
     }
 }

@@ -34,7 +34,9 @@ pub struct RoleName(String);
 
 /// A string that is not a role name the operator would create.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid role name {0:?}: expected 1 to 63 characters from [a-z0-9_], starting with a letter")]
+#[error(
+    "invalid role name {0:?}: expected 1 to 63 characters from [a-z0-9_], starting with a letter"
+)]
 pub struct InvalidRoleName(pub String);
 
 impl RoleName {
@@ -51,7 +53,13 @@ impl RoleName {
         let room = MAX_IDENTIFIER_BYTES - ROLE_PREFIX.len() - 1 - HASH_HEX;
         let sanitised: String = tenant
             .chars()
-            .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(room)
             .collect();
         Self(format!("{ROLE_PREFIX}{sanitised}_{hash}"))
@@ -63,8 +71,13 @@ impl RoleName {
         let ok = !s.is_empty()
             && s.len() <= MAX_IDENTIFIER_BYTES
             && s.as_bytes()[0].is_ascii_lowercase()
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if ok { Ok(Self(s.to_owned())) } else { Err(InvalidRoleName(s.to_owned())) }
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidRoleName(s.to_owned()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -121,8 +134,14 @@ pub fn tenant_labels(tenant: &str) -> BTreeMap<String, String> {
 /// Selector labels of a ToolServer's pods. Immutable on a Deployment, so keep them stable.
 pub fn toolserver_selector(toolserver: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "paddock-runtime".to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), toolserver.to_owned()),
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "paddock-runtime".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_owned(),
+            toolserver.to_owned(),
+        ),
     ])
 }
 
@@ -130,14 +149,21 @@ pub fn toolserver_selector(toolserver: &str) -> BTreeMap<String, String> {
 pub fn toolserver_labels(toolserver: &str, tenant: &str) -> BTreeMap<String, String> {
     let mut labels = toolserver_selector(toolserver);
     labels.extend(tenant_labels(tenant));
-    labels.insert("app.kubernetes.io/component".to_owned(), "toolserver".to_owned());
+    labels.insert(
+        "app.kubernetes.io/component".to_owned(),
+        "toolserver".to_owned(),
+    );
     labels.insert(TOOLSERVER_LABEL.to_owned(), toolserver.to_owned());
     labels
 }
 
 /// `k=v,k=v` form of a label map, as `status.selector` and label selectors spell it.
 pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -149,17 +175,33 @@ mod tests {
         let role = RoleName::for_tenant("acme");
         assert!(role.as_str().starts_with("paddock_t_acme_"), "{role}");
         assert_eq!(role.as_str().len(), "paddock_t_acme_".len() + 8);
-        assert_eq!(RoleName::parse(role.as_str()), Ok(role.clone()), "derived names parse back");
-        assert_eq!(RoleName::for_tenant("acme"), role, "derivation is deterministic");
+        assert_eq!(
+            RoleName::parse(role.as_str()),
+            Ok(role.clone()),
+            "derived names parse back"
+        );
+        assert_eq!(
+            RoleName::for_tenant("acme"),
+            role,
+            "derivation is deterministic"
+        );
     }
 
     #[test]
     fn names_differing_only_in_sanitised_characters_get_different_roles() {
-        let pairs = [("a-b", "a.b"), ("a-b", "a_b"), ("x-1", "x 1"), ("team-a", "team/a")];
+        let pairs = [
+            ("a-b", "a.b"),
+            ("a-b", "a_b"),
+            ("x-1", "x 1"),
+            ("team-a", "team/a"),
+        ];
         for (a, b) in pairs {
             let (ra, rb) = (RoleName::for_tenant(a), RoleName::for_tenant(b));
             // Same readable part...
-            assert_eq!(ra.as_str()[..ra.as_str().len() - 8], rb.as_str()[..rb.as_str().len() - 8]);
+            assert_eq!(
+                ra.as_str()[..ra.as_str().len() - 8],
+                rb.as_str()[..rb.as_str().len() - 8]
+            );
             // ...different role.
             assert_ne!(ra, rb, "{a} and {b} collide");
         }
@@ -183,9 +225,18 @@ mod tests {
 
     #[test]
     fn hostile_names_cannot_reach_sql_text() {
-        for name in ["acme\"; DROP ROLE postgres; --", "a'b", "", "UPPER", "x\u{0}y"] {
+        for name in [
+            "acme\"; DROP ROLE postgres; --",
+            "a'b",
+            "",
+            "UPPER",
+            "x\u{0}y",
+        ] {
             let role = RoleName::for_tenant(name);
-            assert!(RoleName::parse(role.as_str()).is_ok(), "{name:?} gave {role}");
+            assert!(
+                RoleName::parse(role.as_str()).is_ok(),
+                "{name:?} gave {role}"
+            );
             assert!(!role.quoted()[1..role.quoted().len() - 1].contains('"'));
         }
         for bad in ["", "Robert", "a-b", "a\"b", "1abc", &"a".repeat(64)] {

@@ -52,7 +52,11 @@ pub struct RunArgs {
     pub namespace: String,
 
     /// Name of the leader election Lease.
-    #[arg(long, env = "PADDOCK_LEADER_ELECTION_LEASE", default_value = "paddock-operator-leader")]
+    #[arg(
+        long,
+        env = "PADDOCK_LEADER_ELECTION_LEASE",
+        default_value = "paddock-operator-leader"
+    )]
     pub leader_election_lease: String,
 
     /// Run without leader election (only safe with a single replica).
@@ -68,11 +72,19 @@ pub struct RunArgs {
     pub metrics_addr: SocketAddr,
 
     /// `iss` of the built-in development issuer's tokens.
-    #[arg(long, env = "PADDOCK_DEV_ISSUER", default_value = "urn:paddock:dev-issuer")]
+    #[arg(
+        long,
+        env = "PADDOCK_DEV_ISSUER",
+        default_value = "urn:paddock:dev-issuer"
+    )]
     pub dev_issuer: String,
 
     /// Secret (in --namespace) holding the development issuer's signing key.
-    #[arg(long, env = "PADDOCK_DEV_ISSUER_SECRET", default_value = "paddock-dev-issuer")]
+    #[arg(
+        long,
+        env = "PADDOCK_DEV_ISSUER_SECRET",
+        default_value = "paddock-dev-issuer"
+    )]
     pub dev_issuer_secret: String,
 
     /// Test only: call NAMESPACE/NAME's runtime at URL instead of its Service (for the
@@ -96,7 +108,9 @@ pub enum LogFormat {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -131,23 +145,35 @@ fn identity(given: Option<String>) -> String {
 
 /// Runs the operator until a shutdown signal (Ok) or the loss of the Lease (exit 1).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let tenant_base = args.tenant_database_url.as_deref().unwrap_or(&args.admin_database_url);
+    let tenant_base = args
+        .tenant_database_url
+        .as_deref()
+        .unwrap_or(&args.admin_database_url);
     let tenant_database_url = parse_base_url(tenant_base).context("invalid tenant database URL")?;
 
     let metrics = Metrics::new();
     let server = tokio::spawn(metrics.clone().serve(args.metrics_addr));
 
     let pool = connect(&args.admin_database_url).await?;
-    paddock_runtime::db::MIGRATOR.run(&pool).await.context("failed to apply the database migrations")?;
+    paddock_runtime::db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("failed to apply the database migrations")?;
     tracing::info!("database migrations applied");
     metrics.set_ready();
 
-    let client = Client::try_default().await.context("failed to create a Kubernetes client")?;
+    let client = Client::try_default()
+        .await
+        .context("failed to create a Kubernetes client")?;
     let shutdown = shutdown_signal().boxed().shared();
 
     let mut elector = None;
     if !args.no_leader_election {
-        let settings = LeaseSettings::new(&args.namespace, &args.leader_election_lease, &identity(args.identity.clone()));
+        let settings = LeaseSettings::new(
+            &args.namespace,
+            &args.leader_election_lease,
+            &identity(args.identity.clone()),
+        );
         tracing::info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "waiting for the leader Lease");
         let mut e = Elector::new(client.clone(), settings);
         tokio::select! {
@@ -158,11 +184,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     metrics.set_leader(true);
 
-    let dev_issuer = DevIssuer::ensure(client.clone(), &args.namespace, &args.dev_issuer_secret, &args.dev_issuer)
-        .await
-        .context("failed to load the development issuer key")?;
+    let dev_issuer = DevIssuer::ensure(
+        client.clone(),
+        &args.namespace,
+        &args.dev_issuer_secret,
+        &args.dev_issuer,
+    )
+    .await
+    .context("failed to load the development issuer key")?;
 
-    let reporter = Reporter { controller: "paddock-operator".into(), instance: args.identity.clone() };
+    let reporter = Reporter {
+        controller: "paddock-operator".into(),
+        instance: args.identity.clone(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         pool,
@@ -172,7 +206,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings: Settings {
             runtime_image: args.runtime_image.clone(),
             tenant_database_url,
-            service_url_overrides: args.service_url_overrides.iter().cloned().collect::<HashMap<_, _>>(),
+            service_url_overrides: args
+                .service_url_overrides
+                .iter()
+                .cloned()
+                .collect::<HashMap<_, _>>(),
             http_timeout: Duration::from_secs(10),
         },
         http: reqwest::Client::builder()
@@ -216,7 +254,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// Connects to PostgreSQL, retrying for about a minute (the database may start after us).
 async fn connect(url: &str) -> anyhow::Result<sqlx::PgPool> {
-    let options = PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(10));
+    let options = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10));
     let mut delay = Duration::from_secs(1);
     for attempt in 1.. {
         match options.clone().connect(url).await {

@@ -52,47 +52,107 @@ async fn a_task_is_submitted_followed_and_canceled_over_the_runtimes_a2a(superus
     let runtime = world.start_runtime().await;
     let http = reqwest::Client::new();
     let audience = build::resource_url(&world.toolserver);
-    let token = world.dev.mint(&world.name, &audience, "agenttask:ns/t", &TASK_SCOPES, Duration::from_secs(300)).unwrap();
+    let token = world
+        .dev
+        .mint(
+            &world.name,
+            &audience,
+            "agenttask:ns/t",
+            &TASK_SCOPES,
+            Duration::from_secs(300),
+        )
+        .unwrap();
     let client = A2aClient::new(&http, &runtime.base_url(), token);
 
     // Submit as the controller does: message id = the object's uid, metadata from the spec.
-    let rag = task("rag", "What notice period applies to terminating the agreement?");
+    let rag = task(
+        "rag",
+        "What notice period applies to terminating the agreement?",
+    );
     let submitted = client
-        .send_message("0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e01", &rag.spec.input, agenttask::submission_metadata(&rag.spec, Duration::from_secs(120)))
+        .send_message(
+            "0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e01",
+            &rag.spec.input,
+            agenttask::submission_metadata(&rag.spec, Duration::from_secs(120)),
+        )
         .await
         .expect("SendMessage");
-    assert!(!submitted.id.is_empty() && submitted.context_id.is_some(), "{submitted:?}");
+    assert!(
+        !submitted.id.is_empty() && submitted.context_id.is_some(),
+        "{submitted:?}"
+    );
     let done = poll_until_terminal(&client, &submitted.id).await;
     assert_eq!(done.state, TaskState::Completed, "{done:?}");
-    assert!(!done.artifacts.is_empty(), "a completed rag task has an answer artifact: {done:?}");
-    assert!(done.artifacts.iter().any(|a| a.preview.as_deref().is_some_and(|p| p.contains("ninety days"))), "{:?}", done.artifacts);
+    assert!(
+        !done.artifacts.is_empty(),
+        "a completed rag task has an answer artifact: {done:?}"
+    );
+    assert!(
+        done.artifacts.iter().any(|a| a
+            .preview
+            .as_deref()
+            .is_some_and(|p| p.contains("ninety days"))),
+        "{:?}",
+        done.artifacts
+    );
     let cost = done.cost.as_deref().expect("the runtime reports the cost");
-    assert_eq!(cost.parse::<f64>().unwrap(), 0.0, "extractive answers cost nothing");
+    assert_eq!(
+        cost.parse::<f64>().unwrap(),
+        0.0,
+        "extractive answers cost nothing"
+    );
 
     // A running research task is canceled (or, if it already finished, reported as such).
     let research = task("research", "Summarise every termination clause.");
     let started = client
-        .send_message("0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e02", &research.spec.input, agenttask::submission_metadata(&research.spec, Duration::from_secs(120)))
+        .send_message(
+            "0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e02",
+            &research.spec.input,
+            agenttask::submission_metadata(&research.spec, Duration::from_secs(120)),
+        )
         .await
         .expect("SendMessage");
     match client.cancel_task(&started.id).await {
         Ok(view) => assert_eq!(view.state, TaskState::Canceled, "{view:?}"),
         Err(A2aError::Rpc { code: -32002, .. }) => {
-            assert!(client.get_task(&started.id).await.unwrap().state.is_terminal());
+            assert!(
+                client
+                    .get_task(&started.id)
+                    .await
+                    .unwrap()
+                    .state
+                    .is_terminal()
+            );
         }
         Err(e) => panic!("CancelTask: {e}"),
     }
 
     // An unknown task is the A2A TaskNotFound error, which the controller records as failed.
-    match client.get_task("7d0c4a9e-0000-4000-8000-000000000000").await {
+    match client
+        .get_task("7d0c4a9e-0000-4000-8000-000000000000")
+        .await
+    {
         Err(A2aError::Rpc { code: -32001, .. }) => {}
         other => panic!("expected TaskNotFound, got {other:?}"),
     }
 
     // A token without the documents:read the skills need is refused before any work.
-    let narrow = world.dev.mint(&world.name, &audience, "agenttask:ns/t", &["tasks:run"], Duration::from_secs(60)).unwrap();
+    let narrow = world
+        .dev
+        .mint(
+            &world.name,
+            &audience,
+            "agenttask:ns/t",
+            &["tasks:run"],
+            Duration::from_secs(60),
+        )
+        .unwrap();
     let refused = A2aClient::new(&http, &runtime.base_url(), narrow)
-        .send_message("0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e03", "x", agenttask::submission_metadata(&rag.spec, Duration::from_secs(60)))
+        .send_message(
+            "0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e03",
+            "x",
+            agenttask::submission_metadata(&rag.spec, Duration::from_secs(60)),
+        )
         .await
         .unwrap_err();
     assert!(matches!(refused, A2aError::Status(403)), "{refused:?}");

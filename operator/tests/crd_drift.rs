@@ -8,7 +8,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use paddock_operator::crd::{self, GeneratedFile};
 use serde::Deserialize;
 
-const REGENERATE: &str = "run `cargo run -p paddock-operator -- crds --dir crds --chart charts/paddock`";
+const REGENERATE: &str =
+    "run `cargo run -p paddock-operator -- crds --dir crds --chart charts/paddock`";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,9 +32,14 @@ fn assert_matches_committed(dir: &str, generated: &[GeneratedFile]) {
                     .lines()
                     .zip(file.contents.lines())
                     .position(|(a, b)| a != b)
-                    .unwrap_or_else(|| committed.lines().count().min(file.contents.lines().count()))
+                    .unwrap_or_else(|| {
+                        committed.lines().count().min(file.contents.lines().count())
+                    })
                     + 1;
-                problems.push(format!("{dir}/{} differs from the generated text from line {line}", file.name));
+                problems.push(format!(
+                    "{dir}/{} differs from the generated text from line {line}",
+                    file.name
+                ));
             }
             Ok(_) => {}
         }
@@ -47,7 +53,11 @@ fn assert_matches_committed(dir: &str, generated: &[GeneratedFile]) {
             }
         }
     }
-    assert!(problems.is_empty(), "generated manifests drifted:\n  {}\n{REGENERATE}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "generated manifests drifted:\n  {}\n{REGENERATE}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -77,5 +87,12 @@ fn printed_stream_holds_the_three_crds_in_order() {
                 .expect("CRDs are named")
         })
         .collect();
-    assert_eq!(names, ["tenants.paddock.dev", "toolservers.paddock.dev", "agenttasks.paddock.dev"]);
+    assert_eq!(
+        names,
+        [
+            "tenants.paddock.dev",
+            "toolservers.paddock.dev",
+            "agenttasks.paddock.dev"
+        ]
+    );
 }

@@ -10,8 +10,15 @@ fn schemas() -> Vec<(String, Value)> {
         .into_iter()
         .map(|(_, crd)| {
             let version = &crd.spec.versions[0];
-            let schema = version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema");
-            (crd.spec.names.kind.clone(), serde_json::to_value(schema).unwrap())
+            let schema = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema");
+            (
+                crd.spec.names.kind.clone(),
+                serde_json::to_value(schema).unwrap(),
+            )
         })
         .collect()
 }
@@ -32,7 +39,13 @@ fn walk(path: &str, node: &Value, visit: &mut dyn FnMut(&str, &Map<String, Value
         walk(&format!("{path}{{}}"), extra, visit);
     }
     for key in ["anyOf", "oneOf", "allOf"] {
-        for (i, sub) in obj.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, sub) in obj
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             walk(&format!("{path}<{key}{i}>"), sub, visit);
         }
     }
@@ -44,7 +57,12 @@ fn every_property_has_a_description() {
     let mut missing = Vec::new();
     for (kind, schema) in schemas() {
         walk(&kind, &schema, &mut |path, node| {
-            for (name, prop) in node.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            for (name, prop) in node
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 let described = prop
                     .get("description")
                     .and_then(Value::as_str)
@@ -55,7 +73,11 @@ fn every_property_has_a_description() {
             }
         });
     }
-    assert!(missing.is_empty(), "properties without a description:\n  {}", missing.join("\n  "));
+    assert!(
+        missing.is_empty(),
+        "properties without a description:\n  {}",
+        missing.join("\n  ")
+    );
 }
 
 /// The API server refuses CRDs whose schema is not structural: every node needs a type,
@@ -70,7 +92,8 @@ fn schemas_are_structural() {
                 return; // checked with its parent below
             }
             let int_or_string = node.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
-            let preserve = node.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let preserve =
+                node.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
             if !node.contains_key("type") && !int_or_string && !preserve {
                 problems.push(format!("{path}: no type"));
             }
@@ -79,7 +102,16 @@ fn schemas_are_structural() {
                     problems.push(format!("{path}: type must be one string, got {t}"));
                 }
             }
-            for key in ["oneOf", "allOf", "not", "$ref", "definitions", "$defs", "$schema", "const"] {
+            for key in [
+                "oneOf",
+                "allOf",
+                "not",
+                "$ref",
+                "definitions",
+                "$defs",
+                "$schema",
+                "const",
+            ] {
                 if node.contains_key(key) {
                     problems.push(format!("{path}: `{key}` is not allowed"));
                 }
@@ -97,7 +129,11 @@ fn schemas_are_structural() {
             }
         });
     }
-    assert!(problems.is_empty(), "non-structural schema:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "non-structural schema:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 /// The API server estimates the worst-case cost of each CEL rule from the schema and refuses
@@ -116,7 +152,9 @@ fn everything_under_a_cel_rule_is_bounded() {
                 let bounded = match n.get("type").and_then(Value::as_str) {
                     Some("string") => n.contains_key("maxLength") || n.contains_key("enum"),
                     Some("array") => n.contains_key("maxItems"),
-                    Some("object") => !n.contains_key("additionalProperties") || n.contains_key("maxProperties"),
+                    Some("object") => {
+                        !n.contains_key("additionalProperties") || n.contains_key("maxProperties")
+                    }
                     _ => true,
                 };
                 if !bounded {
@@ -125,7 +163,11 @@ fn everything_under_a_cel_rule_is_bounded() {
             });
         });
     }
-    assert!(problems.is_empty(), "unbounded values under CEL rules:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "unbounded values under CEL rules:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 /// A `map` list merges by its keys, so every key must always be present.
@@ -134,9 +176,18 @@ fn list_map_keys_are_required() {
     let mut problems = Vec::new();
     for (kind, schema) in schemas() {
         walk(&kind, &schema, &mut |path, node| {
-            let Some(keys) = node.get("x-kubernetes-list-map-keys").and_then(Value::as_array) else { return };
-            let required: Vec<&Value> =
-                node["items"].get("required").and_then(Value::as_array).into_iter().flatten().collect();
+            let Some(keys) = node
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+            else {
+                return;
+            };
+            let required: Vec<&Value> = node["items"]
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .collect();
             for key in keys {
                 if !required.contains(&key) {
                     problems.push(format!("{path}: list-map key {key} is not required"));
@@ -153,7 +204,16 @@ fn list_map_keys_are_required() {
 fn printer_columns_point_at_schema_fields() {
     for (_, crd) in crd::crds() {
         let version = &crd.spec.versions[0];
-        let schema = serde_json::to_value(version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+        let schema = serde_json::to_value(
+            version
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
         for column in version.additional_printer_columns.iter().flatten() {
             let path = column.json_path.split("[?").next().unwrap();
             if path.starts_with(".metadata.") {
@@ -164,7 +224,12 @@ fn printer_columns_point_at_schema_fields() {
                 node = node
                     .get("properties")
                     .and_then(|p| p.get(part))
-                    .unwrap_or_else(|| panic!("{}: column {} points at missing field {path}", crd.spec.names.kind, column.name));
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: column {} points at missing field {path}",
+                            crd.spec.names.kind, column.name
+                        )
+                    });
             }
         }
     }
@@ -176,18 +241,43 @@ fn kinds_share_the_paddock_category_and_have_short_names() {
         .into_iter()
         .map(|(_, crd)| {
             assert_eq!(crd.spec.group, "paddock.dev");
-            assert_eq!(crd.spec.names.categories.as_deref(), Some(&["paddock".to_owned()][..]));
+            assert_eq!(
+                crd.spec.names.categories.as_deref(),
+                Some(&["paddock".to_owned()][..])
+            );
             let version = &crd.spec.versions[0];
-            assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()), "status subresource");
-            (crd.spec.names.kind, crd.spec.scope, crd.spec.names.short_names.unwrap_or_default())
+            assert!(
+                version
+                    .subresources
+                    .as_ref()
+                    .is_some_and(|s| s.status.is_some()),
+                "status subresource"
+            );
+            (
+                crd.spec.names.kind,
+                crd.spec.scope,
+                crd.spec.names.short_names.unwrap_or_default(),
+            )
         })
         .collect();
     assert_eq!(
         names,
         [
-            ("Tenant".to_owned(), "Cluster".to_owned(), vec!["tn".to_owned()]),
-            ("ToolServer".to_owned(), "Namespaced".to_owned(), vec!["ts".to_owned()]),
-            ("AgentTask".to_owned(), "Namespaced".to_owned(), vec!["at".to_owned()]),
+            (
+                "Tenant".to_owned(),
+                "Cluster".to_owned(),
+                vec!["tn".to_owned()]
+            ),
+            (
+                "ToolServer".to_owned(),
+                "Namespaced".to_owned(),
+                vec!["ts".to_owned()]
+            ),
+            (
+                "AgentTask".to_owned(),
+                "Namespaced".to_owned(),
+                vec!["at".to_owned()]
+            ),
         ]
     );
 }

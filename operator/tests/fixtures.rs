@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use paddock_operator::crd::{self, AgentTask, Tenant, ToolServer, agenttask::TaskState, parse_duration};
+use paddock_operator::crd::{
+    self, AgentTask, Tenant, ToolServer, agenttask::TaskState, parse_duration,
+};
 use serde_json::Value;
 
 /// Structural defaulting as the API server does it: a missing property with a default gets
@@ -64,7 +66,9 @@ fn stringify_int_or_string(schema: &Value, value: &mut Value) {
         }
         Value::Array(items) => {
             if let Some(sub) = schema.get("items") {
-                items.iter_mut().for_each(|v| stringify_int_or_string(sub, v));
+                items
+                    .iter_mut()
+                    .for_each(|v| stringify_int_or_string(sub, v));
             }
         }
         _ => {}
@@ -72,8 +76,20 @@ fn stringify_int_or_string(schema: &Value, value: &mut Value) {
 }
 
 fn schema_of(kind: &str) -> Value {
-    let (_, crd) = crd::crds().into_iter().find(|(_, c)| c.spec.names.kind == kind).expect("known kind");
-    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    let (_, crd) = crd::crds()
+        .into_iter()
+        .find(|(_, c)| c.spec.names.kind == kind)
+        .expect("known kind");
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// Reads the manifest as the API server would store it (defaults applied) and through the
@@ -99,8 +115,7 @@ fn valid_fixtures_round_trip_through_the_types_with_schema_defaults() {
     for fixture in common::fixtures("valid") {
         let (stored, typed) = stored_and_typed(&fixture);
         assert_eq!(
-            typed,
-            stored,
+            typed, stored,
             "{}: the Rust type and the API server disagree (a field the type drops, or a serde default that is not the schema default)",
             fixture.file
         );
@@ -109,7 +124,10 @@ fn valid_fixtures_round_trip_through_the_types_with_schema_defaults() {
 
 #[test]
 fn minimal_tenant_gets_documented_defaults() {
-    let fixture = common::fixtures("valid").into_iter().find(|f| f.file == "tenant-minimal.yaml").unwrap();
+    let fixture = common::fixtures("valid")
+        .into_iter()
+        .find(|f| f.file == "tenant-minimal.yaml")
+        .unwrap();
     let tenant: Tenant = serde_yaml::from_str(&fixture.render("acme", "acme")).unwrap();
     let spec = tenant.spec;
     assert_eq!(spec.auth.tenant_claim, "tenant_id");
@@ -117,19 +135,31 @@ fn minimal_tenant_gets_documented_defaults() {
     assert_eq!(spec.budget.currency, "USD");
     assert_eq!(spec.budget.warn_at_percent, 80);
     assert!(!spec.budget.allow_extractive_fallback);
-    assert_eq!((spec.rate_limit.requests_per_minute, spec.rate_limit.burst), (600, 100));
+    assert_eq!(
+        (spec.rate_limit.requests_per_minute, spec.rate_limit.burst),
+        (600, 100)
+    );
     assert!(spec.models.allowed.is_empty() && spec.models.prices.is_empty());
     assert_eq!(spec.deletion_policy, crd::tenant::DeletionPolicy::Retain);
 }
 
 #[test]
 fn minimal_toolserver_gets_documented_defaults() {
-    let fixture = common::fixtures("valid").into_iter().find(|f| f.file == "toolserver-minimal.yaml").unwrap();
+    let fixture = common::fixtures("valid")
+        .into_iter()
+        .find(|f| f.file == "toolserver-minimal.yaml")
+        .unwrap();
     let ts: ToolServer = serde_yaml::from_str(&fixture.render("acme", "acme")).unwrap();
     assert_eq!(ts.spec.replicas, 1);
-    assert_eq!(ts.spec.embedding.provider, crd::toolserver::EmbeddingProvider::None);
+    assert_eq!(
+        ts.spec.embedding.provider,
+        crd::toolserver::EmbeddingProvider::None
+    );
     assert_eq!(ts.spec.embedding.dimensions, 384);
-    assert_eq!(parse_duration(&ts.spec.embedding.timeout), Ok(Duration::from_secs(5)));
+    assert_eq!(
+        parse_duration(&ts.spec.embedding.timeout),
+        Ok(Duration::from_secs(5))
+    );
     assert!(ts.spec.llm.is_none());
     assert!(ts.spec.a2a.enabled);
 }
@@ -143,9 +173,16 @@ fn durations_in_valid_fixtures_parse() {
         let timeouts: Vec<String> = match fixture.kind() {
             "ToolServer" => {
                 let ts: ToolServer = serde_yaml::from_str(&text).unwrap();
-                std::iter::once(ts.spec.embedding.timeout).chain(ts.spec.llm.map(|l| l.timeout)).collect()
+                std::iter::once(ts.spec.embedding.timeout)
+                    .chain(ts.spec.llm.map(|l| l.timeout))
+                    .collect()
             }
-            "AgentTask" => vec![serde_yaml::from_str::<AgentTask>(&text).unwrap().spec.timeout],
+            "AgentTask" => vec![
+                serde_yaml::from_str::<AgentTask>(&text)
+                    .unwrap()
+                    .spec
+                    .timeout,
+            ],
             _ => vec![],
         };
         for t in timeouts {
@@ -153,7 +190,10 @@ fn durations_in_valid_fixtures_parse() {
             seen += 1;
         }
     }
-    assert!(seen >= 6, "expected the fixtures to carry durations, saw {seen}");
+    assert!(
+        seen >= 6,
+        "expected the fixtures to carry durations, saw {seen}"
+    );
 }
 
 #[test]
@@ -164,7 +204,10 @@ fn task_states_use_the_a2a_spelling() {
         (TaskState::Canceled, "canceled"),
     ];
     for (state, text) in states {
-        assert_eq!(serde_json::to_value(state).unwrap(), Value::String(text.into()));
+        assert_eq!(
+            serde_json::to_value(state).unwrap(),
+            Value::String(text.into())
+        );
     }
     assert!(TaskState::Rejected.is_terminal() && !TaskState::InputRequired.is_terminal());
 }

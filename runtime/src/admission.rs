@@ -18,7 +18,11 @@ pub enum Admission {
 }
 
 /// Takes one request token for `tenant` and looks up `session_id` (when given) under the tenant's RLS.
-pub async fn admit(db: &Db, tenant: &TenantId, session_id: Option<&str>) -> Result<Admission, DbError> {
+pub async fn admit(
+    db: &Db,
+    tenant: &TenantId,
+    session_id: Option<&str>,
+) -> Result<Admission, DbError> {
     // The materialized CTE runs set_config before the select list is evaluated, so the token function and the
     // session lookup both see the tenant context; is_local=true scopes it to this one-statement transaction.
     let row: Result<(f64, Option<String>), sqlx::Error> = sqlx::query_as(
@@ -32,7 +36,9 @@ pub async fn admit(db: &Db, tenant: &TenantId, session_id: Option<&str>) -> Resu
     .fetch_one(db.pool())
     .await;
     match row {
-        Ok((wait, _)) if wait > 0.0 => Ok(Admission::RateLimited { retry_after_secs: wait }),
+        Ok((wait, _)) if wait > 0.0 => Ok(Admission::RateLimited {
+            retry_after_secs: wait,
+        }),
         Ok((_, session)) => Ok(Admission::Admitted { session }),
         Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("P0002") => {
             Ok(Admission::UnknownTenant)

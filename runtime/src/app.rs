@@ -66,14 +66,23 @@ impl Settings {
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|pattern| match pattern.strip_suffix(":*") {
-            Some(prefix) => origin == prefix || {
-                origin.strip_prefix(prefix).and_then(|rest| rest.strip_prefix(':')).is_some_and(|port| {
-                    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
-                })
-            },
-            None => origin == pattern,
-        })
+        self.allowed_origins
+            .iter()
+            .any(|pattern| match pattern.strip_suffix(":*") {
+                Some(prefix) => {
+                    origin == prefix || {
+                        origin
+                            .strip_prefix(prefix)
+                            .and_then(|rest| rest.strip_prefix(':'))
+                            .is_some_and(|port| {
+                                !port.is_empty()
+                                    && port.len() <= 5
+                                    && port.bytes().all(|b| b.is_ascii_digit())
+                            })
+                    }
+                }
+                None => origin == pattern,
+            })
     }
 }
 
@@ -97,7 +106,10 @@ pub fn app(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(crate::a2a::protected_router())
         .layer(middleware::from_fn_with_state(state.clone(), check_tenant))
-        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_bearer))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_bearer,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin));
 
     let metrics_endpoint = MetricsEndpoint {
@@ -109,13 +121,18 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state.db.clone())
-        .route("/metrics", get(metrics::serve_metrics).with_state(metrics_endpoint));
+        .route(
+            "/metrics",
+            get(metrics::serve_metrics).with_state(metrics_endpoint),
+        );
 
     let settings = state.settings.clone();
     let cors_settings = settings.clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin.to_str().is_ok_and(|o| cors_settings.origin_allowed(o))
+            origin
+                .to_str()
+                .is_ok_and(|o| cors_settings.origin_allowed(o))
         }))
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([
@@ -127,7 +144,10 @@ pub fn app(state: AppState) -> Router {
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static("a2a-version"),
         ])
-        .expose_headers([HeaderName::from_static("mcp-session-id"), header::WWW_AUTHENTICATE])
+        .expose_headers([
+            HeaderName::from_static("mcp-session-id"),
+            header::WWW_AUTHENTICATE,
+        ])
         .max_age(Duration::from_secs(600));
 
     let request_id = HeaderName::from_static("x-request-id");
@@ -155,7 +175,9 @@ pub fn app(state: AppState) -> Router {
 /// DNS-rebinding protection: a present Origin must be allowed.
 async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| state.settings.origin_allowed(o));
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| state.settings.origin_allowed(o));
         if !ok {
             state.metrics.reject("origin", "");
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
@@ -173,15 +195,22 @@ async fn check_tenant(State(state): State<AppState>, req: Request, next: Next) -
     match state.db.pinned_tenant().await {
         Ok(Some(served)) if served != principal.tenant => {
             state.metrics.reject("wrong_tenant", "");
-            let message = format!("this server serves tenant {served:?} only; the token is for {:?}", principal.tenant);
+            let message = format!(
+                "this server serves tenant {served:?} only; the token is for {:?}",
+                principal.tenant
+            );
             json_rpc_refusal(StatusCode::FORBIDDEN, &message)
         }
         Ok(_) => next.run(req).await,
         Err(e) => {
             tracing::error!(error = %e, "failed to read which tenant the database role serves");
             state.metrics.reject("unavailable", "");
-            let mut r = json_rpc_refusal(StatusCode::SERVICE_UNAVAILABLE, "service temporarily unavailable; retry shortly");
-            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            let mut r = json_rpc_refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service temporarily unavailable; retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             r
         }
     }
@@ -198,8 +227,14 @@ async fn payload_too_large_as_json(req: Request, next: Next) -> Response {
 
 /// A refusal before any JSON-RPC request was read, in the error shape clients of both protocols parse.
 fn json_rpc_refusal(status: StatusCode, message: &str) -> Response {
-    let body = crate::jsonrpc::RpcError::new(None, crate::jsonrpc::INVALID_REQUEST, message).to_json();
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let body =
+        crate::jsonrpc::RpcError::new(None, crate::jsonrpc::INVALID_REQUEST, message).to_json();
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(db): State<Db>) -> Response {
@@ -215,9 +250,12 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -227,7 +265,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -102,11 +102,17 @@ pub enum BenchError {
     #[error("invalid options: {0}")]
     Options(String),
     #[error("failed to {action}")]
-    Db { action: &'static str, source: sqlx::Error },
+    Db {
+        action: &'static str,
+        source: sqlx::Error,
+    },
     #[error("failed to start the runtime")]
     Start(#[from] server::StartError),
     #[error("failed to set up {what}")]
-    Setup { what: &'static str, source: std::io::Error },
+    Setup {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("failed to mint tokens: {0}")]
     Token(#[from] dev::DevError),
     #[error("failed to open MCP sessions: {0}")]
@@ -136,7 +142,11 @@ pub struct Row {
 
 impl Row {
     pub fn ratio(&self) -> f64 {
-        if self.pgbench_tps > 0.0 { self.req_per_sec / self.pgbench_tps } else { 0.0 }
+        if self.pgbench_tps > 0.0 {
+            self.req_per_sec / self.pgbench_tps
+        } else {
+            0.0
+        }
     }
 }
 
@@ -159,7 +169,11 @@ pub struct CacheDelta {
 impl CacheDelta {
     pub fn hit_rate(&self) -> f64 {
         let total = self.hits + self.misses;
-        if total == 0 { 0.0 } else { self.hits as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
     }
 }
 
@@ -181,7 +195,11 @@ pub struct ModelRow {
 impl ModelRow {
     /// Uncached runtime throughput over the raw model's.
     pub fn uncached_ratio(&self) -> f64 {
-        if self.raw.req_per_sec > 0.0 { self.uncached.req_per_sec / self.raw.req_per_sec } else { 0.0 }
+        if self.raw.req_per_sec > 0.0 {
+            self.uncached.req_per_sec / self.raw.req_per_sec
+        } else {
+            0.0
+        }
     }
 }
 
@@ -236,12 +254,26 @@ impl Report {
                 100.0 * r.ratio()
             );
         }
-        let _ = writeln!(s, "\nRuntime overhead without the search (ES256 bearer verification: {:.0} µs):\n", self.overhead.verify_us);
-        s.push_str("| concurrency | ping req/s | p50 ms | p95 ms | p99 ms |\n|---:|---:|---:|---:|---:|\n");
+        let _ = writeln!(
+            s,
+            "\nRuntime overhead without the search (ES256 bearer verification: {:.0} µs):\n",
+            self.overhead.verify_us
+        );
+        s.push_str(
+            "| concurrency | ping req/s | p50 ms | p95 ms | p99 ms |\n|---:|---:|---:|---:|---:|\n",
+        );
         for r in &self.overhead.ping {
-            let _ = writeln!(s, "| {} | {:.0} | {:.2} | {:.2} | {:.2} |", r.concurrency, r.req_per_sec, r.p50_ms, r.p95_ms, r.p99_ms);
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                r.concurrency, r.req_per_sec, r.p50_ms, r.p95_ms, r.p99_ms
+            );
         }
-        let _ = writeln!(s, "\nLoad average before: {}; after: {}.", self.load_before, self.load_after);
+        let _ = writeln!(
+            s,
+            "\nLoad average before: {}; after: {}.",
+            self.load_before, self.load_after
+        );
         s
     }
 
@@ -275,7 +307,8 @@ impl Report {
                 ("uncached", &m.uncached, Some(m.uncached_cache)),
                 ("cached", &m.cached, Some(m.cached_cache)),
             ] {
-                let cache = cache.map_or_else(|| "–".to_owned(), |c| format!("{} / {}", c.hits, c.misses));
+                let cache =
+                    cache.map_or_else(|| "–".to_owned(), |c| format!("{} / {}", c.hits, c.misses));
                 let _ = writeln!(
                     s,
                     "| {} | {run} | {} | {} | {} | {cache} | {:.1} | {:.1} | {:.1} |",
@@ -290,11 +323,18 @@ impl Report {
                 d.documents, d.tokens_per_document, d.per_sec
             );
             if let (Some(cpu), Some(cores)) = (d.cpu_seconds_per_document, d.cores_used) {
-                let _ = write!(s, ", {cpu:.3} CPU-seconds per document, {cores:.2} cores busy");
+                let _ = write!(
+                    s,
+                    ", {cpu:.3} CPU-seconds per document, {cores:.2} cores busy"
+                );
             }
             s.push_str(".\n");
         }
-        let _ = writeln!(s, "\nLoad average before: {}; after: {}.", self.load_before, self.load_after);
+        let _ = writeln!(
+            s,
+            "\nLoad average before: {}; after: {}.",
+            self.load_before, self.load_after
+        );
         s
     }
 }
@@ -304,14 +344,26 @@ impl Report {
 /// Function words first (as in English text, the most frequent ones; full-text search drops them), then
 /// pronounceable synthetic words.
 const FUNCTION_WORDS: &[&str] = &[
-    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be", "by", "this",
-    "are", "or", "from", "at", "which", "an", "not", "have", "has", "but", "were", "their", "they", "its", "all",
-    "can", "may", "will", "been", "there", "when", "more", "other", "such", "any", "each", "shall", "these", "must",
+    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "with", "was", "on",
+    "be", "by", "this", "are", "or", "from", "at", "which", "an", "not", "have", "has", "but",
+    "were", "their", "they", "its", "all", "can", "may", "will", "been", "there", "when", "more",
+    "other", "such", "any", "each", "shall", "these", "must",
 ];
-const ONSETS: &[&str] = &["b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "br", "cl", "st", "tr"];
+const ONSETS: &[&str] = &[
+    "b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "br", "cl", "st", "tr",
+];
 const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ea", "io"];
 const CODAS: &[&str] = &["", "", "n", "r", "l", "s", "t", "nd", "rk"];
-const CATEGORIES: &[&str] = &["policy", "contract", "engineering", "finance", "support", "legal", "sales", "research"];
+const CATEGORIES: &[&str] = &[
+    "policy",
+    "contract",
+    "engineering",
+    "finance",
+    "support",
+    "legal",
+    "sales",
+    "research",
+];
 
 /// A fixed vocabulary in frequency order, and Zipfian sampling over it.
 pub struct Vocabulary {
@@ -346,15 +398,25 @@ impl Vocabulary {
                 total
             })
             .collect();
-        let ranks = words.iter().enumerate().map(|(i, w)| (w.clone(), i + 1)).collect();
-        Self { words, ranks, cumulative }
+        let ranks = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i + 1))
+            .collect();
+        Self {
+            words,
+            ranks,
+            cumulative,
+        }
     }
 
     /// A word index drawn from the Zipf distribution.
     fn sample(&self, rng: &mut StdRng) -> usize {
         let total = *self.cumulative.last().expect("the vocabulary is not empty");
         let x = rng.gen_range(0.0..total);
-        self.cumulative.partition_point(|c| *c < x).min(self.words.len() - 1)
+        self.cumulative
+            .partition_point(|c| *c < x)
+            .min(self.words.len() - 1)
     }
 
     /// A Zipfian word that is not among the `skip` most frequent ones (content words for titles and queries).
@@ -369,7 +431,10 @@ impl Vocabulary {
 
     /// The 1-based frequency rank of a word; unknown words rank past the end.
     fn rank(&self, word: &str) -> usize {
-        self.ranks.get(word).copied().unwrap_or(self.words.len() + 1)
+        self.ranks
+            .get(word)
+            .copied()
+            .unwrap_or(self.words.len() + 1)
     }
 }
 
@@ -380,7 +445,9 @@ pub struct HashEmbedder {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl HashEmbedder {
@@ -390,7 +457,10 @@ impl HashEmbedder {
 
     pub fn embed(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; DIMENSIONS];
-        for token in text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+        for token in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|t| !t.is_empty())
+        {
             let token = token.to_lowercase();
             let weight = (self.vocabulary.rank(&token) as f32 + 1.0).ln();
             let h = fnv1a(token.as_bytes());
@@ -416,7 +486,9 @@ struct Doc {
 }
 
 fn synthetic_doc(vocab: &Vocabulary, rng: &mut StdRng, n: usize) -> Doc {
-    let title_words: Vec<&str> = (0..rng.gen_range(3..=8)).map(|_| vocab.sample_content(rng, 50)).collect();
+    let title_words: Vec<&str> = (0..rng.gen_range(3..=8))
+        .map(|_| vocab.sample_content(rng, 50))
+        .collect();
     let words = rng.gen_range(100..=200);
     let mut content = String::with_capacity(words * 8);
     let mut sentence = 0;
@@ -457,7 +529,10 @@ pub fn queries(vocab: &Vocabulary, n: usize, seed: u64) -> Vec<String> {
     (0..n)
         .map(|_| {
             let k = rng.gen_range(2..=4);
-            (0..k).map(|_| vocab.sample_content(&mut rng, QUERY_SKIP_RANKS)).collect::<Vec<_>>().join(" ")
+            (0..k)
+                .map(|_| vocab.sample_content(&mut rng, QUERY_SKIP_RANKS))
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect()
 }
@@ -488,10 +563,16 @@ fn vector_text(v: &[f32]) -> String {
 
 /// A marker stored in every benchmark document, so a later run can tell whether the data set matches.
 fn marker(opts: &BenchOptions) -> String {
-    format!("seed={} tenants={} docs={} v1", opts.seed, opts.tenants, opts.docs_per_tenant)
+    format!(
+        "seed={} tenants={} docs={} v1",
+        opts.seed, opts.tenants, opts.docs_per_tenant
+    )
 }
 
-async fn dataset_present(admin: &mut PgConnection, opts: &BenchOptions) -> Result<bool, BenchError> {
+async fn dataset_present(
+    admin: &mut PgConnection,
+    opts: &BenchOptions,
+) -> Result<bool, BenchError> {
     let (docs, marked): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE metadata->>'bench' = $2) FROM documents WHERE tenant_id LIKE $1",
     )
@@ -505,10 +586,17 @@ async fn dataset_present(admin: &mut PgConnection, opts: &BenchOptions) -> Resul
 }
 
 /// Replaces the benchmark tenants and their documents in one transaction (see the module docs).
-async fn load(admin: &mut PgConnection, opts: &BenchOptions, vocab: &Arc<Vocabulary>) -> Result<(), BenchError> {
+async fn load(
+    admin: &mut PgConnection,
+    opts: &BenchOptions,
+    vocab: &Arc<Vocabulary>,
+) -> Result<(), BenchError> {
     let embedder = HashEmbedder::new(vocab.clone());
     let mut tx = admin.begin().await.map_err(db_err("begin the load"))?;
-    sqlx::query("SET LOCAL maintenance_work_mem = '1GB'").execute(&mut *tx).await.map_err(db_err("set memory"))?;
+    sqlx::query("SET LOCAL maintenance_work_mem = '1GB'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("set memory"))?;
     sqlx::query("DELETE FROM tenants WHERE id LIKE $1")
         .bind(format!("{TENANT_PREFIX}%"))
         .execute(&mut *tx)
@@ -553,7 +641,8 @@ async fn load(admin: &mut PgConnection, opts: &BenchOptions, vocab: &Arc<Vocabul
             .map_err(db_err("start COPY"))?;
         for t in 0..opts.tenants {
             let tenant = tenant_name(t);
-            let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_mul(1_000_003).wrapping_add(t as u64));
+            let mut rng =
+                StdRng::seed_from_u64(opts.seed.wrapping_mul(1_000_003).wrapping_add(t as u64));
             let mut buf = String::with_capacity(8 << 20);
             for n in 0..opts.docs_per_tenant {
                 let mut d = synthetic_doc(vocab, &mut rng, n);
@@ -580,22 +669,42 @@ async fn load(admin: &mut PgConnection, opts: &BenchOptions, vocab: &Arc<Vocabul
                 }
                 buf.push('\n');
                 if buf.len() > (4 << 20) {
-                    copy.send(std::mem::take(&mut buf).into_bytes()).await.map_err(db_err("send COPY data"))?;
+                    copy.send(std::mem::take(&mut buf).into_bytes())
+                        .await
+                        .map_err(db_err("send COPY data"))?;
                 }
             }
-            copy.send(buf.into_bytes()).await.map_err(db_err("send COPY data"))?;
-            eprintln!("bench: loaded tenant {tenant} ({} documents)", opts.docs_per_tenant);
+            copy.send(buf.into_bytes())
+                .await
+                .map_err(db_err("send COPY data"))?;
+            eprintln!(
+                "bench: loaded tenant {tenant} ({} documents)",
+                opts.docs_per_tenant
+            );
         }
         copy.finish().await.map_err(db_err("finish COPY"))?;
     }
-    eprintln!("bench: COPY took {:.1}s; rebuilding {} indexes", started.elapsed().as_secs_f64(), indexes.len());
+    eprintln!(
+        "bench: COPY took {:.1}s; rebuilding {} indexes",
+        started.elapsed().as_secs_f64(),
+        indexes.len()
+    );
     for (name, def) in &indexes {
         let t = Instant::now();
-        sqlx::query(def).execute(&mut *tx).await.map_err(db_err("rebuild an index"))?;
-        eprintln!("bench: index {name} built in {:.1}s", t.elapsed().as_secs_f64());
+        sqlx::query(def)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("rebuild an index"))?;
+        eprintln!(
+            "bench: index {name} built in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
     }
     tx.commit().await.map_err(db_err("commit the load"))?;
-    sqlx::query("VACUUM ANALYZE documents").execute(&mut *admin).await.map_err(db_err("vacuum"))?;
+    sqlx::query("VACUUM ANALYZE documents")
+        .execute(&mut *admin)
+        .await
+        .map_err(db_err("vacuum"))?;
     Ok(())
 }
 
@@ -637,8 +746,14 @@ async fn start_embedding_server(embedder: Arc<HashEmbedder>) -> Result<SocketAdd
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|source| BenchError::Setup { what: "the embedding server", source })?;
-    let addr = listener.local_addr().map_err(|source| BenchError::Setup { what: "the embedding server", source })?;
+        .map_err(|source| BenchError::Setup {
+            what: "the embedding server",
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| BenchError::Setup {
+        what: "the embedding server",
+        source,
+    })?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -675,18 +790,29 @@ async fn start_runtime(
 ) -> Result<Serving, BenchError> {
     let key = dev::generate();
     let jwks = dir.join(dev::JWKS_FILE);
-    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| BenchError::Setup { what: "the JWKS file", source })?;
+    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| BenchError::Setup {
+        what: "the JWKS file",
+        source,
+    })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|source| BenchError::Setup { what: "the runtime listener", source })?;
-    let addr = listener.local_addr().map_err(|source| BenchError::Setup { what: "the runtime listener", source })?;
+        .map_err(|source| BenchError::Setup {
+            what: "the runtime listener",
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| BenchError::Setup {
+        what: "the runtime listener",
+        source,
+    })?;
     let base = format!("http://{addr}");
     let url = format!("{base}/mcp");
     let embedding = match &embedding {
         QueryEmbedding::Server(addr) => {
             json!({ "provider": "openai", "endpoint": format!("http://{addr}/v1"), "model": MODEL })
         }
-        QueryEmbedding::Local(model_dir) => json!({ "provider": "local", "model_dir": model_dir, "model": MODEL }),
+        QueryEmbedding::Local(model_dir) => {
+            json!({ "provider": "local", "model_dir": model_dir, "model": MODEL })
+        }
     };
     // Parsed from JSON like a config file, so the defaults are the deployment's.
     let cfg: RuntimeConfig = serde_json::from_value(json!({
@@ -703,7 +829,9 @@ async fn start_runtime(
     let state = server::build_state(&cfg).await?;
     if state.embedder.model().is_none() {
         let status = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
-        return Err(BenchError::Options(format!("the runtime's embedding provider did not start: {status}")));
+        return Err(BenchError::Options(format!(
+            "the runtime's embedding provider did not start: {status}"
+        )));
     }
     let auth = state.auth.clone();
     let embedder = state.embedder.clone();
@@ -727,7 +855,15 @@ async fn start_runtime(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Serving { url, base, embedder, auth, tokens, shutdown, task })
+    Ok(Serving {
+        url,
+        base,
+        embedder,
+        auth,
+        tokens,
+        shutdown,
+        task,
+    })
 }
 
 // ---- the load generator -------------------------------------------------------------------------------------
@@ -741,15 +877,23 @@ struct WorkerResult {
 }
 
 /// Opens, for each worker, one session per tenant (every request then uses its tenant's session).
-async fn open_sessions(url: &str, tokens: &[String], workers: usize) -> Result<Vec<Vec<McpClient>>, BenchError> {
+async fn open_sessions(
+    url: &str,
+    tokens: &[String],
+    workers: usize,
+) -> Result<Vec<Vec<McpClient>>, BenchError> {
     let mut all = Vec::with_capacity(workers);
     for _ in 0..workers {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .build()
             .map_err(|e| BenchError::Options(format!("http client: {e}")))?;
-        let sessions =
-            futures::future::try_join_all(tokens.iter().map(|t| McpClient::connect(http.clone(), url, t))).await?;
+        let sessions = futures::future::try_join_all(
+            tokens
+                .iter()
+                .map(|t| McpClient::connect(http.clone(), url, t)),
+        )
+        .await?;
         all.push(sessions);
     }
     Ok(all)
@@ -791,15 +935,24 @@ pub struct FreshQueries {
 impl FreshQueries {
     pub fn new(vocabulary: Arc<Vocabulary>, seed: u64, pool: &[String]) -> Self {
         let seen = pool.iter().cloned().collect();
-        Self { vocabulary, state: std::sync::Mutex::new((StdRng::seed_from_u64(seed ^ 0xf2e5_49e7), seen)) }
+        Self {
+            vocabulary,
+            state: std::sync::Mutex::new((StdRng::seed_from_u64(seed ^ 0xf2e5_49e7), seen)),
+        }
     }
 
     pub fn next(&self) -> String {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (rng, seen) = &mut *state;
         loop {
             let k = rng.gen_range(2..=4);
-            let q = (0..k).map(|_| self.vocabulary.sample_content(rng, QUERY_SKIP_RANKS)).collect::<Vec<_>>().join(" ");
+            let q = (0..k)
+                .map(|_| self.vocabulary.sample_content(rng, QUERY_SKIP_RANKS))
+                .collect::<Vec<_>>()
+                .join(" ");
             if seen.insert(q.clone()) {
                 return q;
             }
@@ -868,7 +1021,12 @@ async fn drive(
     let workers: Vec<_> = sessions
         .into_iter()
         .enumerate()
-        .map(|(w, tenants)| (Arc::new(tenants), StdRng::seed_from_u64(seed.wrapping_add(w as u64 * 7919))))
+        .map(|(w, tenants)| {
+            (
+                Arc::new(tenants),
+                StdRng::seed_from_u64(seed.wrapping_add(w as u64 * 7919)),
+            )
+        })
         .collect();
     closed_loop(workers, duration, move |(tenants, mut rng): (Arc<Vec<McpClient>>, StdRng)| {
         let queries = queries.clone();
@@ -1010,19 +1168,28 @@ fn pgbench(
         .arg(format!("--time={}", opts.duration.as_secs().max(1)));
     for (i, s) in scripts.iter().enumerate() {
         let path = dir.join(format!("hybrid-{i}.sql"));
-        std::fs::write(&path, s).map_err(|source| BenchError::Setup { what: "a pgbench script", source })?;
+        std::fs::write(&path, s).map_err(|source| BenchError::Setup {
+            what: "a pgbench script",
+            source,
+        })?;
         cmd.arg(format!("--file={}@1", path.display()));
     }
     for d in defines {
         cmd.arg("--define").arg(d);
     }
     cmd.arg(runtime_url);
-    let out = cmd.output().map_err(|e| BenchError::Pgbench(format!("cannot run {}: {e}", bin.display())))?;
+    let out = cmd
+        .output()
+        .map_err(|e| BenchError::Pgbench(format!("cannot run {}: {e}", bin.display())))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(BenchError::Pgbench(format!("exit {}: {}", out.status, tail.join(" | "))));
+        return Err(BenchError::Pgbench(format!(
+            "exit {}: {}",
+            out.status,
+            tail.join(" | ")
+        )));
     }
     let field = |prefix: &str| {
         stdout
@@ -1033,9 +1200,13 @@ fn pgbench(
     };
     let failed = field("number of failed transactions: ").unwrap_or(0.0);
     if failed > 0.0 {
-        return Err(BenchError::Pgbench(format!("{failed} transactions failed: {}", stderr.lines().next().unwrap_or(""))));
+        return Err(BenchError::Pgbench(format!(
+            "{failed} transactions failed: {}",
+            stderr.lines().next().unwrap_or("")
+        )));
     }
-    let tps = field("tps = ").ok_or_else(|| BenchError::Pgbench(format!("no tps in its output: {stdout}")))?;
+    let tps = field("tps = ")
+        .ok_or_else(|| BenchError::Pgbench(format!("no tps in its output: {stdout}")))?;
     Ok((tps, field("latency average = ").unwrap_or(0.0)))
 }
 
@@ -1047,8 +1218,10 @@ fn runtime_url(opts: &BenchOptions) -> Result<String, BenchError> {
     }
     let mut url = reqwest::Url::parse(&opts.database_url)
         .map_err(|e| BenchError::Options(format!("--database-url is not a URL: {e}")))?;
-    url.set_username("paddock_runtime").map_err(|()| BenchError::Options("--database-url has no host".into()))?;
-    url.set_password(None).map_err(|()| BenchError::Options("--database-url has no host".into()))?;
+    url.set_username("paddock_runtime")
+        .map_err(|()| BenchError::Options("--database-url has no host".into()))?;
+    url.set_password(None)
+        .map_err(|()| BenchError::Options("--database-url has no host".into()))?;
     Ok(url.to_string())
 }
 
@@ -1070,7 +1243,10 @@ fn validate(opts: &BenchOptions) -> Result<(), BenchError> {
         return bad("--duration must be at least one second");
     }
     let weight_ok = |w: f64| (0.0..=10.0).contains(&w);
-    if !weight_ok(opts.lexical_weight) || !weight_ok(opts.vector_weight) || opts.lexical_weight + opts.vector_weight <= 0.0 {
+    if !weight_ok(opts.lexical_weight)
+        || !weight_ok(opts.vector_weight)
+        || opts.lexical_weight + opts.vector_weight <= 0.0
+    {
         return bad("the arm weights must be between 0 and 10, and one of them positive");
     }
     if let Some(dir) = &opts.model_dir {
@@ -1081,7 +1257,9 @@ fn validate(opts: &BenchOptions) -> Result<(), BenchError> {
             )));
         }
         if opts.vector_weight <= 0.0 {
-            return bad("--model-dir measures query embeddings; the vector arm's weight must be positive");
+            return bad(
+                "--model-dir measures query embeddings; the vector arm's weight must be positive",
+            );
         }
     }
     if !opts.pg_bin.join("pgbench").is_file() {
@@ -1094,7 +1272,10 @@ fn validate(opts: &BenchOptions) -> Result<(), BenchError> {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Runs the whole benchmark and returns the table's rows; progress goes to stderr.
@@ -1105,7 +1286,10 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("paddock-bench-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Setup { what: "a scratch directory", source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Setup {
+        what: "a scratch directory",
+        source,
+    })?;
     let result = run_in(&opts, &runtime_url, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -1115,22 +1299,35 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     let vocab = Arc::new(Vocabulary::new(30_000, opts.seed));
     let embedder = Arc::new(HashEmbedder::new(vocab.clone()));
 
-    let mut admin = PgConnection::connect(&opts.database_url).await.map_err(db_err("connect as admin"))?;
+    let mut admin = PgConnection::connect(&opts.database_url)
+        .await
+        .map_err(db_err("connect as admin"))?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(&opts.database_url)
         .await
         .map_err(db_err("connect as admin"))?;
-    db::MIGRATOR.run(&pool).await.map_err(|e| BenchError::Db { action: "migrate", source: e.into() })?;
+    db::MIGRATOR.run(&pool).await.map_err(|e| BenchError::Db {
+        action: "migrate",
+        source: e.into(),
+    })?;
     pool.close().await;
-    db::enable_login(&mut admin, "paddock_runtime").await.map_err(db_err("enable the runtime role"))?;
+    db::enable_login(&mut admin, "paddock_runtime")
+        .await
+        .map_err(db_err("enable the runtime role"))?;
     let mut loaded = None;
     if opts.reload || !dataset_present(&mut admin, opts).await? {
-        eprintln!("bench: loading {} tenants × {} documents", opts.tenants, opts.docs_per_tenant);
+        eprintln!(
+            "bench: loading {} tenants × {} documents",
+            opts.tenants, opts.docs_per_tenant
+        );
         let t = Instant::now();
         load(&mut admin, opts, &vocab).await?;
         loaded = Some(t.elapsed());
-        eprintln!("bench: data set loaded in {:.1}s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "bench: data set loaded in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
     } else {
         eprintln!("bench: the data set is already loaded");
     }
@@ -1152,7 +1349,9 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         Some(_) => raw_provider(&serving.embedder)?
             .embed(&queries, EmbedKind::Query)
             .await
-            .map_err(|e| BenchError::Options(format!("the local model failed to embed the queries: {e}")))?,
+            .map_err(|e| {
+                BenchError::Options(format!("the local model failed to embed the queries: {e}"))
+            })?,
         None => queries.iter().map(|q| embedder.embed(q)).collect(),
     };
     let weights = (opts.lexical_weight, opts.vector_weight);
@@ -1162,19 +1361,28 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     if !opts.warmup.is_zero() {
         eprintln!("bench: warming up for {}s", opts.warmup.as_secs_f64());
         let sessions = open_sessions(&serving.url, &serving.tokens, 8).await?;
-        let r = drive(sessions, pool.clone(), opts.warmup, opts.seed ^ 1, search_workload(opts)).await;
+        let r = drive(
+            sessions,
+            pool.clone(),
+            opts.warmup,
+            opts.seed ^ 1,
+            search_workload(opts),
+        )
+        .await;
         if r.errors > 0 {
-            eprintln!("bench: {} warm-up requests failed, first: {}", r.errors, r.first_error.unwrap_or_default());
+            eprintln!(
+                "bench: {} warm-up requests failed, first: {}",
+                r.errors,
+                r.first_error.unwrap_or_default()
+            );
         }
     }
     if opts.model_dir.is_some() {
         // Every pool query in the runtime's cache before the cached runs, whatever the warm-up reached.
         for q in queries.iter() {
-            serving
-                .embedder
-                .embed_query(q)
-                .await
-                .map_err(|e| BenchError::Options(format!("the runtime failed to embed a query: {e}")))?;
+            serving.embedder.embed_query(q).await.map_err(|e| {
+                BenchError::Options(format!("the runtime failed to embed a query: {e}"))
+            })?;
         }
     }
 
@@ -1190,13 +1398,25 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         let uncached = if opts.model_dir.is_some() {
             let raw = measure_model(&serving.embedder, &fresh, opts, c).await?;
             let before = cache_counters(&serving).await?;
-            let uncached = measure(&serving, &QuerySource::Fresh(fresh.clone()), opts, c, search_workload(opts)).await?;
+            let uncached = measure(
+                &serving,
+                &QuerySource::Fresh(fresh.clone()),
+                opts,
+                c,
+                search_workload(opts),
+            )
+            .await?;
             let delta = cache_counters(&serving).await?.since(before);
             eprintln!(
                 "bench: c={c}: raw model {:.1} queries/s; runtime uncached {:.1} req/s (p50 {:.1} ms, {} errors, \
                  {} degraded, cache {} hits / {} misses)",
-                raw.req_per_sec, uncached.req_per_sec, uncached.p50_ms, uncached.errors, uncached.degraded,
-                delta.hits, delta.misses
+                raw.req_per_sec,
+                uncached.req_per_sec,
+                uncached.p50_ms,
+                uncached.errors,
+                uncached.degraded,
+                delta.hits,
+                delta.misses
             );
             Some((raw, uncached, delta))
         } else {
@@ -1205,15 +1425,29 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         let before = cache_counters(&serving).await?;
         let mut row = measure(&serving, &pool, opts, c, search_workload(opts)).await?;
         let cached_cache = cache_counters(&serving).await?.since(before);
-        (row.pgbench_tps, row.pgbench_latency_ms) = pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
+        (row.pgbench_tps, row.pgbench_latency_ms) =
+            pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
         eprintln!(
             "bench: c={c}: {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded, cache hit rate {:.1}%); \
              pgbench {:.0} tps ({:.1} ms avg)",
-            row.req_per_sec, row.p50_ms, row.p99_ms, row.errors, row.degraded, 100.0 * cached_cache.hit_rate(),
-            row.pgbench_tps, row.pgbench_latency_ms
+            row.req_per_sec,
+            row.p50_ms,
+            row.p99_ms,
+            row.errors,
+            row.degraded,
+            100.0 * cached_cache.hit_rate(),
+            row.pgbench_tps,
+            row.pgbench_latency_ms
         );
         if let Some((raw, uncached, uncached_cache)) = uncached {
-            model.push(ModelRow { concurrency: c, raw, uncached, uncached_cache, cached: row.clone(), cached_cache });
+            model.push(ModelRow {
+                concurrency: c,
+                raw,
+                uncached,
+                uncached_cache,
+                cached: row.clone(),
+                cached_cache,
+            });
         }
         rows.push(row);
     }
@@ -1221,18 +1455,33 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     let mut ping = Vec::new();
     for &c in opts.concurrency.iter().filter(|_| opts.model_dir.is_none()) {
         let row = measure(&serving, &pool, opts, c, Workload::Ping).await?;
-        eprintln!("bench: ping c={c}: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)", row.req_per_sec, row.p50_ms, row.p99_ms);
+        eprintln!(
+            "bench: ping c={c}: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+            row.req_per_sec, row.p50_ms, row.p99_ms
+        );
         ping.push(row);
     }
     let verify_us = verify_cost(&serving).await?;
     let load_after = load_average();
     let _ = serving.shutdown.send(());
     let _ = serving.task.await;
-    Ok(Report { rows, documents_embedded, model, overhead: Overhead { ping, verify_us }, loaded, documents, load_before, load_after })
+    Ok(Report {
+        rows,
+        documents_embedded,
+        model,
+        overhead: Overhead { ping, verify_us },
+        loaded,
+        documents,
+        load_before,
+        load_after,
+    })
 }
 
 fn search_workload(opts: &BenchOptions) -> Workload {
-    Workload::HybridSearch { lexical: opts.lexical_weight, vector: opts.vector_weight }
+    Workload::HybridSearch {
+        lexical: opts.lexical_weight,
+        vector: opts.vector_weight,
+    }
 }
 
 /// One closed-loop run of `workload` at concurrency `c` (the pgbench fields are left at zero).
@@ -1245,7 +1494,14 @@ async fn measure(
 ) -> Result<Row, BenchError> {
     let sessions = open_sessions(&serving.url, &serving.tokens, c).await?;
     let t = Instant::now();
-    let r = drive(sessions, queries.clone(), opts.duration, opts.seed.wrapping_add(c as u64), workload).await;
+    let r = drive(
+        sessions,
+        queries.clone(),
+        opts.duration,
+        opts.seed.wrapping_add(c as u64),
+        workload,
+    )
+    .await;
     Ok(row(c, r, t.elapsed()))
 }
 
@@ -1265,7 +1521,9 @@ async fn measure_model(
         let (provider, fresh) = (provider.clone(), fresh.clone());
         async move {
             let query = fresh.next();
-            let r = provider.embed(std::slice::from_ref(&query), EmbedKind::Query).await;
+            let r = provider
+                .embed(std::slice::from_ref(&query), EmbedKind::Query)
+                .await;
             ((), r.map(|v| v.len() != 1).map_err(|e| e.to_string()))
         }
     })
@@ -1288,12 +1546,18 @@ async fn document_throughput(
             format!("{}\n{}", d.title, d.content)
         })
         .collect();
-    let fail = |e: crate::embed::EmbedError| BenchError::Options(format!("the local model failed on documents: {e}"));
+    let fail = |e: crate::embed::EmbedError| {
+        BenchError::Options(format!("the local model failed on documents: {e}"))
+    };
     let tokens = crate::embed::bench::token_counts(embedder, &texts).map_err(fail)?;
     let batch = crate::embed::EmbeddingConfig::default().batch_size;
     let cpu_before = process_cpu_seconds();
-    let t = crate::embed::bench::model_throughput(embedder, &texts, batch).await.map_err(fail)?;
-    let cpu = process_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let t = crate::embed::bench::model_throughput(embedder, &texts, batch)
+        .await
+        .map_err(fail)?;
+    let cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     Ok(DocumentThroughput {
         documents: t.texts,
         tokens_per_document: tokens.iter().sum::<usize>() as f64 / tokens.len().max(1) as f64,
@@ -1307,25 +1571,37 @@ async fn document_throughput(
 fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them, in ticks.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // The kernel reports these in USER_HZ, 100 on every Linux architecture the runtime builds for.
     Some(ticks / 100.0)
 }
 
-fn raw_provider(embedder: &crate::embed::Embedder) -> Result<Arc<dyn EmbeddingProvider>, BenchError> {
-    embedder.provider().cloned().ok_or_else(|| BenchError::Options("the runtime has no embedding provider".into()))
+fn raw_provider(
+    embedder: &crate::embed::Embedder,
+) -> Result<Arc<dyn EmbeddingProvider>, BenchError> {
+    embedder
+        .provider()
+        .cloned()
+        .ok_or_else(|| BenchError::Options("the runtime has no embedding provider".into()))
 }
 
 impl CacheDelta {
     fn since(self, before: CacheDelta) -> CacheDelta {
-        CacheDelta { hits: self.hits.saturating_sub(before.hits), misses: self.misses.saturating_sub(before.misses) }
+        CacheDelta {
+            hits: self.hits.saturating_sub(before.hits),
+            misses: self.misses.saturating_sub(before.misses),
+        }
     }
 }
 
 /// The runtime's query-cache counters, read from its `/metrics` as a scraper would.
 async fn cache_counters(serving: &Serving) -> Result<CacheDelta, BenchError> {
-    let fail = |e: String| BenchError::Options(format!("failed to read the runtime's metrics: {e}"));
+    let fail =
+        |e: String| BenchError::Options(format!("failed to read the runtime's metrics: {e}"));
     let body = reqwest::get(format!("{}/metrics", serving.base))
         .await
         .and_then(reqwest::Response::error_for_status)
@@ -1350,7 +1626,10 @@ async fn cache_counters(serving: &Serving) -> Result<CacheDelta, BenchError> {
 fn row(c: usize, mut r: WorkerResult, elapsed: Duration) -> Row {
     let elapsed = elapsed.as_secs_f64();
     if let Some(e) = &r.first_error {
-        eprintln!("bench: {} requests failed at concurrency {c}, first: {e}", r.errors);
+        eprintln!(
+            "bench: {} requests failed at concurrency {c}, first: {e}",
+            r.errors
+        );
     }
     r.latencies_us.sort_unstable();
     Row {
@@ -1395,7 +1674,10 @@ mod tests {
     #[test]
     fn placeholders_are_rewritten_whole() {
         let sql = "SELECT $1, $10, $2::int, '$x', 3$";
-        assert_eq!(substitute_placeholders(sql, |n| format!("<{n}>")), "SELECT <1>, <10>, <2>::int, '$x', 3$");
+        assert_eq!(
+            substitute_placeholders(sql, |n| format!("<{n}>")),
+            "SELECT <1>, <10>, <2>::int, '$x', 3$"
+        );
         assert_eq!(placeholders(sql), 10);
     }
 
@@ -1403,8 +1685,12 @@ mod tests {
     fn hybrid_sql_and_its_text_binds_agree() {
         let vocab = Vocabulary::new(1000, 1);
         let q = queries(&vocab, 2, 1);
-        let v: Vec<Vec<f32>> = q.iter().map(|q| HashEmbedder::new(Arc::new(Vocabulary::new(1000, 1))).embed(q)).collect();
-        let (scripts, defines) = pgbench_scripts(&q, &v, 10, (1.0, 1.0)).expect("the binds match the statement");
+        let v: Vec<Vec<f32>> = q
+            .iter()
+            .map(|q| HashEmbedder::new(Arc::new(Vocabulary::new(1000, 1))).embed(q))
+            .collect();
+        let (scripts, defines) =
+            pgbench_scripts(&q, &v, 10, (1.0, 1.0)).expect("the binds match the statement");
         assert_eq!(scripts.len(), 2);
         assert!(!scripts[0].contains('$'), "{}", scripts[0]);
         assert!(defines.iter().any(|d| d.starts_with("q1_1=")));

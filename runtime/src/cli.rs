@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::config::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "paddock-runtime", version, about = "Paddock runtime: MCP tools and A2A tasks for one or more tenants")]
+#[command(
+    name = "paddock-runtime",
+    version,
+    about = "Paddock runtime: MCP tools and A2A tasks for one or more tenants"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -161,9 +165,16 @@ pub enum BenchEmbedding {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

@@ -32,7 +32,11 @@ pub struct McpClient {
 
 impl McpClient {
     /// Initializes a session (newest protocol version) and sends `notifications/initialized`.
-    pub async fn connect(http: reqwest::Client, url: &str, token: &str) -> Result<Self, ClientError> {
+    pub async fn connect(
+        http: reqwest::Client,
+        url: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
         let mut c = Self {
             http,
             url: url.to_owned(),
@@ -42,9 +46,11 @@ impl McpClient {
             next_id: AtomicI64::new(1),
         };
         let resp = c
-            .post(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            .post(
+                &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
                 "protocolVersion": SUPPORTED_VERSIONS[0], "capabilities": {},
-                "clientInfo": {"name": "paddock-runtime", "version": env!("CARGO_PKG_VERSION")}}}))
+                "clientInfo": {"name": "paddock-runtime", "version": env!("CARGO_PKG_VERSION")}}}),
+            )
             .await?;
         let session = resp
             .headers()
@@ -53,11 +59,19 @@ impl McpClient {
             .ok_or_else(|| ClientError::Protocol("initialize returned no session id".into()))?
             .to_owned();
         let body = Self::json(resp).await?;
-        c.version = body["result"]["protocolVersion"].as_str().unwrap_or(SUPPORTED_VERSIONS[0]).to_owned();
+        c.version = body["result"]["protocolVersion"]
+            .as_str()
+            .unwrap_or(SUPPORTED_VERSIONS[0])
+            .to_owned();
         c.session = session;
-        let r = c.post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await?;
+        let r = c
+            .post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await?;
         if r.status() != reqwest::StatusCode::ACCEPTED {
-            return Err(ClientError::Status { status: r.status().as_u16(), body: r.text().await.unwrap_or_default() });
+            return Err(ClientError::Status {
+                status: r.status().as_u16(),
+                body: r.text().await.unwrap_or_default(),
+            });
         }
         Ok(c)
     }
@@ -70,16 +84,27 @@ impl McpClient {
             .header("accept", "application/json, text/event-stream")
             .json(body);
         if !self.session.is_empty() {
-            req = req.header(SESSION_HEADER, &self.session).header(VERSION_HEADER, &self.version);
+            req = req
+                .header(SESSION_HEADER, &self.session)
+                .header(VERSION_HEADER, &self.version);
         }
-        req.send().await.map_err(|source| ClientError::Http { url: self.url.clone(), source })
+        req.send().await.map_err(|source| ClientError::Http {
+            url: self.url.clone(),
+            source,
+        })
     }
 
     async fn json(resp: reqwest::Response) -> Result<Value, ClientError> {
         let status = resp.status();
-        let text = resp.text().await.map_err(|source| ClientError::Http { url: String::new(), source })?;
+        let text = resp.text().await.map_err(|source| ClientError::Http {
+            url: String::new(),
+            source,
+        })?;
         if !status.is_success() {
-            return Err(ClientError::Status { status: status.as_u16(), body: text });
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body: text,
+            });
         }
         serde_json::from_str(&text).map_err(|e| ClientError::Protocol(format!("invalid JSON: {e}")))
     }
@@ -87,7 +112,11 @@ impl McpClient {
     /// One JSON-RPC request → its `result`.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = Self::json(self.post(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})).await?).await?;
+        let body = Self::json(
+            self.post(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}))
+                .await?,
+        )
+        .await?;
         if let Some(e) = body.get("error") {
             return Err(ClientError::Rpc {
                 code: e["code"].as_i64().unwrap_or(0),
@@ -99,10 +128,15 @@ impl McpClient {
 
     /// `tools/call` → the tool's `structuredContent`; an `isError` result becomes [`ClientError::Tool`].
     pub async fn call_tool(&self, tool: &str, arguments: Value) -> Result<Value, ClientError> {
-        let r = self.request("tools/call", json!({"name": tool, "arguments": arguments})).await?;
+        let r = self
+            .request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await?;
         if r["isError"] == Value::Bool(true) {
             let message = r["content"][0]["text"].as_str().unwrap_or("").to_owned();
-            return Err(ClientError::Tool { tool: tool.to_owned(), message });
+            return Err(ClientError::Tool {
+                tool: tool.to_owned(),
+                message,
+            });
         }
         Ok(r["structuredContent"].clone())
     }

@@ -7,7 +7,9 @@ use std::{path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{app::Settings, auth::AuthConfig, db::DbConfig, embed::EmbeddingConfig, tools::SearchSettings};
+use crate::{
+    app::Settings, auth::AuthConfig, db::DbConfig, embed::EmbeddingConfig, tools::SearchSettings,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +50,11 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 16, acquire_timeout_ms: 3000 }
+        Self {
+            url: None,
+            max_connections: 16,
+            acquire_timeout_ms: 3000,
+        }
     }
 }
 
@@ -65,7 +71,11 @@ pub struct McpConfig {
 impl Default for McpConfig {
     fn default() -> Self {
         let s = Settings::default();
-        Self { tools: s.tools, tools_page_size: s.tools_page_size, allowed_origins: s.allowed_origins }
+        Self {
+            tools: s.tools,
+            tools_page_size: s.tools_page_size,
+            allowed_origins: s.allowed_origins,
+        }
     }
 }
 
@@ -87,7 +97,13 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         let s = SearchSettings::default();
-        Self { rrf_k: s.rrf_k, depth: s.depth, fusion: s.fusion, alpha: s.alpha, bm25: s.bm25 }
+        Self {
+            rrf_k: s.rrf_k,
+            depth: s.depth,
+            fusion: s.fusion,
+            alpha: s.alpha,
+            bm25: s.bm25,
+        }
     }
 }
 
@@ -101,7 +117,10 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         let s = Settings::default();
-        Self { max_body_bytes: s.max_body_bytes, request_timeout_ms: s.request_timeout.as_millis() as u64 }
+        Self {
+            max_body_bytes: s.max_body_bytes,
+            request_timeout_ms: s.request_timeout.as_millis() as u64,
+        }
     }
 }
 
@@ -116,7 +135,10 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("failed to read config file {path}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("failed to parse config file {path}: {reason}")]
     Parse { path: String, reason: String },
     #[error("no database URL: set PADDOCK_DATABASE_URL or database.url")]
@@ -128,7 +150,10 @@ pub enum ConfigError {
 impl RuntimeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
         let cfg = Self::parse(&text).map_err(|reason| ConfigError::Parse { path: p, reason })?;
         cfg.validate()?;
         Ok(cfg)
@@ -144,23 +169,35 @@ impl RuntimeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         for t in &self.mcp.tools {
             if crate::tools::find(t).is_none() {
-                return Err(ConfigError::Invalid(format!("mcp.tools: unknown tool {t:?}")));
+                return Err(ConfigError::Invalid(format!(
+                    "mcp.tools: unknown tool {t:?}"
+                )));
             }
         }
         if !(1.0..=10_000.0).contains(&self.search.rrf_k) {
-            return Err(ConfigError::Invalid("search.rrf_k must be between 1 and 10000".into()));
+            return Err(ConfigError::Invalid(
+                "search.rrf_k must be between 1 and 10000".into(),
+            ));
         }
         if !(1..=1000).contains(&self.search.depth) {
-            return Err(ConfigError::Invalid("search.depth must be between 1 and 1000".into()));
+            return Err(ConfigError::Invalid(
+                "search.depth must be between 1 and 1000".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.search.alpha) {
-            return Err(ConfigError::Invalid("search.alpha must be between 0 and 1".into()));
+            return Err(ConfigError::Invalid(
+                "search.alpha must be between 0 and 1".into(),
+            ));
         }
         self.search.bm25.validate().map_err(ConfigError::Invalid)?;
         if self.auth.issuers.is_empty() {
-            return Err(ConfigError::Invalid("auth.issuers must name at least one issuer".into()));
+            return Err(ConfigError::Invalid(
+                "auth.issuers must name at least one issuer".into(),
+            ));
         }
-        self.a2a.settings(&self.auth.resource).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.a2a
+            .settings(&self.auth.resource)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::a2a::Llm::from_config(&self.llm).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
@@ -214,7 +251,8 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.mcp.tools, ["search"]);
         assert_eq!(cfg.log_format, LogFormat::Json);
-        let bad = RuntimeConfig::parse("auth: {resource: r, issuers: []}\nsurprise: 1\n").unwrap_err();
+        let bad =
+            RuntimeConfig::parse("auth: {resource: r, issuers: []}\nsurprise: 1\n").unwrap_err();
         assert!(bad.contains("surprise"), "{bad}");
         let mut no_tools = cfg.clone();
         no_tools.mcp.tools = vec!["drop_tables".into()];

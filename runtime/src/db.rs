@@ -26,12 +26,21 @@ pub async fn enable_login(conn: &mut sqlx::PgConnection, role: &str) -> Result<(
     loop {
         attempt += 1;
         let can: Option<bool> =
-            sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1").bind(role).fetch_optional(&mut *conn).await?;
+            sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+                .bind(role)
+                .fetch_optional(&mut *conn)
+                .await?;
         if can == Some(true) {
             return Ok(());
         }
-        match sqlx::query(&format!("ALTER ROLE {quoted} LOGIN")).execute(&mut *conn).await {
-            Err(e) if attempt < 10 && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("XX000") => {
+        match sqlx::query(&format!("ALTER ROLE {quoted} LOGIN"))
+            .execute(&mut *conn)
+            .await
+        {
+            Err(e)
+                if attempt < 10
+                    && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("XX000") =>
+            {
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
             other => return other.map(drop),
@@ -46,7 +55,11 @@ pub struct TenantId(String);
 impl TenantId {
     /// Accepts only DNS-1123 labels, so an id can never carry quotes, spaces or SQL.
     pub fn parse(s: &str) -> Result<Self, InvalidTenantId> {
-        if crate::auth::is_dns1123_label(s) { Ok(Self(s.to_owned())) } else { Err(InvalidTenantId) }
+        if crate::auth::is_dns1123_label(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidTenantId)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -85,7 +98,10 @@ impl DbError {
         };
         matches!(
             e,
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
         ) || e
             .as_database_error()
             .and_then(|d| d.code())
@@ -124,7 +140,10 @@ impl Db {
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool, pinned: Arc::default() }
+        Self {
+            pool,
+            pinned: Arc::default(),
+        }
     }
 
     /// The tenant this runtime's login role belongs to, when it logs in as a tenant's own role (a ToolServer
@@ -134,9 +153,11 @@ impl Db {
         let pinned = self
             .pinned
             .get_or_try_init(|| async {
-                sqlx::query_scalar("SELECT tenant_id FROM tenant_roles WHERE role_name = session_user")
-                    .fetch_optional(&self.pool)
-                    .await
+                sqlx::query_scalar(
+                    "SELECT tenant_id FROM tenant_roles WHERE role_name = session_user",
+                )
+                .fetch_optional(&self.pool)
+                .await
             })
             .await?;
         Ok(pinned.as_deref())
@@ -154,7 +175,10 @@ impl Db {
         .execute(&mut *tx)
         .await
         .map_err(DbError::Begin)?;
-        Ok(TenantTx { tx, tenant: tenant.clone() })
+        Ok(TenantTx {
+            tx,
+            tenant: tenant.clone(),
+        })
     }
 
     /// One round trip: `SELECT 1`.
@@ -211,7 +235,16 @@ mod tests {
         for ok in ["acme", "a", "acme-legal", "t0", &"a".repeat(63)] {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-acme", "acme-", "Acme", "acme'; DROP TABLE tenants;--", "a b", "a_b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-acme",
+            "acme-",
+            "Acme",
+            "acme'; DROP TABLE tenants;--",
+            "a b",
+            "a_b",
+            &"a".repeat(64),
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -53,14 +53,16 @@ pub async fn get(tx: &mut TenantTx, id: &str) -> Result<Option<Document>, DbErro
     .bind(id)
     .fetch_optional(tx.conn())
     .await?;
-    Ok(row.map(|(id, title, content, metadata, embedded, updated_at)| Document {
-        id,
-        title,
-        content,
-        metadata,
-        embedded,
-        updated_at,
-    }))
+    Ok(row.map(
+        |(id, title, content, metadata, embedded, updated_at)| Document {
+            id,
+            title,
+            content,
+            metadata,
+            embedded,
+            updated_at,
+        },
+    ))
 }
 
 /// Keyset pagination by id: returns up to `limit` documents with id > `after`.
@@ -82,7 +84,12 @@ pub async fn list(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, title, metadata, updated_at)| DocumentSummary { id, title, metadata, updated_at })
+        .map(|(id, title, metadata, updated_at)| DocumentSummary {
+            id,
+            title,
+            metadata,
+            updated_at,
+        })
         .collect())
 }
 
@@ -129,7 +136,10 @@ pub async fn upsert(
 
 /// Deletes one document of the current tenant; false when there was none (or it belongs to another tenant).
 pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<bool, DbError> {
-    let r = sqlx::query("DELETE FROM documents WHERE id = $1").bind(id).execute(tx.conn()).await?;
+    let r = sqlx::query("DELETE FROM documents WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
     Ok(r.rows_affected() > 0)
 }
 

@@ -60,15 +60,28 @@ pub enum EvalError {
     #[error("invalid options: {0}")]
     Options(String),
     #[error("failed to read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {reason}")]
-    Parse { path: PathBuf, line: usize, reason: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("failed to {action}: {source}")]
-    Db { action: &'static str, source: sqlx::Error },
+    Db {
+        action: &'static str,
+        source: sqlx::Error,
+    },
     #[error("failed to migrate the evaluation database: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("failed to set up {what}: {source}")]
-    Setup { what: &'static str, source: std::io::Error },
+    Setup {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("failed to start the runtime: {0}")]
     Start(#[from] server::StartError),
     #[error("failed to mint a token: {0}")]
@@ -79,12 +92,29 @@ pub enum EvalError {
     Client(#[from] ClientError),
     #[error("ingestion failed: {0}")]
     Ingest(#[from] ingest::IngestError),
-    #[error("embedding stalled: {pending} of {total} documents still without a vector after {seconds:.0} s")]
-    EmbeddingStalled { pending: i64, total: i64, seconds: f64 },
+    #[error(
+        "embedding stalled: {pending} of {total} documents still without a vector after {seconds:.0} s"
+    )]
+    EmbeddingStalled {
+        pending: i64,
+        total: i64,
+        seconds: f64,
+    },
     #[error("{mode} search of query {query:?} was degraded: {reason}")]
-    Degraded { mode: &'static str, query: String, reason: String },
-    #[error("{mode} search of query {query:?}: the tool's top ten {tool:?} differ from the direct call's {direct:?}")]
-    PathsDisagree { mode: &'static str, query: String, tool: Vec<String>, direct: Vec<String> },
+    Degraded {
+        mode: &'static str,
+        query: String,
+        reason: String,
+    },
+    #[error(
+        "{mode} search of query {query:?}: the tool's top ten {tool:?} differ from the direct call's {direct:?}"
+    )]
+    PathsDisagree {
+        mode: &'static str,
+        query: String,
+        tool: Vec<String>,
+        direct: Vec<String>,
+    },
     #[error("unexpected hybrid_search answer: {0}")]
     Answer(String),
     #[error("direct search failed: {0}")]
@@ -107,11 +137,18 @@ pub fn ndcg_at(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
         .iter()
         .take(k)
         .enumerate()
-        .map(|(i, id)| f64::from(judged.get(id).copied().unwrap_or(0).max(0)) / (i as f64 + 2.0).log2())
+        .map(|(i, id)| {
+            f64::from(judged.get(id).copied().unwrap_or(0).max(0)) / (i as f64 + 2.0).log2()
+        })
         .sum();
     let mut ideal: Vec<i32> = judged.values().copied().filter(|g| *g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, g)| f64::from(*g) / (i as f64 + 2.0).log2()).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, g)| f64::from(*g) / (i as f64 + 2.0).log2())
+        .sum();
     if idcg > 0.0 { dcg / idcg } else { 0.0 }
 }
 
@@ -121,7 +158,11 @@ pub fn recall_at(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
     if relevant == 0 {
         return 0.0;
     }
-    let found = ranked.iter().take(k).filter(|id| judged.get(*id).is_some_and(|g| *g > 0)).count();
+    let found = ranked
+        .iter()
+        .take(k)
+        .filter(|id| judged.get(*id).is_some_and(|g| *g > 0))
+        .count();
     found as f64 / relevant as f64
 }
 
@@ -143,7 +184,10 @@ pub struct Scores {
 }
 
 /// Averages over the queries of `qrels` (each must have a ranking; a missing one counts as empty).
-pub fn score(rankings: &BTreeMap<String, Vec<String>>, qrels: &BTreeMap<String, Judgments>) -> Scores {
+pub fn score(
+    rankings: &BTreeMap<String, Vec<String>>,
+    qrels: &BTreeMap<String, Judgments>,
+) -> Scores {
     let n = qrels.len().max(1) as f64;
     let empty = Vec::new();
     let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
@@ -153,7 +197,11 @@ pub fn score(rankings: &BTreeMap<String, Vec<String>>, qrels: &BTreeMap<String, 
         recall += recall_at(ranked, judged, 100);
         mrr += mrr_at(ranked, judged, 10);
     }
-    Scores { ndcg10: ndcg / n, recall100: recall / n, mrr10: mrr / n }
+    Scores {
+        ndcg10: ndcg / n,
+        recall100: recall / n,
+        mrr10: mrr / n,
+    }
 }
 
 // ---- the collection -----------------------------------------------------------------------------------------
@@ -177,13 +225,22 @@ struct QueryRow {
 }
 
 fn read(path: &Path) -> Result<String, EvalError> {
-    std::fs::read_to_string(path).map_err(|source| EvalError::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| EvalError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv` (header `query-id corpus-id score`).
 pub fn load_collection(dir: &Path, split: &str) -> Result<Collection, EvalError> {
-    if split.is_empty() || !split.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(EvalError::Options(format!("--split {split:?} must be a plain name like test or dev")));
+    if split.is_empty()
+        || !split
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(EvalError::Options(format!(
+            "--split {split:?} must be a plain name like test or dev"
+        )));
     }
     let corpus = ingest::read_jsonl(&dir.join("corpus.jsonl"))?;
     let qpath = dir.join("queries.jsonl");
@@ -192,8 +249,11 @@ pub fn load_collection(dir: &Path, split: &str) -> Result<Collection, EvalError>
         if line.trim().is_empty() {
             continue;
         }
-        let q: QueryRow = serde_json::from_str(line)
-            .map_err(|e| EvalError::Parse { path: qpath.clone(), line: i + 1, reason: e.to_string() })?;
+        let q: QueryRow = serde_json::from_str(line).map_err(|e| EvalError::Parse {
+            path: qpath.clone(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
         texts.insert(q.id, q.text);
     }
     let rpath = dir.join("qrels").join(format!("{split}.tsv"));
@@ -206,12 +266,25 @@ pub fn load_collection(dir: &Path, split: &str) -> Result<Collection, EvalError>
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| EvalError::Parse { path: rpath.clone(), line: i + 1, reason };
-        let [q, d, g] = fields[..] else {
-            return Err(bad(format!("expected 3 tab-separated fields, found {}", fields.len())));
+        let bad = |reason: String| EvalError::Parse {
+            path: rpath.clone(),
+            line: i + 1,
+            reason,
         };
-        let grade: i32 = g.trim().parse().map_err(|_| bad(format!("grade {g:?} is not an integer")))?;
-        judged.entry(q.to_owned()).or_default().insert(d.to_owned(), grade);
+        let [q, d, g] = fields[..] else {
+            return Err(bad(format!(
+                "expected 3 tab-separated fields, found {}",
+                fields.len()
+            )));
+        };
+        let grade: i32 = g
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("grade {g:?} is not an integer")))?;
+        judged
+            .entry(q.to_owned())
+            .or_default()
+            .insert(d.to_owned(), grade);
     }
     let mut queries = BTreeMap::new();
     let mut qrels = BTreeMap::new();
@@ -226,9 +299,17 @@ pub fn load_collection(dir: &Path, split: &str) -> Result<Collection, EvalError>
         }
     }
     if queries.is_empty() {
-        return Err(EvalError::Options(format!("{} holds no judged query found in queries.jsonl", rpath.display())));
+        return Err(EvalError::Options(format!(
+            "{} holds no judged query found in queries.jsonl",
+            rpath.display()
+        )));
     }
-    Ok(Collection { corpus, queries, qrels, skipped_queries: skipped })
+    Ok(Collection {
+        corpus,
+        queries,
+        qrels,
+        skipped_queries: skipped,
+    })
 }
 
 // ---- options and report -------------------------------------------------------------------------------------
@@ -309,7 +390,10 @@ impl EvalReport {
         );
         match self.searchable_seconds {
             Some(t) => {
-                let _ = writeln!(out, "; every document embedded and searchable after {t:.1} s");
+                let _ = writeln!(
+                    out,
+                    "; every document embedded and searchable after {t:.1} s"
+                );
             }
             None => {
                 let _ = writeln!(out, "; no embedding model, lexical arm only");
@@ -325,7 +409,10 @@ impl EvalReport {
             s.bm25.b,
             s.depth
         );
-        let _ = writeln!(out, "\n| mode | nDCG@10 | recall@100 | MRR@10 | p50 ms | p95 ms |");
+        let _ = writeln!(
+            out,
+            "\n| mode | nDCG@10 | recall@100 | MRR@10 | p50 ms | p95 ms |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for m in &self.modes {
             let _ = writeln!(
@@ -356,11 +443,18 @@ impl EvalReport {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn random_suffix() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(10).map(|c| char::from(c).to_ascii_lowercase()).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(10)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect()
 }
 
 /// Names and credentials of one run's scratch resources. The names are generated here (lowercase letters and
@@ -376,8 +470,17 @@ impl Scratch {
     fn new() -> Self {
         let suffix = random_suffix();
         let tenant = TenantId::parse(&format!("eval-{suffix}")).expect("a DNS label");
-        let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
-        Self { database: format!("paddock_eval_{suffix}"), role: format!("paddock_eval_{suffix}"), password, tenant }
+        let password: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        Self {
+            database: format!("paddock_eval_{suffix}"),
+            role: format!("paddock_eval_{suffix}"),
+            password,
+            tenant,
+        }
     }
 }
 
@@ -390,11 +493,18 @@ pub async fn run(opts: EvalOptions) -> Result<EvalReport, EvalError> {
         ));
     }
     if !(1..=64).contains(&opts.concurrency) {
-        return Err(EvalError::Options("--concurrency must be between 1 and 64".into()));
+        return Err(EvalError::Options(
+            "--concurrency must be between 1 and 64".into(),
+        ));
     }
     let s = &opts.search;
-    if !(1.0..=10_000.0).contains(&s.rrf_k) || !(0.0..=1.0).contains(&s.alpha) || !(1..=1000).contains(&s.depth) {
-        return Err(EvalError::Options("rrf k must be 1-10000, alpha 0-1 and depth 1-1000".into()));
+    if !(1.0..=10_000.0).contains(&s.rrf_k)
+        || !(0.0..=1.0).contains(&s.alpha)
+        || !(1..=1000).contains(&s.depth)
+    {
+        return Err(EvalError::Options(
+            "rrf k must be 1-10000, alpha 0-1 and depth 1-1000".into(),
+        ));
     }
     s.bm25.validate().map_err(EvalError::Options)?;
     let collection = load_collection(&opts.beir, &opts.split)?;
@@ -407,7 +517,9 @@ pub async fn run(opts: EvalOptions) -> Result<EvalReport, EvalError> {
     let admin_opts = PgConnectOptions::from_str(&opts.database_url)
         .map_err(|e| EvalError::Options(format!("--database-url: {e}")))?;
     let scratch = Scratch::new();
-    let mut admin = PgConnection::connect_with(&admin_opts).await.map_err(db_err("connect as admin"))?;
+    let mut admin = PgConnection::connect_with(&admin_opts)
+        .await
+        .map_err(db_err("connect as admin"))?;
     sqlx::query(&format!("CREATE DATABASE {}", scratch.database))
         .execute(&mut admin)
         .await
@@ -417,15 +529,21 @@ pub async fn run(opts: EvalOptions) -> Result<EvalReport, EvalError> {
     let dropped = drop_scratch(&mut admin, &scratch).await;
     let report = result?;
     dropped?;
-    eprintln!("eval: dropped database {} and role {}", scratch.database, scratch.role);
+    eprintln!(
+        "eval: dropped database {} and role {}",
+        scratch.database, scratch.role
+    );
     Ok(report)
 }
 
 async fn drop_scratch(admin: &mut PgConnection, scratch: &Scratch) -> Result<(), EvalError> {
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", scratch.database))
-        .execute(&mut *admin)
-        .await
-        .map_err(db_err("drop the evaluation database"))?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        scratch.database
+    ))
+    .execute(&mut *admin)
+    .await
+    .map_err(db_err("drop the evaluation database"))?;
     sqlx::query(&format!("DROP ROLE IF EXISTS {}", scratch.role))
         .execute(&mut *admin)
         .await
@@ -448,7 +566,10 @@ async fn run_in(
     provision(&admin, scratch).await?;
 
     let dir = std::env::temp_dir().join(format!("paddock-eval-{}", random_suffix()));
-    std::fs::create_dir_all(&dir).map_err(|source| EvalError::Setup { what: "a scratch directory", source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| EvalError::Setup {
+        what: "a scratch directory",
+        source,
+    })?;
     let result = serve_and_measure(opts, collection, &admin, scratch, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     admin.close().await;
@@ -482,8 +603,8 @@ async fn provision(admin: &PgPool, scratch: &Scratch) -> Result<(), EvalError> {
 
 /// The tenant role's URL: the admin URL with user, password and database replaced.
 fn tenant_url(database_url: &str, scratch: &Scratch) -> Result<String, EvalError> {
-    let mut url =
-        reqwest::Url::parse(database_url).map_err(|e| EvalError::Options(format!("--database-url is not a URL: {e}")))?;
+    let mut url = reqwest::Url::parse(database_url)
+        .map_err(|e| EvalError::Options(format!("--database-url is not a URL: {e}")))?;
     let no_host = |()| EvalError::Options("--database-url has no host".into());
     url.set_username(&scratch.role).map_err(no_host)?;
     url.set_password(Some(&scratch.password)).map_err(no_host)?;
@@ -500,11 +621,20 @@ async fn serve_and_measure(
 ) -> Result<EvalReport, EvalError> {
     let key = dev::generate();
     let jwks = dir.join(dev::JWKS_FILE);
-    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| EvalError::Setup { what: "the JWKS file", source })?;
+    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| EvalError::Setup {
+        what: "the JWKS file",
+        source,
+    })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|source| EvalError::Setup { what: "the runtime listener", source })?;
-    let addr = listener.local_addr().map_err(|source| EvalError::Setup { what: "the runtime listener", source })?;
+        .map_err(|source| EvalError::Setup {
+            what: "the runtime listener",
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| EvalError::Setup {
+        what: "the runtime listener",
+        source,
+    })?;
     let url = format!("http://{addr}/mcp");
     let s = &opts.search;
     let mut cfg = json!({
@@ -524,20 +654,27 @@ async fn serve_and_measure(
         cfg["embedding"] = json!({ "provider": "local", "model_dir": model_dir });
     }
     // Parsed like a config file, so every other setting is the deployment's default.
-    let cfg: RuntimeConfig =
-        serde_json::from_value(cfg).map_err(|e| EvalError::Options(format!("runtime config: {e}")))?;
+    let cfg: RuntimeConfig = serde_json::from_value(cfg)
+        .map_err(|e| EvalError::Options(format!("runtime config: {e}")))?;
     let state = server::build_state(&cfg).await?;
     if let Some(model_dir) = &opts.model_dir {
         if state.embedder.model().is_none() {
             let reason = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
-            return Err(EvalError::Model { dir: model_dir.clone(), reason });
+            return Err(EvalError::Model {
+                dir: model_dir.clone(),
+                reason,
+            });
         }
     }
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app::serve(listener, app::app(state.clone()), async {
         let _ = rx.await;
     }));
-    let indexer = tokio::spawn(indexer::run(state.db.clone(), state.embedder.clone(), state.indexer.clone()));
+    let indexer = tokio::spawn(indexer::run(
+        state.db.clone(),
+        state.embedder.clone(),
+        state.indexer.clone(),
+    ));
     let result = measure(opts, collection, admin, scratch, &key, &url, &state).await;
     indexer.abort();
     let _ = shutdown.send(());
@@ -573,7 +710,10 @@ async fn measure(
     let documents = corpus.len();
     let started = Instant::now();
     let ingested = ingest::ingest(&client, corpus, opts.concurrency).await?;
-    eprintln!("eval: ingested {documents} documents in {:.1} s", ingested.seconds);
+    eprintln!(
+        "eval: ingested {documents} documents in {:.1} s",
+        ingested.seconds
+    );
     let searchable_seconds = match state.embedder.model() {
         Some(model) => {
             wait_for_embeddings(admin, model, started, opts.stall_timeout).await?;
@@ -592,12 +732,24 @@ async fn measure(
         plans.push(("hybrid", 1.0, 1.0));
     }
     for (mode, lexical, vector) in plans {
-        let m = run_mode(&client, state, &scratch.tenant, &collection, mode, lexical, vector).await?;
+        let m = run_mode(
+            &client,
+            state,
+            &scratch.tenant,
+            &collection,
+            mode,
+            lexical,
+            vector,
+        )
+        .await?;
         eprintln!("eval: {mode}: nDCG@10 {:.4}", m.scores.ndcg10);
         modes.push(m);
     }
-    let sweep =
-        if opts.sweep { sweep(state, &scratch.tenant, &collection, vector_available).await? } else { Vec::new() };
+    let sweep = if opts.sweep {
+        sweep(state, &scratch.tenant, &collection, vector_available).await?
+    } else {
+        Vec::new()
+    };
     Ok(EvalReport {
         collection: opts.beir.display().to_string(),
         split: opts.split.clone(),
@@ -613,7 +765,12 @@ async fn measure(
 }
 
 /// Polls until no document lacks a vector from `model`; fails if the count stops falling for `stall`.
-async fn wait_for_embeddings(admin: &PgPool, model: &str, started: Instant, stall: Duration) -> Result<(), EvalError> {
+async fn wait_for_embeddings(
+    admin: &PgPool,
+    model: &str,
+    started: Instant,
+    stall: Duration,
+) -> Result<(), EvalError> {
     let mut last = (i64::MAX, Instant::now());
     loop {
         let (pending, total): (i64, i64) = sqlx::query_as(
@@ -629,7 +786,11 @@ async fn wait_for_embeddings(admin: &PgPool, model: &str, started: Instant, stal
         if pending < last.0 {
             last = (pending, Instant::now());
         } else if last.1.elapsed() > stall {
-            return Err(EvalError::EmbeddingStalled { pending, total, seconds: started.elapsed().as_secs_f64() });
+            return Err(EvalError::EmbeddingStalled {
+                pending,
+                total,
+                seconds: started.elapsed().as_secs_f64(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -662,7 +823,11 @@ fn tool_params<'a>(
 }
 
 /// Runs [`search::hybrid`] under the tenant, as the tool does.
-async fn direct(state: &AppState, tenant: &TenantId, params: &HybridParams<'_>) -> Result<Vec<search::Hit>, EvalError> {
+async fn direct(
+    state: &AppState,
+    tenant: &TenantId,
+    params: &HybridParams<'_>,
+) -> Result<Vec<search::Hit>, EvalError> {
     let failed = |e: db::DbError| EvalError::Direct(error_chain(&e));
     let mut tx = state.db.begin(tenant).await.map_err(failed)?;
     let hits = search::hybrid(&mut tx, params).await.map_err(failed)?;
@@ -671,20 +836,37 @@ async fn direct(state: &AppState, tenant: &TenantId, params: &HybridParams<'_>) 
 }
 
 /// The query's vector from the runtime's embedder (a cache hit once the tool has embedded it).
-async fn query_vector(state: &AppState, mode: &'static str, query: &str) -> Result<Vec<f32>, EvalError> {
-    state.embedder.embed_query(query).await.map_err(|e| EvalError::Degraded {
-        mode,
-        query: query.to_owned(),
-        reason: e.to_string(),
-    })
+async fn query_vector(
+    state: &AppState,
+    mode: &'static str,
+    query: &str,
+) -> Result<Vec<f32>, EvalError> {
+    state
+        .embedder
+        .embed_query(query)
+        .await
+        .map_err(|e| EvalError::Degraded {
+            mode,
+            query: query.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// The tool's hits must be the direct ranking's first ten, up to the order of documents with equal scores.
-fn check_prefix(mode: &'static str, query: &str, tool: &[(String, f64)], direct: &[search::Hit]) -> Result<(), EvalError> {
+fn check_prefix(
+    mode: &'static str,
+    query: &str,
+    tool: &[(String, f64)],
+    direct: &[search::Hit],
+) -> Result<(), EvalError> {
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
     let agrees = tool.len() == direct.len().min(TOOL_LIMIT as usize)
         && tool.iter().zip(direct).all(|((id, score), hit)| {
-            close(*score, hit.score) && (*id == hit.id || direct.iter().any(|h| h.id != hit.id && close(h.score, hit.score)))
+            close(*score, hit.score)
+                && (*id == hit.id
+                    || direct
+                        .iter()
+                        .any(|h| h.id != hit.id && close(h.score, hit.score)))
         });
     if agrees {
         return Ok(());
@@ -693,7 +875,11 @@ fn check_prefix(mode: &'static str, query: &str, tool: &[(String, f64)], direct:
         mode,
         query: query.to_owned(),
         tool: tool.iter().map(|(id, _)| id.clone()).collect(),
-        direct: direct.iter().take(TOOL_LIMIT as usize).map(|h| h.id.clone()).collect(),
+        direct: direct
+            .iter()
+            .take(TOOL_LIMIT as usize)
+            .map(|h| h.id.clone())
+            .collect(),
     })
 }
 
@@ -738,8 +924,15 @@ async fn run_mode(
         let answer = client.call_tool("hybrid_search", args).await?;
         latencies.push(t.elapsed());
         if vector > 0.0 && answer["degraded"] != Value::Bool(false) {
-            let reason = answer["degradedReason"].as_str().unwrap_or("no reason given").to_owned();
-            return Err(EvalError::Degraded { mode, query: text.clone(), reason });
+            let reason = answer["degradedReason"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_owned();
+            return Err(EvalError::Degraded {
+                mode,
+                query: text.clone(),
+                reason,
+            });
         }
         let tool: Vec<(String, f64)> = answer["hits"]
             .as_array()
@@ -750,9 +943,20 @@ async fn run_mode(
                 _ => Err(EvalError::Answer(format!("a hit without id or score: {h}"))),
             })
             .collect::<Result<_, _>>()?;
-        let qvec = if vector > 0.0 { Some(query_vector(state, mode, text).await?) } else { None };
-        let mut params =
-            tool_params(settings, text, qvec, state.embedder.model(), lexical, vector, DEEP_LIMIT);
+        let qvec = if vector > 0.0 {
+            Some(query_vector(state, mode, text).await?)
+        } else {
+            None
+        };
+        let mut params = tool_params(
+            settings,
+            text,
+            qvec,
+            state.embedder.model(),
+            lexical,
+            vector,
+            DEEP_LIMIT,
+        );
         // The tool's depth for its own limit, so both rank the same candidates.
         params.depth = settings.depth.max(TOOL_LIMIT);
         let hits = direct(state, tenant, &params).await?;
@@ -780,17 +984,28 @@ async fn sweep(
     let mut grid: Vec<(String, SearchSettings, f64, f64)> = Vec::new();
     for k1 in [0.9, 1.2, 1.5, 2.0] {
         for b in [0.5, 0.75, 0.9] {
-            let s = SearchSettings { bm25: Bm25 { k1, b }, ..base.clone() };
+            let s = SearchSettings {
+                bm25: Bm25 { k1, b },
+                ..base.clone()
+            };
             grid.push((format!("lexical, bm25 k1 {k1} b {b}"), s, 1.0, 0.0));
         }
     }
     if vector {
         for k in [10.0, 20.0, 40.0, 60.0, 100.0] {
-            let s = SearchSettings { fusion: Fusion::Rrf, rrf_k: k, ..base.clone() };
+            let s = SearchSettings {
+                fusion: Fusion::Rrf,
+                rrf_k: k,
+                ..base.clone()
+            };
             grid.push((format!("hybrid, rrf k {k}"), s, 1.0, 1.0));
         }
         for alpha in [0.3, 0.4, 0.5, 0.6, 0.7] {
-            let s = SearchSettings { fusion: Fusion::Convex, alpha, ..base.clone() };
+            let s = SearchSettings {
+                fusion: Fusion::Convex,
+                alpha,
+                ..base.clone()
+            };
             grid.push((format!("hybrid, convex alpha {alpha}"), s, 1.0, 1.0));
         }
     }
@@ -798,9 +1013,20 @@ async fn sweep(
     for (label, settings, lexical, vector_weight) in grid {
         let mut rankings = BTreeMap::new();
         for (qid, text) in &collection.queries {
-            let qvec = if vector_weight > 0.0 { Some(query_vector(state, "sweep", text).await?) } else { None };
-            let params =
-                tool_params(&settings, text, qvec, state.embedder.model(), lexical, vector_weight, DEEP_LIMIT);
+            let qvec = if vector_weight > 0.0 {
+                Some(query_vector(state, "sweep", text).await?)
+            } else {
+                None
+            };
+            let params = tool_params(
+                &settings,
+                text,
+                qvec,
+                state.embedder.model(),
+                lexical,
+                vector_weight,
+                DEEP_LIMIT,
+            );
             let hits = direct(state, tenant, &params).await?;
             rankings.insert(qid.clone(), hits.into_iter().map(|h| h.id).collect());
         }
@@ -848,29 +1074,52 @@ mod tests {
 
     #[test]
     fn scores_average_over_judged_queries_and_count_missing_rankings_as_empty() {
-        let qrels: BTreeMap<String, Judgments> =
-            [("q1".to_owned(), judged(&[("a", 1)])), ("q2".to_owned(), judged(&[("b", 1)]))].into();
+        let qrels: BTreeMap<String, Judgments> = [
+            ("q1".to_owned(), judged(&[("a", 1)])),
+            ("q2".to_owned(), judged(&[("b", 1)])),
+        ]
+        .into();
         let rankings: BTreeMap<String, Vec<String>> = [("q1".to_owned(), ids(&["a"]))].into();
         let s = score(&rankings, &qrels);
-        assert_eq!(s, Scores { ndcg10: 0.5, recall100: 0.5, mrr10: 0.5 });
+        assert_eq!(
+            s,
+            Scores {
+                ndcg10: 0.5,
+                recall100: 0.5,
+                mrr10: 0.5
+            }
+        );
     }
 
     #[test]
     fn collections_load_judged_queries_and_refuse_bad_rows() {
         let dir = std::env::temp_dir().join(format!("paddock-eval-test-{}", random_suffix()));
         std::fs::create_dir_all(dir.join("qrels")).unwrap();
-        std::fs::write(dir.join("corpus.jsonl"), "{\"_id\":\"d1\",\"title\":\"T\",\"text\":\"x\"}\n").unwrap();
-        std::fs::write(dir.join("queries.jsonl"), "{\"_id\":\"q1\",\"text\":\"x\"}\n{\"_id\":\"q2\",\"text\":\"y\"}\n")
-            .unwrap();
-        std::fs::write(dir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td1\t0\nq3\td1\t1\n")
-            .unwrap();
+        std::fs::write(
+            dir.join("corpus.jsonl"),
+            "{\"_id\":\"d1\",\"title\":\"T\",\"text\":\"x\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("queries.jsonl"),
+            "{\"_id\":\"q1\",\"text\":\"x\"}\n{\"_id\":\"q2\",\"text\":\"y\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("qrels/test.tsv"),
+            "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td1\t0\nq3\td1\t1\n",
+        )
+        .unwrap();
         let c = load_collection(&dir, "test").unwrap();
         assert_eq!(c.corpus.len(), 1);
         assert_eq!(c.queries.keys().collect::<Vec<_>>(), ["q1"]);
         assert_eq!(c.skipped_queries, 2);
         std::fs::write(dir.join("qrels/test.tsv"), "q1\td1\tvery\n").unwrap();
         let err = load_collection(&dir, "test").err().unwrap().to_string();
-        assert!(err.ends_with("test.tsv:1: grade \"very\" is not an integer"), "{err}");
+        assert!(
+            err.ends_with("test.tsv:1: grade \"very\" is not an integer"),
+            "{err}"
+        );
         assert!(load_collection(&dir, "../x").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

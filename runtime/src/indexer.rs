@@ -76,7 +76,9 @@ pub async fn pass(db: &Db, embedder: &Embedder, model: &str) -> Result<usize, In
         .map_err(DbError::Query)?;
     let mut stored = 0;
     for t in tenants {
-        let Ok(tenant) = TenantId::parse(&t) else { continue };
+        let Ok(tenant) = TenantId::parse(&t) else {
+            continue;
+        };
         let mut tx = db.begin(&tenant).await?;
         let batch = documents::pending_embeddings(&mut tx, model, BATCH).await?;
         tx.commit().await?;
@@ -84,7 +86,10 @@ pub async fn pass(db: &Db, embedder: &Embedder, model: &str) -> Result<usize, In
             continue;
         }
         let texts: Vec<String> = batch.iter().map(|(_, _, text)| text.clone()).collect();
-        let vectors = embedder.embed_documents(&texts).await.map_err(|e| IndexError::Embed(e.to_string()))?;
+        let vectors = embedder
+            .embed_documents(&texts)
+            .await
+            .map_err(|e| IndexError::Embed(e.to_string()))?;
         let mut tx = db.begin(&tenant).await?;
         for ((id, hash, _), v) in batch.iter().zip(vectors) {
             if documents::store_embedding(&mut tx, id, hash, model, v).await? {

@@ -25,20 +25,36 @@ pub struct Row {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("failed to read {path}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: invalid row: {source}")]
-    Row { path: String, line: usize, source: serde_json::Error },
+    Row {
+        path: String,
+        line: usize,
+        source: serde_json::Error,
+    },
     #[error("failed to upsert a document")]
     Upsert(#[from] ClientError),
 }
 
 pub fn read_jsonl(path: &Path) -> Result<Vec<Row>, IngestError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| IngestError::Read { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| IngestError::Read {
+        path: p.clone(),
+        source,
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|source| IngestError::Row { path: p.clone(), line: i + 1, source }))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| IngestError::Row {
+                path: p.clone(),
+                line: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -49,7 +65,11 @@ pub struct IngestReport {
 }
 
 /// Upserts every row with up to `concurrency` requests in flight.
-pub async fn ingest(client: &McpClient, rows: Vec<Row>, concurrency: usize) -> Result<IngestReport, IngestError> {
+pub async fn ingest(
+    client: &McpClient,
+    rows: Vec<Row>,
+    concurrency: usize,
+) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     let n = rows.len();
     stream::iter(rows)
@@ -63,5 +83,8 @@ pub async fn ingest(client: &McpClient, rows: Vec<Row>, concurrency: usize) -> R
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(IngestReport { documents: n, seconds: started.elapsed().as_secs_f64() })
+    Ok(IngestReport {
+        documents: n,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

@@ -33,8 +33,15 @@ impl Id {
 /// One classified JSON-RPC message.
 #[derive(Debug)]
 pub enum Message {
-    Request { id: Id, method: String, params: Option<Value> },
-    Notification { method: String, params: Option<Value> },
+    Request {
+        id: Id,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
     /// A response from the client to a server request (we send none, so it is acknowledged and dropped).
     Response,
 }
@@ -50,7 +57,12 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn new(id: Option<Id>, code: i64, message: impl Into<String>) -> Self {
-        Self { id, code, message: message.into(), data: None }
+        Self {
+            id,
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -73,13 +85,18 @@ pub fn success(id: &Id, result: Value) -> Value {
 
 /// Parses a body into one value or a batch. A body that is not JSON is a parse error (-32700).
 pub fn parse_body(body: &[u8]) -> Result<Value, RpcError> {
-    serde_json::from_slice::<Value>(body).map_err(|e| RpcError::new(None, PARSE_ERROR, format!("parse error: {e}")))
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| RpcError::new(None, PARSE_ERROR, format!("parse error: {e}")))
 }
 
 /// Classifies one JSON value as a JSON-RPC message, or the -32600 error it deserves.
 pub fn classify(v: Value) -> Result<Message, RpcError> {
     let Value::Object(mut obj) = v else {
-        return Err(RpcError::new(None, INVALID_REQUEST, "invalid request: a JSON-RPC message must be an object"));
+        return Err(RpcError::new(
+            None,
+            INVALID_REQUEST,
+            "invalid request: a JSON-RPC message must be an object",
+        ));
     };
     let raw_id = obj.remove("id");
     let id = match &raw_id {
@@ -96,14 +113,22 @@ pub fn classify(v: Value) -> Result<Message, RpcError> {
         },
     };
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(RpcError::new(id, INVALID_REQUEST, "invalid request: jsonrpc must be \"2.0\""));
+        return Err(RpcError::new(
+            id,
+            INVALID_REQUEST,
+            "invalid request: jsonrpc must be \"2.0\"",
+        ));
     }
     match obj.remove("method") {
         Some(Value::String(method)) => {
             let params = obj.remove("params");
             if let Some(p) = &params {
                 if !p.is_object() && !p.is_array() {
-                    return Err(RpcError::new(id, INVALID_REQUEST, "invalid request: params must be an object"));
+                    return Err(RpcError::new(
+                        id,
+                        INVALID_REQUEST,
+                        "invalid request: params must be an object",
+                    ));
                 }
             }
             Ok(match id {
@@ -111,16 +136,35 @@ pub fn classify(v: Value) -> Result<Message, RpcError> {
                 None => Message::Notification { method, params },
             })
         }
-        Some(_) => Err(RpcError::new(id, INVALID_REQUEST, "invalid request: method must be a string")),
-        None if id.is_some() && (obj.contains_key("result") || obj.contains_key("error")) => Ok(Message::Response),
-        None => Err(RpcError::new(id, INVALID_REQUEST, "invalid request: missing method")),
+        Some(_) => Err(RpcError::new(
+            id,
+            INVALID_REQUEST,
+            "invalid request: method must be a string",
+        )),
+        None if id.is_some() && (obj.contains_key("result") || obj.contains_key("error")) => {
+            Ok(Message::Response)
+        }
+        None => Err(RpcError::new(
+            id,
+            INVALID_REQUEST,
+            "invalid request: missing method",
+        )),
     }
 }
 
 /// Deserializes `params` (absent means `{}`) into `T`, or -32602 naming what was wrong.
-pub fn params<T: serde::de::DeserializeOwned>(id: &Id, params: Option<Value>) -> Result<T, RpcError> {
+pub fn params<T: serde::de::DeserializeOwned>(
+    id: &Id,
+    params: Option<Value>,
+) -> Result<T, RpcError> {
     let v = params.unwrap_or_else(|| Value::Object(Map::new()));
-    serde_json::from_value(v).map_err(|e| RpcError::new(Some(id.clone()), INVALID_PARAMS, format!("invalid params: {e}")))
+    serde_json::from_value(v).map_err(|e| {
+        RpcError::new(
+            Some(id.clone()),
+            INVALID_PARAMS,
+            format!("invalid params: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -137,12 +181,33 @@ mod tests {
             classify(json!({"jsonrpc":"2.0","method":"notifications/initialized"})),
             Ok(Message::Notification { .. })
         ));
-        assert!(matches!(classify(json!({"jsonrpc":"2.0","id":"a","result":{}})), Ok(Message::Response)));
+        assert!(matches!(
+            classify(json!({"jsonrpc":"2.0","id":"a","result":{}})),
+            Ok(Message::Response)
+        ));
         assert_eq!(classify(json!([1])).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(classify(json!({"jsonrpc":"2.0","id":1})).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(classify(json!({"jsonrpc":"2.0","id":null,"method":"x"})).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(classify(json!({"jsonrpc":"1.0","id":1,"method":"x"})).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(classify(json!({"jsonrpc":"2.0","id":1,"method":"x","params":3})).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(
+            classify(json!({"jsonrpc":"2.0","id":1})).unwrap_err().code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            classify(json!({"jsonrpc":"2.0","id":null,"method":"x"}))
+                .unwrap_err()
+                .code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            classify(json!({"jsonrpc":"1.0","id":1,"method":"x"}))
+                .unwrap_err()
+                .code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            classify(json!({"jsonrpc":"2.0","id":1,"method":"x","params":3}))
+                .unwrap_err()
+                .code,
+            INVALID_REQUEST
+        );
         assert_eq!(parse_body(b"{nope").unwrap_err().code, PARSE_ERROR);
     }
 

@@ -8,10 +8,8 @@ use paddock_runtime::{
     bench,
     cli::{self, Cli, Command},
     client::McpClient,
-    eval,
-    ingest,
     config::{self, LogFormat, RuntimeConfig},
-    db, server,
+    db, eval, ingest, server,
 };
 
 /// The embedding model allocates and frees tensors of megabytes on every forward pass. The system
@@ -31,15 +29,28 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { database_url } => {
             cli::init_tracing(LogFormat::Text);
-            let pool = sqlx::PgPool::connect(&database_url).await.context("failed to connect to the database")?;
-            db::MIGRATOR.run(&pool).await.context("failed to run migrations")?;
+            let pool = sqlx::PgPool::connect(&database_url)
+                .await
+                .context("failed to connect to the database")?;
+            db::MIGRATOR
+                .run(&pool)
+                .await
+                .context("failed to run migrations")?;
             eprintln!("migrations applied");
         }
-        Command::Ingest { url, token, file, concurrency } => {
+        Command::Ingest {
+            url,
+            token,
+            file,
+            concurrency,
+        } => {
             let rows = ingest::read_jsonl(&file)?;
             let client = McpClient::connect(reqwest::Client::new(), &url, &token).await?;
             let report = ingest::ingest(&client, rows, concurrency).await?;
-            eprintln!("ingested {} documents in {:.1}s", report.documents, report.seconds);
+            eprintln!(
+                "ingested {} documents in {:.1}s",
+                report.documents, report.seconds
+            );
         }
         Command::Bench {
             database_url,
@@ -71,7 +82,8 @@ async fn main() -> anyhow::Result<()> {
                 warmup: cli::ttl(warmup),
                 seed,
                 pg_bin,
-                pool_size: pool_size.unwrap_or_else(|| config::DatabaseConfig::default().max_connections),
+                pool_size: pool_size
+                    .unwrap_or_else(|| config::DatabaseConfig::default().max_connections),
                 reload,
                 lexical_weight,
                 vector_weight,
@@ -81,7 +93,19 @@ async fn main() -> anyhow::Result<()> {
             let report = bench::run(opts).await?;
             println!("{}", report.table());
         }
-        Command::Eval { beir, database_url, model_dir, split, concurrency, fusion, alpha, rrf_k, bm25_k1, bm25_b, sweep } => {
+        Command::Eval {
+            beir,
+            database_url,
+            model_dir,
+            split,
+            concurrency,
+            fusion,
+            alpha,
+            rrf_k,
+            bm25_k1,
+            bm25_b,
+            sweep,
+        } => {
             eval::init_tracing();
             let mut search = paddock_runtime::tools::SearchSettings::default();
             search.fusion = fusion.unwrap_or(search.fusion);
@@ -104,13 +128,38 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keygen { dir } => {
             let files = dev::generate_keypair(&dir)?;
-            eprintln!("wrote {} and {} (kid {})", files.signing_key.display(), files.jwks.display(), files.kid);
+            eprintln!(
+                "wrote {} and {} (kid {})",
+                files.signing_key.display(),
+                files.jwks.display(),
+                files.kid
+            );
         }
-        Command::Token { key, issuer, audience, tenant, user, scope, ttl } => {
-            let scopes = scope.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            let pem = std::fs::read_to_string(&key).with_context(|| format!("failed to read {}", key.display()))?;
+        Command::Token {
+            key,
+            issuer,
+            audience,
+            tenant,
+            user,
+            scope,
+            ttl,
+        } => {
+            let scopes = scope
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let pem = std::fs::read_to_string(&key)
+                .with_context(|| format!("failed to read {}", key.display()))?;
             let kid = dev::from_pem(&pem)?.kid;
-            let claims = dev::MintClaims { issuer, audience, tenant, user, scopes, ttl: cli::ttl(ttl) };
+            let claims = dev::MintClaims {
+                issuer,
+                audience,
+                tenant,
+                user,
+                scopes,
+                ttl: cli::ttl(ttl),
+            };
             println!("{}", dev::mint_with_pem(&pem, &kid, &claims)?);
         }
     }

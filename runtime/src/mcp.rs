@@ -41,7 +41,10 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/mcp", post(handle_post).get(handle_get).delete(handle_delete))
+    Router::new().route(
+        "/mcp",
+        post(handle_post).get(handle_get).delete(handle_delete),
+    )
 }
 
 /// Picks the client's version when we support it, else our newest.
@@ -52,7 +55,12 @@ pub fn negotiate(requested: Option<&str>) -> &'static str {
 }
 
 fn rpc_response(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn rpc_error_response(status: StatusCode, e: RpcError) -> Response {
@@ -61,19 +69,27 @@ fn rpc_error_response(status: StatusCode, e: RpcError) -> Response {
 
 /// Plain HTTP refusals of the transport (no JSON-RPC id is known yet).
 fn http_error(status: StatusCode, message: &str) -> Response {
-    rpc_error_response(status, RpcError::new(None, jsonrpc::INVALID_REQUEST, message))
+    rpc_error_response(
+        status,
+        RpcError::new(None, jsonrpc::INVALID_REQUEST, message),
+    )
 }
 
 fn tenant_of(p: &Principal) -> Result<TenantId, Response> {
     // The authenticator already refuses malformed tenant claims; parsing again keeps TenantId the only door.
-    TenantId::parse(&p.tenant).map_err(|_| http_error(StatusCode::UNAUTHORIZED, "invalid tenant claim"))
+    TenantId::parse(&p.tenant)
+        .map_err(|_| http_error(StatusCode::UNAUTHORIZED, "invalid tenant claim"))
 }
 
 fn unavailable(state: &AppState, e: &DbError) -> Response {
     tracing::error!(error = %e, source = ?std::error::Error::source(e), "database unavailable during admission");
     state.metrics.reject("unavailable", "");
-    let mut r = http_error(StatusCode::SERVICE_UNAVAILABLE, "service temporarily unavailable; retry shortly");
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut r = http_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service temporarily unavailable; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
 
@@ -90,14 +106,22 @@ async fn admit(
             let secs = retry_after_secs.ceil().max(1.0) as u64;
             let mut r = rpc_error_response(
                 StatusCode::TOO_MANY_REQUESTS,
-                RpcError::new(None, jsonrpc::INVALID_REQUEST, format!("rate limit exceeded; retry after {secs}s")),
+                RpcError::new(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    format!("rate limit exceeded; retry after {secs}s"),
+                ),
             );
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             Err(r)
         }
         Ok(Admission::UnknownTenant) => {
             state.metrics.reject("unknown_tenant", tenant.as_str());
-            Err(http_error(StatusCode::FORBIDDEN, "tenant is not provisioned on this server"))
+            Err(http_error(
+                StatusCode::FORBIDDEN,
+                "tenant is not provisioned on this server",
+            ))
         }
         Err(e) => Err(unavailable(state, &e)),
     }
@@ -118,7 +142,10 @@ fn accepts_json(h: &HeaderMap) -> bool {
         None => true,
         Some(a) => a.split(',').any(|t| {
             let t = t.split(';').next().unwrap_or("").trim();
-            matches!(t, "application/json" | "text/event-stream" | "*/*" | "application/*" | "")
+            matches!(
+                t,
+                "application/json" | "text/event-stream" | "*/*" | "application/*" | ""
+            )
         }),
     }
 }
@@ -137,7 +164,10 @@ async fn handle_post(
     span.record("tenant", tenant.as_str());
     span.record("user", principal.user.as_str());
     if !accepts_json(&headers) {
-        return http_error(StatusCode::NOT_ACCEPTABLE, "Accept must allow application/json");
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must allow application/json",
+        );
     }
     let header_version = header_str(&headers, VERSION_HEADER);
     let parsed = match jsonrpc::parse_body(&body) {
@@ -162,22 +192,35 @@ async fn handle_post(
         if !SUPPORTED_VERSIONS.contains(&v) {
             return http_error(
                 StatusCode::BAD_REQUEST,
-                &format!("unsupported MCP-Protocol-Version {v:?}; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+                &format!(
+                    "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
             );
         }
     }
     let Some(session_id) = header_str(&headers, SESSION_HEADER) else {
-        return http_error(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header; call initialize first");
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            "missing Mcp-Session-Id header; call initialize first",
+        );
     };
     let session_version = match admit(&state, &tenant, Some(session_id)).await {
         Ok(Some(v)) => v,
         Ok(None) => {
             state.metrics.reject("unknown_session", tenant.as_str());
-            return http_error(StatusCode::NOT_FOUND, "session not found or ended; initialize a new session");
+            return http_error(
+                StatusCode::NOT_FOUND,
+                "session not found or ended; initialize a new session",
+            );
         }
         Err(r) => return r,
     };
-    let version = header_version.unwrap_or(if session_version.is_empty() { DEFAULT_VERSION } else { &session_version });
+    let version = header_version.unwrap_or(if session_version.is_empty() {
+        DEFAULT_VERSION
+    } else {
+        &session_version
+    });
 
     let messages = match parsed {
         Value::Array(items) => {
@@ -187,14 +230,20 @@ async fn handle_post(
                     RpcError::new(
                         None,
                         jsonrpc::INVALID_REQUEST,
-                        format!("invalid request: JSON-RPC batches are not supported in protocol version {version}"),
+                        format!(
+                            "invalid request: JSON-RPC batches are not supported in protocol version {version}"
+                        ),
                     ),
                 );
             }
             if items.is_empty() {
                 return rpc_error_response(
                     StatusCode::BAD_REQUEST,
-                    RpcError::new(None, jsonrpc::INVALID_REQUEST, "invalid request: empty batch"),
+                    RpcError::new(
+                        None,
+                        jsonrpc::INVALID_REQUEST,
+                        "invalid request: empty batch",
+                    ),
                 );
             }
             items
@@ -222,13 +271,21 @@ async fn handle_post(
                 Some(Ok(v)) => answers.push(v),
                 Some(Err(Refusal::Rpc(e))) => answers.push(e.to_json()),
                 Some(Err(Refusal::Scope(scope))) => answers.push(
-                    RpcError::new(None, jsonrpc::INVALID_PARAMS, format!("insufficient scope: requires {scope}"))
-                        .to_json(),
+                    RpcError::new(
+                        None,
+                        jsonrpc::INVALID_PARAMS,
+                        format!("insufficient scope: requires {scope}"),
+                    )
+                    .to_json(),
                 ),
             },
         }
     }
-    if answers.is_empty() { StatusCode::ACCEPTED.into_response() } else { rpc_response(StatusCode::OK, Value::Array(answers)) }
+    if answers.is_empty() {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        rpc_response(StatusCode::OK, Value::Array(answers))
+    }
 }
 
 /// A client of the stateless 2026 era probes with `server/discover` before falling back to `initialize`; the probe
@@ -241,7 +298,12 @@ async fn discover_probe(state: &AppState, tenant: &TenantId, body: Value) -> Res
     match jsonrpc::classify(body) {
         Ok(Message::Request { id, method, .. }) => rpc_response(
             StatusCode::OK,
-            RpcError::new(Some(id), jsonrpc::METHOD_NOT_FOUND, format!("method not found: {method}")).to_json(),
+            RpcError::new(
+                Some(id),
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )
+            .to_json(),
         ),
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(e) => rpc_error_response(StatusCode::BAD_REQUEST, e),
@@ -259,13 +321,22 @@ struct InitializeParams {
     capabilities: Option<Value>,
 }
 
-async fn initialize(state: &AppState, principal: &Principal, tenant: &TenantId, body: Value) -> Response {
+async fn initialize(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &TenantId,
+    body: Value,
+) -> Response {
     let (id, params) = match jsonrpc::classify(body) {
         Ok(Message::Request { id, params, .. }) => (id, params),
         Ok(_) => {
             return rpc_error_response(
                 StatusCode::BAD_REQUEST,
-                RpcError::new(None, jsonrpc::INVALID_REQUEST, "invalid request: initialize must be a request with an id"),
+                RpcError::new(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "invalid request: initialize must be a request with an id",
+                ),
             );
         }
         Err(e) => return rpc_error_response(StatusCode::BAD_REQUEST, e),
@@ -295,7 +366,9 @@ async fn initialize(state: &AppState, principal: &Principal, tenant: &TenantId, 
         return unavailable(state, &e);
     }
     tracing::info!(session = %session_id, protocol_version = version, "mcp session initialized");
-    state.metrics.observe_rpc("mcp", "initialize", "", "ok".into(), 0.0);
+    state
+        .metrics
+        .observe_rpc("mcp", "initialize", "", "ok".into(), 0.0);
     let result = json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false }, "logging": {} },
@@ -303,7 +376,10 @@ async fn initialize(state: &AppState, principal: &Principal, tenant: &TenantId, 
         "instructions": "Search and manage this tenant's documents. Use hybrid_search for most questions; it combines keyword and semantic matching and reports why each hit ranked."
     });
     let mut r = rpc_response(StatusCode::OK, jsonrpc::success(&id, result));
-    r.headers_mut().insert(SESSION_HEADER, HeaderValue::from_str(&session_id).expect("session ids are ASCII"));
+    r.headers_mut().insert(
+        SESSION_HEADER,
+        HeaderValue::from_str(&session_id).expect("session ids are ASCII"),
+    );
     r
 }
 
@@ -332,7 +408,12 @@ async fn process(
         Message::Request { id, method, params } => {
             let started = Instant::now();
             let tool = if method == "tools/call" {
-                params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("").to_owned()
+                params
+                    .as_ref()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
             } else {
                 String::new()
             };
@@ -343,16 +424,38 @@ async fn process(
                 Err(Refusal::Rpc(e)) => e.code.to_string(),
                 Err(Refusal::Scope(_)) => "forbidden".to_owned(),
             };
-            let known = matches!(method.as_str(), "ping" | "tools/list" | "tools/call" | "logging/setLevel" | "initialize");
+            let known = matches!(
+                method.as_str(),
+                "ping" | "tools/list" | "tools/call" | "logging/setLevel" | "initialize"
+            );
             let method_label = if known { method.as_str() } else { "other" };
-            let tool_label = if tools::find(&tool).is_some() { tool.as_str() } else { "" };
-            state.metrics.observe_rpc("mcp", method_label, tool_label, status, started.elapsed().as_secs_f64());
+            let tool_label = if tools::find(&tool).is_some() {
+                tool.as_str()
+            } else {
+                ""
+            };
+            state.metrics.observe_rpc(
+                "mcp",
+                method_label,
+                tool_label,
+                status,
+                started.elapsed().as_secs_f64(),
+            );
             Some(out.map(|v| jsonrpc::success(&id, v)))
         }
     }
 }
 
-const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 async fn dispatch(
     state: &AppState,
@@ -365,7 +468,10 @@ async fn dispatch(
     let rpc = |code, msg: String| Refusal::Rpc(RpcError::new(Some(id.clone()), code, msg));
     match method {
         "ping" => Ok(json!({})),
-        "initialize" => Err(rpc(jsonrpc::INVALID_REQUEST, "invalid request: session is already initialized".into())),
+        "initialize" => Err(rpc(
+            jsonrpc::INVALID_REQUEST,
+            "invalid request: session is already initialized".into(),
+        )),
         "logging/setLevel" => {
             #[derive(Deserialize)]
             struct P {
@@ -375,7 +481,10 @@ async fn dispatch(
             if LOG_LEVELS.contains(&p.level.as_str()) {
                 Ok(json!({}))
             } else {
-                Err(rpc(jsonrpc::INVALID_PARAMS, format!("invalid params: unknown log level {:?}", p.level)))
+                Err(rpc(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("invalid params: unknown log level {:?}", p.level),
+                ))
             }
         }
         "tools/list" => {
@@ -385,8 +494,12 @@ async fn dispatch(
                 cursor: Option<String>,
             }
             let p: P = jsonrpc::params(id, params).map_err(Refusal::Rpc)?;
-            list_tools(state, principal, p.cursor.as_deref())
-                .map_err(|_| rpc(jsonrpc::INVALID_PARAMS, "invalid params: cursor is not valid".into()))
+            list_tools(state, principal, p.cursor.as_deref()).map_err(|_| {
+                rpc(
+                    jsonrpc::INVALID_PARAMS,
+                    "invalid params: cursor is not valid".into(),
+                )
+            })
         }
         "tools/call" => {
             #[derive(Deserialize)]
@@ -396,8 +509,12 @@ async fn dispatch(
                 arguments: Option<Value>,
             }
             let p: P = jsonrpc::params(id, params).map_err(Refusal::Rpc)?;
-            let Some(tool) = tools::find(&p.name).filter(|t| state.settings.tool_enabled(t.name)) else {
-                return Err(rpc(jsonrpc::INVALID_PARAMS, format!("invalid params: unknown tool {:?}", p.name)));
+            let Some(tool) = tools::find(&p.name).filter(|t| state.settings.tool_enabled(t.name))
+            else {
+                return Err(rpc(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("invalid params: unknown tool {:?}", p.name),
+                ));
             };
             if !principal.has_scope(tool.scope) {
                 state.metrics.reject("insufficient_scope", tenant.as_str());
@@ -405,7 +522,10 @@ async fn dispatch(
             }
             let args = p.arguments.unwrap_or_else(|| json!({}));
             if !args.is_object() {
-                return Err(rpc(jsonrpc::INVALID_PARAMS, "invalid params: arguments must be an object".into()));
+                return Err(rpc(
+                    jsonrpc::INVALID_PARAMS,
+                    "invalid params: arguments must be an object".into(),
+                ));
             }
             let ctx = ToolCtx {
                 db: &state.db,
@@ -423,14 +543,21 @@ async fn dispatch(
                 }
             }
         }
-        other => Err(rpc(jsonrpc::METHOD_NOT_FOUND, format!("method not found: {other}"))),
+        other => Err(rpc(
+            jsonrpc::METHOD_NOT_FOUND,
+            format!("method not found: {other}"),
+        )),
     }
 }
 
 struct BadCursor;
 
 /// Tools the caller may use, a page at a time. The cursor is the opaque offset of the next page.
-fn list_tools(state: &AppState, principal: &Principal, cursor: Option<&str>) -> Result<Value, BadCursor> {
+fn list_tools(
+    state: &AppState,
+    principal: &Principal,
+    cursor: Option<&str>,
+) -> Result<Value, BadCursor> {
     let visible: Vec<_> = tools::ALL
         .iter()
         .filter(|t| state.settings.tool_enabled(t.name) && principal.has_scope(t.scope))
@@ -441,7 +568,10 @@ fn list_tools(state: &AppState, principal: &Principal, cursor: Option<&str>) -> 
             .decode(c)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("tools:").and_then(|n| n.parse::<usize>().ok()))
+            .and_then(|s| {
+                s.strip_prefix("tools:")
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
             .filter(|n| *n <= visible.len())
             .ok_or(BadCursor)?,
     };
@@ -457,7 +587,12 @@ fn list_tools(state: &AppState, principal: &Principal, cursor: Option<&str>) -> 
 
 async fn handle_get() -> Response {
     // No server-initiated messages are sent, so no stream is offered; 405 tells clients not to wait for one.
-    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST, DELETE")], "").into_response()
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST, DELETE")],
+        "",
+    )
+        .into_response()
 }
 
 async fn handle_delete(
@@ -474,10 +609,12 @@ async fn handle_delete(
     };
     let ended = async {
         let mut tx = state.db.begin(&tenant).await?;
-        let r = sqlx::query("UPDATE mcp_sessions SET ended_at = now() WHERE id = $1 AND ended_at IS NULL")
-            .bind(session_id)
-            .execute(tx.conn())
-            .await?;
+        let r = sqlx::query(
+            "UPDATE mcp_sessions SET ended_at = now() WHERE id = $1 AND ended_at IS NULL",
+        )
+        .bind(session_id)
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         Ok::<_, DbError>(r.rows_affected() > 0)
     }

@@ -96,16 +96,36 @@ impl Metrics {
             pool_size: Gauge::default(),
             pool_idle: Gauge::default(),
         };
-        registry.register("rpc_requests", "JSON-RPC requests by endpoint, method, tool and status", m.rpc_requests.clone());
-        registry.register("rpc_duration_seconds", "JSON-RPC request latency", m.rpc_duration.clone());
+        registry.register(
+            "rpc_requests",
+            "JSON-RPC requests by endpoint, method, tool and status",
+            m.rpc_requests.clone(),
+        );
+        registry.register(
+            "rpc_duration_seconds",
+            "JSON-RPC request latency",
+            m.rpc_duration.clone(),
+        );
         registry.register(
             "request_rejections",
             "Requests refused before any method ran (auth, rate limit, size, session)",
             m.rejections.clone(),
         );
-        registry.register("budget_limit", "Monthly budget per tenant", m.budget_limit.clone());
-        registry.register("budget_spent", "Settled spend this month per tenant", m.budget_spent.clone());
-        registry.register("budget_reserved", "Budget held by model calls in flight per tenant", m.budget_reserved.clone());
+        registry.register(
+            "budget_limit",
+            "Monthly budget per tenant",
+            m.budget_limit.clone(),
+        );
+        registry.register(
+            "budget_spent",
+            "Settled spend this month per tenant",
+            m.budget_spent.clone(),
+        );
+        registry.register(
+            "budget_reserved",
+            "Budget held by model calls in flight per tenant",
+            m.budget_reserved.clone(),
+        );
         registry.register(
             "budget_remaining",
             "Budget left for new model calls this month per tenant",
@@ -116,36 +136,78 @@ impl Metrics {
             "Model calls refused because the tenant's budget could not cover them",
             m.budget_rejections.clone(),
         );
-        registry.register("db_pool_connections", "Open database connections in the pool", m.pool_size.clone());
-        registry.register("db_pool_idle_connections", "Idle database connections in the pool", m.pool_idle.clone());
+        registry.register(
+            "db_pool_connections",
+            "Open database connections in the pool",
+            m.pool_size.clone(),
+        );
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle database connections in the pool",
+            m.pool_idle.clone(),
+        );
         m
     }
 
     pub fn reject(&self, reason: &'static str, tenant: &str) {
-        self.rejections.get_or_create(&RejectLabels { reason, tenant: tenant.to_owned() }).inc();
+        self.rejections
+            .get_or_create(&RejectLabels {
+                reason,
+                tenant: tenant.to_owned(),
+            })
+            .inc();
     }
 
     /// Publishes one tenant's budget standing.
     pub fn set_budget(&self, s: &crate::a2a::budget::Standing) {
         use rust_decimal::prelude::ToPrimitive;
-        let labels = BudgetLabels { tenant: s.tenant.clone(), currency: s.currency.clone() };
+        let labels = BudgetLabels {
+            tenant: s.tenant.clone(),
+            currency: s.currency.clone(),
+        };
         let f = |d: rust_decimal::Decimal| d.to_f64().unwrap_or(0.0);
         self.budget_limit.get_or_create(&labels).set(f(s.budget));
         self.budget_spent.get_or_create(&labels).set(f(s.spent));
-        self.budget_reserved.get_or_create(&labels).set(f(s.reserved));
-        self.budget_remaining.get_or_create(&labels).set(f(s.remaining()));
+        self.budget_reserved
+            .get_or_create(&labels)
+            .set(f(s.reserved));
+        self.budget_remaining
+            .get_or_create(&labels)
+            .set(f(s.remaining()));
     }
 
     pub fn budget_rejected(&self, tenant: &str) {
-        self.budget_rejections.get_or_create(&TenantLabels { tenant: tenant.to_owned() }).inc();
+        self.budget_rejections
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
     }
 
-    pub fn observe_rpc(&self, endpoint: &'static str, method: &str, tool: &str, status: String, secs: f64) {
+    pub fn observe_rpc(
+        &self,
+        endpoint: &'static str,
+        method: &str,
+        tool: &str,
+        status: String,
+        secs: f64,
+    ) {
         let (method, tool) = (method.to_owned(), tool.to_owned());
         self.rpc_duration
-            .get_or_create(&RpcDurationLabels { endpoint, method: method.clone(), tool: tool.clone() })
+            .get_or_create(&RpcDurationLabels {
+                endpoint,
+                method: method.clone(),
+                tool: tool.clone(),
+            })
             .observe(secs);
-        self.rpc_requests.get_or_create(&RpcLabels { endpoint, method, tool, status }).inc();
+        self.rpc_requests
+            .get_or_create(&RpcLabels {
+                endpoint,
+                method,
+                tool,
+                status,
+            })
+            .inc();
     }
 }
 
@@ -162,7 +224,18 @@ pub async fn serve_metrics(State(m): State<MetricsEndpoint>) -> impl IntoRespons
     m.metrics.pool_idle.set(m.db.pool_idle() as i64);
     let mut body = String::new();
     if encode(&mut body, &m.registry).is_err() {
-        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics").into_response();
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to encode metrics",
+        )
+            .into_response();
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

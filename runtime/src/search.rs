@@ -116,7 +116,17 @@ pub struct Hit {
     pub vector: Option<ArmScore>,
 }
 
-type HitRow = (String, String, String, Value, f64, Option<i64>, Option<f64>, Option<i64>, Option<f64>);
+type HitRow = (
+    String,
+    String,
+    String,
+    Value,
+    f64,
+    Option<i64>,
+    Option<f64>,
+    Option<i64>,
+    Option<f64>,
+);
 
 fn hit_from_row(r: HitRow) -> Hit {
     let (id, title, snippet, metadata, score, lr, ls, vr, vs) = r;
@@ -309,14 +319,20 @@ mod tests {
             bm25: Bm25::default(),
         };
         let sql = hybrid_sql();
-        let highest = (1..=20).rev().find(|n| sql.contains(&format!("${n}"))).unwrap();
+        let highest = (1..=20)
+            .rev()
+            .find(|n| sql.contains(&format!("${n}")))
+            .unwrap();
         assert_eq!(highest, p.text_binds().len() + 1);
         assert_eq!(highest, TENANT_PARAM);
     }
 
     #[test]
     fn fusion_and_bm25_settings_parse_strictly() {
-        assert_eq!(serde_json::from_str::<Fusion>("\"convex\"").unwrap(), Fusion::Convex);
+        assert_eq!(
+            serde_json::from_str::<Fusion>("\"convex\"").unwrap(),
+            Fusion::Convex
+        );
         assert!(serde_json::from_str::<Fusion>("\"linear\"").is_err());
         let b: Bm25 = serde_json::from_str(r#"{"k1": 0.9}"#).unwrap();
         assert_eq!(b, Bm25 { k1: 0.9, b: 0.75 });

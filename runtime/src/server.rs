@@ -27,7 +27,10 @@ pub enum StartError {
     #[error("failed to set up authentication")]
     Auth(#[from] AuthError),
     #[error("failed to listen on {addr}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -42,8 +45,11 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
             let embedder = Embedder::from_config(e, &mut registry);
             match embedder.dimensions() {
                 Some(d) if d != VECTOR_DIMENSIONS => {
-                    tracing::error!(dimensions = d, expected = VECTOR_DIMENSIONS,
-                        "embedding dimensions do not match the schema; semantic search disabled");
+                    tracing::error!(
+                        dimensions = d,
+                        expected = VECTOR_DIMENSIONS,
+                        "embedding dimensions do not match the schema; semantic search disabled"
+                    );
                     Embedder::disabled()
                 }
                 _ => embedder,
@@ -53,7 +59,10 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
     let db = Db::connect_lazy(&cfg.db()?)?;
     let auth = Authenticator::new(cfg.auth.clone()).await?;
     let invalid = |e: String| StartError::Config(crate::config::ConfigError::Invalid(e));
-    let a2a_settings = cfg.a2a.settings(&cfg.auth.resource).map_err(|e| invalid(e.to_string()))?;
+    let a2a_settings = cfg
+        .a2a
+        .settings(&cfg.auth.resource)
+        .map_err(|e| invalid(e.to_string()))?;
     let llm = crate::a2a::Llm::from_config(&cfg.llm).map_err(|e| invalid(e.to_string()))?;
     Ok(AppState {
         db,
@@ -72,10 +81,17 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     let state = build_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: cfg.listen.clone(), source })?;
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen.clone(),
+            source,
+        })?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     tracing::info!(%addr, "paddock-runtime listening");
-    let indexer = tokio::spawn(indexer::run(state.db.clone(), state.embedder.clone(), state.indexer.clone()));
+    let indexer = tokio::spawn(indexer::run(
+        state.db.clone(),
+        state.embedder.clone(),
+        state.indexer.clone(),
+    ));
     // Every replica sweeps expired task leases and refreshes the budget gauges.
     let a2a_background = tokio::spawn(crate::a2a::background(state.clone()));
     let db = state.db.clone();

@@ -26,13 +26,41 @@ pub struct ToolSpec {
 
 /// Every tool this runtime knows, in listing order.
 pub const ALL: &[ToolSpec] = &[
-    ToolSpec { name: "hybrid_search", scope: scopes::DOCUMENTS_READ, describe: hybrid_search_spec },
-    ToolSpec { name: "search", scope: scopes::DOCUMENTS_READ, describe: search_spec },
-    ToolSpec { name: "get_document", scope: scopes::DOCUMENTS_READ, describe: get_document_spec },
-    ToolSpec { name: "list_documents", scope: scopes::DOCUMENTS_READ, describe: list_documents_spec },
-    ToolSpec { name: "upsert_document", scope: scopes::DOCUMENTS_WRITE, describe: upsert_document_spec },
-    ToolSpec { name: "delete_document", scope: scopes::DOCUMENTS_WRITE, describe: delete_document_spec },
-    ToolSpec { name: "usage", scope: scopes::USAGE_READ, describe: usage_spec },
+    ToolSpec {
+        name: "hybrid_search",
+        scope: scopes::DOCUMENTS_READ,
+        describe: hybrid_search_spec,
+    },
+    ToolSpec {
+        name: "search",
+        scope: scopes::DOCUMENTS_READ,
+        describe: search_spec,
+    },
+    ToolSpec {
+        name: "get_document",
+        scope: scopes::DOCUMENTS_READ,
+        describe: get_document_spec,
+    },
+    ToolSpec {
+        name: "list_documents",
+        scope: scopes::DOCUMENTS_READ,
+        describe: list_documents_spec,
+    },
+    ToolSpec {
+        name: "upsert_document",
+        scope: scopes::DOCUMENTS_WRITE,
+        describe: upsert_document_spec,
+    },
+    ToolSpec {
+        name: "delete_document",
+        scope: scopes::DOCUMENTS_WRITE,
+        describe: delete_document_spec,
+    },
+    ToolSpec {
+        name: "usage",
+        scope: scopes::USAGE_READ,
+        describe: usage_spec,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {
@@ -52,7 +80,13 @@ pub struct SearchSettings {
 
 impl Default for SearchSettings {
     fn default() -> Self {
-        Self { rrf_k: 60.0, depth: 100, fusion: Fusion::default(), alpha: 0.5, bm25: Bm25::default() }
+        Self {
+            rrf_k: 60.0,
+            depth: 100,
+            fusion: Fusion::default(),
+            alpha: 0.5,
+            bm25: Bm25::default(),
+        }
     }
 }
 
@@ -101,7 +135,11 @@ pub struct ToolError {
 }
 
 /// Runs one tool. `Err` is an internal failure (logged, answered with a generic JSON-RPC error).
-pub async fn call(ctx: &ToolCtx<'_>, tool: &'static ToolSpec, args: Value) -> Result<ToolOutcome, ToolError> {
+pub async fn call(
+    ctx: &ToolCtx<'_>,
+    tool: &'static ToolSpec,
+    args: Value,
+) -> Result<ToolOutcome, ToolError> {
     let result = match tool.name {
         "hybrid_search" => with_args(args, |a| hybrid_search(ctx, a)).await,
         "search" => with_args(args, |a| lexical_search(ctx, a)).await,
@@ -109,17 +147,25 @@ pub async fn call(ctx: &ToolCtx<'_>, tool: &'static ToolSpec, args: Value) -> Re
         "list_documents" => with_args(args, |a| list_documents(ctx, a)).await,
         "upsert_document" => with_args(args, |a| upsert_document(ctx, a)).await,
         "delete_document" => with_args(args, |a| delete_document(ctx, a)).await,
-        "usage" => with_args(args, |_: NoArgs| async {
-            Ok(ToolOutcome::Ok(crate::a2a::budget::usage_report(ctx.db, ctx.tenant, &ctx.principal.user).await?))
-        })
-        .await,
+        "usage" => {
+            with_args(args, |_: NoArgs| async {
+                Ok(ToolOutcome::Ok(
+                    crate::a2a::budget::usage_report(ctx.db, ctx.tenant, &ctx.principal.user)
+                        .await?,
+                ))
+            })
+            .await
+        }
         _ => unreachable!("every ToolSpec has an implementation"),
     };
     match result {
         Err(e) if e.is_unavailable() => Ok(ToolOutcome::Failed(
             "the document store is temporarily unavailable; retry shortly".into(),
         )),
-        Err(source) => Err(ToolError { tool: tool.name, source }),
+        Err(source) => Err(ToolError {
+            tool: tool.name,
+            source,
+        }),
         Ok(outcome) => Ok(outcome),
     }
 }
@@ -137,7 +183,11 @@ where
 }
 
 fn check(cond: bool, msg: &str) -> Result<(), ToolOutcome> {
-    if cond { Ok(()) } else { Err(ToolOutcome::Failed(format!("invalid arguments: {msg}"))) }
+    if cond {
+        Ok(())
+    } else {
+        Err(ToolOutcome::Failed(format!("invalid arguments: {msg}")))
+    }
 }
 
 macro_rules! validate {
@@ -175,7 +225,10 @@ struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Self { lexical: 1.0, vector: 1.0 }
+        Self {
+            lexical: 1.0,
+            vector: 1.0,
+        }
     }
 }
 
@@ -206,7 +259,11 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
     } else {
         (None, None)
     };
-    let mode = if vector.is_some() { "hybrid" } else { "lexical" };
+    let mode = if vector.is_some() {
+        "hybrid"
+    } else {
+        "lexical"
+    };
     let mut tx = ctx.db.begin(ctx.tenant).await?;
     let hits = search::hybrid(
         &mut tx,
@@ -229,7 +286,9 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
     tx.commit().await?;
     let mut out = json!({ "hits": hits, "mode": mode, "degraded": degraded.is_some() });
     if let Some(reason) = degraded {
-        out["degradedReason"] = json!(format!("vector search unavailable, answered lexically: {reason}"));
+        out["degradedReason"] = json!(format!(
+            "vector search unavailable, answered lexically: {reason}"
+        ));
     }
     Ok(ToolOutcome::Ok(out))
 }
@@ -254,9 +313,18 @@ async fn lexical_search(ctx: &ToolCtx<'_>, a: SearchArgs) -> Result<ToolOutcome,
         filter_ok(&a.filter) => "filter must be an object",
     );
     let mut tx = ctx.db.begin(ctx.tenant).await?;
-    let hits = search::lexical(&mut tx, &a.query, a.limit, a.filter.as_ref(), ctx.search.bm25).await?;
+    let hits = search::lexical(
+        &mut tx,
+        &a.query,
+        a.limit,
+        a.filter.as_ref(),
+        ctx.search.bm25,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(ToolOutcome::Ok(json!({ "hits": hits, "mode": "lexical", "degraded": false })))
+    Ok(ToolOutcome::Ok(
+        json!({ "hits": hits, "mode": "lexical", "degraded": false }),
+    ))
 }
 
 // ---- documents ----------------------------------------------------------------------------------------------
@@ -305,7 +373,11 @@ pub fn encode_cursor(last_id: &str) -> String {
 }
 
 pub fn decode_cursor(c: &str) -> Option<String> {
-    URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).filter(|s| id_ok(s))
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| id_ok(s))
 }
 
 async fn list_documents(ctx: &ToolCtx<'_>, a: ListArgs) -> Result<ToolOutcome, DbError> {
@@ -316,11 +388,16 @@ async fn list_documents(ctx: &ToolCtx<'_>, a: ListArgs) -> Result<ToolOutcome, D
     let after = match a.cursor.as_deref().map(decode_cursor) {
         None => None,
         Some(Some(id)) => Some(id),
-        Some(None) => return Ok(ToolOutcome::Failed("invalid arguments: cursor is not valid".into())),
+        Some(None) => {
+            return Ok(ToolOutcome::Failed(
+                "invalid arguments: cursor is not valid".into(),
+            ));
+        }
     };
     let mut tx = ctx.db.begin(ctx.tenant).await?;
     // One extra row tells whether another page exists.
-    let mut docs = documents::list(&mut tx, after.as_deref(), a.limit + 1, a.filter.as_ref()).await?;
+    let mut docs =
+        documents::list(&mut tx, after.as_deref(), a.limit + 1, a.filter.as_ref()).await?;
     tx.commit().await?;
     let more = docs.len() as i64 > a.limit;
     docs.truncate(a.limit as usize);
@@ -555,7 +632,8 @@ fn upsert_document_spec() -> Value {
 struct NoArgs {}
 
 fn usage_spec() -> Value {
-    let money = json!({ "type": "string", "description": "Decimal amount in the tenant's currency." });
+    let money =
+        json!({ "type": "string", "description": "Decimal amount in the tenant's currency." });
     json!({
         "name": "usage",
         "title": "Usage and budget",
@@ -608,10 +686,20 @@ mod tests {
         for t in ALL {
             let spec = (t.describe)();
             assert_eq!(spec["name"], t.name);
-            assert!(t.name.len() <= 128 && t.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
+            assert!(
+                t.name.len() <= 128
+                    && t.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            );
             assert_eq!(spec["inputSchema"]["type"], "object", "{}", t.name);
             assert_eq!(spec["outputSchema"]["type"], "object", "{}", t.name);
-            for hint in ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] {
+            for hint in [
+                "readOnlyHint",
+                "destructiveHint",
+                "idempotentHint",
+                "openWorldHint",
+            ] {
                 assert!(spec["annotations"][hint].is_boolean(), "{} {hint}", t.name);
             }
         }
@@ -619,7 +707,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor("doc-42")).as_deref(), Some("doc-42"));
+        assert_eq!(
+            decode_cursor(&encode_cursor("doc-42")).as_deref(),
+            Some("doc-42")
+        );
         assert_eq!(decode_cursor("!!!"), None);
         assert_eq!(decode_cursor(""), None);
     }

@@ -29,28 +29,61 @@ async fn setup(admin: &PgPool) {
 async fn agent_card_is_public_cacheable_and_names_the_endpoint(admin: PgPool) {
     let keys = keys();
     let app = extractive_app(&admin, &keys).await;
-    let r = app.send(Request::get("/.well-known/agent-card.json").body(Body::empty()).unwrap()).await;
+    let r = app
+        .send(
+            Request::get("/.well-known/agent-card.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let etag = r.header("etag").expect("etag");
     assert!(r.header("cache-control").unwrap().contains("max-age"));
     let card = r.json();
-    assert_eq!(card["supportedInterfaces"][0]["url"], "http://127.0.0.1:8080/a2a");
+    assert_eq!(
+        card["supportedInterfaces"][0]["url"],
+        "http://127.0.0.1:8080/a2a"
+    );
     assert_eq!(card["supportedInterfaces"][0]["protocolBinding"], "JSONRPC");
     assert_eq!(card["supportedInterfaces"][0]["protocolVersion"], "1.0");
     assert_eq!(card["capabilities"]["streaming"], true);
     assert_eq!(card["capabilities"]["pushNotifications"], false);
-    let skills: BTreeSet<&str> = card["skills"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let skills: BTreeSet<&str> = card["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(skills, BTreeSet::from(["rag", "research"]));
-    assert_eq!(card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["bearerFormat"], "JWT");
-    assert!(card["securityRequirements"][0]["schemes"]["bearer"]["list"].as_array().unwrap().contains(&json!("tasks:run")));
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["bearerFormat"],
+        "JWT"
+    );
+    assert!(
+        card["securityRequirements"][0]["schemes"]["bearer"]["list"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tasks:run"))
+    );
 
     let again = app
-        .send(Request::get("/.well-known/agent-card.json").header("if-none-match", &etag).body(Body::empty()).unwrap())
+        .send(
+            Request::get("/.well-known/agent-card.json")
+                .header("if-none-match", &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
 
-    let legacy = app.send(Request::get("/.well-known/agent.json").body(Body::empty()).unwrap()).await;
+    let legacy = app
+        .send(
+            Request::get("/.well-known/agent.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(legacy.status, 200);
     let legacy = legacy.json();
     assert_eq!(legacy["url"], "http://127.0.0.1:8080/a2a");
@@ -66,15 +99,35 @@ async fn send_message_and_get_task_speak_a2a_1_0(admin: PgPool) {
     let keys = keys();
     let app = extractive_app(&admin, &keys).await;
     let t = keys.token("acme", RUN);
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("What is the right to erasure?", json!({ "skill": "rag" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("What is the right to erasure?", json!({ "skill": "rag" })) }),
+    )
+    .await;
     let task = &r["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
     assert!(task.get("kind").is_none());
     assert_eq!(task["history"][0]["role"], "ROLE_USER");
-    assert_eq!(task["history"].as_array().unwrap().last().unwrap()["role"], "ROLE_AGENT");
-    assert!(task["status"]["message"]["parts"][0]["text"].as_str().unwrap().contains("verified"));
+    assert_eq!(
+        task["history"].as_array().unwrap().last().unwrap()["role"],
+        "ROLE_AGENT"
+    );
+    assert!(
+        task["status"]["message"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("verified")
+    );
     let answer = artifact(task, "answer");
-    assert!(answer["parts"][0]["text"].as_str().unwrap().contains("[gdpr-art-17]"), "{answer}");
+    assert!(
+        answer["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[gdpr-art-17]"),
+        "{answer}"
+    );
     assert!(answer["parts"][0].get("kind").is_none());
     assert_eq!(answer["parts"][1]["data"]["verified"], true);
     assert_eq!(task["metadata"]["cost"], "0");
@@ -85,7 +138,10 @@ async fn send_message_and_get_task_speak_a2a_1_0(admin: PgPool) {
     assert_eq!(got["id"], task["id"]);
     assert_eq!(got["contextId"], task["contextId"]);
     assert_eq!(got["status"]["state"], "TASK_STATE_COMPLETED");
-    assert_eq!(got["artifacts"].as_array().unwrap().len(), task["artifacts"].as_array().unwrap().len());
+    assert_eq!(
+        got["artifacts"].as_array().unwrap().len(),
+        task["artifacts"].as_array().unwrap().len()
+    );
     let short = ok(&app, &t, "GetTask", json!({ "id": id, "historyLength": 1 })).await;
     assert_eq!(short["history"].as_array().unwrap().len(), 1);
 }
@@ -105,7 +161,13 @@ async fn message_send_and_tasks_get_speak_a2a_0_3(admin: PgPool) {
     let answer = artifact(&task, "answer");
     assert_eq!(answer["parts"][0]["kind"], "text");
     assert_eq!(answer["parts"][1]["kind"], "data");
-    assert!(answer["parts"][0]["text"].as_str().unwrap().contains("[gdpr-art-33]"), "{answer}");
+    assert!(
+        answer["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[gdpr-art-33]"),
+        "{answer}"
+    );
 
     let got = ok(&app, &t, "tasks/get", json!({ "id": task["id"] })).await;
     assert_eq!(got["kind"], "task");
@@ -133,7 +195,13 @@ async fn unknown_tasks_and_finished_cancels_get_their_a2a_errors(admin: PgPool) 
         assert_eq!(e["code"], -32001, "{method}: {e}");
     }
 
-    let done = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
+    let done = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     let id = done["task"]["id"].clone();
     assert_eq!(done["task"]["status"]["state"], "TASK_STATE_COMPLETED");
     for method in ["CancelTask", "tasks/cancel"] {
@@ -143,16 +211,47 @@ async fn unknown_tasks_and_finished_cancels_get_their_a2a_errors(admin: PgPool) 
     // A follow-up message on a finished task is not something these skills take.
     let mut follow = message("more", json!({}));
     follow["taskId"] = id.clone();
-    assert_eq!(fails(&app, &t, "SendMessage", json!({ "message": follow })).await["code"], -32004);
+    assert_eq!(
+        fails(&app, &t, "SendMessage", json!({ "message": follow })).await["code"],
+        -32004
+    );
 
-    assert_eq!(fails(&app, &t, "tasks/pushNotificationConfig/set", json!({})).await["code"], -32003);
-    assert_eq!(fails(&app, &t, "CreateTaskPushNotificationConfig", json!({})).await["code"], -32003);
-    assert_eq!(fails(&app, &t, "tasks/send", json!({})).await["code"], -32601);
-    let bad_version = call_with(&app, &t, "GetTask", json!({ "id": missing }), &[("a2a-version", "2.0")]).await;
+    assert_eq!(
+        fails(&app, &t, "tasks/pushNotificationConfig/set", json!({})).await["code"],
+        -32003
+    );
+    assert_eq!(
+        fails(&app, &t, "CreateTaskPushNotificationConfig", json!({})).await["code"],
+        -32003
+    );
+    assert_eq!(
+        fails(&app, &t, "tasks/send", json!({})).await["code"],
+        -32601
+    );
+    let bad_version = call_with(
+        &app,
+        &t,
+        "GetTask",
+        json!({ "id": missing }),
+        &[("a2a-version", "2.0")],
+    )
+    .await;
     assert_eq!(bad_version.json()["error"]["code"], -32009);
-    let e = fails(&app, &t, "SendMessage", json!({ "message": { "role": "ROLE_USER", "parts": [] } })).await;
+    let e = fails(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": { "role": "ROLE_USER", "parts": [] } }),
+    )
+    .await;
     assert_eq!(e["code"], -32602);
-    let e = fails(&app, &t, "SendMessage", json!({ "message": message("q", json!({ "skill": "poetry" })) })).await;
+    let e = fails(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("q", json!({ "skill": "poetry" })) }),
+    )
+    .await;
     assert_eq!(e["code"], -32602);
     assert!(e["message"].as_str().unwrap().contains("research"), "{e}");
     let e = fails(&app, &t, "SendMessage", json!({ "message": message("q", json!({})), "configuration": { "acceptedOutputModes": ["image/png"] } })).await;
@@ -177,25 +276,58 @@ async fn tokens_need_the_task_scopes(admin: PgPool) {
     let keys = keys();
     let app = extractive_app(&admin, &keys).await;
     let read_only = keys.token("acme", &["documents:read"]);
-    let r = call(&app, &read_only, "SendMessage", json!({ "message": message("q", json!({})) })).await;
+    let r = call(
+        &app,
+        &read_only,
+        "SendMessage",
+        json!({ "message": message("q", json!({})) }),
+    )
+    .await;
     assert_eq!(r.status, 403);
     let no_docs = keys.token("acme", &["tasks:run"]);
-    let r = call(&app, &no_docs, "SendMessage", json!({ "message": message("q", json!({})) })).await;
+    let r = call(
+        &app,
+        &no_docs,
+        "SendMessage",
+        json!({ "message": message("q", json!({})) }),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = call(&app, &read_only, "GetTask", json!({ "id": uuid::Uuid::new_v4() })).await;
+    let r = call(
+        &app,
+        &read_only,
+        "GetTask",
+        json!({ "id": uuid::Uuid::new_v4() }),
+    )
+    .await;
     assert_eq!(r.status, 403);
     // No token at all: the bearer challenge.
     let anon = app
-        .send(Request::post("/a2a").header("content-type", "application/json").body(Body::from("{}")).unwrap())
+        .send(
+            Request::post("/a2a")
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
         .await;
     assert_eq!(anon.status, 401);
-    assert!(anon.header("www-authenticate").unwrap().contains("resource_metadata"));
+    assert!(
+        anon.header("www-authenticate")
+            .unwrap()
+            .contains("resource_metadata")
+    );
 }
 
 // ---- streams ------------------------------------------------------------------------------------------------
 
 fn is_terminal_v1(s: &str) -> bool {
-    ["TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"].contains(&s)
+    [
+        "TASK_STATE_COMPLETED",
+        "TASK_STATE_FAILED",
+        "TASK_STATE_CANCELED",
+        "TASK_STATE_REJECTED",
+    ]
+    .contains(&s)
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -205,40 +337,91 @@ async fn streams_send_the_task_first_and_close_on_a_terminal_state(admin: PgPool
     let app = extractive_app(&admin, &keys).await;
     let t = keys.token("acme", RUN);
 
-    let r = call(&app, &t, "SendStreamingMessage", json!({ "message": message("breach notification and erasure", json!({})) })).await;
+    let r = call(
+        &app,
+        &t,
+        "SendStreamingMessage",
+        json!({ "message": message("breach notification and erasure", json!({})) }),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert!(r.content_type.starts_with("text/event-stream"), "{}", r.content_type);
+    assert!(
+        r.content_type.starts_with("text/event-stream"),
+        "{}",
+        r.content_type
+    );
     let events = r.events();
     assert!(events.len() >= 4, "{events:?}");
-    assert!(events.iter().all(|e| e["jsonrpc"] == "2.0" && e["id"] == "req-1"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["jsonrpc"] == "2.0" && e["id"] == "req-1")
+    );
     let first = &events[0]["result"];
-    assert!(first.get("task").is_some(), "first event must be the Task: {first}");
+    assert!(
+        first.get("task").is_some(),
+        "first event must be the Task: {first}"
+    );
     let task_id = first["task"]["id"].clone();
     let last = &events.last().unwrap()["result"];
-    assert!(is_terminal_v1(last["statusUpdate"]["status"]["state"].as_str().unwrap()), "{last}");
-    assert_eq!(last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED");
-    assert!(events[1..].iter().all(|e| e["result"].get("statusUpdate").is_some() || e["result"].get("artifactUpdate").is_some()));
+    assert!(
+        is_terminal_v1(last["statusUpdate"]["status"]["state"].as_str().unwrap()),
+        "{last}"
+    );
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
+    assert!(
+        events[1..]
+            .iter()
+            .all(|e| e["result"].get("statusUpdate").is_some()
+                || e["result"].get("artifactUpdate").is_some())
+    );
     assert!(events.iter().all(|e| e["result"].get("kind").is_none()));
-    assert!(events.iter().all(|e| e["result"]["statusUpdate"]["taskId"].is_null() || e["result"]["statusUpdate"]["taskId"] == task_id));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["result"]["statusUpdate"]["taskId"].is_null()
+                || e["result"]["statusUpdate"]["taskId"] == task_id)
+    );
     let artifacts: Vec<&str> = events
         .iter()
         .filter_map(|e| e["result"]["artifactUpdate"]["artifact"]["artifactId"].as_str())
         .collect();
-    assert!(artifacts.contains(&"plan") && artifacts.contains(&"report"), "{artifacts:?}");
+    assert!(
+        artifacts.contains(&"plan") && artifacts.contains(&"report"),
+        "{artifacts:?}"
+    );
     let steps: Vec<&str> = events
         .iter()
-        .filter_map(|e| e["result"]["statusUpdate"]["status"]["message"]["metadata"]["step"].as_str())
+        .filter_map(|e| {
+            e["result"]["statusUpdate"]["status"]["message"]["metadata"]["step"].as_str()
+        })
         .collect();
     for step in ["plan", "search", "read", "synthesize", "verify"] {
-        assert!(steps.contains(&step), "no progress for step {step}: {steps:?}");
+        assert!(
+            steps.contains(&step),
+            "no progress for step {step}: {steps:?}"
+        );
     }
 
     // 0.3: kind discriminators and `final` only on the last status update.
-    let r = call(&app, &t, "message/stream", json!({ "message": message_v03("erasure", json!({ "skill": "rag" })) })).await;
+    let r = call(
+        &app,
+        &t,
+        "message/stream",
+        json!({ "message": message_v03("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     assert!(r.content_type.starts_with("text/event-stream"));
     let events = r.events();
     assert_eq!(events[0]["result"]["kind"], "task");
-    let statuses: Vec<&Value> = events.iter().map(|e| &e["result"]).filter(|e| e["kind"] == "status-update").collect();
+    let statuses: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["result"])
+        .filter(|e| e["kind"] == "status-update")
+        .collect();
     assert!(statuses.len() >= 2);
     for s in &statuses[..statuses.len() - 1] {
         assert_eq!(s["final"], false, "{s}");
@@ -246,7 +429,11 @@ async fn streams_send_the_task_first_and_close_on_a_terminal_state(admin: PgPool
     let last = statuses.last().unwrap();
     assert_eq!(last["final"], true);
     assert_eq!(last["status"]["state"], "completed");
-    assert!(events.iter().any(|e| e["result"]["kind"] == "artifact-update"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["result"]["kind"] == "artifact-update")
+    );
     assert_eq!(events.last().unwrap()["result"]["kind"], "status-update");
 }
 
@@ -257,22 +444,46 @@ async fn errors_on_streaming_calls_arrive_as_sse_events(admin: PgPool) {
     let app = extractive_app(&admin, &keys).await;
     let t = keys.token("acme", RUN);
     for (method, params, code) in [
-        ("SendStreamingMessage", json!({ "message": { "role": "ROLE_USER" } }), -32602),
+        (
+            "SendStreamingMessage",
+            json!({ "message": { "role": "ROLE_USER" } }),
+            -32602,
+        ),
         ("message/stream", json!({}), -32602),
-        ("SubscribeToTask", json!({ "id": uuid::Uuid::new_v4() }), -32001),
+        (
+            "SubscribeToTask",
+            json!({ "id": uuid::Uuid::new_v4() }),
+            -32001,
+        ),
         ("tasks/resubscribe", json!({ "id": "nope" }), -32001),
     ] {
         let r = call(&app, &t, method, params).await;
         assert_eq!(r.status, 200, "{method}");
-        assert!(r.content_type.starts_with("text/event-stream"), "{method}: {}", r.content_type);
+        assert!(
+            r.content_type.starts_with("text/event-stream"),
+            "{method}: {}",
+            r.content_type
+        );
         let events = r.events();
         assert_eq!(events.len(), 1, "{method}: {events:?}");
         assert_eq!(events[0]["error"]["code"], code, "{method}: {events:?}");
         assert_eq!(events[0]["id"], "req-1");
     }
     // A finished task has nothing left to stream.
-    let done = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
-    let r = call(&app, &t, "SubscribeToTask", json!({ "id": done["task"]["id"] })).await;
+    let done = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
+    let r = call(
+        &app,
+        &t,
+        "SubscribeToTask",
+        json!({ "id": done["task"]["id"] }),
+    )
+    .await;
     assert_eq!(r.events()[0]["error"]["code"], -32004);
 }
 
@@ -284,7 +495,13 @@ async fn subscribe_sends_the_current_task_and_follows_it_until_canceled(admin: P
     set_price(&admin, "acme", "m1", "0", "0").await;
     let server = ModelServer::start(Mode::Stalls, (10, 10)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(30), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(30), 64),
+    )
+    .await;
     let t = keys.token("acme", RUN);
     let id = start(&app, &t, "erasure", json!({ "skill": "rag" })).await;
     // Wait until the model call is in flight.
@@ -311,15 +528,25 @@ async fn subscribe_sends_the_current_task_and_follows_it_until_canceled(admin: P
     let (r, canceled) = tokio::join!(sub, cancel);
     assert_eq!(canceled["status"]["state"], "TASK_STATE_CANCELED");
     let events = r.events();
-    assert_eq!(events[0]["result"]["task"]["status"]["state"], "TASK_STATE_WORKING", "{events:?}");
+    assert_eq!(
+        events[0]["result"]["task"]["status"]["state"], "TASK_STATE_WORKING",
+        "{events:?}"
+    );
     let last = &events.last().unwrap()["result"]["statusUpdate"];
     assert_eq!(last["status"]["state"], "TASK_STATE_CANCELED", "{events:?}");
     assert_eq!(last["metadata"]["reason"], "canceled");
 
     // Tenant B sees none of it.
     let b = keys.token("globex", RUN);
-    for (method, params) in [("GetTask", json!({ "id": id })), ("CancelTask", json!({ "id": id }))] {
-        assert_eq!(fails(&app, &b, method, params).await["code"], -32001, "{method}");
+    for (method, params) in [
+        ("GetTask", json!({ "id": id })),
+        ("CancelTask", json!({ "id": id })),
+    ] {
+        assert_eq!(
+            fails(&app, &b, method, params).await["code"],
+            -32001,
+            "{method}"
+        );
     }
 }
 
@@ -333,14 +560,33 @@ async fn tenant_b_cannot_get_list_cancel_or_subscribe_to_tenant_a_tasks(admin: P
     set_price(&admin, "acme", "m1", "0", "0").await;
     let server = ModelServer::start(Mode::Stalls, (1, 1)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(30), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(30), 64),
+    )
+    .await;
     let alice = keys.token_for("acme", "alice", RUN);
     let id = start(&app, &alice, "erasure", json!({ "skill": "rag" })).await;
 
-    let b = keys.token_for("globex", "alice", &["tasks:run", "tasks:admin", "documents:read"]);
-    assert_eq!(fails(&app, &b, "GetTask", json!({ "id": id })).await["code"], -32001);
-    assert_eq!(fails(&app, &b, "CancelTask", json!({ "id": id })).await["code"], -32001);
-    assert_eq!(fails(&app, &b, "tasks/cancel", json!({ "id": id })).await["code"], -32001);
+    let b = keys.token_for(
+        "globex",
+        "alice",
+        &["tasks:run", "tasks:admin", "documents:read"],
+    );
+    assert_eq!(
+        fails(&app, &b, "GetTask", json!({ "id": id })).await["code"],
+        -32001
+    );
+    assert_eq!(
+        fails(&app, &b, "CancelTask", json!({ "id": id })).await["code"],
+        -32001
+    );
+    assert_eq!(
+        fails(&app, &b, "tasks/cancel", json!({ "id": id })).await["code"],
+        -32001
+    );
     let sub = call(&app, &b, "SubscribeToTask", json!({ "id": id })).await;
     assert_eq!(sub.events()[0]["error"]["code"], -32001);
     let listed = ok(&app, &b, "ListTasks", json!({})).await;
@@ -349,13 +595,19 @@ async fn tenant_b_cannot_get_list_cancel_or_subscribe_to_tenant_a_tasks(admin: P
 
     // Within the tenant, tasks are per user unless the token carries tasks:admin.
     let bob = keys.token_for("acme", "bob", RUN);
-    assert_eq!(fails(&app, &bob, "GetTask", json!({ "id": id })).await["code"], -32001);
+    assert_eq!(
+        fails(&app, &bob, "GetTask", json!({ "id": id })).await["code"],
+        -32001
+    );
     assert_eq!(ok(&app, &bob, "ListTasks", json!({})).await["totalSize"], 0);
     let admin_tok = keys.token_for("acme", "ops", &["tasks:admin"]);
     let all = ok(&app, &admin_tok, "ListTasks", json!({})).await;
     assert_eq!(all["totalSize"], 1);
     assert_eq!(all["tasks"][0]["id"], id.as_str());
-    assert_eq!(ok(&app, &alice, "ListTasks", json!({})).await["totalSize"], 1);
+    assert_eq!(
+        ok(&app, &alice, "ListTasks", json!({})).await["totalSize"],
+        1
+    );
 
     // The task is untouched by all of that.
     let still = ok(&app, &alice, "GetTask", json!({ "id": id })).await;
@@ -382,18 +634,42 @@ async fn list_tasks_pages_and_filters(admin: PgPool) {
     assert_eq!(page1["tasks"][0]["id"], ids[4].as_str(), "newest first");
     let token = page1["nextPageToken"].as_str().unwrap();
     assert!(!token.is_empty());
-    let page2 = ok(&app, &t, "ListTasks", json!({ "pageSize": 2, "pageToken": token })).await;
+    let page2 = ok(
+        &app,
+        &t,
+        "ListTasks",
+        json!({ "pageSize": 2, "pageToken": token }),
+    )
+    .await;
     assert_eq!(page2["tasks"][0]["id"], ids[2].as_str());
-    let page3 = ok(&app, &t, "ListTasks", json!({ "pageSize": 2, "pageToken": page2["nextPageToken"] })).await;
+    let page3 = ok(
+        &app,
+        &t,
+        "ListTasks",
+        json!({ "pageSize": 2, "pageToken": page2["nextPageToken"] }),
+    )
+    .await;
     assert_eq!(page3["tasks"].as_array().unwrap().len(), 1);
     assert_eq!(page3["nextPageToken"], "");
     let even = ok(&app, &t, "ListTasks", json!({ "contextId": "even" })).await;
     assert_eq!(even["totalSize"], 3);
-    let done = ok(&app, &t, "ListTasks", json!({ "status": "TASK_STATE_COMPLETED", "includeArtifacts": true })).await;
+    let done = ok(
+        &app,
+        &t,
+        "ListTasks",
+        json!({ "status": "TASK_STATE_COMPLETED", "includeArtifacts": true }),
+    )
+    .await;
     assert_eq!(done["totalSize"], 5);
     assert!(!done["tasks"][0]["artifacts"].as_array().unwrap().is_empty());
-    assert_eq!(fails(&app, &t, "ListTasks", json!({ "pageToken": "x!" })).await["code"], -32602);
-    assert_eq!(fails(&app, &t, "ListTasks", json!({ "pageSize": 1000 })).await["code"], -32602);
+    assert_eq!(
+        fails(&app, &t, "ListTasks", json!({ "pageToken": "x!" })).await["code"],
+        -32602
+    );
+    assert_eq!(
+        fails(&app, &t, "ListTasks", json!({ "pageSize": 1000 })).await["code"],
+        -32602
+    );
 }
 
 // ---- workflows ----------------------------------------------------------------------------------------------
@@ -404,7 +680,13 @@ fn retrieved_ids(task: &Value) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .filter(|a| a["artifactId"].as_str().unwrap().starts_with("search"))
-        .flat_map(|a| a["parts"][0]["data"]["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_owned()))
+        .flat_map(|a| {
+            a["parts"][0]["data"]["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["id"].as_str().unwrap().to_owned())
+        })
         .collect()
 }
 
@@ -413,16 +695,30 @@ fn assert_citations_resolve(task: &Value, artifact_id: &str) -> Vec<String> {
     let a = artifact(task, artifact_id);
     let text = a["parts"][0]["text"].as_str().unwrap();
     let retrieved = retrieved_ids(task);
-    let cited: Vec<String> = a["parts"][1]["data"]["citations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+    let cited: Vec<String> = a["parts"][1]["data"]["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
     assert!(!cited.is_empty(), "no citations in {text}");
     for c in &cited {
-        assert!(retrieved.contains(c), "citation {c} was not retrieved ({retrieved:?})");
-        assert!(text.contains(&format!("[{c}]")), "{c} not cited in the text");
+        assert!(
+            retrieved.contains(c),
+            "citation {c} was not retrieved ({retrieved:?})"
+        );
+        assert!(
+            text.contains(&format!("[{c}]")),
+            "{c} not cited in the text"
+        );
     }
     // Every bracketed id in the text is one of the verified citations.
     for part in text.split('[').skip(1) {
         let id = part.split(']').next().unwrap();
-        assert!(cited.iter().any(|c| c == id), "unverified citation [{id}] in {text}");
+        assert!(
+            cited.iter().any(|c| c == id),
+            "unverified citation [{id}] in {text}"
+        );
     }
     assert_eq!(a["parts"][1]["data"]["verified"], true);
     cited
@@ -446,14 +742,23 @@ async fn extractive_research_writes_a_cited_report_with_no_model(admin: PgPool) 
     let plan = &artifact(task, "plan")["parts"][0]["data"]["subQueries"];
     assert_eq!(plan.as_array().unwrap().len(), 3, "{plan}");
     let cited = assert_citations_resolve(task, "report");
-    let report = artifact(task, "report")["parts"][0]["text"].as_str().unwrap();
+    let report = artifact(task, "report")["parts"][0]["text"]
+        .as_str()
+        .unwrap();
     assert!(report.starts_with("# Research report"));
     assert!(report.contains("## Sources"));
-    assert!(cited.contains(&"gdpr-art-33".to_string()) && cited.contains(&"retention-policy".to_string()), "{cited:?}");
+    assert!(
+        cited.contains(&"gdpr-art-33".to_string())
+            && cited.contains(&"retention-policy".to_string()),
+        "{cited:?}"
+    );
     assert!(!cited.contains(&"office-plants".to_string()));
     assert_eq!(artifact(task, "report")["parts"][1]["data"]["cost"], "0");
     // No model, no ledger rows.
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_ledger").fetch_one(&admin).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_ledger")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(rows, 0);
 }
 
@@ -464,16 +769,36 @@ async fn research_with_a_model_reports_verified_citations_and_its_cost(admin: Pg
     set_price(&admin, "acme", "m1", "0.5", "1.5").await;
     let server = ModelServer::start(Mode::Canned, (1200, 300)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 256)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 256),
+    )
+    .await;
     let t = keys.token_for("acme", "carol", RUN);
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("What are the rules on erasure and breaches?", json!({})) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("What are the rules on erasure and breaches?", json!({})) }),
+    )
+    .await;
     let task = &r["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
     assert_eq!(server.count(), 2, "plan + synthesis");
-    assert_eq!(artifact(task, "plan")["parts"][0]["data"]["subQueries"], json!(["personal data erasure", "breach notification deadline"]));
+    assert_eq!(
+        artifact(task, "plan")["parts"][0]["data"]["subQueries"],
+        json!(["personal data erasure", "breach notification deadline"])
+    );
     assert_citations_resolve(task, "report");
-    let report = artifact(task, "report")["parts"][0]["text"].as_str().unwrap();
-    assert!(report.contains("## Findings") && report.contains("## Sources"), "{report}");
+    let report = artifact(task, "report")["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        report.contains("## Findings") && report.contains("## Sources"),
+        "{report}"
+    );
 
     // Each call: 1200 in × 0.5/1K + 300 out × 1.5/1K = 0.6 + 0.45 = 1.05; two calls = 2.1.
     assert_eq!(task["metadata"]["cost"], "2.1");
@@ -486,22 +811,38 @@ async fn research_with_a_model_reports_verified_citations_and_its_cost(admin: Pg
     .fetch_one(&admin)
     .await
     .unwrap();
-    assert_eq!((rows, cost, input, output), (2, Decimal::new(21, 1), 2400, 600));
+    assert_eq!(
+        (rows, cost, input, output),
+        (2, Decimal::new(21, 1), 2400, 600)
+    );
     let (spent, reserved): (Decimal, Decimal) =
-        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!((spent, reserved), (Decimal::new(21, 1), Decimal::ZERO));
 
     // The user sees it through the MCP usage tool, and operators in /metrics.
-    let s = app.session(&keys.token_for("acme", "carol", &["usage:read"])).await;
+    let s = app
+        .session(&keys.token_for("acme", "carol", &["usage:read"]))
+        .await;
     let usage = s.call_ok("usage", json!({})).await;
     assert_eq!(usage["spent"], "2.1");
     assert_eq!(usage["userSpent"], "2.1");
     assert_eq!(usage["remaining"], "2.9");
     assert_eq!(usage["byModel"][0]["inputTokens"], 2400);
-    let m = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let m = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
     let text = String::from_utf8_lossy(&m.body);
-    assert!(text.contains("paddock_budget_spent{tenant=\"acme\",currency=\"USD\"} 2.1"), "{text}");
-    assert!(text.contains("paddock_budget_remaining{tenant=\"acme\",currency=\"USD\"} 2.9"), "{text}");
+    assert!(
+        text.contains("paddock_budget_spent{tenant=\"acme\",currency=\"USD\"} 2.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("paddock_budget_remaining{tenant=\"acme\",currency=\"USD\"} 2.9"),
+        "{text}"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -511,15 +852,35 @@ async fn answers_citing_unretrieved_documents_are_corrected(admin: PgPool) {
     set_price(&admin, "acme", "m1", "0", "0").await;
     let server = ModelServer::start(Mode::CitesUnknown, (10, 10)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 64),
+    )
+    .await;
     let t = keys.token("acme", RUN);
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     let task = &r["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
     assert_eq!(server.count(), 2, "one answer and one bounded correction");
     let answer = artifact(task, "answer");
-    assert_eq!(answer["parts"][1]["data"]["removedCitations"], json!(["not-a-retrieved-doc"]));
-    assert!(!answer["parts"][0]["text"].as_str().unwrap().contains("not-a-retrieved-doc"));
+    assert_eq!(
+        answer["parts"][1]["data"]["removedCitations"],
+        json!(["not-a-retrieved-doc"])
+    );
+    assert!(
+        !answer["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not-a-retrieved-doc")
+    );
     assert_citations_resolve(task, "answer");
 }
 
@@ -530,20 +891,47 @@ async fn models_outside_the_allow_list_are_refused_before_any_call(admin: PgPool
     set_price(&admin, "acme", "m1", "0", "0").await;
     let server = ModelServer::start(Mode::Canned, (10, 10)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 64),
+    )
+    .await;
     let t = keys.token("acme", RUN);
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "model": "gpt-9" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "model": "gpt-9" })) }),
+    )
+    .await;
     assert_eq!(r["task"]["status"]["state"], "TASK_STATE_REJECTED");
     assert_eq!(r["task"]["metadata"]["reason"], "model_not_allowed");
-    assert_eq!(r["task"]["status"]["message"]["metadata"]["reason"], "model_not_allowed");
+    assert_eq!(
+        r["task"]["status"]["message"]["metadata"]["reason"],
+        "model_not_allowed"
+    );
     // Allowed but without a price: a cost that cannot be budgeted is refused too.
     set_tenant(&admin, "acme", "5", &["m1", "m2"], false).await;
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "model": "m2" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "model": "m2" })) }),
+    )
+    .await;
     assert_eq!(r["task"]["metadata"]["reason"], "model_not_priced");
     assert_eq!(server.count(), 0);
     // The runtime's own model when the tenant does not allow it: extractive if the tenant permits that.
     set_tenant(&admin, "acme", "5", &[], true).await;
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     assert_eq!(r["task"]["status"]["state"], "TASK_STATE_COMPLETED");
     assert_eq!(r["task"]["metadata"]["model"], "extractive");
     assert_eq!(server.count(), 0);
@@ -556,29 +944,54 @@ async fn a_failing_model_degrades_to_extractive_or_fails_with_a_reason(admin: Pg
     set_price(&admin, "acme", "m1", "1", "1").await;
     let server = ModelServer::start(Mode::Fails, (10, 10)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 64),
+    )
+    .await;
     let t = keys.token("acme", RUN);
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     let task = &r["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
     let data = &artifact(task, "answer")["parts"][1]["data"];
     assert_eq!(data["degraded"], true);
-    assert!(data["degradedReason"].as_str().unwrap().contains("500"), "{data}");
+    assert!(
+        data["degradedReason"].as_str().unwrap().contains("500"),
+        "{data}"
+    );
     assert_citations_resolve(task, "answer");
     assert_eq!(server.count(), 2, "one retry, bounded");
 
     set_tenant(&admin, "acme", "5", &["m1"], false).await;
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     assert_eq!(r["task"]["status"]["state"], "TASK_STATE_FAILED");
     assert_eq!(r["task"]["metadata"]["reason"], "model_unavailable");
     // Failed calls never reached a model that billed: nothing charged, nothing held.
     let (spent, reserved): (Decimal, Decimal) =
-        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!((spent, reserved), (Decimal::ZERO, Decimal::ZERO));
-    let released: i64 = sqlx::query_scalar("SELECT count(*) FROM budget_reservations WHERE state = 'released'")
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let released: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM budget_reservations WHERE state = 'released'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(released, 4);
 }
 
@@ -591,19 +1004,47 @@ async fn an_empty_budget_refuses_the_call_and_charges_nothing(admin: PgPool) {
     set_price(&admin, "acme", "m1", "0.001", "0.002").await;
     let server = ModelServer::start(Mode::Canned, (10, 10)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 64),
+    )
+    .await;
     let t = keys.token("acme", RUN);
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })) }),
+    )
+    .await;
     let task = &r["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_FAILED", "{task}");
     assert_eq!(task["metadata"]["reason"], "budget_exceeded");
-    assert_eq!(task["status"]["message"]["metadata"]["reason"], "budget_exceeded");
-    assert!(task["status"]["message"]["parts"][0]["text"].as_str().unwrap().contains("budget"));
+    assert_eq!(
+        task["status"]["message"]["metadata"]["reason"],
+        "budget_exceeded"
+    );
+    assert!(
+        task["status"]["message"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("budget")
+    );
     assert_eq!(server.count(), 0);
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM budget_reservations").fetch_one(&admin).await.unwrap();
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM budget_reservations")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(held, 0);
-    let m = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
-    assert!(String::from_utf8_lossy(&m.body).contains("paddock_budget_rejections_total{tenant=\"acme\"} 1"));
+    let m = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert!(
+        String::from_utf8_lossy(&m.body)
+            .contains("paddock_budget_rejections_total{tenant=\"acme\"} 1")
+    );
 }
 
 /// 50 tasks at once against a budget that fits exactly 10 calls: no overspend, the refused tasks say why,
@@ -647,16 +1088,25 @@ async fn concurrent_tasks_never_overspend_the_budget(admin: PgPool) {
     assert_eq!(refused, 40);
     assert_eq!(server.count(), 10);
     let (spent, reserved): (Decimal, Decimal) =
-        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert!(spent <= Decimal::ONE, "spent {spent}");
     assert_eq!(spent, Decimal::ONE);
     assert_eq!(reserved, Decimal::ZERO);
-    let ledger: Decimal = sqlx::query_scalar("SELECT COALESCE(sum(cost), 0) FROM usage_ledger WHERE tenant_id = 'acme'")
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let ledger: Decimal = sqlx::query_scalar(
+        "SELECT COALESCE(sum(cost), 0) FROM usage_ledger WHERE tenant_id = 'acme'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
     assert_eq!(ledger, spent);
-    let task_costs: Decimal = sqlx::query_scalar("SELECT sum(cost) FROM tasks WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
+    let task_costs: Decimal =
+        sqlx::query_scalar("SELECT sum(cost) FROM tasks WHERE tenant_id = 'acme'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(task_costs, spent);
 }
 
@@ -667,15 +1117,36 @@ async fn a_task_budget_caps_its_own_spend(admin: PgPool) {
     set_price(&admin, "acme", "m1", "0", "1").await;
     let server = ModelServer::start(Mode::Canned, (10, 100)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 100)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 100),
+    )
+    .await;
     let t = keys.token("acme", RUN);
     // research makes two calls of up to 0.1 each; a 0.15 cap lets only the first through.
-    let r = ok(&app, &t, "SendMessage", json!({ "message": message("erasure", json!({ "budget": "0.15" })) })).await;
+    let r = ok(
+        &app,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "budget": "0.15" })) }),
+    )
+    .await;
     assert_eq!(r["task"]["status"]["state"], "TASK_STATE_FAILED");
     assert_eq!(r["task"]["metadata"]["reason"], "budget_exceeded");
     assert_eq!(r["task"]["metadata"]["cost"], "0.1");
     assert_eq!(server.count(), 1);
-    assert_eq!(fails(&app, &t, "SendMessage", json!({ "message": message("q", json!({ "budget": "-1" })) })).await["code"], -32602);
+    assert_eq!(
+        fails(
+            &app,
+            &t,
+            "SendMessage",
+            json!({ "message": message("q", json!({ "budget": "-1" })) })
+        )
+        .await["code"],
+        -32602
+    );
 }
 
 // ---- cancellation -------------------------------------------------------------------------------------------
@@ -690,19 +1161,38 @@ async fn cancel_while_a_step_runs_always_ends_canceled(admin: PgPool) {
     // The model takes 300 ms, so every cancel below lands while the workflow is still running.
     let server = ModelServer::start(Mode::Slow(300), (10, 10)).await;
     let keys = keys();
-    let app = a2a_app(&admin, &keys, fast_settings(), openai_llm(&server.url, "m1", Duration::from_secs(10), 64)).await;
+    let app = a2a_app(
+        &admin,
+        &keys,
+        fast_settings(),
+        openai_llm(&server.url, "m1", Duration::from_secs(10), 64),
+    )
+    .await;
     let t = keys.token("acme", RUN);
     for run in 0..50u64 {
         let id = start(&app, &t, "erasure", json!({ "skill": "rag" })).await;
         // Vary the moment of the cancel across the workflow's steps, the model call included.
         tokio::time::sleep(Duration::from_millis(run % 10 * 15)).await;
         let canceled = ok(&app, &t, "CancelTask", json!({ "id": id })).await;
-        assert_eq!(canceled["status"]["state"], "TASK_STATE_CANCELED", "run {run}");
+        assert_eq!(
+            canceled["status"]["state"], "TASK_STATE_CANCELED",
+            "run {run}"
+        );
         // Let the workflow run to its end (it finishes the model call it started), then look again.
         wait_idle(&app).await;
         let task = ok(&app, &t, "GetTask", json!({ "id": id })).await;
-        assert_eq!(task["status"]["state"], "TASK_STATE_CANCELED", "run {run}: {task}");
-        assert!(task["artifacts"].as_array().unwrap().iter().all(|a| a["artifactId"] != "answer"), "run {run}");
+        assert_eq!(
+            task["status"]["state"], "TASK_STATE_CANCELED",
+            "run {run}: {task}"
+        );
+        assert!(
+            task["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["artifactId"] != "answer"),
+            "run {run}"
+        );
         // The cancel is the last event: no artifact or status after it.
         let (kind, payload): (String, Value) =
             sqlx::query_as("SELECT kind, payload FROM task_events WHERE task_id = $1::uuid ORDER BY seq DESC LIMIT 1")
@@ -710,24 +1200,37 @@ async fn cancel_while_a_step_runs_always_ends_canceled(admin: PgPool) {
                 .fetch_one(&admin)
                 .await
                 .unwrap();
-        assert_eq!((kind.as_str(), &payload["state"]), ("status", &json!("canceled")), "run {run}");
+        assert_eq!(
+            (kind.as_str(), &payload["state"]),
+            ("status", &json!("canceled")),
+            "run {run}"
+        );
     }
-    let canceled: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state = 'canceled'").fetch_one(&admin).await.unwrap();
-    assert_eq!(canceled, 50);
-    // Model calls that ran are paid for; nothing is left reserved.
-    let (spent, reserved): (Decimal, Decimal) = sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
+    let canceled: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state = 'canceled'")
         .fetch_one(&admin)
         .await
-        .unwrap_or((Decimal::ZERO, Decimal::ZERO));
+        .unwrap();
+    assert_eq!(canceled, 50);
+    // Model calls that ran are paid for; nothing is left reserved.
+    let (spent, reserved): (Decimal, Decimal) =
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
+            .fetch_one(&admin)
+            .await
+            .unwrap_or((Decimal::ZERO, Decimal::ZERO));
     assert_eq!(reserved, Decimal::ZERO);
-    let ledger: Decimal = sqlx::query_scalar("SELECT COALESCE(sum(cost), 0) FROM usage_ledger").fetch_one(&admin).await.unwrap();
+    let ledger: Decimal = sqlx::query_scalar("SELECT COALESCE(sum(cost), 0) FROM usage_ledger")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(ledger, spent);
 }
 
 // ---- leases -------------------------------------------------------------------------------------------------
 
 #[sqlx::test(migrations = "../migrations")]
-async fn the_sweeper_fails_tasks_whose_replica_stopped_and_charges_held_reservations(admin: PgPool) {
+async fn the_sweeper_fails_tasks_whose_replica_stopped_and_charges_held_reservations(
+    admin: PgPool,
+) {
     setup(&admin).await;
     let keys = keys();
     let app = extractive_app(&admin, &keys).await;
@@ -771,13 +1274,30 @@ async fn the_sweeper_fails_tasks_whose_replica_stopped_and_charges_held_reservat
     let task = ok(&app, &t, "GetTask", json!({ "id": id })).await;
     assert_eq!(task["status"]["state"], "TASK_STATE_FAILED");
     assert_eq!(task["metadata"]["reason"], "lease_expired");
-    assert!(task["status"]["message"]["parts"][0]["text"].as_str().unwrap().contains("stopped"));
+    assert!(
+        task["status"]["message"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("stopped")
+    );
     let (spent, reserved): (Decimal, Decimal) =
-        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!((spent, reserved), (Decimal::new(25, 2), Decimal::ZERO));
-    let estimated: bool = sqlx::query_scalar("SELECT estimated FROM usage_ledger WHERE task_id = $1").bind(id).fetch_one(&admin).await.unwrap();
+    let estimated: bool =
+        sqlx::query_scalar("SELECT estimated FROM usage_ledger WHERE task_id = $1")
+            .bind(id)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert!(estimated);
-    let live_state: String = sqlx::query_scalar("SELECT state FROM tasks WHERE id = $1").bind(live).fetch_one(&admin).await.unwrap();
+    let live_state: String = sqlx::query_scalar("SELECT state FROM tasks WHERE id = $1")
+        .bind(live)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(live_state, "working");
     assert_eq!(worker::sweep(&app.state).await.unwrap(), 0);
 }

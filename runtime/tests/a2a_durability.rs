@@ -31,10 +31,20 @@ impl Drop for Runtime {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-async fn start_runtime(dir: &Path, name: &str, db_url: &str, keys: &Keys, model_url: &str) -> Runtime {
+async fn start_runtime(
+    dir: &Path,
+    name: &str,
+    db_url: &str,
+    keys: &Keys,
+    model_url: &str,
+) -> Runtime {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let config = json!({
@@ -62,12 +72,20 @@ async fn start_runtime(dir: &Path, name: &str, db_url: &str, keys: &Keys, model_
     let rt = Runtime { child, base };
     let client = reqwest::Client::new();
     for _ in 0..300 {
-        if client.get(format!("{}/readyz", rt.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(format!("{}/readyz", rt.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return rt;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{name} did not become ready; log: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default());
+    panic!(
+        "{name} did not become ready; log: {}",
+        std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+    );
 }
 
 async fn rpc(rt: &Runtime, token: &str, method: &str, params: Value) -> Value {
@@ -89,8 +107,12 @@ async fn rpc(rt: &Runtime, token: &str, method: &str, params: Value) -> Value {
 /// The runtime role's URL for the test database.
 async fn runtime_url(admin: &PgPool) -> String {
     common::enable_login(admin, "paddock_runtime").await;
-    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(admin).await.unwrap();
-    let mut url = reqwest::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    let mut url =
+        reqwest::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
     url.set_username("paddock_runtime").unwrap();
     url.set_password(None).unwrap();
     url.set_path(&format!("/{db}"));
@@ -111,7 +133,13 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
 
     let a = start_runtime(dir.path(), "a", &db_url, &keys, &model.url).await;
     // A task that finishes on A before it dies (extractive: no model call).
-    let done = rpc(&a, &t, "SendMessage", json!({ "message": message("erasure", json!({ "skill": "rag", "model": "extractive" })) })).await;
+    let done = rpc(
+        &a,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag", "model": "extractive" })) }),
+    )
+    .await;
     assert_eq!(done["task"]["status"]["state"], "TASK_STATE_COMPLETED");
     let done_id = done["task"]["id"].as_str().unwrap().to_owned();
 
@@ -133,7 +161,11 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
     assert_eq!(model.count(), 1, "the model call must be in flight");
     let working = rpc(&a, &t, "GetTask", json!({ "id": id })).await;
     assert_eq!(working["status"]["state"], "TASK_STATE_WORKING");
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM budget_reservations WHERE state = 'held'").fetch_one(&admin).await.unwrap();
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM budget_reservations WHERE state = 'held'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(held, 1);
 
     drop(a); // SIGKILL: no shutdown hook runs.
@@ -153,38 +185,59 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
         .send()
         .await
         .unwrap();
-    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let body = stream.text().await.unwrap();
     let events: Vec<Value> = body
         .split("\n\n")
-        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()))
+        .filter_map(|b| {
+            b.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).unwrap())
+        })
         .collect();
-    let first_state = events[0]["result"]["task"]["status"]["state"].as_str().unwrap();
+    let first_state = events[0]["result"]["task"]["status"]["state"]
+        .as_str()
+        .unwrap();
     assert!(
         first_state == "TASK_STATE_WORKING" || first_state == "TASK_STATE_FAILED",
         "first event: {}",
         events[0]
     );
     let last = &events.last().unwrap()["result"];
-    let last_state = last["statusUpdate"]["status"]["state"].as_str().or(last["task"]["status"]["state"].as_str()).unwrap();
+    let last_state = last["statusUpdate"]["status"]["state"]
+        .as_str()
+        .or(last["task"]["status"]["state"].as_str())
+        .unwrap();
     assert_eq!(last_state, "TASK_STATE_FAILED", "{events:?}");
 
     let task = rpc(&b, &t, "GetTask", json!({ "id": id })).await;
     assert_eq!(task["status"]["state"], "TASK_STATE_FAILED");
     assert_eq!(task["metadata"]["reason"], "lease_expired");
-    assert_eq!(task["status"]["message"]["metadata"]["reason"], "lease_expired");
+    assert_eq!(
+        task["status"]["message"]["metadata"]["reason"],
+        "lease_expired"
+    );
 
     // The dead replica's reservation is charged at its estimate (the provider may have done the work), not left held.
     let (spent, reserved): (Decimal, Decimal) =
-        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'").fetch_one(&admin).await.unwrap();
-    assert_eq!(reserved, Decimal::ZERO);
-    assert!(spent > Decimal::ZERO);
-    let (ledger, estimated): (Decimal, bool) =
-        sqlx::query_as("SELECT sum(cost), bool_and(estimated) FROM usage_ledger WHERE task_id = $1::uuid")
-            .bind(&id)
+        sqlx::query_as("SELECT spent, reserved FROM budget_periods WHERE tenant_id = 'acme'")
             .fetch_one(&admin)
             .await
             .unwrap();
+    assert_eq!(reserved, Decimal::ZERO);
+    assert!(spent > Decimal::ZERO);
+    let (ledger, estimated): (Decimal, bool) = sqlx::query_as(
+        "SELECT sum(cost), bool_and(estimated) FROM usage_ledger WHERE task_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
     assert_eq!((ledger, estimated), (spent, true));
     drop(b);
 }

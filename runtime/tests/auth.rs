@@ -808,23 +808,49 @@ async fn only_url_issuers_are_advertised_as_authorization_servers() {
     std::fs::write(&path, all_public_keys().to_string()).unwrap();
     let issuers = vec![
         IssuerConfig::new("paddock-dev", AUDIENCE, JwksSource::File(path.clone())),
-        IssuerConfig::new("urn:paddock:dev-issuer", AUDIENCE, JwksSource::File(path.clone())),
+        IssuerConfig::new(
+            "urn:paddock:dev-issuer",
+            AUDIENCE,
+            JwksSource::File(path.clone()),
+        ),
     ];
-    let auth = Authenticator::new(AuthConfig::new("http://127.0.0.1:8080/mcp", issuers.clone())).await.unwrap();
-    let r = send(&app(auth), "GET", "/.well-known/oauth-protected-resource/mcp", &[]).await;
+    let auth = Authenticator::new(AuthConfig::new(
+        "http://127.0.0.1:8080/mcp",
+        issuers.clone(),
+    ))
+    .await
+    .unwrap();
+    let r = send(
+        &app(auth),
+        "GET",
+        "/.well-known/oauth-protected-resource/mcp",
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json.get("authorization_servers").is_none(), "{}", r.json);
     assert_eq!(r.json["resource"], "http://127.0.0.1:8080/mcp");
 
     let mut with_url = issuers.clone();
     with_url.push(IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(path)));
-    let auth = Authenticator::new(AuthConfig::new("http://127.0.0.1:8080/mcp", with_url)).await.unwrap();
-    let r = send(&app(auth), "GET", "/.well-known/oauth-protected-resource/mcp", &[]).await;
+    let auth = Authenticator::new(AuthConfig::new("http://127.0.0.1:8080/mcp", with_url))
+        .await
+        .unwrap();
+    let r = send(
+        &app(auth),
+        "GET",
+        "/.well-known/oauth-protected-resource/mcp",
+        &[],
+    )
+    .await;
     assert_eq!(r.json["authorization_servers"], json!([ISSUER]));
 
     let mut cfg = AuthConfig::new("http://127.0.0.1:8080/mcp", issuers);
     cfg.authorization_servers = vec!["login".into()];
-    let err = Authenticator::new(cfg).await.err().expect("a non-URL authorization server is refused");
+    let err = Authenticator::new(cfg)
+        .await
+        .err()
+        .expect("a non-URL authorization server is refused");
     assert!(err.to_string().contains("not an http(s) URL"), "{err}");
 }
 

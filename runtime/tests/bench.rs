@@ -40,7 +40,10 @@ fn admin_url(db: &str) -> String {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(admin: PgPool) {
-    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     let opts = small_options(&db, 7);
     let report = bench::run(opts.clone()).await.expect("the benchmark runs");
     assert_eq!(report.documents, 300);
@@ -49,7 +52,10 @@ async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(a
     for row in &report.rows {
         assert!(row.requests > 0 && row.req_per_sec > 0.0, "{row:?}");
         assert_eq!((row.errors, row.degraded), (0, 0), "{row:?}");
-        assert!(row.p50_ms <= row.p95_ms && row.p95_ms <= row.p99_ms, "{row:?}");
+        assert!(
+            row.p50_ms <= row.p95_ms && row.p95_ms <= row.p99_ms,
+            "{row:?}"
+        );
         assert!(row.pgbench_tps > 0.0, "{row:?}");
     }
     assert!(report.overhead.verify_us > 0.0);
@@ -57,12 +63,21 @@ async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(a
 
     // A second run finds the same data set and does not load it again; with the vector arm off, neither the
     // runtime nor pgbench embeds or binds a query vector.
-    let again = bench::run(BenchOptions { concurrency: vec![1], vector_weight: 0.0, ..opts })
-        .await
-        .expect("the benchmark runs again");
+    let again = bench::run(BenchOptions {
+        concurrency: vec![1],
+        vector_weight: 0.0,
+        ..opts
+    })
+    .await
+    .expect("the benchmark runs again");
     assert!(again.loaded.is_none());
     assert_eq!(again.documents, 300);
-    assert_eq!((again.rows[0].errors, again.rows[0].degraded), (0, 0), "{:?}", again.rows[0]);
+    assert_eq!(
+        (again.rows[0].errors, again.rows[0].degraded),
+        (0, 0),
+        "{:?}",
+        again.rows[0]
+    );
     assert!(again.rows[0].pgbench_tps > 0.0);
 }
 
@@ -75,14 +90,19 @@ async fn bench_with_the_local_model_measures_the_model_uncached_and_cached_runs(
         eprintln!("notice: PADDOCK_MODEL_DIR is unset; skipping the local-model benchmark test");
         return;
     };
-    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     let opts = BenchOptions {
         docs_per_tenant: 100,
         concurrency: vec![1, 3],
         model_dir: Some(PathBuf::from(model_dir)),
         ..small_options(&db, 11)
     };
-    let report = bench::run(opts).await.expect("the benchmark runs with the local model");
+    let report = bench::run(opts)
+        .await
+        .expect("the benchmark runs with the local model");
     assert_eq!(report.model.len(), 2);
     for m in &report.model {
         for r in [&m.raw, &m.uncached, &m.cached] {
@@ -98,10 +118,19 @@ async fn bench_with_the_local_model_measures_the_model_uncached_and_cached_runs(
         assert!(m.cached.pgbench_tps > 0.0, "{m:?}");
         assert!(m.uncached_ratio() > 0.0);
     }
-    let docs = report.documents_embedded.as_ref().expect("the local-model run embeds documents too");
-    assert!(docs.documents > 0 && docs.per_sec > 0.0 && docs.tokens_per_document > 1.0, "{docs:?}");
+    let docs = report
+        .documents_embedded
+        .as_ref()
+        .expect("the local-model run embeds documents too");
+    assert!(
+        docs.documents > 0 && docs.per_sec > 0.0 && docs.tokens_per_document > 1.0,
+        "{docs:?}"
+    );
     let table = report.table();
-    assert!(table.contains("raw model queries/s") && table.contains("| 3 |"), "{table}");
+    assert!(
+        table.contains("raw model queries/s") && table.contains("| 3 |"),
+        "{table}"
+    );
     assert!(table.contains("documents/s"), "{table}");
     assert!(report.overhead.ping.is_empty());
 }

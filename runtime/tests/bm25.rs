@@ -28,12 +28,20 @@ fn scores(r: &Value) -> HashMap<String, f64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["id"].as_str().unwrap().to_owned(), h["lexical"]["score"].as_f64().unwrap()))
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().to_owned(),
+                h["lexical"]["score"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
 fn assert_close(got: f64, want: f64, what: &str) {
-    assert!((got - want).abs() < 1e-6, "{what}: SQL {got} vs hand {want}");
+    assert!(
+        (got - want).abs() < 1e-6,
+        "{what}: SQL {got} vs hand {want}"
+    );
 }
 
 /// The corpus, analysed by hand (english stemming, stop words dropped; the title counts like the content):
@@ -43,9 +51,11 @@ fn assert_close(got: f64, want: f64, what: &str) {
 ///   d  "" + "hydro dams"                                   hydro 1, dam 1                     |d| = 2
 /// N = 4, avgdl = 18 / 4 = 4.5; df(solar) = 2, df(power) = 3, df(wind) = 1, df(turbin) = 1.
 async fn load_hand_corpus(s: &Session<'_>) {
-    s.upsert("a", "Solar panels", "solar power from solar panels").await;
+    s.upsert("a", "Solar panels", "solar power from solar panels")
+        .await;
     s.upsert("b", "", "wind power and wind turbines").await;
-    s.upsert("c", "Grid", "the power grid stores solar energy").await;
+    s.upsert("c", "Grid", "the power grid stores solar energy")
+        .await;
     s.upsert("d", "", "hydro dams").await;
 }
 
@@ -59,31 +69,58 @@ async fn scores_match_bm25_computed_by_hand(admin: PgPool) {
 
     // The stored lengths are the hand counts.
     let lengths: Vec<(String, i32)> =
-        sqlx::query_as("SELECT id, bm25_length FROM documents ORDER BY id").fetch_all(&admin).await.unwrap();
-    assert_eq!(lengths, [("a".into(), 6), ("b".into(), 4), ("c".into(), 6), ("d".into(), 2)]);
+        sqlx::query_as("SELECT id, bm25_length FROM documents ORDER BY id")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        lengths,
+        [
+            ("a".into(), 6),
+            ("b".into(), 4),
+            ("c".into(), 6),
+            ("d".into(), 2)
+        ]
+    );
 
     let (n, avgdl, k1, b) = (4.0, 4.5, 1.2, 0.75);
     let r = s.call_ok("search", json!({"query": "solar power"})).await;
     let got = scores(&r);
     assert_eq!(got.len(), 3, "d holds neither term: {r}");
-    let want_a = bm25_term(n, 2.0, 3.0, 6.0, avgdl, k1, b) + bm25_term(n, 3.0, 1.0, 6.0, avgdl, k1, b);
+    let want_a =
+        bm25_term(n, 2.0, 3.0, 6.0, avgdl, k1, b) + bm25_term(n, 3.0, 1.0, 6.0, avgdl, k1, b);
     let want_b = bm25_term(n, 3.0, 1.0, 4.0, avgdl, k1, b);
-    let want_c = bm25_term(n, 2.0, 1.0, 6.0, avgdl, k1, b) + bm25_term(n, 3.0, 1.0, 6.0, avgdl, k1, b);
+    let want_c =
+        bm25_term(n, 2.0, 1.0, 6.0, avgdl, k1, b) + bm25_term(n, 3.0, 1.0, 6.0, avgdl, k1, b);
     assert_close(got["a"], want_a, "a");
     assert_close(got["b"], want_b, "b");
     assert_close(got["c"], want_c, "c");
-    let ids: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["a", "c", "b"]);
     // The search tool reports the BM25 score itself; hybrid_search keeps it as the lexical arm's score.
     assert_close(r["hits"][0]["score"].as_f64().unwrap(), want_a, "score");
-    let h = s.call_ok("hybrid_search", json!({"query": "solar power"})).await;
-    assert_close(h["hits"][0]["lexical"]["score"].as_f64().unwrap(), want_a, "hybrid lexical score");
+    let h = s
+        .call_ok("hybrid_search", json!({"query": "solar power"}))
+        .await;
+    assert_close(
+        h["hits"][0]["lexical"]["score"].as_f64().unwrap(),
+        want_a,
+        "hybrid lexical score",
+    );
     assert_eq!(h["hits"][0]["lexical"]["rank"], 1);
 
     // A term repeated in the query counts as often as it appears (qtf); a rare term outweighs a common one.
-    let r = s.call_ok("search", json!({"query": "wind, wind turbines"})).await;
+    let r = s
+        .call_ok("search", json!({"query": "wind, wind turbines"}))
+        .await;
     let got = scores(&r);
-    let want_b = 2.0 * bm25_term(n, 1.0, 2.0, 4.0, avgdl, k1, b) + bm25_term(n, 1.0, 1.0, 4.0, avgdl, k1, b);
+    let want_b =
+        2.0 * bm25_term(n, 1.0, 2.0, 4.0, avgdl, k1, b) + bm25_term(n, 1.0, 1.0, 4.0, avgdl, k1, b);
     assert_close(got["b"], want_b, "b with qtf");
     assert_eq!(got.len(), 1);
 
@@ -92,8 +129,16 @@ async fn scores_match_bm25_computed_by_hand(admin: PgPool) {
     let r = s.call_ok("search", json!({"query": "power"})).await;
     let got = scores(&r);
     let (n, avgdl) = (3.0, 14.0 / 3.0);
-    assert_close(got["a"], bm25_term(n, 2.0, 1.0, 6.0, avgdl, k1, b), "a after delete");
-    assert_close(got["c"], bm25_term(n, 2.0, 1.0, 6.0, avgdl, k1, b), "c after delete");
+    assert_close(
+        got["a"],
+        bm25_term(n, 2.0, 1.0, 6.0, avgdl, k1, b),
+        "a after delete",
+    );
+    assert_close(
+        got["c"],
+        bm25_term(n, 2.0, 1.0, 6.0, avgdl, k1, b),
+        "c after delete",
+    );
 
     // Only stop words: nothing to rank, no error.
     let r = s.call_ok("search", json!({"query": "the and from"})).await;
@@ -106,10 +151,19 @@ async fn k1_and_b_come_from_the_search_settings(admin: PgPool) {
     let keys = keys();
     let (k1, b) = (2.0, 0.3);
     let settings = Settings {
-        search: SearchSettings { bm25: Bm25 { k1, b }, ..SearchSettings::default() },
+        search: SearchSettings {
+            bm25: Bm25 { k1, b },
+            ..SearchSettings::default()
+        },
         ..Settings::default()
     };
-    let app = app_with(runtime_pool(&admin).await, &keys, Embedder::disabled(), settings).await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        Embedder::disabled(),
+        settings,
+    )
+    .await;
     let s = app.session(&keys.token("acme", RW)).await;
     load_hand_corpus(&s).await;
     let got = scores(&s.call_ok("search", json!({"query": "solar"})).await);
@@ -154,7 +208,12 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
             for r in 0..ROUNDS {
                 // Shared ids (every writer touches doc-0..doc-19) and a writer's own ids for batches.
                 let shared = format!("doc-{}", (w * 7 + r * 3) % 20);
-                let words = ["alpha beta", "gamma delta epsilon", "zeta", "eta theta iota kappa lambda"][(w + r) % 4];
+                let words = [
+                    "alpha beta",
+                    "gamma delta epsilon",
+                    "zeta",
+                    "eta theta iota kappa lambda",
+                ][(w + r) % 4];
                 let mut tx = db.begin(&tenant).await?;
                 match r % 5 {
                     3 => {
@@ -163,7 +222,14 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
                     4 => {
                         for i in 0..3 {
                             let id = format!("w{w}-{}", (r + i) % 7);
-                            documents::upsert(&mut tx, &id, "Batch", &format!("{words} {r} {i}"), &json!({})).await?;
+                            documents::upsert(
+                                &mut tx,
+                                &id,
+                                "Batch",
+                                &format!("{words} {r} {i}"),
+                                &json!({}),
+                            )
+                            .await?;
                         }
                     }
                     _ => {
@@ -177,7 +243,9 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
         }));
     }
     for t in tasks {
-        t.await.unwrap().expect("no writer fails (no deadlock, no serialization error)");
+        t.await
+            .unwrap()
+            .expect("no writer fails (no deadlock, no serialization error)");
     }
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
@@ -192,9 +260,18 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
     .unwrap();
     assert_eq!(stale, 0);
     // Folding kept the delta rows few.
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM bm25_stats").fetch_one(&admin).await.unwrap();
-    let writes: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats").fetch_one(&admin).await.unwrap();
-    assert!(writes > 600 && rows * 4 < writes, "{rows} delta rows after {writes} deltas");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM bm25_stats")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let writes: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(
+        writes > 600 && rows * 4 < writes,
+        "{rows} delta rows after {writes} deltas"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -205,32 +282,49 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
     for (t, content) in [("acme", "one two three"), ("globex", "four five")] {
         let tenant = TenantId::parse(t).unwrap();
         let mut tx = db.begin(&tenant).await.unwrap();
-        documents::upsert(&mut tx, "x", "", content, &json!({})).await.unwrap();
+        documents::upsert(&mut tx, "x", "", content, &json!({}))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
     let acme = TenantId::parse("acme").unwrap();
     let mut tx = db.begin(&acme).await.unwrap();
-    let seen: Vec<(String, i64, i64)> = sqlx::query_as("SELECT tenant_id, documents, tokens FROM bm25_stats")
-        .fetch_all(tx.conn())
-        .await
-        .unwrap();
+    let seen: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT tenant_id, documents, tokens FROM bm25_stats")
+            .fetch_all(tx.conn())
+            .await
+            .unwrap();
     assert_eq!(seen, [("acme".to_owned(), 1, 3)]);
-    let forged = sqlx::query("INSERT INTO bm25_stats (tenant_id, documents, tokens) VALUES ('acme', 1000, 1)")
-        .execute(tx.conn())
-        .await
-        .unwrap_err();
-    assert_eq!(forged.as_database_error().unwrap().code().as_deref(), Some("42501"), "{forged}");
+    let forged = sqlx::query(
+        "INSERT INTO bm25_stats (tenant_id, documents, tokens) VALUES ('acme', 1000, 1)",
+    )
+    .execute(tx.conn())
+    .await
+    .unwrap_err();
+    assert_eq!(
+        forged.as_database_error().unwrap().code().as_deref(),
+        Some("42501"),
+        "{forged}"
+    );
     drop(tx);
     // The derived columns cannot be set by hand either: the trigger recomputes them.
     let mut tx = db.begin(&acme).await.unwrap();
-    sqlx::query("UPDATE documents SET tsv = 'forged'::tsvector, bm25_length = 999").execute(tx.conn()).await.unwrap();
+    sqlx::query("UPDATE documents SET tsv = 'forged'::tsvector, bm25_length = 999")
+        .execute(tx.conn())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
     // Deleting a tenant (as the operator does) takes its documents and statistics with it.
-    sqlx::query("DELETE FROM tenants WHERE id = 'acme'").execute(&admin).await.unwrap();
-    let left: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT tenant_id FROM bm25_stats").fetch_all(&admin).await.unwrap();
+    sqlx::query("DELETE FROM tenants WHERE id = 'acme'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM bm25_stats")
+        .fetch_all(&admin)
+        .await
+        .unwrap();
     assert_eq!(left, ["globex"]);
 }
 
@@ -241,15 +335,32 @@ async fn non_text_updates_leave_the_analysis_alone(admin: PgPool) {
     let db = Db::from_pool(runtime_pool(&admin).await);
     let acme = TenantId::parse("acme").unwrap();
     let mut tx = db.begin(&acme).await.unwrap();
-    documents::upsert(&mut tx, "x", "Title", "some words here", &json!({})).await.unwrap();
+    documents::upsert(&mut tx, "x", "Title", "some words here", &json!({}))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats").fetch_one(&admin).await.unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     let mut tx = db.begin(&acme).await.unwrap();
-    documents::upsert(&mut tx, "x", "Title", "some words here", &json!({"k": "v"})).await.unwrap();
-    let hash: String = sqlx::query_scalar("SELECT content_hash FROM documents").fetch_one(tx.conn()).await.unwrap();
-    assert!(documents::store_embedding(&mut tx, "x", &hash, "m", vec![0.1; 384]).await.unwrap());
+    documents::upsert(&mut tx, "x", "Title", "some words here", &json!({"k": "v"}))
+        .await
+        .unwrap();
+    let hash: String = sqlx::query_scalar("SELECT content_hash FROM documents")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    assert!(
+        documents::store_embedding(&mut tx, "x", &hash, "m", vec![0.1; 384])
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
-    let after: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats").fetch_one(&admin).await.unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(before, after, "no delta row for writes that keep the text");
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
@@ -273,22 +384,41 @@ async fn fused_scores_follow_from_the_per_arm_ranks_and_scores(admin: PgPool) {
     let docs: [(&str, &str, Option<Vec<f32>>); 5] = [
         ("a", "solar panels on solar roofs", Some(unit(&[(0, 1.0)]))),
         ("b", "wind turbines", Some(unit(&[(1, 1.0)]))),
-        ("c", "solar farms beside wind farms", Some(unit(&[(0, 0.6), (1, 0.8)]))),
+        (
+            "c",
+            "solar farms beside wind farms",
+            Some(unit(&[(0, 0.6), (1, 0.8)])),
+        ),
         ("d", "solar hydro dams", None),
         ("e", "tidal power", Some(unit(&[(0, 0.8), (1, 0.6)]))),
     ];
     let mut tx = db.begin(&acme).await.unwrap();
     for (id, content, v) in &docs {
-        documents::upsert(&mut tx, id, "", content, &json!({})).await.unwrap();
+        documents::upsert(&mut tx, id, "", content, &json!({}))
+            .await
+            .unwrap();
         if let Some(v) = v {
             let hash: String =
-                sqlx::query_scalar("SELECT content_hash FROM documents WHERE id = $1").bind(id).fetch_one(tx.conn()).await.unwrap();
-            assert!(documents::store_embedding(&mut tx, id, &hash, "m", v.clone()).await.unwrap());
+                sqlx::query_scalar("SELECT content_hash FROM documents WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(tx.conn())
+                    .await
+                    .unwrap();
+            assert!(
+                documents::store_embedding(&mut tx, id, &hash, "m", v.clone())
+                    .await
+                    .unwrap()
+            );
         }
     }
     tx.commit().await.unwrap();
 
-    for (fusion, wl, wv) in [(Fusion::Convex, 1.0, 1.0), (Fusion::Convex, 2.0, 0.5), (Fusion::Rrf, 1.0, 1.0), (Fusion::Rrf, 1.0, 3.0)] {
+    for (fusion, wl, wv) in [
+        (Fusion::Convex, 1.0, 1.0),
+        (Fusion::Convex, 2.0, 0.5),
+        (Fusion::Rrf, 1.0, 1.0),
+        (Fusion::Rrf, 1.0, 3.0),
+    ] {
         let (alpha, k) = (0.3, 10.0);
         let params = HybridParams {
             query: "solar",
@@ -313,15 +443,24 @@ async fn fused_scores_follow_from_the_per_arm_ranks_and_scores(admin: PgPool) {
         assert_eq!(hits.iter().filter(|h| h.vector.is_some()).count(), 4);
         let range = |f: &dyn Fn(&search::Hit) -> Option<f64>| {
             let s: Vec<f64> = hits.iter().filter_map(f).collect();
-            (s.iter().copied().fold(f64::INFINITY, f64::min), s.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            (
+                s.iter().copied().fold(f64::INFINITY, f64::min),
+                s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
         };
         let (llo, lhi) = range(&|h| h.lexical.as_ref().map(|a| a.score));
         let (vlo, vhi) = range(&|h| h.vector.as_ref().map(|a| a.score));
         for h in &hits {
             let want = match fusion {
                 Fusion::Convex => {
-                    let nl = h.lexical.as_ref().map_or(0.0, |a| (a.score - llo) / (lhi - llo));
-                    let nv = h.vector.as_ref().map_or(0.0, |a| (a.score - vlo) / (vhi - vlo));
+                    let nl = h
+                        .lexical
+                        .as_ref()
+                        .map_or(0.0, |a| (a.score - llo) / (lhi - llo));
+                    let nv = h
+                        .vector
+                        .as_ref()
+                        .map_or(0.0, |a| (a.score - vlo) / (vhi - vlo));
                     (1.0 - alpha) * wl * nl + alpha * wv * nv
                 }
                 Fusion::Rrf => {
@@ -329,13 +468,36 @@ async fn fused_scores_follow_from_the_per_arm_ranks_and_scores(admin: PgPool) {
                         + h.vector.as_ref().map_or(0.0, |a| wv / (k + a.rank as f64))
                 }
             };
-            assert!((h.score - want).abs() < 1e-9, "{fusion:?} {}: {} vs {want}", h.id, h.score);
+            assert!(
+                (h.score - want).abs() < 1e-9,
+                "{fusion:?} {}: {} vs {want}",
+                h.id,
+                h.score
+            );
         }
-        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{fusion:?}: ordered by fused score");
+        assert!(
+            hits.windows(2).all(|w| w[0].score >= w[1].score),
+            "{fusion:?}: ordered by fused score"
+        );
         // The vector arm's cosine similarities and ranks are the hand ones.
-        let b = hits.iter().find(|h| h.id == "b").unwrap().vector.clone().unwrap();
-        let e = hits.iter().find(|h| h.id == "e").unwrap().vector.clone().unwrap();
+        let b = hits
+            .iter()
+            .find(|h| h.id == "b")
+            .unwrap()
+            .vector
+            .clone()
+            .unwrap();
+        let e = hits
+            .iter()
+            .find(|h| h.id == "e")
+            .unwrap()
+            .vector
+            .clone()
+            .unwrap();
         assert_eq!((b.rank, e.rank), (1, 3));
-        assert!((b.score - 1.0).abs() < 1e-6 && (e.score - 0.6).abs() < 1e-6, "{b:?} {e:?}");
+        assert!(
+            (b.score - 1.0).abs() < 1e-6 && (e.score - 0.6).abs() < 1e-6,
+            "{b:?} {e:?}"
+        );
     }
 }

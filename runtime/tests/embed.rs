@@ -15,9 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use paddock_runtime::embed::bench;
-use paddock_runtime::embed::{
-    EmbedError, EmbedStatus, Embedder, EmbeddingConfig, ProviderKind,
-};
+use paddock_runtime::embed::{EmbedError, EmbedStatus, Embedder, EmbeddingConfig, ProviderKind};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -47,7 +45,11 @@ fn local_config(dir: PathBuf) -> EmbeddingConfig {
 
 fn local_embedder(dir: PathBuf) -> Embedder {
     let embedder = Embedder::from_config(&local_config(dir), &mut Registry::default());
-    assert_eq!(embedder.status(), EmbedStatus::Enabled, "the local model should load");
+    assert_eq!(
+        embedder.status(),
+        EmbedStatus::Enabled,
+        "the local model should load"
+    );
     embedder
 }
 
@@ -59,7 +61,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn strings(texts: &[&str]) -> Vec<String> {
@@ -108,7 +113,10 @@ async fn local_model_ranks_paraphrases_above_unrelated_sentences() {
             cosine(&v[0], &v[2]),
             cosine(&v[1], &v[2])
         );
-        assert!(close > 0.5, "paraphrases should be clearly similar: {close}");
+        assert!(
+            close > 0.5,
+            "paraphrases should be clearly similar: {close}"
+        );
     }
 }
 
@@ -123,19 +131,37 @@ async fn local_model_matches_an_independent_reference_implementation() {
     let cases: [(&str, [f32; 8], f32); 2] = [
         (
             "A man is playing a guitar.",
-            [0.0216641, -0.0048642, -0.0096491, -0.0634012, -0.1674935, 0.0046764, 0.0805998, -0.0241421],
+            [
+                0.0216641, -0.0048642, -0.0096491, -0.0634012, -0.1674935, 0.0046764, 0.0805998,
+                -0.0241421,
+            ],
             -0.0186547,
         ),
         (
             &long,
-            [-0.0356806, 0.0139904, -0.0116605, -0.0638069, 0.0097321, -0.0088221, -0.0172905, -0.0197960],
+            [
+                -0.0356806, 0.0139904, -0.0116605, -0.0638069, 0.0097321, -0.0088221, -0.0172905,
+                -0.0197960,
+            ],
             0.0300790,
         ),
     ];
     for (text, head, last) in cases {
-        let v = embedder.embed_documents(&[text.to_owned()]).await.unwrap().remove(0);
-        assert!(max_abs_diff(&v[..8], &head) <= 1e-5, "{text:.30}: {:?} vs {head:?}", &v[..8]);
-        assert!((v[383] - last).abs() <= 1e-5, "{text:.30}: {} vs {last}", v[383]);
+        let v = embedder
+            .embed_documents(&[text.to_owned()])
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(
+            max_abs_diff(&v[..8], &head) <= 1e-5,
+            "{text:.30}: {:?} vs {head:?}",
+            &v[..8]
+        );
+        assert!(
+            (v[383] - last).abs() <= 1e-5,
+            "{text:.30}: {} vs {last}",
+            v[383]
+        );
     }
 }
 
@@ -162,10 +188,19 @@ async fn local_vectors_are_unit_length_deterministic_and_batch_independent() {
         assert!((norm - 1.0).abs() <= 1e-5, "norm {norm} for {text:.40}");
 
         // Alone (no padding) and through the query path: the same vector.
-        let single = embedder.embed_documents(std::slice::from_ref(text)).await.unwrap();
-        assert!(max_abs_diff(&single[0], vector) <= 1e-5, "batch vs single for {text:.40}");
+        let single = embedder
+            .embed_documents(std::slice::from_ref(text))
+            .await
+            .unwrap();
+        assert!(
+            max_abs_diff(&single[0], vector) <= 1e-5,
+            "batch vs single for {text:.40}"
+        );
         let query = embedder.embed_query(text).await.unwrap();
-        assert!(max_abs_diff(&query, vector) <= 1e-5, "query vs document for {text:.40}");
+        assert!(
+            max_abs_diff(&query, vector) <= 1e-5,
+            "query vs document for {text:.40}"
+        );
     }
 }
 
@@ -174,10 +209,18 @@ async fn concurrent_local_queries_each_get_their_own_vector() {
     // Queries waiting together share a forward pass; each caller must still get its own row.
     let Some(dir) = model_dir() else { return };
     let embedder = local_embedder(dir);
-    let queries: Vec<String> = (0..24).map(|i| format!("question number {i} about tenants")).collect();
+    let queries: Vec<String> = (0..24)
+        .map(|i| format!("question number {i} about tenants"))
+        .collect();
     let mut expected = Vec::new();
     for q in &queries {
-        expected.push(embedder.embed_documents(std::slice::from_ref(q)).await.unwrap().remove(0));
+        expected.push(
+            embedder
+                .embed_documents(std::slice::from_ref(q))
+                .await
+                .unwrap()
+                .remove(0),
+        );
     }
     let tasks: Vec<_> = queries
         .iter()
@@ -206,8 +249,14 @@ async fn local_queries_do_not_wait_for_a_whole_document_batch() {
         tokio::spawn(async move { embedder.embed_documents(&docs).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await; // the batch is now on the model
-    embedder.embed_query("which tenant owns this row?").await.unwrap();
-    assert!(!indexing.is_finished(), "the query should not have waited for all 24 documents");
+    embedder
+        .embed_query("which tenant owns this row?")
+        .await
+        .unwrap();
+    assert!(
+        !indexing.is_finished(),
+        "the query should not have waited for all 24 documents"
+    );
     assert_eq!(indexing.await.unwrap().unwrap().len(), 24);
 }
 
@@ -224,7 +273,11 @@ async fn query_timeout_bounds_a_slow_local_model() {
     let started = Instant::now();
     let err = embedder.embed_query(&long).await.unwrap_err();
     assert_eq!(err, EmbedError::Timeout(Duration::from_millis(1)));
-    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -234,9 +287,13 @@ async fn local_model_throughput_and_latency() {
     let embedder = local_embedder(dir);
     let texts = abstracts(128);
     let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
-    bench::model_throughput(&embedder, &texts[..8], 8).await.unwrap(); // warm caches
+    bench::model_throughput(&embedder, &texts[..8], 8)
+        .await
+        .unwrap(); // warm caches
     for batch in [1, 8, 32] {
-        let t = bench::model_throughput(&embedder, &texts, batch).await.unwrap();
+        let t = bench::model_throughput(&embedder, &texts, batch)
+            .await
+            .unwrap();
         eprintln!(
             "batch {batch:>2}: {:.1} docs/s ({} docs, {:.0} words each, {:.2?})",
             t.texts_per_sec,
@@ -245,9 +302,14 @@ async fn local_model_throughput_and_latency() {
             t.elapsed
         );
     }
-    let queries: Vec<String> = (0..50).map(|i| format!("effect of treatment {i} on patient outcomes")).collect();
+    let queries: Vec<String> = (0..50)
+        .map(|i| format!("effect of treatment {i} on patient outcomes"))
+        .collect();
     let l = bench::query_latency(&embedder, &queries).await.unwrap();
-    eprintln!("single query: p50 {:.2?}, p95 {:.2?}, max {:.2?}", l.p50, l.p95, l.max);
+    eprintln!(
+        "single query: p50 {:.2?}, p95 {:.2?}, max {:.2?}",
+        l.p50, l.p95, l.max
+    );
 }
 
 /// Abstract-like texts: `PADDOCK_BENCH_CORPUS` (JSON lines with `title` and `text`) when set,
@@ -266,13 +328,40 @@ fn abstracts(n: usize) -> Vec<String> {
             .filter(|t| t.split_whitespace().count() >= 150)
             .take(n)
             .collect();
-        assert!(texts.len() == n, "PADDOCK_BENCH_CORPUS has too few long documents");
+        assert!(
+            texts.len() == n,
+            "PADDOCK_BENCH_CORPUS has too few long documents"
+        );
         return texts;
     }
     let words = [
-        "patients", "treatment", "significantly", "increased", "risk", "cells", "protein", "expression",
-        "associated", "with", "the", "of", "in", "and", "results", "suggest", "that", "mice", "levels",
-        "clinical", "trial", "randomized", "cohort", "analysis", "reduced", "mortality", "response",
+        "patients",
+        "treatment",
+        "significantly",
+        "increased",
+        "risk",
+        "cells",
+        "protein",
+        "expression",
+        "associated",
+        "with",
+        "the",
+        "of",
+        "in",
+        "and",
+        "results",
+        "suggest",
+        "that",
+        "mice",
+        "levels",
+        "clinical",
+        "trial",
+        "randomized",
+        "cohort",
+        "analysis",
+        "reduced",
+        "mortality",
+        "response",
     ];
     (0..n)
         .map(|i| {
@@ -301,17 +390,26 @@ async fn missing_model_dir_disables_embeddings_with_the_path_in_the_reason() {
     let mut registry = Registry::with_prefix("paddock");
     let embedder = Embedder::from_config(&local_config(missing.clone()), &mut registry);
     let reason = disabled_reason(&embedder);
-    assert!(reason.contains(&missing.join("config.json").display().to_string()), "{reason}");
+    assert!(
+        reason.contains(&missing.join("config.json").display().to_string()),
+        "{reason}"
+    );
     assert!(reason.contains("failed to read"), "{reason}");
     assert_eq!(embedder.model(), None);
-    assert!(matches!(embedder.embed_query("hello").await, Err(EmbedError::Disabled(_))));
+    assert!(matches!(
+        embedder.embed_query("hello").await,
+        Err(EmbedError::Disabled(_))
+    ));
     assert!(matches!(
         embedder.embed_documents(&strings(&["hello"])).await,
         Err(EmbedError::Disabled(_))
     ));
     let text = metrics_text(&registry);
     assert!(text.contains("paddock_embedding_enabled 0"), "{text}");
-    assert!(text.contains(r#"paddock_embedding_failures_total{provider="none",reason="disabled"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"paddock_embedding_failures_total{provider="none",reason="disabled"} 2"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -325,22 +423,36 @@ async fn corrupt_model_files_disable_embeddings_with_a_clear_reason() {
     let dir = tempfile::tempdir().unwrap();
     copy(dir.path(), "config.json");
     copy(dir.path(), "tokenizer.json");
-    std::fs::write(dir.path().join("model.safetensors"), b"this is not a safetensors file").unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"this is not a safetensors file",
+    )
+    .unwrap();
     let reason = disabled_reason(&Embedder::from_config(
         &local_config(dir.path().to_owned()),
         &mut Registry::default(),
     ));
-    assert!(reason.contains("failed to load the model weights"), "{reason}");
+    assert!(
+        reason.contains("failed to load the model weights"),
+        "{reason}"
+    );
     assert!(reason.contains("model.safetensors"), "{reason}");
 
     // Weights cut in half, as by an interrupted copy.
     let weights = std::fs::read(real.join("model.safetensors")).unwrap();
-    std::fs::write(dir.path().join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
     let reason = disabled_reason(&Embedder::from_config(
         &local_config(dir.path().to_owned()),
         &mut Registry::default(),
     ));
-    assert!(reason.contains("failed to load the model weights"), "{reason}");
+    assert!(
+        reason.contains("failed to load the model weights"),
+        "{reason}"
+    );
 
     // A broken tokenizer.
     copy(dir.path(), "model.safetensors");
@@ -358,7 +470,10 @@ async fn corrupt_model_files_disable_embeddings_with_a_clear_reason() {
         &local_config(dir.path().to_owned()),
         &mut Registry::default(),
     ));
-    assert!(reason.contains("failed to parse the model configuration"), "{reason}");
+    assert!(
+        reason.contains("failed to parse the model configuration"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -369,7 +484,10 @@ async fn local_model_of_another_size_than_configured_is_refused() {
         ..local_config(dir)
     };
     let reason = disabled_reason(&Embedder::from_config(&cfg, &mut Registry::default()));
-    assert!(reason.contains("produces 384-dimensional vectors but embedding.dimensions is 768"), "{reason}");
+    assert!(
+        reason.contains("produces 384-dimensional vectors but embedding.dimensions is 768"),
+        "{reason}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,9 +524,9 @@ impl FakeServer {
 
 /// A vector that depends on the text only, so answers can be checked.
 fn fake_vector(text: &str, dims: usize) -> Vec<f32> {
-    let seed = text
-        .bytes()
-        .fold(17u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let seed = text.bytes().fold(17u32, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u32::from(b))
+    });
     (0..dims)
         .map(|i| ((seed.rotate_left(i as u32 * 5) % 1000) as f32) / 1000.0 + i as f32)
         .collect()
@@ -433,14 +551,21 @@ async fn embeddings(
             server.dims
         }
         Mode::Fail(status) => {
-            return (status, Json(json!({"error": {"message": "upstream exploded", "type": "server_error"}})))
+            return (
+                status,
+                Json(json!({"error": {"message": "upstream exploded", "type": "server_error"}})),
+            )
                 .into_response();
         }
         Mode::Dimensions(dims) => dims,
     };
     let inputs: Vec<String> = body["input"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if inputs.iter().any(|t| t.starts_with("too long")) {
         return (
@@ -525,7 +650,10 @@ async fn openai_client_batches_orders_and_authenticates() {
     let seen = server.seen.lock().unwrap().clone();
     let (auth, body) = &seen[0];
     assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
-    assert_eq!(body, &json!({"model": "nomic-embed-text", "input": ["alpha", "beta"]}));
+    assert_eq!(
+        body,
+        &json!({"model": "nomic-embed-text", "input": ["alpha", "beta"]})
+    );
 }
 
 #[tokio::test]
@@ -538,7 +666,10 @@ async fn openai_client_sends_dimensions_only_when_asked() {
     let embedder = Embedder::from_config(&cfg, &mut Registry::default());
     embedder.embed_query("alpha").await.unwrap();
     let seen = server.seen.lock().unwrap().clone();
-    assert_eq!(seen[0].0, None, "no key configured, no Authorization header");
+    assert_eq!(
+        seen[0].0, None,
+        "no key configured, no Authorization header"
+    );
     assert_eq!(seen[0].1["dimensions"], json!(4));
 }
 
@@ -573,7 +704,11 @@ async fn closed_port_fails_fast_with_the_cause() {
     );
     let started = Instant::now();
     let err = embedder.embed_query("alpha").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
     match err {
         EmbedError::Upstream(message) => {
             assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
@@ -597,43 +732,77 @@ async fn breaker_opens_fails_fast_and_recovers_through_one_probe() {
     for i in 0..3 {
         match embedder.embed_query(&format!("q{i}")).await {
             Err(EmbedError::Upstream(message)) => {
-                assert!(message.contains("500") && message.contains("upstream exploded"), "{message}")
+                assert!(
+                    message.contains("500") && message.contains("upstream exploded"),
+                    "{message}"
+                )
             }
             other => panic!("expected an upstream error, got {other:?}"),
         }
     }
     assert_eq!(server.requests(), 3);
     assert_eq!(embedder.status(), EmbedStatus::BreakerOpen);
-    assert!(metrics_text(&registry).contains(r#"paddock_embedding_breaker_state{provider="openai"} 1"#));
+    assert!(
+        metrics_text(&registry).contains(r#"paddock_embedding_breaker_state{provider="openai"} 1"#)
+    );
 
     // Open: fails fast without touching the server.
     let started = Instant::now();
     for _ in 0..10 {
-        assert_eq!(embedder.embed_query("q").await, Err(EmbedError::BreakerOpen));
+        assert_eq!(
+            embedder.embed_query("q").await,
+            Err(EmbedError::BreakerOpen)
+        );
     }
     assert!(started.elapsed() < Duration::from_millis(50));
     assert_eq!(server.requests(), 3);
 
     // After the cooldown one probe goes; it fails, so the breaker opens again.
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(matches!(embedder.embed_query("q").await, Err(EmbedError::Upstream(_))));
-    assert_eq!(embedder.embed_query("q").await, Err(EmbedError::BreakerOpen));
+    assert!(matches!(
+        embedder.embed_query("q").await,
+        Err(EmbedError::Upstream(_))
+    ));
+    assert_eq!(
+        embedder.embed_query("q").await,
+        Err(EmbedError::BreakerOpen)
+    );
     assert_eq!(server.requests(), 4);
 
     // The server recovers; the next probe succeeds and closes the breaker.
     server.set_mode(Mode::Healthy);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(embedder.embed_query("q").await.unwrap(), fake_vector("q", 4));
+    assert_eq!(
+        embedder.embed_query("q").await.unwrap(),
+        fake_vector("q", 4)
+    );
     assert_eq!(embedder.status(), EmbedStatus::Enabled);
     embedder.embed_query("r").await.unwrap();
     assert_eq!(server.requests(), 6);
 
     let text = metrics_text(&registry);
-    assert!(text.contains(r#"paddock_embedding_breaker_state{provider="openai"} 0"#), "{text}");
-    assert!(text.contains(r#"paddock_embedding_failures_total{provider="openai",reason="upstream"} 4"#), "{text}");
-    assert!(text.contains(r#"paddock_embedding_failures_total{provider="openai",reason="breaker_open"} 11"#), "{text}");
-    assert!(text.contains(r#"paddock_embedding_requests_total{provider="openai",kind="query"} 17"#), "{text}");
-    assert!(text.contains("paddock_embedding_duration_seconds_count{"), "{text}");
+    assert!(
+        text.contains(r#"paddock_embedding_breaker_state{provider="openai"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"paddock_embedding_failures_total{provider="openai",reason="upstream"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"paddock_embedding_failures_total{provider="openai",reason="breaker_open"} 11"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"paddock_embedding_requests_total{provider="openai",kind="query"} 17"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("paddock_embedding_duration_seconds_count{"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -661,7 +830,10 @@ async fn vectors_of_the_wrong_size_are_refused() {
     let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut Registry::default());
     match embedder.embed_documents(&strings(&["a"])).await {
         Err(EmbedError::Upstream(message)) => {
-            assert!(message.contains("returned 8 dimensions but embedding.dimensions is 4"), "{message}")
+            assert!(
+                message.contains("returned 8 dimensions but embedding.dimensions is 4"),
+                "{message}"
+            )
         }
         other => panic!("expected a dimension error, got {other:?}"),
     }
@@ -673,21 +845,43 @@ async fn repeated_query_is_served_from_the_cache() {
     let mut registry = Registry::with_prefix("paddock");
     let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut registry);
 
-    let first = embedder.embed_query("what is row-level security?").await.unwrap();
-    let second = embedder.embed_query("what is row-level security?").await.unwrap();
+    let first = embedder
+        .embed_query("what is row-level security?")
+        .await
+        .unwrap();
+    let second = embedder
+        .embed_query("what is row-level security?")
+        .await
+        .unwrap();
     let clone = embedder.clone(); // clones share the cache
-    let third = clone.embed_query("what is row-level security?").await.unwrap();
+    let third = clone
+        .embed_query("what is row-level security?")
+        .await
+        .unwrap();
     assert_eq!(first, second);
     assert_eq!(first, third);
-    assert_eq!(server.requests(), 1, "only the first query reaches the provider");
+    assert_eq!(
+        server.requests(),
+        1,
+        "only the first query reaches the provider"
+    );
 
     // The key is the exact text.
-    embedder.embed_query("What is row-level security?").await.unwrap();
+    embedder
+        .embed_query("What is row-level security?")
+        .await
+        .unwrap();
     assert_eq!(server.requests(), 2);
 
     let text = metrics_text(&registry);
-    assert!(text.contains("paddock_embedding_query_cache_hits_total 2"), "{text}");
-    assert!(text.contains("paddock_embedding_query_cache_misses_total 2"), "{text}");
+    assert!(
+        text.contains("paddock_embedding_query_cache_hits_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("paddock_embedding_query_cache_misses_total 2"),
+        "{text}"
+    );
     assert!(text.contains("paddock_embedding_enabled 1"), "{text}");
 }
 
@@ -707,14 +901,21 @@ async fn cache_holds_at_most_its_capacity() {
     for i in 0..100 {
         embedder.embed_query(&format!("query {i}")).await.unwrap();
     }
-    assert!(server.requests() - before >= 92, "{} misses", server.requests() - before);
+    assert!(
+        server.requests() - before >= 92,
+        "{} misses",
+        server.requests() - before
+    );
 }
 
 #[tokio::test]
 async fn empty_query_is_refused_without_a_call() {
     let (server, endpoint) = spawn_server(4).await;
     let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut Registry::default());
-    assert!(matches!(embedder.embed_query("  ").await, Err(EmbedError::InvalidInput(_))));
+    assert!(matches!(
+        embedder.embed_query("  ").await,
+        Err(EmbedError::InvalidInput(_))
+    ));
     assert_eq!(server.requests(), 0);
 }
 
@@ -728,5 +929,8 @@ async fn provider_none_is_disabled_quietly() {
         }
     );
     assert_eq!(embedder.dimensions(), None);
-    assert!(matches!(Embedder::disabled().embed_query("x").await, Err(EmbedError::Disabled(_))));
+    assert!(matches!(
+        Embedder::disabled().embed_query("x").await,
+        Err(EmbedError::Disabled(_))
+    ));
 }

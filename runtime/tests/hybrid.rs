@@ -11,7 +11,7 @@ use axum::{Json, Router, routing::post};
 use common::*;
 use paddock_runtime::{
     app::Settings,
-    embed::{EmbeddingConfig, Embedder, ProviderKind},
+    embed::{Embedder, EmbeddingConfig, ProviderKind},
     indexer,
 };
 use prometheus_client::registry::Registry;
@@ -24,12 +24,18 @@ const DIMS: usize = 384;
 /// vector space while sharing no lexeme.
 fn embed_text(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; DIMS];
-    for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+    for word in text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
         let word = match word {
             "erasure" | "erase" | "deletion" | "forgotten" => "forget",
             w => w,
         };
-        let h = word.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let h = word.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         v[(h % DIMS as u64) as usize] += 1.0;
     }
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
@@ -37,7 +43,13 @@ fn embed_text(text: &str) -> Vec<f32> {
 }
 
 fn vector_literal(v: &[f32]) -> String {
-    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 /// Inserts `n` documents `<tenant>-<i>` with texts from `text`, embedded by [`embed_text`], in one statement as
@@ -45,7 +57,10 @@ fn vector_literal(v: &[f32]) -> String {
 async fn insert_embedded(admin: &PgPool, tenant: &str, n: usize, text: impl Fn(usize) -> String) {
     let ids: Vec<String> = (0..n).map(|i| format!("{tenant}-{i}")).collect();
     let texts: Vec<String> = (0..n).map(text).collect();
-    let vecs: Vec<String> = texts.iter().map(|t| vector_literal(&embed_text(t))).collect();
+    let vecs: Vec<String> = texts
+        .iter()
+        .map(|t| vector_literal(&embed_text(t)))
+        .collect();
     sqlx::query(
         "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
          SELECT $1, i, t, 'h', v::vector, 'test-hash-384' FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
@@ -64,7 +79,10 @@ async fn embedding_server() -> SocketAddr {
     async fn embeddings(Json(body): Json<Value>) -> Json<Value> {
         let inputs: Vec<String> = match &body["input"] {
             Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap_or_default().to_owned()).collect(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().unwrap_or_default().to_owned())
+                .collect(),
             _ => vec![],
         };
         let data: Vec<Value> = inputs
@@ -72,11 +90,19 @@ async fn embedding_server() -> SocketAddr {
             .enumerate()
             .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed_text(t)}))
             .collect();
-        Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+        Json(
+            json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+        )
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, Router::new().route("/v1/embeddings", post(embeddings))).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            Router::new().route("/v1/embeddings", post(embeddings)),
+        )
+        .await
+    });
     addr
 }
 
@@ -97,22 +123,49 @@ async fn hybrid_finds_by_meaning_and_by_exact_terms_and_explains_each_hit(admin:
     let keys = keys();
     let addr = embedding_server().await;
     let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
-    let app = app_with(runtime_pool(&admin).await, &keys, embedder.clone(), Settings::default()).await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        embedder.clone(),
+        Settings::default(),
+    )
+    .await;
     let s = app.session(&keys.token("acme", RW)).await;
-    s.upsert("art17", "GDPR Article 17", "Data subjects may demand erasure of personal data.").await;
-    s.upsert("art15", "GDPR Article 15", "Data subjects may access personal data held about them.").await;
-    s.upsert("sla", "Service levels", "Availability of 99.9 percent each month.").await;
+    s.upsert(
+        "art17",
+        "GDPR Article 17",
+        "Data subjects may demand erasure of personal data.",
+    )
+    .await;
+    s.upsert(
+        "art15",
+        "GDPR Article 15",
+        "Data subjects may access personal data held about them.",
+    )
+    .await;
+    s.upsert(
+        "sla",
+        "Service levels",
+        "Availability of 99.9 percent each month.",
+    )
+    .await;
 
     // Writes did not wait for the model: nothing is embedded yet, and search still finds documents lexically.
-    let r = s.call_ok("hybrid_search", json!({"query": "Article 17"})).await;
+    let r = s
+        .call_ok("hybrid_search", json!({"query": "Article 17"}))
+        .await;
     assert_eq!(r["hits"][0]["id"], "art17");
     assert!(r["hits"][0]["vector"].is_null());
 
-    let stored = indexer::pass(&app.state.db, &embedder, embedder.model().unwrap()).await.unwrap();
+    let stored = indexer::pass(&app.state.db, &embedder, embedder.model().unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored, 3);
 
     // "forgotten" shares no lexeme with the documents: only the vector arm can find Article 17.
-    let r = s.call_ok("hybrid_search", json!({"query": "right to be forgotten"})).await;
+    let r = s
+        .call_ok("hybrid_search", json!({"query": "right to be forgotten"}))
+        .await;
     assert_eq!(r["mode"], "hybrid");
     assert_eq!(r["degraded"], false);
     let top = &r["hits"][0];
@@ -121,27 +174,67 @@ async fn hybrid_finds_by_meaning_and_by_exact_terms_and_explains_each_hit(admin:
     assert_eq!(top["vector"]["rank"], 1);
 
     // An exact identifier ranks first in the lexical arm and overall.
-    let r = s.call_ok("hybrid_search", json!({"query": "GDPR Article 15"})).await;
+    let r = s
+        .call_ok("hybrid_search", json!({"query": "GDPR Article 15"}))
+        .await;
     assert_eq!(r["hits"][0]["id"], "art15");
     assert_eq!(r["hits"][0]["lexical"]["rank"], 1);
-    let scores: Vec<f64> = r["hits"].as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "hits are ordered by fused score: {scores:?}");
+    let scores: Vec<f64> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "hits are ordered by fused score: {scores:?}"
+    );
 
     // Weights switch arms off; metadata filters apply to both arms.
-    let r = s.call_ok("hybrid_search", json!({"query": "right to be forgotten", "weights": {"vector": 0}})).await;
-    assert!(r["hits"].as_array().unwrap().iter().all(|h| h["vector"].is_null()));
+    let r = s
+        .call_ok(
+            "hybrid_search",
+            json!({"query": "right to be forgotten", "weights": {"vector": 0}}),
+        )
+        .await;
+    assert!(
+        r["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["vector"].is_null())
+    );
     s.call_ok("upsert_document", json!({"id": "ccpa", "title": "CCPA deletion", "content": "Consumers may request deletion.", "metadata": {"source": "ccpa"}})).await;
-    indexer::pass(&app.state.db, &embedder, embedder.model().unwrap()).await.unwrap();
-    let r = s.call_ok("hybrid_search", json!({"query": "forgotten deletion", "filter": {"source": "ccpa"}})).await;
-    let ids: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    indexer::pass(&app.state.db, &embedder, embedder.model().unwrap())
+        .await
+        .unwrap();
+    let r = s
+        .call_ok(
+            "hybrid_search",
+            json!({"query": "forgotten deletion", "filter": {"source": "ccpa"}}),
+        )
+        .await;
+    let ids: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["ccpa"]);
 
     // A changed document loses its vector until re-embedded, so an old vector never describes new text.
-    s.upsert("art17", "GDPR Article 17", "Completely different text about invoices.").await;
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE id = 'art17' AND embedding IS NULL")
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    s.upsert(
+        "art17",
+        "GDPR Article 17",
+        "Completely different text about invoices.",
+    )
+    .await;
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM documents WHERE id = 'art17' AND embedding IS NULL",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
     assert_eq!(pending, 1);
 }
 
@@ -155,13 +248,30 @@ async fn provider_down_degrades_to_lexical_within_the_timeout(admin: PgPool) {
         l.local_addr().unwrap()
     };
     let embedder = openai_embedder(format!("http://{closed}/v1"), 500);
-    let app = app_with(runtime_pool(&admin).await, &keys, embedder, Settings::default()).await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        embedder,
+        Settings::default(),
+    )
+    .await;
     let s = app.session(&keys.token("acme", RW)).await;
-    s.upsert("doc", "Termination", "Either party may terminate with ninety days notice.").await;
+    s.upsert(
+        "doc",
+        "Termination",
+        "Either party may terminate with ninety days notice.",
+    )
+    .await;
     for _ in 0..3 {
         let started = Instant::now();
-        let r = s.call_ok("hybrid_search", json!({"query": "terminate notice"})).await;
-        assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+        let r = s
+            .call_ok("hybrid_search", json!({"query": "terminate notice"}))
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(r["degraded"], true);
         assert_eq!(r["mode"], "lexical");
         assert!(r["degradedReason"].as_str().unwrap().contains("lexically"));
@@ -180,16 +290,40 @@ async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
     let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
     let query = "river delta sediment";
     // The big tenant's documents are near-duplicates of the query; the small tenant's only share one word.
-    insert_embedded(&admin, "big", 3000, |i| format!("river delta sediment sample {i}")).await;
-    insert_embedded(&admin, "small", 40, |i| format!("sediment core number {i} from a lake")).await;
-    sqlx::query("ANALYZE documents").execute(&admin).await.unwrap();
+    insert_embedded(&admin, "big", 3000, |i| {
+        format!("river delta sediment sample {i}")
+    })
+    .await;
+    insert_embedded(&admin, "small", 40, |i| {
+        format!("sediment core number {i} from a lake")
+    })
+    .await;
+    sqlx::query("ANALYZE documents")
+        .execute(&admin)
+        .await
+        .unwrap();
 
-    let app = app_with(runtime_pool(&admin).await, &keys, embedder, Settings::default()).await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        embedder,
+        Settings::default(),
+    )
+    .await;
     let s = app.session(&keys.token("small", RO)).await;
-    let r = s.call_ok("hybrid_search", json!({"query": query, "limit": 30, "weights": {"lexical": 0}})).await;
+    let r = s
+        .call_ok(
+            "hybrid_search",
+            json!({"query": query, "limit": 30, "weights": {"lexical": 0}}),
+        )
+        .await;
     let hits = r["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 30, "{r}");
-    assert!(hits.iter().all(|h| h["id"].as_str().unwrap().starts_with("small-") && h["vector"]["rank"].is_i64()));
+    assert!(
+        hits.iter().all(
+            |h| h["id"].as_str().unwrap().starts_with("small-") && h["vector"]["rank"].is_i64()
+        )
+    );
 }
 
 /// Each tenant's documents live in their own partition (migration 0004), with its own indexes, and the hybrid
@@ -207,7 +341,11 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
         let admin = admin.clone();
         let t = t.to_owned();
         async move {
-            sqlx::query_scalar::<_, String>("SELECT paddock_documents_partition($1)::text").bind(t).fetch_one(&admin).await.unwrap()
+            sqlx::query_scalar::<_, String>("SELECT paddock_documents_partition($1)::text")
+                .bind(t)
+                .fetch_one(&admin)
+                .await
+                .unwrap()
         }
     };
     let (acme, globex) = (partition("acme").await, partition("globex").await);
@@ -219,9 +357,24 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     .await
     .unwrap();
     assert_eq!(parents.len(), 3, "one partition per tenant: {parents:?}");
-    insert_embedded(&admin, "acme", 2000, |i| format!("acme field report {i} on river sediment and rain {}", i % 37)).await;
-    insert_embedded(&admin, "globex", 2000, |i| format!("globex field report {i} on river sediment and rain {}", i % 37)).await;
-    sqlx::query("ANALYZE documents").execute(&admin).await.unwrap();
+    insert_embedded(&admin, "acme", 2000, |i| {
+        format!(
+            "acme field report {i} on river sediment and rain {}",
+            i % 37
+        )
+    })
+    .await;
+    insert_embedded(&admin, "globex", 2000, |i| {
+        format!(
+            "globex field report {i} on river sediment and rain {}",
+            i % 37
+        )
+    })
+    .await;
+    sqlx::query("ANALYZE documents")
+        .execute(&admin)
+        .await
+        .unwrap();
 
     let db = Db::from_pool(runtime_pool(&admin).await);
     let mut tx = db.begin(&TenantId::parse("acme").unwrap()).await.unwrap();
@@ -250,25 +403,53 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
             (_, v) => q.bind(v),
         };
     }
-    let plan = q.bind("acme").fetch_one(tx.conn()).await.unwrap().to_string();
+    let plan = q
+        .bind("acme")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap()
+        .to_string();
     tx.commit().await.unwrap();
     // A partition is reachable only through the policed parent: the runtime role has no grant on it.
     let mut tx = db.begin(&TenantId::parse("acme").unwrap()).await.unwrap();
-    let direct = sqlx::query(&format!("SELECT count(*) FROM {globex}")).execute(tx.conn()).await.unwrap_err();
-    assert_eq!(direct.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{direct}");
+    let direct = sqlx::query(&format!("SELECT count(*) FROM {globex}"))
+        .execute(tx.conn())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        direct.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42501"),
+        "{direct}"
+    );
     drop(tx);
-    assert!(plan.contains(&format!("\"Relation Name\":\"{acme}\"")), "acme's partition is scanned: {plan}");
-    assert!(!plan.contains(&globex), "globex's partition is pruned: {plan}");
+    assert!(
+        plan.contains(&format!("\"Relation Name\":\"{acme}\"")),
+        "acme's partition is scanned: {plan}"
+    );
+    assert!(
+        !plan.contains(&globex),
+        "globex's partition is pruned: {plan}"
+    );
     // Which index each arm picks at this size is the planner's cost call (a sequential scan of 2,000 rows is
     // cheapest here); at benchmark size they are the partition's HNSW and GIN indexes (BENCHMARKS.md). What
     // this pins is that the partition has its own.
-    let indexes: Vec<String> =
-        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname")
-            .bind(&acme)
-            .fetch_all(&admin)
-            .await
-            .unwrap();
-    for (method, column) in [("hnsw", "embedding vector_cosine_ops"), ("gin", "tsv"), ("gin", "metadata jsonb_path_ops")] {
-        assert!(indexes.iter().any(|i| i.contains(&format!("USING {method} ({column})"))), "{method} on {column}: {indexes:?}");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+    )
+    .bind(&acme)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    for (method, column) in [
+        ("hnsw", "embedding vector_cosine_ops"),
+        ("gin", "tsv"),
+        ("gin", "metadata jsonb_path_ops"),
+    ] {
+        assert!(
+            indexes
+                .iter()
+                .any(|i| i.contains(&format!("USING {method} ({column})"))),
+            "{method} on {column}: {indexes:?}"
+        );
     }
 }

@@ -18,11 +18,18 @@ async fn tenant_b_cannot_reach_tenant_a_documents_through_any_tool(admin: PgPool
     let app = app(runtime_pool(&admin).await, &keys).await;
     let a = app.session(&keys.token("tenant-a", RW)).await;
     let b = app.session(&keys.token("tenant-b", RW)).await;
-    a.upsert("secret-1", "Merger plan", "Acme acquires Globex for forty million").await;
+    a.upsert(
+        "secret-1",
+        "Merger plan",
+        "Acme acquires Globex for forty million",
+    )
+    .await;
 
     // search and hybrid_search
     for tool in ["search", "hybrid_search"] {
-        let r = b.call_ok(tool, json!({"query": "merger Globex forty million"})).await;
+        let r = b
+            .call_ok(tool, json!({"query": "merger Globex forty million"}))
+            .await;
         assert_eq!(r["hits"].as_array().unwrap().len(), 0, "{tool}: {r}");
     }
     // get by id
@@ -62,20 +69,36 @@ async fn database_enforces_isolation_when_a_query_forgets_the_tenant_filter(admi
     let b = TenantId::parse("tenant-b").unwrap();
 
     let mut tx = db.begin(&b).await.unwrap();
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM documents ORDER BY id").fetch_all(tx.conn()).await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM documents ORDER BY id")
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(ids, vec!["b1"]);
-    let updated = sqlx::query("UPDATE documents SET content = 'pwned'").execute(tx.conn()).await.unwrap();
+    let updated = sqlx::query("UPDATE documents SET content = 'pwned'")
+        .execute(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(updated.rows_affected(), 1, "only B's own row");
-    let deleted = sqlx::query("DELETE FROM documents WHERE tenant_id = 'tenant-a'").execute(tx.conn()).await.unwrap();
+    let deleted = sqlx::query("DELETE FROM documents WHERE tenant_id = 'tenant-a'")
+        .execute(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(deleted.rows_affected(), 0);
     // The lexical arm's candidates (a definer function, to reach the GIN index) apply the same tenant.
-    let lexical = "SELECT id FROM paddock_lexical_candidates(ARRAY['text', 'pwned'], NULL) ORDER BY id";
-    let ids: Vec<String> = sqlx::query_scalar(lexical).fetch_all(tx.conn()).await.unwrap();
+    let lexical =
+        "SELECT id FROM paddock_lexical_candidates(ARRAY['text', 'pwned'], NULL) ORDER BY id";
+    let ids: Vec<String> = sqlx::query_scalar(lexical)
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(ids, vec!["b1"]);
     tx.commit().await.unwrap();
     // Without a tenant context it finds nothing at all.
     let runtime = runtime_pool(&admin).await;
-    let ids: Vec<String> = sqlx::query_scalar(lexical).fetch_all(&runtime).await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar(lexical)
+        .fetch_all(&runtime)
+        .await
+        .unwrap();
     assert!(ids.is_empty(), "{ids:?}");
 
     // Writing a row for another tenant is refused by the policy's WITH CHECK.
@@ -89,13 +112,22 @@ async fn database_enforces_isolation_when_a_query_forgets_the_tenant_filter(admi
 
     // Without any tenant context nothing is visible at all.
     let pool = runtime_pool(&admin).await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(&pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
 
     let untouched: Vec<String> =
-        sqlx::query_scalar("SELECT content FROM documents WHERE tenant_id = 'tenant-a'").fetch_all(&admin).await.unwrap();
+        sqlx::query_scalar("SELECT content FROM documents WHERE tenant_id = 'tenant-a'")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
     assert_eq!(untouched, vec!["text", "text"]);
 }
 
@@ -138,8 +170,14 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
         .await
         .unwrap();
     let role = format!("paddock_t_test_{}", std::process::id());
-    sqlx::query(&format!("DROP ROLE IF EXISTS {role}")).execute(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"))
+        .execute(&admin)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ($1, 'tenant-a')")
         .bind(&role)
         .execute(&admin)
@@ -147,14 +185,25 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
         .unwrap();
     let pool = login_pool(&admin, &role).await;
     let db = Db::from_pool(pool.clone());
-    let mut tx = db.begin(&TenantId::parse("tenant-b").unwrap()).await.unwrap();
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM documents").fetch_all(tx.conn()).await.unwrap();
-    assert_eq!(ids, vec!["a1"], "pinned to tenant-a despite claiming tenant-b");
-    // The lexical arm's definer function, which bypasses the policies to reach the index, pins it the same way.
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM paddock_lexical_candidates(ARRAY['x', 'y'], NULL)")
+    let mut tx = db
+        .begin(&TenantId::parse("tenant-b").unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM documents")
         .fetch_all(tx.conn())
         .await
         .unwrap();
+    assert_eq!(
+        ids,
+        vec!["a1"],
+        "pinned to tenant-a despite claiming tenant-b"
+    );
+    // The lexical arm's definer function, which bypasses the policies to reach the index, pins it the same way.
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM paddock_lexical_candidates(ARRAY['x', 'y'], NULL)")
+            .fetch_all(tx.conn())
+            .await
+            .unwrap();
     assert_eq!(ids, vec!["a1"], "the lexical candidates are tenant-a's too");
     drop(tx);
     // A runtime logged in as that role serves tenant-a only: a valid token for tenant-b is refused up front.
@@ -162,14 +211,32 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
     let served = app(pool.clone(), &keys).await;
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
                       "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let r = served.post_raw(&keys.token("tenant-b", RO), None, None, init.to_string()).await;
+    let r = served
+        .post_raw(&keys.token("tenant-b", RO), None, None, init.to_string())
+        .await;
     assert_eq!(r.status, 403, "{}", r.json());
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("serves tenant \"tenant-a\" only"), "{}", r.json());
-    let (session, _) = served.initialize(&keys.token("tenant-a", RO), "2025-06-18").await;
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("serves tenant \"tenant-a\" only"),
+        "{}",
+        r.json()
+    );
+    let (session, _) = served
+        .initialize(&keys.token("tenant-a", RO), "2025-06-18")
+        .await;
     assert!(!session.is_empty());
     pool.close().await;
-    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1").bind(&role).execute(&admin).await.unwrap();
-    sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();
+    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1")
+        .bind(&role)
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -186,15 +253,28 @@ async fn ten_concurrent_clients_of_different_tenants_see_only_their_own(admin: P
         tasks.push(tokio::spawn(async move {
             let s = app.session(&token).await;
             for d in 0..5 {
-                s.upsert(&format!("doc-{d}"), "shared title", &format!("owner t{i} document {d} about rivers")).await;
+                s.upsert(
+                    &format!("doc-{d}"),
+                    "shared title",
+                    &format!("owner t{i} document {d} about rivers"),
+                )
+                .await;
             }
             for _ in 0..5 {
-                let r = s.call_ok("hybrid_search", json!({"query": "rivers", "limit": 50})).await;
+                let r = s
+                    .call_ok("hybrid_search", json!({"query": "rivers", "limit": 50}))
+                    .await;
                 let hits = r["hits"].as_array().unwrap();
                 assert_eq!(hits.len(), 5);
                 for h in hits {
                     let doc = s.call_ok("get_document", json!({"id": h["id"]})).await;
-                    assert!(doc["content"].as_str().unwrap().starts_with(&format!("owner t{i} ")), "{doc}");
+                    assert!(
+                        doc["content"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with(&format!("owner t{i} ")),
+                        "{doc}"
+                    );
                 }
                 let l = s.call_ok("list_documents", json!({"limit": 100})).await;
                 assert_eq!(l["documents"].as_array().unwrap().len(), 5);
@@ -224,6 +304,9 @@ async fn tenant_claim_with_sql_is_refused_before_the_database(admin: PgPool) {
         .post_raw(&evil, None, None, json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}).to_string())
         .await;
     assert_eq!(r.status, 401);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_sessions").fetch_one(&admin).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_sessions")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
 }

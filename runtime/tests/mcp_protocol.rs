@@ -39,15 +39,32 @@ async fn session_rules_are_enforced_and_sessions_survive_a_new_instance(admin: P
     let ping = json!({"jsonrpc":"2.0","id":5,"method":"ping"}).to_string();
 
     // No session header → 400; unknown session → 404.
-    assert_eq!(app1.post_raw(&t, None, Some("2025-11-25"), ping.clone()).await.status, 400);
-    assert_eq!(app1.post_raw(&t, Some("nope"), Some("2025-11-25"), ping.clone()).await.status, 404);
+    assert_eq!(
+        app1.post_raw(&t, None, Some("2025-11-25"), ping.clone())
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app1.post_raw(&t, Some("nope"), Some("2025-11-25"), ping.clone())
+            .await
+            .status,
+        404
+    );
     // Another tenant's token cannot use this session.
     let other = keys.token("other", RO);
-    assert_eq!(app1.post_raw(&other, Some(&s.id), Some("2025-11-25"), ping.clone()).await.status, 404);
+    assert_eq!(
+        app1.post_raw(&other, Some(&s.id), Some("2025-11-25"), ping.clone())
+            .await
+            .status,
+        404
+    );
 
     // A second instance on the same database (another replica, or a restart) continues the session.
     let app2 = app(runtime_pool(&admin).await, &keys).await;
-    let r = app2.post_raw(&t, Some(&s.id), Some("2025-11-25"), ping.clone()).await;
+    let r = app2
+        .post_raw(&t, Some(&s.id), Some("2025-11-25"), ping.clone())
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"jsonrpc":"2.0","id":5,"result":{}}));
 
@@ -61,7 +78,12 @@ async fn session_rules_are_enforced_and_sessions_survive_a_new_instance(admin: P
     };
     assert_eq!(app2.send(del(None)).await.status, 400);
     assert_eq!(app2.send(del(Some(&s.id))).await.status, 204);
-    assert_eq!(app1.post_raw(&t, Some(&s.id), Some("2025-11-25"), ping.clone()).await.status, 404);
+    assert_eq!(
+        app1.post_raw(&t, Some(&s.id), Some("2025-11-25"), ping.clone())
+            .await
+            .status,
+        404
+    );
     assert_eq!(app2.send(del(Some(&s.id))).await.status, 404);
 }
 
@@ -75,8 +97,18 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
     let ping = json!({"jsonrpc":"2.0","id":"p","method":"ping"}).to_string();
 
     // Unsupported MCP-Protocol-Version → 400; absent → assumed 2025-03-26 and served.
-    assert_eq!(app.post_raw(&t, Some(&s.id), Some("1999-01-01"), ping.clone()).await.status, 400);
-    assert_eq!(app.post_raw(&t, Some(&s.id), None, ping.clone()).await.status, 200);
+    assert_eq!(
+        app.post_raw(&t, Some(&s.id), Some("1999-01-01"), ping.clone())
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.post_raw(&t, Some(&s.id), None, ping.clone())
+            .await
+            .status,
+        200
+    );
     // The header is not rejected on initialize itself.
     let r = app
         .post_raw(&t, None, Some("garbage"), json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}).to_string())
@@ -84,13 +116,24 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
     assert_eq!(r.status, 200);
 
     // Notifications and responses → 202 with an empty body.
-    let r = s.notify("notifications/cancelled", json!({"requestId": 3})).await;
+    let r = s
+        .notify("notifications/cancelled", json!({"requestId": 3}))
+        .await;
     assert_eq!((r.status.as_u16(), r.body.len()), (202, 0));
-    let r = s.post(json!({"jsonrpc":"2.0","id":"srv-1","result":{}})).await;
+    let r = s
+        .post(json!({"jsonrpc":"2.0","id":"srv-1","result":{}}))
+        .await;
     assert_eq!(r.status, 202);
 
     // GET → 405 (no server stream), never 404 and never a hanging stream.
-    let r = app.send(Request::get("/mcp").header("authorization", format!("Bearer {t}")).body(Body::empty()).unwrap()).await;
+    let r = app
+        .send(
+            Request::get("/mcp")
+                .header("authorization", format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, 405);
 
     // A present but foreign Origin → 403; an allowed one passes.
@@ -103,8 +146,14 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
             .body(Body::from(ping.clone()))
             .unwrap()
     };
-    assert_eq!(app.send(with_origin("https://evil.example")).await.status, 403);
-    assert_eq!(app.send(with_origin("http://localhost:6274")).await.status, 200);
+    assert_eq!(
+        app.send(with_origin("https://evil.example")).await.status,
+        403
+    );
+    assert_eq!(
+        app.send(with_origin("http://localhost:6274")).await.status,
+        200
+    );
 
     // CORS preflight exposes the session header and allows the MCP request headers.
     let r = app
@@ -112,14 +161,25 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
             Request::options("/mcp")
                 .header("origin", "http://localhost:6274")
                 .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "authorization,mcp-protocol-version,mcp-session-id,last-event-id")
+                .header(
+                    "access-control-request-headers",
+                    "authorization,mcp-protocol-version,mcp-session-id,last-event-id",
+                )
                 .body(Body::empty())
                 .unwrap(),
         )
         .await;
     assert!(r.status.is_success());
-    let allowed = r.header("access-control-allow-headers").unwrap().to_lowercase();
-    for h in ["authorization", "mcp-protocol-version", "mcp-session-id", "last-event-id"] {
+    let allowed = r
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_lowercase();
+    for h in [
+        "authorization",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "last-event-id",
+    ] {
         assert!(allowed.contains(h), "{allowed}");
     }
 
@@ -129,77 +189,140 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
 
     // ping answers {}; logging/setLevel takes RFC 5424 names.
     assert_eq!(s.request("ping", json!({})).await["result"], json!({}));
-    assert_eq!(s.request("logging/setLevel", json!({"level":"warning"})).await["result"], json!({}));
-    assert_eq!(s.request("logging/setLevel", json!({"level":"loud"})).await["error"]["code"], -32602);
+    assert_eq!(
+        s.request("logging/setLevel", json!({"level":"warning"}))
+            .await["result"],
+        json!({})
+    );
+    assert_eq!(
+        s.request("logging/setLevel", json!({"level":"loud"})).await["error"]["code"],
+        -32602
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn unauthenticated_requests_get_a_resource_metadata_challenge(admin: PgPool) {
     let keys = keys();
     let app = app(runtime_pool(&admin).await, &keys).await;
-    let r = app.send(Request::post("/mcp").body(Body::from("{}")).unwrap()).await;
+    let r = app
+        .send(Request::post("/mcp").body(Body::from("{}")).unwrap())
+        .await;
     assert_eq!(r.status, 401);
     let challenge = r.header("www-authenticate").unwrap();
     assert!(challenge.starts_with("Bearer "), "{challenge}");
-    assert!(challenge.contains("resource_metadata=\"http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp\""), "{challenge}");
-    let r = app.send(Request::get("/.well-known/oauth-protected-resource/mcp").body(Body::empty()).unwrap()).await;
+    assert!(
+        challenge.contains(
+            "resource_metadata=\"http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp\""
+        ),
+        "{challenge}"
+    );
+    let r = app
+        .send(
+            Request::get("/.well-known/oauth-protected-resource/mcp")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["resource"], RESOURCE);
-    assert!(r.json()["authorization_servers"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(
+        r.json()["authorization_servers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn malformed_json_rpc_gets_exact_errors_and_writes_nothing(admin: PgPool) {
     provision_tenant(&admin, "acme", 6000, 1000).await;
     let keys = keys();
-    let app = app_with(runtime_pool(&admin).await, &keys, paddock_runtime::embed::Embedder::disabled(),
-        Settings { max_body_bytes: 64 * 1024, ..Settings::default() }).await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        paddock_runtime::embed::Embedder::disabled(),
+        Settings {
+            max_body_bytes: 64 * 1024,
+            ..Settings::default()
+        },
+    )
+    .await;
     let t = keys.token("acme", RW);
     let s = app.session(&t).await;
     let raw = |body: String| app.post_raw(&t, Some(&s.id), Some("2025-11-25"), body);
 
     let r = raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",".into()).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_i64()), (400, Some(-32700)));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
     assert_eq!(r.json()["id"], serde_json::Value::Null);
 
     let r = raw("\"upsert_document\"".into()).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
 
-    let r = raw(json!({"jsonrpc":"2.0","id":2,"params":{"name":"upsert_document"}}).to_string()).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_i64()), (400, Some(-32600)));
+    let r =
+        raw(json!({"jsonrpc":"2.0","id":2,"params":{"name":"upsert_document"}}).to_string()).await;
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
 
     let r = raw(json!({"jsonrpc":"2.0","id":3,"method":"documents/put"}).to_string()).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_i64()), (200, Some(-32601)));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+        (200, Some(-32601))
+    );
     assert_eq!(r.json()["id"], 3);
 
-    let r = raw(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":42}}).to_string()).await;
+    let r =
+        raw(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":42}}).to_string())
+            .await;
     assert_eq!(r.json()["error"]["code"], -32602);
 
     let r = raw(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"drop_database","arguments":{}}}).to_string()).await;
     assert_eq!(r.json()["error"]["code"], -32602);
 
     // Tool-level validation is an isError result, not a protocol error.
-    let r = s.call("upsert_document", json!({"id": "", "content": "x"})).await;
+    let r = s
+        .call("upsert_document", json!({"id": "", "content": "x"}))
+        .await;
     assert_eq!(r["isError"], true);
-    let r = s.call("upsert_document", json!({"id": "d", "content": "x", "surprise": 1})).await;
+    let r = s
+        .call(
+            "upsert_document",
+            json!({"id": "d", "content": "x", "surprise": 1}),
+        )
+        .await;
     assert_eq!(r["isError"], true);
-    let r = s.call("hybrid_search", json!({"query": "x", "limit": 51})).await;
+    let r = s
+        .call("hybrid_search", json!({"query": "x", "limit": 51}))
+        .await;
     assert_eq!(r["isError"], true);
 
-    let big = json!({"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"upsert_document",
-        "arguments":{"id":"big","content":"x".repeat(100 * 1024)}}}).to_string();
+    let big =
+        json!({"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"upsert_document",
+        "arguments":{"id":"big","content":"x".repeat(100 * 1024)}}})
+        .to_string();
     let r = raw(big).await;
     assert_eq!(r.status, 413);
 
     let batch = json!([{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"upsert_document","arguments":{"id":"b","content":"x"}}}]).to_string();
     let r = raw(batch.clone()).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
 
     assert_eq!(count_documents(&admin).await, 0, "nothing was written");
 
     // Batches are allowed in 2025-03-26 only.
     let (sid, _) = app.initialize(&t, "2025-03-26").await;
-    let r = app.post_raw(&t, Some(&sid), Some("2025-03-26"), batch).await;
+    let r = app
+        .post_raw(&t, Some(&sid), Some("2025-03-26"), batch)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()[0]["result"]["isError"], false);
 }
@@ -209,14 +332,20 @@ async fn list_all(s: &Session<'_>) -> Vec<String> {
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let params = match &cursor { Some(c) => json!({"cursor": c}), None => json!({}) };
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
         let r = s.request("tools/list", params).await;
         for t in r["result"]["tools"].as_array().unwrap() {
             names.push(t["name"].as_str().unwrap().to_owned());
             assert_eq!(t["inputSchema"]["type"], "object");
             assert!(t["outputSchema"].is_object() && t["annotations"].is_object());
         }
-        match r["result"]["nextCursor"].as_str() { Some(c) => cursor = Some(c.to_owned()), None => break }
+        match r["result"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
     }
     names
 }
@@ -225,12 +354,33 @@ async fn list_all(s: &Session<'_>) -> Vec<String> {
 async fn tools_are_listed_with_cursors_and_filtered_by_scope(admin: PgPool) {
     provision_tenant(&admin, "acme", 6000, 1000).await;
     let keys = keys();
-    let app = app_with(runtime_pool(&admin).await, &keys, paddock_runtime::embed::Embedder::disabled(),
-        Settings { tools_page_size: 4, ..Settings::default() }).await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        paddock_runtime::embed::Embedder::disabled(),
+        Settings {
+            tools_page_size: 4,
+            ..Settings::default()
+        },
+    )
+    .await;
     let rw = app.session(&keys.token("acme", RW)).await;
-    assert_eq!(list_all(&rw).await, ["hybrid_search", "search", "get_document", "list_documents", "upsert_document", "delete_document"]);
+    assert_eq!(
+        list_all(&rw).await,
+        [
+            "hybrid_search",
+            "search",
+            "get_document",
+            "list_documents",
+            "upsert_document",
+            "delete_document"
+        ]
+    );
     let ro = app.session(&keys.token("acme", RO)).await;
-    assert_eq!(list_all(&ro).await, ["hybrid_search", "search", "get_document", "list_documents"]);
+    assert_eq!(
+        list_all(&ro).await,
+        ["hybrid_search", "search", "get_document", "list_documents"]
+    );
 
     let r = ro.request("tools/list", json!({"cursor": "bogus"})).await;
     assert_eq!(r["error"]["code"], -32602);
@@ -239,7 +389,10 @@ async fn tools_are_listed_with_cursors_and_filtered_by_scope(admin: PgPool) {
     let r = ro.post(json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"upsert_document","arguments":{"id":"x","content":"y"}}})).await;
     assert_eq!(r.status, 403);
     let challenge = r.header("www-authenticate").unwrap();
-    assert!(challenge.contains("insufficient_scope") && challenge.contains("documents:write"), "{challenge}");
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains("documents:write"),
+        "{challenge}"
+    );
     assert_eq!(count_documents(&admin).await, 0);
 }
 
@@ -253,8 +406,18 @@ async fn rate_limit_answers_429_with_retry_after_across_instances(admin: PgPool)
     let t = keys.token("slow", RO);
     let (sid, _) = app1.initialize(&t, "2025-11-25").await; // token 1
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string();
-    assert_eq!(app1.post_raw(&t, Some(&sid), None, ping.clone()).await.status, 200); // token 2
-    assert_eq!(app2.post_raw(&t, Some(&sid), None, ping.clone()).await.status, 200); // token 3, other replica
+    assert_eq!(
+        app1.post_raw(&t, Some(&sid), None, ping.clone())
+            .await
+            .status,
+        200
+    ); // token 2
+    assert_eq!(
+        app2.post_raw(&t, Some(&sid), None, ping.clone())
+            .await
+            .status,
+        200
+    ); // token 3, other replica
     let r = app2.post_raw(&t, Some(&sid), None, ping.clone()).await;
     assert_eq!(r.status, 429);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
@@ -281,11 +444,26 @@ async fn health_readiness_and_metrics(admin: PgPool) {
     let app = app(runtime_pool(&admin).await, &keys).await;
     let s = app.session(&keys.token("acme", RO)).await;
     s.call_ok("search", json!({"query": "anything"})).await;
-    assert_eq!(app.send(Request::get("/healthz").body(Body::empty()).unwrap()).await.status, 200);
-    assert_eq!(app.send(Request::get("/readyz").body(Body::empty()).unwrap()).await.status, 200);
-    let m = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        app.send(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.send(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .status,
+        200
+    );
+    let m = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
     let text = String::from_utf8(m.body).unwrap();
     assert!(text.contains("paddock_rpc_requests_total{endpoint=\"mcp\",method=\"tools/call\",tool=\"search\",status=\"ok\"} 1"), "{text}");
-    assert!(text.contains("paddock_rpc_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("paddock_rpc_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("paddock_db_pool_connections"), "{text}");
 }

@@ -14,9 +14,22 @@ use serde_json::json;
 use sqlx::{PgPool, migrate::Migrator};
 
 async fn migrate_up_to(admin: &PgPool, version: i64) {
-    let migrations: Vec<_> = MIGRATOR.migrations.iter().filter(|m| m.version <= version).cloned().collect();
-    let partial = Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false };
-    partial.run(admin).await.expect("the earlier migrations apply");
+    let migrations: Vec<_> = MIGRATOR
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect();
+    let partial = Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    partial
+        .run(admin)
+        .await
+        .expect("the earlier migrations apply");
 }
 
 #[sqlx::test(migrations = false)]
@@ -25,7 +38,13 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
     for t in ["acme", "globex"] {
         provision_tenant(&admin, t, 6000, 1000).await;
     }
-    let v = format!("[{}]", (0..384).map(|i| if i == 3 { "1" } else { "0" }).collect::<Vec<_>>().join(","));
+    let v = format!(
+        "[{}]",
+        (0..384)
+            .map(|i| if i == 3 { "1" } else { "0" })
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     for (tenant, n) in [("acme", 30), ("globex", 12)] {
         sqlx::query(
             "INSERT INTO documents (tenant_id, id, title, content, content_hash, embedding, embedding_model) \
@@ -41,23 +60,48 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
     }
     let snapshot = "SELECT tenant_id, id, title, content, tsv::text, bm25_length, embedding::text, embedding_model, \
                            created_at::text FROM documents ORDER BY 1, 2";
-    type Row = (String, String, String, String, String, i32, Option<String>, Option<String>, String);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i32,
+        Option<String>,
+        Option<String>,
+        String,
+    );
     let before: Vec<Row> = sqlx::query_as(snapshot).fetch_all(&admin).await.unwrap();
     let stats = "SELECT tenant_id, sum(documents)::bigint, sum(tokens)::bigint FROM bm25_stats GROUP BY 1 ORDER BY 1";
-    let stats_before: Vec<(String, i64, i64)> = sqlx::query_as(stats).fetch_all(&admin).await.unwrap();
+    let stats_before: Vec<(String, i64, i64)> =
+        sqlx::query_as(stats).fetch_all(&admin).await.unwrap();
 
-    MIGRATOR.run(&admin).await.expect("0004 applies to a populated database");
+    MIGRATOR
+        .run(&admin)
+        .await
+        .expect("0004 applies to a populated database");
 
     let after: Vec<Row> = sqlx::query_as(snapshot).fetch_all(&admin).await.unwrap();
     assert_eq!(after.len(), 42);
     assert_eq!(before, after, "every row moved unchanged");
-    let stats_after: Vec<(String, i64, i64)> = sqlx::query_as(stats).fetch_all(&admin).await.unwrap();
-    assert_eq!(stats_before, stats_after, "the copy did not count the rows twice");
-    let kind: String = sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE relname = 'documents'").fetch_one(&admin).await.unwrap();
+    let stats_after: Vec<(String, i64, i64)> =
+        sqlx::query_as(stats).fetch_all(&admin).await.unwrap();
+    assert_eq!(
+        stats_before, stats_after,
+        "the copy did not count the rows twice"
+    );
+    let kind: String =
+        sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE relname = 'documents'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(kind, "p", "documents is partitioned");
     let in_acme: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {}",
-        sqlx::query_scalar::<_, String>("SELECT paddock_documents_partition('acme')::text").fetch_one(&admin).await.unwrap()
+        sqlx::query_scalar::<_, String>("SELECT paddock_documents_partition('acme')::text")
+            .fetch_one(&admin)
+            .await
+            .unwrap()
     ))
     .fetch_one(&admin)
     .await
@@ -67,17 +111,34 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
     // The runtime's role reads, writes and counts through the new table, still only its own tenant's rows.
     let db = Db::from_pool(runtime_pool(&admin).await);
     let mut tx = db.begin(&TenantId::parse("globex").unwrap()).await.unwrap();
-    assert!(documents::get(&mut tx, "d20").await.unwrap().is_none(), "acme's d20 is not visible to globex");
-    let created = documents::upsert(&mut tx, "d13", "New", "fresh sediment", &json!({})).await.unwrap();
-    let updated = documents::upsert(&mut tx, "d1", "Report 1", "changed text", &json!({})).await.unwrap();
-    assert_eq!((created, updated), (documents::UpsertOutcome::Created, documents::UpsertOutcome::Updated));
+    assert!(
+        documents::get(&mut tx, "d20").await.unwrap().is_none(),
+        "acme's d20 is not visible to globex"
+    );
+    let created = documents::upsert(&mut tx, "d13", "New", "fresh sediment", &json!({}))
+        .await
+        .unwrap();
+    let updated = documents::upsert(&mut tx, "d1", "Report 1", "changed text", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (created, updated),
+        (
+            documents::UpsertOutcome::Created,
+            documents::UpsertOutcome::Updated
+        )
+    );
     tx.commit().await.unwrap();
     let globex: (i64, i64) = sqlx::query_as("SELECT sum(documents)::bigint, sum(tokens)::bigint FROM bm25_stats WHERE tenant_id = 'globex'")
         .fetch_one(&admin)
         .await
         .unwrap();
-    let recount: (i64, i64) =
-        sqlx::query_as("SELECT count(*), sum(bm25_length)::bigint FROM documents WHERE tenant_id = 'globex'").fetch_one(&admin).await.unwrap();
+    let recount: (i64, i64) = sqlx::query_as(
+        "SELECT count(*), sum(bm25_length)::bigint FROM documents WHERE tenant_id = 'globex'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
     assert_eq!(globex, recount, "statistics follow writes after the move");
 }
 
@@ -104,22 +165,39 @@ async fn concurrent_tenants_get_their_partitions_and_lose_them_on_delete(admin: 
     for t in tasks {
         t.await.unwrap().expect("no deadlock, no failure");
     }
-    let partitions: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'documents'::regclass")
+    let partitions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'documents'::regclass",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(partitions, 8);
+
+    sqlx::query("DELETE FROM tenants WHERE id = 't3'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let gone: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass(paddock_documents_partition('t3')::text)::text")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(gone, None);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
         .fetch_one(&admin)
         .await
         .unwrap();
-    assert_eq!(partitions, 8);
-
-    sqlx::query("DELETE FROM tenants WHERE id = 't3'").execute(&admin).await.unwrap();
-    let gone: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass(paddock_documents_partition('t3')::text)::text").fetch_one(&admin).await.unwrap();
-    assert_eq!(gone, None);
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(&admin).await.unwrap();
     assert_eq!(left, 7);
     // A document for a tenant that does not exist has no partition to go to.
-    let err = sqlx::query("INSERT INTO documents (tenant_id, id, content, content_hash) VALUES ('t3', 'd', 'x', 'h')")
-        .execute(&admin)
-        .await
-        .unwrap_err();
-    assert_eq!(err.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"), "{err}");
+    let err = sqlx::query(
+        "INSERT INTO documents (tenant_id, id, content, content_hash) VALUES ('t3', 'd', 'x', 'h')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23514"),
+        "{err}"
+    );
 }

@@ -14,12 +14,22 @@ use paddock_e2e::env::{Env, EnvOptions};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = Env::start(EnvOptions { shared_operator: true, scenario_timeout: Duration::from_secs(3600) }).await?;
+    let env = Env::start(EnvOptions {
+        shared_operator: true,
+        scenario_timeout: Duration::from_secs(3600),
+    })
+    .await?;
     let proxy = env.local().map(|l| l.proxy.url()).unwrap_or_default();
-    println!("Paddock is running (database {}, files in {}).", env.db.name, env.work_dir.display());
+    println!(
+        "Paddock is running (database {}, files in {}).",
+        env.db.name,
+        env.work_dir.display()
+    );
     println!("ToolServers answer at their status.url through this proxy:");
     println!("export HTTP_PROXY={proxy} NO_PROXY=127.0.0.1,localhost");
-    println!("Press Ctrl-C (or kill this process) to stop the operator and the runtimes and drop the database.");
+    println!(
+        "Press Ctrl-C (or kill this process) to stop the operator and the runtimes and drop the database."
+    );
     // Both signals end it cleanly: an unhandled SIGTERM would leave the operator and the
     // runtimes running with no parent.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

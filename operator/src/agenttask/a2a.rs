@@ -65,7 +65,9 @@ fn cut(s: &str, max: usize) -> String {
 
 /// Both spellings of a task state.
 pub fn parse_state(s: &str) -> Option<TaskState> {
-    let normal = s.strip_prefix("TASK_STATE_").map(|rest| rest.to_ascii_lowercase().replace('_', "-"));
+    let normal = s
+        .strip_prefix("TASK_STATE_")
+        .map(|rest| rest.to_ascii_lowercase().replace('_', "-"));
     Some(match normal.as_deref().unwrap_or(s) {
         "submitted" => TaskState::Submitted,
         "working" => TaskState::Working,
@@ -92,9 +94,16 @@ fn texts(parts: &Value) -> String {
 /// Reads a Task object (1.0 or 0.3).
 pub fn parse_task(task: &Value) -> Result<TaskView, A2aError> {
     let bad = |what: &str| A2aError::Protocol(what.to_owned());
-    let id = task.get("id").and_then(Value::as_str).ok_or_else(|| bad("task without id"))?;
-    let state_text = task.pointer("/status/state").and_then(Value::as_str).ok_or_else(|| bad("task without status.state"))?;
-    let state = parse_state(state_text).ok_or_else(|| A2aError::Protocol(format!("unknown task state {}", cut(state_text, 40))))?;
+    let id = task
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("task without id"))?;
+    let state_text = task
+        .pointer("/status/state")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("task without status.state"))?;
+    let state = parse_state(state_text)
+        .ok_or_else(|| A2aError::Protocol(format!("unknown task state {}", cut(state_text, 40))))?;
     let message = task
         .pointer("/status/message/parts")
         .map(texts)
@@ -107,7 +116,11 @@ pub fn parse_task(task: &Value) -> Result<TaskView, A2aError> {
         .flatten()
         .map(|a| {
             let parts = a.get("parts").and_then(Value::as_array).map_or(0, Vec::len);
-            let preview = a.get("parts").map(texts).filter(|t| !t.is_empty()).map(|t| cut(&t, PREVIEW_MAX));
+            let preview = a
+                .get("parts")
+                .map(texts)
+                .filter(|t| !t.is_empty())
+                .map(|t| cut(&t, PREVIEW_MAX));
             ArtifactSummary {
                 name: a
                     .get("name")
@@ -115,7 +128,10 @@ pub fn parse_task(task: &Value) -> Result<TaskView, A2aError> {
                     .and_then(Value::as_str)
                     .unwrap_or("artifact")
                     .to_owned(),
-                description: a.get("description").and_then(Value::as_str).map(|d| cut(d, PREVIEW_MAX)),
+                description: a
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(|d| cut(d, PREVIEW_MAX)),
                 parts: parts as i32,
                 preview,
             }
@@ -128,7 +144,10 @@ pub fn parse_task(task: &Value) -> Result<TaskView, A2aError> {
     };
     Ok(TaskView {
         id: id.to_owned(),
-        context_id: task.get("contextId").and_then(Value::as_str).map(str::to_owned),
+        context_id: task
+            .get("contextId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         state,
         message,
         artifacts,
@@ -142,22 +161,33 @@ pub fn parse_send_result(result: &Value) -> Result<TaskView, A2aError> {
     if let Some(task) = result.get("task") {
         return parse_task(task);
     }
-    if result.get("kind").and_then(Value::as_str) == Some("task") || result.pointer("/status/state").is_some() {
+    if result.get("kind").and_then(Value::as_str) == Some("task")
+        || result.pointer("/status/state").is_some()
+    {
         return parse_task(result);
     }
     let message = result.get("message").unwrap_or(result);
     if message.get("parts").is_some() {
         let text = texts(&message["parts"]);
         return Ok(TaskView {
-            id: message.get("taskId").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            context_id: message.get("contextId").and_then(Value::as_str).map(str::to_owned),
+            id: message
+                .get("taskId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            context_id: message
+                .get("contextId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             state: TaskState::Completed,
             message: (!text.is_empty()).then(|| cut(&text, MESSAGE_MAX)),
             artifacts: Vec::new(),
             cost: None,
         });
     }
-    Err(A2aError::Protocol("SendMessage returned neither a task nor a message".to_owned()))
+    Err(A2aError::Protocol(
+        "SendMessage returned neither a task nor a message".to_owned(),
+    ))
 }
 
 /// One A2A endpoint with one bearer token.
@@ -170,7 +200,11 @@ pub struct A2aClient<'a> {
 impl<'a> A2aClient<'a> {
     /// `base_url` is the server root (`http://docs.acme.svc:8080`).
     pub fn new(http: &'a reqwest::Client, base_url: &str, token: String) -> Self {
-        Self { http, url: format!("{}/a2a", base_url.trim_end_matches('/')), token }
+        Self {
+            http,
+            url: format!("{}/a2a", base_url.trim_end_matches('/')),
+            token,
+        }
     }
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, A2aError> {
@@ -192,13 +226,19 @@ impl<'a> A2aClient<'a> {
         let text = resp.text().await.map_err(A2aError::Connect)?;
         let value: Option<Value> = serde_json::from_str(&text).ok();
         // A JSON-RPC error object; anything else (an auth refusal's body, say) is judged by status.
-        let rpc_error = value.as_ref().and_then(|v| v.get("error")).filter(|e| e.get("code").is_some_and(Value::is_i64));
+        let rpc_error = value
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .filter(|e| e.get("code").is_some_and(Value::is_i64));
         if let Some(err) = rpc_error {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
             if code == -32601 {
                 return Err(A2aError::Unavailable);
             }
-            let message = cut(err.get("message").and_then(Value::as_str).unwrap_or(""), 200);
+            let message = cut(
+                err.get("message").and_then(Value::as_str).unwrap_or(""),
+                200,
+            );
             return Err(A2aError::Rpc { code, message });
         }
         if !(200..300).contains(&status) {
@@ -210,7 +250,12 @@ impl<'a> A2aClient<'a> {
     }
 
     /// Submits a task and returns at once (`returnImmediately`); the caller polls.
-    pub async fn send_message(&self, message_id: &str, text: &str, metadata: Value) -> Result<TaskView, A2aError> {
+    pub async fn send_message(
+        &self,
+        message_id: &str,
+        text: &str,
+        metadata: Value,
+    ) -> Result<TaskView, A2aError> {
         let params = json!({
             "message": {
                 "messageId": message_id,
@@ -224,7 +269,11 @@ impl<'a> A2aClient<'a> {
     }
 
     pub async fn get_task(&self, id: &str) -> Result<TaskView, A2aError> {
-        parse_task(&self.call("GetTask", json!({"id": id, "historyLength": 0})).await?)
+        parse_task(
+            &self
+                .call("GetTask", json!({"id": id, "historyLength": 0}))
+                .await?,
+        )
     }
 
     pub async fn cancel_task(&self, id: &str) -> Result<TaskView, A2aError> {
@@ -238,9 +287,18 @@ mod tests {
 
     #[test]
     fn both_dialects_of_task_state_are_read() {
-        assert_eq!(parse_state("TASK_STATE_INPUT_REQUIRED"), Some(TaskState::InputRequired));
-        assert_eq!(parse_state("input-required"), Some(TaskState::InputRequired));
-        assert_eq!(parse_state("TASK_STATE_COMPLETED"), Some(TaskState::Completed));
+        assert_eq!(
+            parse_state("TASK_STATE_INPUT_REQUIRED"),
+            Some(TaskState::InputRequired)
+        );
+        assert_eq!(
+            parse_state("input-required"),
+            Some(TaskState::InputRequired)
+        );
+        assert_eq!(
+            parse_state("TASK_STATE_COMPLETED"),
+            Some(TaskState::Completed)
+        );
         assert_eq!(parse_state("canceled"), Some(TaskState::Canceled));
         assert_eq!(parse_state("TASK_STATE_UNSPECIFIED"), None);
         assert_eq!(parse_state("done"), None);
@@ -256,20 +314,32 @@ mod tests {
             "metadata": {"cost": "0.0123"}
         }});
         let t = parse_send_result(&result).unwrap();
-        assert_eq!((t.id.as_str(), t.context_id.as_deref(), t.state), ("t-1", Some("c-1"), TaskState::Completed));
+        assert_eq!(
+            (t.id.as_str(), t.context_id.as_deref(), t.state),
+            ("t-1", Some("c-1"), TaskState::Completed)
+        );
         assert_eq!(t.message.as_deref(), Some("done"));
         assert_eq!(t.cost.as_deref(), Some("0.0123"));
         let a = &t.artifacts[0];
         assert_eq!((a.name.as_str(), a.parts), ("answer", 2));
-        assert_eq!(a.preview.as_ref().unwrap().chars().count(), PREVIEW_MAX + 1, "cut with an ellipsis");
+        assert_eq!(
+            a.preview.as_ref().unwrap().chars().count(),
+            PREVIEW_MAX + 1,
+            "cut with an ellipsis"
+        );
     }
 
     #[test]
     fn a_0_3_task_and_a_bare_message_are_read() {
-        let t = parse_send_result(&json!({"kind": "task", "id": "t", "status": {"state": "working"}})).unwrap();
+        let t =
+            parse_send_result(&json!({"kind": "task", "id": "t", "status": {"state": "working"}}))
+                .unwrap();
         assert_eq!(t.state, TaskState::Working);
         let m = parse_send_result(&json!({"message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "hi"}]}})).unwrap();
-        assert_eq!((m.state, m.message.as_deref()), (TaskState::Completed, Some("hi")));
+        assert_eq!(
+            (m.state, m.message.as_deref()),
+            (TaskState::Completed, Some("hi"))
+        );
         assert!(parse_send_result(&json!({"nothing": true})).is_err());
         assert!(parse_task(&json!({"id": "t", "status": {"state": "exploded"}})).is_err());
     }

@@ -38,10 +38,7 @@ use self::a2a::{A2aClient, A2aError, TaskView};
 use crate::{
     conditions::{self, Desired, Status},
     context::{self, Context},
-    crd::{
-        AgentTask, AgentTaskStatus, ToolServer, parse_duration,
-        agenttask::TaskState,
-    },
+    crd::{AgentTask, AgentTaskStatus, ToolServer, agenttask::TaskState, parse_duration},
     names::MANAGER,
     toolserver::build::{resource_url, service_url},
 };
@@ -54,10 +51,16 @@ const CANCEL_GRACE: Duration = Duration::from_secs(120);
 /// Lifetime of the token for one call.
 const TOKEN_TTL: Duration = Duration::from_secs(300);
 /// Scopes of the operator's task tokens: run tasks, and read the documents their skills search.
-pub const TASK_SCOPES: [&str; 2] = [paddock_runtime::auth::scopes::TASKS_RUN, paddock_runtime::auth::scopes::DOCUMENTS_READ];
+pub const TASK_SCOPES: [&str; 2] = [
+    paddock_runtime::auth::scopes::TASKS_RUN,
+    paddock_runtime::auth::scopes::DOCUMENTS_READ,
+];
 
 /// `SendMessageRequest.metadata` for a task: skill, per-task budget, model, timeout.
-pub fn submission_metadata(spec: &crate::crd::AgentTaskSpec, timeout: Duration) -> serde_json::Value {
+pub fn submission_metadata(
+    spec: &crate::crd::AgentTaskSpec,
+    timeout: Duration,
+) -> serde_json::Value {
     json!({
         "skill": spec.skill,
         "budget": spec.budget,
@@ -96,15 +99,18 @@ impl Error {
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    Controller::new(Api::<AgentTask>::all(ctx.client.clone()), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "agenttask reconcile did not complete");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<AgentTask>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "agenttask reconcile did not complete");
+        }
+    })
+    .await;
 }
 
 pub fn error_policy(task: Arc<AgentTask>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -117,7 +123,8 @@ pub fn error_policy(task: Arc<AgentTask>, error: &Error, ctx: Arc<Context>) -> A
 pub async fn reconcile(task: Arc<AgentTask>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let key = context::key(task.as_ref());
-    let api: Api<AgentTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let api: Api<AgentTask> =
+        Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, task, |event| async {
         match event {
             FinalizerEvent::Apply(t) => apply(&t, &ctx).await,
@@ -143,7 +150,11 @@ pub fn poll_interval(running_for: Duration) -> Duration {
 }
 
 /// When a finished task should be deleted, if ever.
-pub fn ttl_remaining(status: &AgentTaskStatus, ttl_seconds: Option<i32>, now: chrono::DateTime<Utc>) -> Option<Duration> {
+pub fn ttl_remaining(
+    status: &AgentTaskStatus,
+    ttl_seconds: Option<i32>,
+    now: chrono::DateTime<Utc>,
+) -> Option<Duration> {
     let ttl = ttl_seconds?;
     let done = status.completion_time.as_ref()?.0;
     let due = done + chrono::Duration::seconds(i64::from(ttl));
@@ -158,11 +169,20 @@ struct StatusBuilder {
 
 impl StatusBuilder {
     fn new(task: &AgentTask) -> Self {
-        Self { status: task.status.clone().unwrap_or_default(), generation: task.metadata.generation, transitions: vec![] }
+        Self {
+            status: task.status.clone().unwrap_or_default(),
+            generation: task.metadata.generation,
+            transitions: vec![],
+        }
     }
 
     fn set(&mut self, desired: Desired) {
-        if conditions::set(&mut self.status.conditions, &desired, self.generation, Utc::now()) {
+        if conditions::set(
+            &mut self.status.conditions,
+            &desired,
+            self.generation,
+            Utc::now(),
+        ) {
             self.transitions.push(desired);
         }
     }
@@ -187,13 +207,19 @@ impl StatusBuilder {
             self.status.cost = view.cost.clone();
         }
         if view.state.is_terminal() && !was_terminal {
-            self.finish(view.state, terminal_reason(view.state), self.status.message.clone().unwrap_or_default());
+            self.finish(
+                view.state,
+                terminal_reason(view.state),
+                self.status.message.clone().unwrap_or_default(),
+            );
         }
     }
 
     fn finish(&mut self, state: TaskState, reason: &'static str, message: String) {
         self.status.state = Some(state);
-        self.status.completion_time.get_or_insert_with(|| Time(Utc::now()));
+        self.status
+            .completion_time
+            .get_or_insert_with(|| Time(Utc::now()));
         if state == TaskState::Completed {
             self.set(Desired::new("Complete", Status::True, reason, message));
             self.set(Desired::new("Failed", Status::False, reason, ""));
@@ -206,11 +232,16 @@ impl StatusBuilder {
     async fn save(mut self, task: &AgentTask, ctx: &Context) -> Result<(), Error> {
         self.status.observed_generation = self.generation;
         if task.status.as_ref() != Some(&self.status) {
-            let api: Api<AgentTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+            let api: Api<AgentTask> =
+                Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
             let patch = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentTask", "status": self.status});
-            api.patch_status(&task.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-                .await
-                .map_err(Error::PatchStatus)?;
+            api.patch_status(
+                &task.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(patch),
+            )
+            .await
+            .map_err(Error::PatchStatus)?;
         }
         for t in &self.transitions {
             let (type_, reason) = match (t.type_, t.status) {
@@ -220,7 +251,8 @@ impl StatusBuilder {
                 ("Failed", Status::True) => (EventType::Warning, t.reason),
                 _ => continue,
             };
-            ctx.event(task, type_, reason, "Reconcile", t.message.clone()).await;
+            ctx.event(task, type_, reason, "Reconcile", t.message.clone())
+                .await;
         }
         Ok(())
     }
@@ -241,28 +273,64 @@ struct Target {
     token: String,
 }
 
-async fn target(task: &AgentTask, ctx: &Context, st: &mut StatusBuilder) -> Result<Result<Target, Duration>, Error> {
+async fn target(
+    task: &AgentTask,
+    ctx: &Context,
+    st: &mut StatusBuilder,
+) -> Result<Result<Target, Duration>, Error> {
     let ns = task.namespace().unwrap_or_default();
     let ts_name = &task.spec.tool_server_ref;
     let api: Api<ToolServer> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(ts) = api.get_opt(ts_name).await.map_err(|e| Error::ReadToolServer(format!("{ns}/{ts_name}"), e))? else {
-        st.set(Desired::new("Accepted", Status::False, "ToolServerNotFound", format!("ToolServer {ts_name} does not exist in {ns}")));
+    let Some(ts) = api
+        .get_opt(ts_name)
+        .await
+        .map_err(|e| Error::ReadToolServer(format!("{ns}/{ts_name}"), e))?
+    else {
+        st.set(Desired::new(
+            "Accepted",
+            Status::False,
+            "ToolServerNotFound",
+            format!("ToolServer {ts_name} does not exist in {ns}"),
+        ));
         return Ok(Err(Duration::from_secs(30)));
     };
     if !ts.spec.a2a.enabled {
-        st.set(Desired::new("Accepted", Status::False, "A2ADisabled", format!("ToolServer {ts_name} has spec.a2a.enabled false")));
+        st.set(Desired::new(
+            "Accepted",
+            Status::False,
+            "A2ADisabled",
+            format!("ToolServer {ts_name} has spec.a2a.enabled false"),
+        ));
         return Ok(Err(Duration::from_secs(60)));
     }
-    if !ts.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, "Ready")) {
-        st.set(Desired::new("Accepted", Status::False, "ToolServerNotReady", format!("waiting for ToolServer {ts_name} to be Ready")));
+    if !ts
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, "Ready"))
+    {
+        st.set(Desired::new(
+            "Accepted",
+            Status::False,
+            "ToolServerNotReady",
+            format!("waiting for ToolServer {ts_name} to be Ready"),
+        ));
         return Ok(Err(Duration::from_secs(15)));
     }
     let user = format!("agenttask:{ns}/{}", task.name_any());
     let token = ctx
         .dev_issuer
-        .mint(&ts.spec.tenant_ref, &resource_url(&ts), &user, &TASK_SCOPES, TOKEN_TTL)
+        .mint(
+            &ts.spec.tenant_ref,
+            &resource_url(&ts),
+            &user,
+            &TASK_SCOPES,
+            TOKEN_TTL,
+        )
         .map_err(|e| Error::MintToken(e.to_string()))?;
-    Ok(Ok(Target { base_url: ctx.settings.call_url(&ns, ts_name, &service_url(&ts)), token }))
+    Ok(Ok(Target {
+        base_url: ctx.settings.call_url(&ns, ts_name, &service_url(&ts)),
+        token,
+    }))
 }
 
 async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
@@ -274,8 +342,12 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
         return match ttl_remaining(&st.status, task.spec.ttl_seconds_after_finished, now) {
             None => Ok(Action::await_change()),
             Some(left) if left.is_zero() => {
-                let api: Api<AgentTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-                match api.delete(&task.name_any(), &DeleteParams::background()).await {
+                let api: Api<AgentTask> =
+                    Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+                match api
+                    .delete(&task.name_any(), &DeleteParams::background())
+                    .await
+                {
                     Ok(_) => Ok(Action::await_change()),
                     Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
                     Err(e) => Err(Error::DeleteFinished(e)),
@@ -289,15 +361,29 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
     let timeout = match parse_duration(&task.spec.timeout) {
         Ok(t) => t,
         Err(e) => {
-            st.finish(TaskState::Rejected, "InvalidSpec", format!("spec.timeout: {e}"));
+            st.finish(
+                TaskState::Rejected,
+                "InvalidSpec",
+                format!("spec.timeout: {e}"),
+            );
             st.save(task, ctx).await?;
             return Ok(Action::await_change());
         }
     };
-    let budget = match task.spec.budget.as_deref().map(Decimal::from_str).transpose() {
+    let budget = match task
+        .spec
+        .budget
+        .as_deref()
+        .map(Decimal::from_str)
+        .transpose()
+    {
         Ok(b) => b,
         Err(_) => {
-            st.finish(TaskState::Rejected, "InvalidSpec", "spec.budget is not a decimal amount".to_owned());
+            st.finish(
+                TaskState::Rejected,
+                "InvalidSpec",
+                "spec.budget is not a decimal amount".to_owned(),
+            );
             st.save(task, ctx).await?;
             return Ok(Action::await_change());
         }
@@ -315,21 +401,36 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
     let Some(task_id) = st.status.task_id.clone() else {
         let metadata = submission_metadata(&task.spec, timeout);
         let message_id = task.uid().unwrap_or_else(|| task.name_any());
-        match client.send_message(&message_id, &task.spec.input, metadata).await {
+        match client
+            .send_message(&message_id, &task.spec.input, metadata)
+            .await
+        {
             Ok(view) => {
                 st.status.start_time = Some(Time(now));
-                st.set(Desired::new("Accepted", Status::True, "Submitted", format!("submitted as A2A task {}", view.id)));
+                st.set(Desired::new(
+                    "Accepted",
+                    Status::True,
+                    "Submitted",
+                    format!("submitted as A2A task {}", view.id),
+                ));
                 st.mirror(&view);
                 let done = view.state.is_terminal();
                 st.save(task, ctx).await?;
-                return Ok(if done { Action::requeue(Duration::ZERO) } else { Action::requeue(poll_interval(Duration::ZERO)) });
+                return Ok(if done {
+                    Action::requeue(Duration::ZERO)
+                } else {
+                    Action::requeue(poll_interval(Duration::ZERO))
+                });
             }
             Err(A2aError::Unavailable) => {
                 st.set(Desired::new(
                     "Accepted",
                     Status::False,
                     "A2ANotAvailable",
-                    format!("Pending: A2A not available yet on ToolServer {}", task.spec.tool_server_ref),
+                    format!(
+                        "Pending: A2A not available yet on ToolServer {}",
+                        task.spec.tool_server_ref
+                    ),
                 ));
                 st.save(task, ctx).await?;
                 return Ok(Action::requeue(Duration::from_secs(60)));
@@ -341,7 +442,12 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
             }
             Err(e) if e.is_transient() => return Err(Error::CallRuntime(e)),
             Err(e) => {
-                st.set(Desired::new("Accepted", Status::False, "SubmissionFailed", e.to_string()));
+                st.set(Desired::new(
+                    "Accepted",
+                    Status::False,
+                    "SubmissionFailed",
+                    e.to_string(),
+                ));
                 st.save(task, ctx).await?;
                 return Ok(Action::requeue(Duration::from_secs(60)));
             }
@@ -357,16 +463,28 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
     let cancel_reason = if running_for >= timeout {
         Some(("Timeout", format!("timed out after {}", task.spec.timeout)))
     } else if over_budget(&st.status.cost) {
-        Some(("BudgetExceeded", format!("cost {} exceeded the task budget {}", st.status.cost.clone().unwrap_or_default(), task.spec.budget.clone().unwrap_or_default())))
+        Some((
+            "BudgetExceeded",
+            format!(
+                "cost {} exceeded the task budget {}",
+                st.status.cost.clone().unwrap_or_default(),
+                task.spec.budget.clone().unwrap_or_default()
+            ),
+        ))
     } else {
         None
     };
     if let Some((reason, message)) = cancel_reason {
         match client.cancel_task(&task_id).await {
-            Ok(view) => st.mirror(&TaskView { state: TaskState::Canceled, ..view }),
+            Ok(view) => st.mirror(&TaskView {
+                state: TaskState::Canceled,
+                ..view
+            }),
             Err(e) if e.is_transient() => return Err(Error::CallRuntime(e)),
             // Not cancelable (already finished) or gone: record our verdict anyway.
-            Err(e) => tracing::info!(task = %task_id, error = %e, "cancel after {reason} was refused"),
+            Err(e) => {
+                tracing::info!(task = %task_id, error = %e, "cancel after {reason} was refused")
+            }
         }
         st.finish(TaskState::Canceled, reason, message);
         st.save(task, ctx).await?;
@@ -381,11 +499,20 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
             }
         }
         Err(A2aError::Rpc { code: -32001, .. }) => {
-            st.finish(TaskState::Failed, "TaskNotFound", format!("the runtime no longer knows task {task_id}"));
+            st.finish(
+                TaskState::Failed,
+                "TaskNotFound",
+                format!("the runtime no longer knows task {task_id}"),
+            );
         }
         Err(e) if e.is_transient() => return Err(Error::CallRuntime(e)),
         Err(e) => {
-            st.set(Desired::new("Accepted", Status::True, "PollFailed", e.to_string()));
+            st.set(Desired::new(
+                "Accepted",
+                Status::True,
+                "PollFailed",
+                e.to_string(),
+            ));
         }
     }
     let terminal = st.status.state.is_some_and(TaskState::is_terminal);
@@ -394,12 +521,17 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::ZERO));
     }
     let left = timeout.saturating_sub(running_for);
-    Ok(Action::requeue(poll_interval(running_for).min(left.max(Duration::from_secs(1)))))
+    Ok(Action::requeue(
+        poll_interval(running_for).min(left.max(Duration::from_secs(1))),
+    ))
 }
 
 async fn cleanup(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
     let status = task.status.clone().unwrap_or_default();
-    let (Some(task_id), false) = (status.task_id.clone(), status.state.is_some_and(TaskState::is_terminal)) else {
+    let (Some(task_id), false) = (
+        status.task_id.clone(),
+        status.state.is_some_and(TaskState::is_terminal),
+    ) else {
         return Ok(Action::await_change());
     };
     let deleting_for = task
@@ -417,12 +549,26 @@ async fn cleanup(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
     let client = A2aClient::new(&ctx.http, &target.base_url, target.token);
     match client.cancel_task(&task_id).await {
         Ok(_) => {
-            ctx.event(task, EventType::Normal, "Canceled", "Cleanup", format!("canceled A2A task {task_id} before deletion")).await;
+            ctx.event(
+                task,
+                EventType::Normal,
+                "Canceled",
+                "Cleanup",
+                format!("canceled A2A task {task_id} before deletion"),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Err(e) if e.is_transient() && deleting_for < CANCEL_GRACE => Err(Error::CallRuntime(e)),
         Err(e) => {
-            ctx.event(task, EventType::Warning, "CancelFailed", "Cleanup", format!("could not cancel A2A task {task_id}: {e}")).await;
+            ctx.event(
+                task,
+                EventType::Warning,
+                "CancelFailed",
+                "Cleanup",
+                format!("could not cancel A2A task {task_id}: {e}"),
+            )
+            .await;
             Ok(Action::await_change())
         }
     }
@@ -437,16 +583,36 @@ mod tests {
     #[test]
     fn polling_slows_down_as_the_task_runs() {
         let secs = |s| poll_interval(Duration::from_secs(s)).as_secs();
-        assert_eq!([secs(0), secs(9), secs(10), secs(59), secs(60), secs(3600)], [2, 2, 5, 5, 15, 30]);
+        assert_eq!(
+            [secs(0), secs(9), secs(10), secs(59), secs(60), secs(3600)],
+            [2, 2, 5, 5, 15, 30]
+        );
     }
 
     #[test]
     fn ttl_counts_from_completion() {
         let done = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        let status = AgentTaskStatus { completion_time: Some(Time(done)), ..Default::default() };
-        assert_eq!(ttl_remaining(&status, None, done), None, "no TTL, never deleted");
-        assert_eq!(ttl_remaining(&status, Some(60), done + chrono::Duration::seconds(20)), Some(Duration::from_secs(40)));
-        assert_eq!(ttl_remaining(&status, Some(60), done + chrono::Duration::seconds(90)), Some(Duration::ZERO));
-        assert_eq!(ttl_remaining(&AgentTaskStatus::default(), Some(60), done), None, "not finished");
+        let status = AgentTaskStatus {
+            completion_time: Some(Time(done)),
+            ..Default::default()
+        };
+        assert_eq!(
+            ttl_remaining(&status, None, done),
+            None,
+            "no TTL, never deleted"
+        );
+        assert_eq!(
+            ttl_remaining(&status, Some(60), done + chrono::Duration::seconds(20)),
+            Some(Duration::from_secs(40))
+        );
+        assert_eq!(
+            ttl_remaining(&status, Some(60), done + chrono::Duration::seconds(90)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            ttl_remaining(&AgentTaskStatus::default(), Some(60), done),
+            None,
+            "not finished"
+        );
     }
 }

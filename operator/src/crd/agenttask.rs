@@ -108,7 +108,10 @@ pub enum TaskState {
 impl TaskState {
     /// Whether the task can never change state again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Canceled | Self::Rejected)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Canceled | Self::Rejected
+        )
     }
 }
 

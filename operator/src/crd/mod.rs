@@ -103,11 +103,16 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
 ///   (blank lines still separate paragraphs).
 fn tidy(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
-        if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+        if let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
             root.title = None;
             let mut value = serde_json::to_value(&*root).expect("a schema serializes to JSON");
             unwrap_descriptions(&mut value);
-            *root = serde_json::from_value(value).expect("unwrapping descriptions keeps the schema valid");
+            *root = serde_json::from_value(value)
+                .expect("unwrapping descriptions keeps the schema valid");
         }
     }
     crd
@@ -121,7 +126,13 @@ fn unwrap_descriptions(value: &mut serde_json::Value) {
                     serde_json::Value::String(text) if key == "description" => {
                         *text = text
                             .split("\n\n")
-                            .map(|paragraph| paragraph.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                            .map(|paragraph| {
+                                paragraph
+                                    .split('\n')
+                                    .map(str::trim)
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
                             .collect::<Vec<_>>()
                             .join("\n\n");
                     }
@@ -211,7 +222,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, InvalidDuration> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
         let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_len);
         let scale = match unit {
             "ms" => 0.001,
@@ -251,7 +264,9 @@ mod tests {
 
     #[test]
     fn malformed_durations_are_refused_not_panicked_on() {
-        for bad in ["", "5", "s", "5x", "-5s", ".5s", "5.s", "1..2s", "5 s", "5sm", "1e3s", "5µs"] {
+        for bad in [
+            "", "5", "s", "5x", "-5s", ".5s", "5.s", "1..2s", "5 s", "5sm", "1e3s", "5µs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }

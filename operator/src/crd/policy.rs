@@ -81,7 +81,8 @@ fn binding(policy: &str) -> ValidatingAdmissionPolicyBinding {
 }
 
 /// The two policies and their bindings, in the order they are written to the file.
-pub fn tenant_namespace_policies() -> Vec<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
+pub fn tenant_namespace_policies()
+-> Vec<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
     let claimed = ValidatingAdmissionPolicy {
         metadata: ObjectMeta {
             name: Some(NAMESPACE_POLICY.into()),

@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CEL_HTTP_URL, Condition, DNS1123_LABEL, MODEL_NAME, DURATION, SecretKeyRef};
+use super::{CEL_HTTP_URL, Condition, DNS1123_LABEL, DURATION, MODEL_NAME, SecretKeyRef};
 
 /// A tenant's tool server: MCP tools and A2A skills over the tenant's documents.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -89,7 +89,9 @@ fn default_replicas() -> i32 {
 }
 
 /// An MCP tool the runtime can expose.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tool {
     /// Lexical and vector search fused with Reciprocal Rank Fusion.

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    ByteString,
-    api::core::v1::Secret,
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{Resource, runtime::reflector::ObjectRef};
 use reqwest::Url;
@@ -28,11 +26,20 @@ pub const USERNAME_KEY: &str = "username";
 pub const PASSWORD_KEY: &str = "password";
 
 /// Connection parameters that belong to the operator's own login and must not be handed on.
-const PRIVATE_PARAMS: [&str; 6] = ["user", "password", "passfile", "sslcert", "sslkey", "sslpassword"];
+const PRIVATE_PARAMS: [&str; 6] = [
+    "user",
+    "password",
+    "passfile",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+];
 
 /// The base URL tenant DSNs are made from has no host to log in to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the tenant database URL must be a postgres:// URL with a host (set --tenant-database-url)")]
+#[error(
+    "the tenant database URL must be a postgres:// URL with a host (set --tenant-database-url)"
+)]
 pub struct BadBaseUrl;
 
 /// Checks that `base` can carry tenant credentials: a `postgres://` or `postgresql://` URL with a host.
@@ -70,13 +77,23 @@ pub fn tenant_dsn(base: &Url, role: &RoleName, password: &str) -> String {
 /// the operator generated (a Secret edited into something else is not trusted).
 pub fn password_from_secret(secret: &Secret, role: &RoleName) -> Option<String> {
     let data = secret.data.as_ref()?;
-    let text = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok());
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
     let password = text(PASSWORD_KEY)?;
-    (text(USERNAME_KEY)? == role.as_str() && credentials::is_valid_password(&password)).then_some(password)
+    (text(USERNAME_KEY)? == role.as_str() && credentials::is_valid_password(&password))
+        .then_some(password)
 }
 
 /// The Secret with the tenant's database credentials for `namespace`, owned by the Tenant.
-pub fn db_secret(tenant: &Tenant, namespace: &str, role: &RoleName, password: &str, dsn: &str) -> Secret {
+pub fn db_secret(
+    tenant: &Tenant,
+    namespace: &str,
+    role: &RoleName,
+    password: &str,
+    dsn: &str,
+) -> Secret {
     let name = tenant.metadata.name.clone().unwrap_or_default();
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
     Secret {
@@ -128,18 +145,47 @@ pub fn claim_of(labels: Option<&BTreeMap<String, String>>, tenant: &str) -> Clai
 }
 
 /// `BudgetWarning` and `BudgetExceeded` for `spend` against the monthly `limit`.
-pub fn budget_conditions(limit: Decimal, warn_at_percent: i32, spend: Decimal, currency: &str) -> [Desired; 2] {
-    let shown = format!("{} of {} {currency} spent this month", format_amount(spend), format_amount(limit));
-    let exceeded = if limit.is_zero() { spend > Decimal::ZERO } else { spend >= limit };
-    let warn = exceeded || spend * Decimal::from(100) >= limit * Decimal::from(warn_at_percent) && !limit.is_zero();
+pub fn budget_conditions(
+    limit: Decimal,
+    warn_at_percent: i32,
+    spend: Decimal,
+    currency: &str,
+) -> [Desired; 2] {
+    let shown = format!(
+        "{} of {} {currency} spent this month",
+        format_amount(spend),
+        format_amount(limit)
+    );
+    let exceeded = if limit.is_zero() {
+        spend > Decimal::ZERO
+    } else {
+        spend >= limit
+    };
+    let warn = exceeded
+        || spend * Decimal::from(100) >= limit * Decimal::from(warn_at_percent) && !limit.is_zero();
     [
         if warn {
-            Desired::new("BudgetWarning", Status::True, "NearLimit", format!("{shown} (warning at {warn_at_percent}%)"))
+            Desired::new(
+                "BudgetWarning",
+                Status::True,
+                "NearLimit",
+                format!("{shown} (warning at {warn_at_percent}%)"),
+            )
         } else {
-            Desired::new("BudgetWarning", Status::False, "BelowWarning", shown.clone())
+            Desired::new(
+                "BudgetWarning",
+                Status::False,
+                "BelowWarning",
+                shown.clone(),
+            )
         },
         if exceeded {
-            Desired::new("BudgetExceeded", Status::True, "OverBudget", format!("{shown}; model calls are refused"))
+            Desired::new(
+                "BudgetExceeded",
+                Status::True,
+                "OverBudget",
+                format!("{shown}; model calls are refused"),
+            )
         } else {
             Desired::new("BudgetExceeded", Status::False, "WithinBudget", shown)
         },
@@ -158,10 +204,16 @@ pub fn format_amount(amount: Decimal) -> String {
 /// The Tenant to reconcile when an AgentTask in `namespace` changes: the one whose spec claims
 /// that namespace. A task reserves and settles budget as it runs, so its tenant's spend is read
 /// again then, not only at the next resync.
-pub fn tenant_claiming<'a>(tenants: impl IntoIterator<Item = &'a Tenant>, namespace: &str) -> Option<ObjectRef<Tenant>> {
+pub fn tenant_claiming<'a>(
+    tenants: impl IntoIterator<Item = &'a Tenant>,
+    namespace: &str,
+) -> Option<ObjectRef<Tenant>> {
     tenants
         .into_iter()
-        .find(|t| t.meta().deletion_timestamp.is_none() && t.spec.namespaces.iter().any(|n| n == namespace))
+        .find(|t| {
+            t.meta().deletion_timestamp.is_none()
+                && t.spec.namespaces.iter().any(|n| n == namespace)
+        })
         .map(ObjectRef::from_obj)
 }
 
@@ -197,9 +249,19 @@ spec:
         other.metadata.name = Some("globex".into());
         other.spec.namespaces = vec!["globex".into(), "shared-tools".into()];
         let tenants = [acme, other];
-        assert_eq!(tenant_claiming(&tenants, "acme").map(|r| r.name), Some("acme".to_owned()));
-        assert_eq!(tenant_claiming(&tenants, "shared-tools").map(|r| r.name), Some("globex".to_owned()));
-        assert_eq!(tenant_claiming(&tenants, "kube-system"), None, "a namespace no Tenant claims maps to none");
+        assert_eq!(
+            tenant_claiming(&tenants, "acme").map(|r| r.name),
+            Some("acme".to_owned())
+        );
+        assert_eq!(
+            tenant_claiming(&tenants, "shared-tools").map(|r| r.name),
+            Some("globex".to_owned())
+        );
+        assert_eq!(
+            tenant_claiming(&tenants, "kube-system"),
+            None,
+            "a namespace no Tenant claims maps to none"
+        );
     }
 
     #[test]
@@ -212,16 +274,25 @@ spec:
         let dsn = tenant_dsn(&base, &role, "Pw0rdPw0rdPw0rdPw0rdPw0rdPw0rdPw0rd12");
         assert_eq!(
             dsn,
-            format!("postgres://{role}:Pw0rdPw0rdPw0rdPw0rdPw0rdPw0rdPw0rd12@db.example:5432/paddock?sslmode=verify-full&application_name=op")
+            format!(
+                "postgres://{role}:Pw0rdPw0rdPw0rdPw0rdPw0rdPw0rdPw0rd12@db.example:5432/paddock?sslmode=verify-full&application_name=op"
+            )
         );
-        assert!(!dsn.contains("s3cret") && !dsn.contains("paddock_admin") && !dsn.contains("admin.key"));
+        assert!(
+            !dsn.contains("s3cret") && !dsn.contains("paddock_admin") && !dsn.contains("admin.key")
+        );
         let plain = tenant_dsn(&parse_base_url("postgresql://a@h/db").unwrap(), &role, "p");
         assert_eq!(plain, format!("postgresql://{role}:p@h/db"));
     }
 
     #[test]
     fn base_urls_without_a_host_are_refused() {
-        for bad in ["postgres:///paddock?host=/var/run/postgresql", "mysql://h/db", "not a url", "postgres://"] {
+        for bad in [
+            "postgres:///paddock?host=/var/run/postgresql",
+            "mysql://h/db",
+            "not a url",
+            "postgres://",
+        ] {
             assert_eq!(parse_base_url(bad), Err(BadBaseUrl), "{bad}");
         }
     }
@@ -236,24 +307,42 @@ spec:
         assert_eq!(s.metadata.namespace.as_deref(), Some("acme"));
         let labels = s.metadata.labels.as_ref().unwrap();
         assert_eq!(labels.get(TENANT_LABEL).map(String::as_str), Some("acme"));
-        assert_eq!(labels.get(names::MANAGED_BY).map(String::as_str), Some(names::MANAGER));
+        assert_eq!(
+            labels.get(names::MANAGED_BY).map(String::as_str),
+            Some(names::MANAGER)
+        );
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Tenant", "acme", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("Tenant", "acme", Some(true))
+        );
         assert_eq!(password_from_secret(&s, &role), Some(password.clone()));
         // Another role's Secret, or a tampered password, is not reused.
-        assert_eq!(password_from_secret(&s, &RoleName::for_tenant("other")), None);
+        assert_eq!(
+            password_from_secret(&s, &RoleName::for_tenant("other")),
+            None
+        );
         let mut tampered = s.clone();
-        tampered.data.as_mut().unwrap().insert(PASSWORD_KEY.into(), ByteString(b"x'; DROP ROLE y; --".to_vec()));
+        tampered.data.as_mut().unwrap().insert(
+            PASSWORD_KEY.into(),
+            ByteString(b"x'; DROP ROLE y; --".to_vec()),
+        );
         assert_eq!(password_from_secret(&tampered, &role), None);
     }
 
     #[test]
     fn namespaces_labelled_for_another_tenant_are_not_claimable() {
         let labels = BTreeMap::from([(TENANT_LABEL.to_owned(), "globex".to_owned())]);
-        assert_eq!(claim_of(Some(&labels), "acme"), Claim::Taken("globex".into()));
+        assert_eq!(
+            claim_of(Some(&labels), "acme"),
+            Claim::Taken("globex".into())
+        );
         assert_eq!(claim_of(Some(&labels), "globex"), Claim::Claimable);
         assert_eq!(claim_of(None, "acme"), Claim::Claimable);
-        assert_eq!(namespace_claim("acme", "acme")["metadata"]["labels"][TENANT_LABEL], "acme");
+        assert_eq!(
+            namespace_claim("acme", "acme")["metadata"]["labels"][TENANT_LABEL],
+            "acme"
+        );
         assert!(namespace_release()["metadata"]["labels"][TENANT_LABEL].is_null());
     }
 
@@ -263,11 +352,21 @@ spec:
         assert_eq!((warn.status, over.status), (Status::False, Status::False));
         assert_eq!(over.message, "3.12 of 25.00 USD spent this month");
         let [warn, over] = budget_conditions(d("25"), 80, d("20"), "USD");
-        assert_eq!((warn.status, warn.reason, over.status), (Status::True, "NearLimit", Status::False));
+        assert_eq!(
+            (warn.status, warn.reason, over.status),
+            (Status::True, "NearLimit", Status::False)
+        );
         let [warn, over] = budget_conditions(d("25"), 80, d("25.000001"), "USD");
-        assert_eq!((warn.status, over.status, over.reason), (Status::True, Status::True, "OverBudget"));
+        assert_eq!(
+            (warn.status, over.status, over.reason),
+            (Status::True, Status::True, "OverBudget")
+        );
         let [_, over] = budget_conditions(d("0"), 80, d("0"), "USD");
-        assert_eq!(over.status, Status::False, "a zero budget with no spend is not exceeded");
+        assert_eq!(
+            over.status,
+            Status::False,
+            "a zero budget with no spend is not exceeded"
+        );
         let [_, over] = budget_conditions(d("0"), 80, d("0.01"), "USD");
         assert_eq!(over.status, Status::True);
     }

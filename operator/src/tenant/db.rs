@@ -15,8 +15,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::spec::TenantRecord;
 use crate::{
-    credentials,
     crd::tenant::DeletionPolicy,
+    credentials,
     names::{RoleName, quote_literal},
 };
 
@@ -28,14 +28,22 @@ pub const TENANT_GROUP: &str = "paddock_tenant";
 pub enum DbFailure {
     #[error("the database is unreachable; retrying")]
     Unavailable(#[source] sqlx::Error),
-    #[error("the operator's database role lacks a privilege it needs (CREATEROLE, ADMIN OPTION on paddock_tenant, or ownership of the Paddock tables)")]
+    #[error(
+        "the operator's database role lacks a privilege it needs (CREATEROLE, ADMIN OPTION on paddock_tenant, or ownership of the Paddock tables)"
+    )]
     PermissionDenied(#[source] sqlx::Error),
     #[error("the Paddock schema is missing or outdated; the operator applies migrations at start")]
     SchemaMissing(#[source] sqlx::Error),
-    #[error("database role {role} exists but is not a plain tenant role ({why}); rename or drop it")]
+    #[error(
+        "database role {role} exists but is not a plain tenant role ({why}); rename or drop it"
+    )]
     RoleConflict { role: String, why: String },
     #[error("database role {role} still owns objects or holds privileges and cannot be dropped")]
-    RoleInUse { role: String, #[source] source: sqlx::Error },
+    RoleInUse {
+        role: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("the database refused the tenant's settings")]
     Refused(#[source] sqlx::Error),
     #[error("database provisioning failed; see the operator log")]
@@ -59,10 +67,16 @@ impl DbFailure {
     fn classify(e: sqlx::Error) -> Self {
         let code = sqlstate(&e);
         match (&e, code.as_deref()) {
-            (sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed, _) => {
+            (
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed,
+                _,
+            ) => DbFailure::Unavailable(e),
+            (_, Some(c)) if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
                 DbFailure::Unavailable(e)
             }
-            (_, Some(c)) if c.starts_with("08") || c.starts_with("57P") || c == "53300" => DbFailure::Unavailable(e),
             (_, Some("42501")) => DbFailure::PermissionDenied(e),
             (_, Some("42P01" | "42703" | "42883")) => DbFailure::SchemaMissing(e),
             (_, Some(c)) if c.starts_with("23") || c.starts_with("22") => DbFailure::Refused(e),
@@ -92,7 +106,11 @@ pub struct Provisioned {
 }
 
 /// Creates or updates the tenant's rows and login role, with `password` as the role's password.
-pub async fn provision(pool: &PgPool, rec: &TenantRecord, password: &str) -> Result<Provisioned, DbFailure> {
+pub async fn provision(
+    pool: &PgPool,
+    rec: &TenantRecord,
+    password: &str,
+) -> Result<Provisioned, DbFailure> {
     let mut tx = pool.begin().await?;
     lock_tenant(&mut tx, &rec.id).await?;
     let mut out = Provisioned::default();
@@ -141,12 +159,13 @@ pub async fn provision(pool: &PgPool, rec: &TenantRecord, password: &str) -> Res
     let models: Vec<&str> = rec.prices.iter().map(|(m, _, _)| m.as_str()).collect();
     let inputs: Vec<Decimal> = rec.prices.iter().map(|(_, i, _)| *i).collect();
     let outputs: Vec<Decimal> = rec.prices.iter().map(|(_, _, o)| *o).collect();
-    let removed = sqlx::query("DELETE FROM model_prices WHERE tenant_id = $1 AND NOT (model = ANY($2))")
-        .bind(&rec.id)
-        .bind(&models)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let removed =
+        sqlx::query("DELETE FROM model_prices WHERE tenant_id = $1 AND NOT (model = ANY($2))")
+            .bind(&rec.id)
+            .bind(&models)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     let upserted = sqlx::query(
         "INSERT INTO model_prices AS p (tenant_id, model, input_per_1k, output_per_1k)
          SELECT $1, m, i, o FROM UNNEST($2::text[], $3::numeric[], $4::numeric[]) AS x(m, i, o)
@@ -171,10 +190,11 @@ pub async fn provision(pool: &PgPool, rec: &TenantRecord, password: &str) -> Res
         .bind(&rec.id)
         .execute(&mut *tx)
         .await?;
-    let mapped: String = sqlx::query_scalar("SELECT tenant_id FROM tenant_roles WHERE role_name = $1")
-        .bind(rec.role.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+    let mapped: String =
+        sqlx::query_scalar("SELECT tenant_id FROM tenant_roles WHERE role_name = $1")
+            .bind(rec.role.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
     if mapped != rec.id {
         return Err(DbFailure::RoleConflict {
             role: rec.role.to_string(),
@@ -196,7 +216,11 @@ async fn lock_tenant(tx: &mut Transaction<'_, Postgres>, tenant: &str) -> Result
 
 /// Creates the login role, or brings an existing one back to the expected shape. Returns
 /// whether it was created.
-async fn ensure_role(tx: &mut Transaction<'_, Postgres>, role: &RoleName, password: &str) -> Result<bool, DbFailure> {
+async fn ensure_role(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &RoleName,
+    password: &str,
+) -> Result<bool, DbFailure> {
     let verifier = quote_literal(&credentials::scram_verifier(role.as_str(), password));
     let existing: Option<(bool, bool, bool, bool, bool)> = sqlx::query_as(
         "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication FROM pg_roles WHERE rolname = $1",
@@ -228,11 +252,16 @@ async fn ensure_role(tx: &mut Transaction<'_, Postgres>, role: &RoleName, passwo
             .collect();
             if !attrs.is_empty() {
                 // Never hand a tenant's runtime a role that bypasses row-level security.
-                return Err(DbFailure::RoleConflict { role: role.to_string(), why: format!("it has {}", attrs.join(", ")) });
+                return Err(DbFailure::RoleConflict {
+                    role: role.to_string(),
+                    why: format!("it has {}", attrs.join(", ")),
+                });
             }
-            sqlx::query(&format!("ALTER ROLE {quoted} WITH LOGIN INHERIT PASSWORD {verifier}"))
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(&format!(
+                "ALTER ROLE {quoted} WITH LOGIN INHERIT PASSWORD {verifier}"
+            ))
+            .execute(&mut **tx)
+            .await?;
             let member: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
                                   JOIN pg_roles g ON g.oid = m.roleid
@@ -244,7 +273,9 @@ async fn ensure_role(tx: &mut Transaction<'_, Postgres>, role: &RoleName, passwo
             .fetch_one(&mut **tx)
             .await?;
             if !member {
-                sqlx::query(&format!("GRANT {TENANT_GROUP} TO {quoted}")).execute(&mut **tx).await?;
+                sqlx::query(&format!("GRANT {TENANT_GROUP} TO {quoted}"))
+                    .execute(&mut **tx)
+                    .await?;
             }
             Ok(false)
         }
@@ -274,12 +305,15 @@ pub async fn deprovision(
 ) -> Result<Deprovisioned, DbFailure> {
     let mut out = Deprovisioned::default();
     let quoted = role.quoted();
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(role.as_str())
-        .fetch_one(pool)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role.as_str())
+            .fetch_one(pool)
+            .await?;
     if exists {
-        sqlx::query(&format!("ALTER ROLE {quoted} WITH NOLOGIN")).execute(pool).await?;
+        sqlx::query(&format!("ALTER ROLE {quoted} WITH NOLOGIN"))
+            .execute(pool)
+            .await?;
         match sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
         )
@@ -297,7 +331,10 @@ pub async fn deprovision(
 
     let mut tx = pool.begin().await?;
     lock_tenant(&mut tx, tenant).await?;
-    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1").bind(role.as_str()).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1")
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await?;
     if policy == DeletionPolicy::Delete {
         out.rows_deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(tenant)
@@ -307,13 +344,19 @@ pub async fn deprovision(
             > 0;
     }
     if exists {
-        sqlx::query(&format!("DROP ROLE IF EXISTS {quoted}")).execute(&mut *tx).await.map_err(|e| {
-            if sqlstate(&e).as_deref() == Some("2BP01") {
-                DbFailure::RoleInUse { role: role.to_string(), source: e }
-            } else {
-                e.into()
-            }
-        })?;
+        sqlx::query(&format!("DROP ROLE IF EXISTS {quoted}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if sqlstate(&e).as_deref() == Some("2BP01") {
+                    DbFailure::RoleInUse {
+                        role: role.to_string(),
+                        source: e,
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
         out.role_dropped = true;
     }
     tx.commit().await?;
@@ -322,7 +365,9 @@ pub async fn deprovision(
 
 /// The SQLSTATE of a database error.
 fn sqlstate(e: &sqlx::Error) -> Option<String> {
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 /// Spend in the current budget period (the calendar month in UTC): settled usage from the
@@ -352,5 +397,10 @@ pub async fn current_spend(pool: &PgPool, tenant: &str) -> Result<Spend, DbFailu
     .bind(tenant)
     .fetch_one(pool)
     .await?;
-    Ok(Spend { period_start, settled, reserved, amount: settled + reserved })
+    Ok(Spend {
+        period_start,
+        settled,
+        reserved,
+        amount: settled + reserved,
+    })
 }

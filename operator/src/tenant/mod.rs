@@ -39,16 +39,12 @@ use kube::{
 };
 use serde_json::json;
 
-use self::{
-    build::Claim,
-    db::DbFailure,
-    spec::TenantRecord,
-};
+use self::{build::Claim, db::DbFailure, spec::TenantRecord};
 use crate::{
     conditions::{self, Desired, Status},
     context::{self, Context},
-    credentials,
     crd::{AgentTask, TENANT_LABEL, Tenant, TenantStatus, tenant::TenantSpend},
+    credentials,
     names::{self, MANAGER, RoleName},
 };
 
@@ -114,9 +110,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let store = controller.store();
     controller
         // A tenant's Secrets are cluster-scoped-owner children; map them back by label.
-        .watches(secrets, watcher::Config::default().labels(names::MANAGED_SELECTOR), |s: Secret| {
-            s.labels().get(TENANT_LABEL).map(|t| ObjectRef::<Tenant>::new(t))
-        })
+        .watches(
+            secrets,
+            watcher::Config::default().labels(names::MANAGED_SELECTOR),
+            |s: Secret| {
+                s.labels()
+                    .get(TENANT_LABEL)
+                    .map(|t| ObjectRef::<Tenant>::new(t))
+            },
+        )
         // Running tasks move the spend (reservations, then settled costs): show it in status
         // while it matters for BudgetWarning/BudgetExceeded, not minutes later at the resync.
         .watches(tasks, watcher::Config::default(), move |task: AgentTask| {
@@ -170,11 +172,20 @@ struct StatusBuilder {
 
 impl StatusBuilder {
     fn new(tenant: &Tenant) -> Self {
-        Self { status: tenant.status.clone().unwrap_or_default(), generation: tenant.metadata.generation, transitions: vec![] }
+        Self {
+            status: tenant.status.clone().unwrap_or_default(),
+            generation: tenant.metadata.generation,
+            transitions: vec![],
+        }
     }
 
     fn set(&mut self, desired: Desired) {
-        if conditions::set(&mut self.status.conditions, &desired, self.generation, Utc::now()) {
+        if conditions::set(
+            &mut self.status.conditions,
+            &desired,
+            self.generation,
+            Utc::now(),
+        ) {
             self.transitions.push(desired);
         }
     }
@@ -185,9 +196,13 @@ impl StatusBuilder {
         if tenant.status.as_ref() != Some(&self.status) {
             let api: Api<Tenant> = Api::all(ctx.client.clone());
             let patch = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Tenant", "status": self.status});
-            api.patch_status(&tenant.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-                .await
-                .map_err(Error::PatchStatus)?;
+            api.patch_status(
+                &tenant.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(patch),
+            )
+            .await
+            .map_err(Error::PatchStatus)?;
         }
         for t in &self.transitions {
             let (type_, reason) = match (t.type_, t.status) {
@@ -197,7 +212,8 @@ impl StatusBuilder {
                 ("BudgetWarning", Status::True) => (EventType::Warning, "BudgetWarning"),
                 _ => continue,
             };
-            ctx.event(tenant, type_, reason, "Reconcile", t.message.clone()).await;
+            ctx.event(tenant, type_, reason, "Reconcile", t.message.clone())
+                .await;
         }
         Ok(())
     }
@@ -211,7 +227,12 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     let rec = match TenantRecord::from_tenant(&tenant) {
         Ok(rec) => rec,
         Err(invalid) => {
-            st.set(Desired::new("Ready", Status::False, "InvalidSpec", invalid.to_string()));
+            st.set(Desired::new(
+                "Ready",
+                Status::False,
+                "InvalidSpec",
+                invalid.to_string(),
+            ));
             st.save(&tenant, ctx).await?;
             return Ok(Action::await_change());
         }
@@ -222,7 +243,11 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     let ns_api: Api<Namespace> = Api::all(ctx.client.clone());
     let (mut claimable, mut missing, mut taken) = (vec![], vec![], vec![]);
     for ns in &rec.namespaces {
-        match ns_api.get_opt(ns).await.map_err(|e| Error::ReadNamespace(ns.clone(), e))? {
+        match ns_api
+            .get_opt(ns)
+            .await
+            .map_err(|e| Error::ReadNamespace(ns.clone(), e))?
+        {
             None => missing.push(ns.clone()),
             Some(n) if n.metadata.deletion_timestamp.is_some() => missing.push(ns.clone()),
             Some(n) => match build::claim_of(n.metadata.labels.as_ref(), &name) {
@@ -237,8 +262,14 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     let mut password = None;
     for ns in &claimable {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-        let existing = secrets.get_opt(&secret_name).await.map_err(|e| Error::ReadSecret(format!("{ns}/{secret_name}"), e))?;
-        if let Some(p) = existing.as_ref().and_then(|s| build::password_from_secret(s, &rec.role)) {
+        let existing = secrets
+            .get_opt(&secret_name)
+            .await
+            .map_err(|e| Error::ReadSecret(format!("{ns}/{secret_name}"), e))?;
+        if let Some(p) = existing
+            .as_ref()
+            .and_then(|s| build::password_from_secret(s, &rec.role))
+        {
             password = Some(p);
             break;
         }
@@ -255,13 +286,30 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
                 format!("role {} and the tenant's rows are in place", rec.role),
             ));
             if done.role_created {
-                ctx.event(tenant.as_ref(), EventType::Normal, "RoleCreated", "ProvisionDatabase", format!("created database role {}", rec.role)).await;
+                ctx.event(
+                    tenant.as_ref(),
+                    EventType::Normal,
+                    "RoleCreated",
+                    "ProvisionDatabase",
+                    format!("created database role {}", rec.role),
+                )
+                .await;
             }
         }
         Err(failure) => {
             tracing::error!(tenant = %name, error = ?failure, "database provisioning failed");
-            st.set(Desired::new("DatabaseProvisioned", Status::False, failure.reason(), failure.to_string()));
-            st.set(Desired::new("Ready", Status::False, failure.reason(), failure.to_string()));
+            st.set(Desired::new(
+                "DatabaseProvisioned",
+                Status::False,
+                failure.reason(),
+                failure.to_string(),
+            ));
+            st.set(Desired::new(
+                "Ready",
+                Status::False,
+                failure.reason(),
+                failure.to_string(),
+            ));
             st.save(&tenant, ctx).await?;
             return Err(Error::ProvisionDatabase(failure));
         }
@@ -277,7 +325,11 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| Error::ClaimNamespace(ns.clone(), e))?;
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
         secrets
-            .patch(&secret_name, &apply, &Patch::Apply(build::db_secret(&tenant, ns, &rec.role, &password, &dsn)))
+            .patch(
+                &secret_name,
+                &apply,
+                &Patch::Apply(build::db_secret(&tenant, ns, &rec.role, &password, &dsn)),
+            )
             .await
             .map_err(|e| Error::ApplySecret(format!("{ns}/{secret_name}"), e))?;
     }
@@ -285,45 +337,98 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
         .list(&ListParams::default().labels(&format!("{TENANT_LABEL}={name}")))
         .await
         .map_err(Error::ListNamespaces)?;
-    for ns in labelled.items.iter().map(|n| n.name_any()).filter(|n| !rec.namespaces.contains(n)) {
+    for ns in labelled
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .filter(|n| !rec.namespaces.contains(n))
+    {
         release_namespace(ctx, &ns, &name).await?;
-        ctx.event(tenant.as_ref(), EventType::Normal, "NamespaceReleased", "ReleaseNamespace", format!("namespace {ns} is no longer claimed")).await;
+        ctx.event(
+            tenant.as_ref(),
+            EventType::Normal,
+            "NamespaceReleased",
+            "ReleaseNamespace",
+            format!("namespace {ns} is no longer claimed"),
+        )
+        .await;
     }
 
     // 6. status
     let namespaces_ok = missing.is_empty() && taken.is_empty();
     let claimed = if namespaces_ok {
-        Desired::new("NamespacesClaimed", Status::True, "Claimed", format!("claimed {}", claimable.join(", ")))
+        Desired::new(
+            "NamespacesClaimed",
+            Status::True,
+            "Claimed",
+            format!("claimed {}", claimable.join(", ")),
+        )
     } else if !taken.is_empty() {
-        Desired::new("NamespacesClaimed", Status::False, "NamespaceClaimedByOtherTenant", format!("not claimed: {}", taken.join(", ")))
+        Desired::new(
+            "NamespacesClaimed",
+            Status::False,
+            "NamespaceClaimedByOtherTenant",
+            format!("not claimed: {}", taken.join(", ")),
+        )
     } else {
-        Desired::new("NamespacesClaimed", Status::False, "NamespaceNotFound", format!("namespaces not found: {}", missing.join(", ")))
+        Desired::new(
+            "NamespacesClaimed",
+            Status::False,
+            "NamespaceNotFound",
+            format!("namespaces not found: {}", missing.join(", ")),
+        )
     };
     let ready = if namespaces_ok {
-        Desired::new("Ready", Status::True, "Provisioned", "the tenant's database role, rows and Secrets are in place")
+        Desired::new(
+            "Ready",
+            Status::True,
+            "Provisioned",
+            "the tenant's database role, rows and Secrets are in place",
+        )
     } else {
-        Desired::new("Ready", Status::False, claimed.reason, claimed.message.clone())
+        Desired::new(
+            "Ready",
+            Status::False,
+            claimed.reason,
+            claimed.message.clone(),
+        )
     };
     st.set(claimed);
     match db::current_spend(&ctx.pool, &name).await {
         Ok(spend) => {
-            for c in build::budget_conditions(rec.budget_monthly, rec.warn_at_percent, spend.amount, &rec.currency) {
+            for c in build::budget_conditions(
+                rec.budget_monthly,
+                rec.warn_at_percent,
+                spend.amount,
+                &rec.currency,
+            ) {
                 st.set(c);
             }
             st.status.spend = Some(TenantSpend {
-                period_start: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(spend.period_start),
+                period_start: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    spend.period_start,
+                ),
                 amount: build::format_amount(spend.amount),
                 currency: rec.currency.clone(),
             });
         }
         Err(failure) => {
             tracing::warn!(tenant = %name, error = ?failure, "failed to read the tenant's spend");
-            st.set(Desired::new("BudgetExceeded", Status::Unknown, "SpendUnavailable", failure.to_string()));
+            st.set(Desired::new(
+                "BudgetExceeded",
+                Status::Unknown,
+                "SpendUnavailable",
+                failure.to_string(),
+            ));
         }
     }
     st.set(ready);
     st.save(&tenant, ctx).await?;
-    Ok(Action::requeue(if namespaces_ok { RESYNC } else { WAIT_NAMESPACE }))
+    Ok(Action::requeue(if namespaces_ok {
+        RESYNC
+    } else {
+        WAIT_NAMESPACE
+    }))
 }
 
 /// Deletes the tenant's Secret from `ns` and removes the namespace's tenant label.
@@ -336,7 +441,14 @@ async fn release_namespace(ctx: &Context, ns: &str, tenant: &str) -> Result<(), 
         Err(e) => return Err(Error::DeleteSecret(format!("{ns}/{secret_name}"), e)),
     }
     let ns_api: Api<Namespace> = Api::all(ctx.client.clone());
-    match ns_api.patch(ns, &PatchParams::default(), &Patch::Merge(build::namespace_release())).await {
+    match ns_api
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(build::namespace_release()),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(Error::ReleaseNamespace(ns.to_owned(), e)),
@@ -358,7 +470,11 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
         }
     }
     for ns in &namespaces {
-        let owned_by_us = match ns_api.get_opt(ns).await.map_err(|e| Error::ReadNamespace(ns.clone(), e))? {
+        let owned_by_us = match ns_api
+            .get_opt(ns)
+            .await
+            .map_err(|e| Error::ReadNamespace(ns.clone(), e))?
+        {
             None => continue,
             Some(n) => build::claim_of(n.metadata.labels.as_ref(), &name) == Claim::Claimable,
         };
@@ -377,14 +493,30 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     match db::deprovision(&ctx.pool, &name, &role, policy).await {
         Ok(done) => {
             tracing::info!(tenant = %name, role = %role, ?policy, ?done, "tenant deprovisioned");
-            let rows = if done.rows_deleted { "its rows were deleted" } else { "its rows were kept" };
-            ctx.event(tenant.as_ref(), EventType::Normal, "Deprovisioned", "DeprovisionDatabase", format!("dropped database role {role}; {rows}")).await;
+            let rows = if done.rows_deleted {
+                "its rows were deleted"
+            } else {
+                "its rows were kept"
+            };
+            ctx.event(
+                tenant.as_ref(),
+                EventType::Normal,
+                "Deprovisioned",
+                "DeprovisionDatabase",
+                format!("dropped database role {role}; {rows}"),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Err(failure) => {
             tracing::error!(tenant = %name, error = ?failure, "tenant deprovisioning failed");
             let mut st = StatusBuilder::new(&tenant);
-            st.set(Desired::new("Ready", Status::False, "DeletionBlocked", format!("cannot finish deleting: {failure}")));
+            st.set(Desired::new(
+                "Ready",
+                Status::False,
+                "DeletionBlocked",
+                format!("cannot finish deleting: {failure}"),
+            ));
             st.save(&tenant, ctx).await?;
             Err(Error::DeprovisionDatabase(failure))
         }

@@ -46,15 +46,20 @@ pub struct InvalidSpec {
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidSpec {
-    InvalidSpec { field: field.into(), problem: problem.into() }
+    InvalidSpec {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 /// numeric(18, 6): 12 integer digits and 6 fractional digits.
 fn money(field: &str, text: &str) -> Result<Decimal, InvalidSpec> {
     let well_formed = !text.is_empty()
-        && text.split_once('.').map_or(text.len() <= 12, |(int, frac)| {
-            !int.is_empty() && int.len() <= 12 && !frac.is_empty() && frac.len() <= 6
-        })
+        && text
+            .split_once('.')
+            .map_or(text.len() <= 12, |(int, frac)| {
+                !int.is_empty() && int.len() <= 12 && !frac.is_empty() && frac.len() <= 6
+            })
         && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     let value = well_formed.then(|| Decimal::from_str(text).ok()).flatten();
     value.ok_or_else(|| {
@@ -72,7 +77,8 @@ fn is_model_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || b"._:/-".contains(&c))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"._:/-".contains(&c))
 }
 
 impl TenantRecord {
@@ -84,19 +90,31 @@ impl TenantRecord {
 
     pub fn from_spec(name: &str, spec: &TenantSpec) -> Result<Self, InvalidSpec> {
         if !is_dns1123_label(name) {
-            return Err(invalid("metadata.name", "must be a DNS-1123 label of at most 63 characters"));
+            return Err(invalid(
+                "metadata.name",
+                "must be a DNS-1123 label of at most 63 characters",
+            ));
         }
         let mut namespaces = Vec::new();
         let mut seen = BTreeSet::new();
         if spec.namespaces.is_empty() {
-            return Err(invalid("spec.namespaces", "at least one namespace is required"));
+            return Err(invalid(
+                "spec.namespaces",
+                "at least one namespace is required",
+            ));
         }
         for (i, ns) in spec.namespaces.iter().enumerate() {
             if !is_dns1123_label(ns) {
-                return Err(invalid(format!("spec.namespaces[{i}]"), format!("{ns:?} is not a namespace name")));
+                return Err(invalid(
+                    format!("spec.namespaces[{i}]"),
+                    format!("{ns:?} is not a namespace name"),
+                ));
             }
             if ns.starts_with("kube-") {
-                return Err(invalid(format!("spec.namespaces[{i}]"), "kube-* system namespaces cannot be claimed"));
+                return Err(invalid(
+                    format!("spec.namespaces[{i}]"),
+                    "kube-* system namespaces cannot be claimed",
+                ));
             }
             if seen.insert(ns.clone()) {
                 namespaces.push(ns.clone());
@@ -106,38 +124,64 @@ impl TenantRecord {
         let budget = &spec.budget;
         let budget_monthly = money("spec.budget.monthlyLimit", &budget.monthly_limit)?;
         if budget.currency.len() != 3 || !budget.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(invalid("spec.budget.currency", "must be a three-letter ISO 4217 code such as USD"));
+            return Err(invalid(
+                "spec.budget.currency",
+                "must be a three-letter ISO 4217 code such as USD",
+            ));
         }
         if !(1..=100).contains(&budget.warn_at_percent) {
-            return Err(invalid("spec.budget.warnAtPercent", "must be between 1 and 100"));
+            return Err(invalid(
+                "spec.budget.warnAtPercent",
+                "must be between 1 and 100",
+            ));
         }
 
         let rl = &spec.rate_limit;
         if rl.requests_per_minute < 1 {
-            return Err(invalid("spec.rateLimit.requestsPerMinute", "must be at least 1"));
+            return Err(invalid(
+                "spec.rateLimit.requestsPerMinute",
+                "must be at least 1",
+            ));
         }
         if rl.burst < 1 || rl.burst > rl.requests_per_minute {
-            return Err(invalid("spec.rateLimit.burst", "must be at least 1 and at most requestsPerMinute"));
+            return Err(invalid(
+                "spec.rateLimit.burst",
+                "must be at least 1 and at most requestsPerMinute",
+            ));
         }
 
         let mut prices = Vec::new();
         for (model, price) in &spec.models.prices {
             if !is_model_name(model) {
-                return Err(invalid("spec.models.prices", format!("{model:?} is not a model name")));
+                return Err(invalid(
+                    "spec.models.prices",
+                    format!("{model:?} is not a model name"),
+                ));
             }
-            let input = money(&format!("spec.models.prices[{model}].inputPer1kTokens"), &price.input_per_1k_tokens)?;
-            let output = money(&format!("spec.models.prices[{model}].outputPer1kTokens"), &price.output_per_1k_tokens)?;
+            let input = money(
+                &format!("spec.models.prices[{model}].inputPer1kTokens"),
+                &price.input_per_1k_tokens,
+            )?;
+            let output = money(
+                &format!("spec.models.prices[{model}].outputPer1kTokens"),
+                &price.output_per_1k_tokens,
+            )?;
             prices.push((model.clone(), input, output));
         }
         let mut allowed_models = Vec::new();
         for (i, model) in spec.models.allowed.iter().enumerate() {
             if !is_model_name(model) {
-                return Err(invalid(format!("spec.models.allowed[{i}]"), format!("{model:?} is not a model name")));
+                return Err(invalid(
+                    format!("spec.models.allowed[{i}]"),
+                    format!("{model:?} is not a model name"),
+                ));
             }
             if !spec.models.prices.contains_key(model) {
                 return Err(invalid(
                     format!("spec.models.allowed[{i}]"),
-                    format!("model {model} has no entry in spec.models.prices; an unpriced model would bypass the budget"),
+                    format!(
+                        "model {model} has no entry in spec.models.prices; an unpriced model would bypass the budget"
+                    ),
                 ));
             }
             if !allowed_models.contains(model) {
@@ -147,7 +191,10 @@ impl TenantRecord {
 
         let auth = &spec.auth;
         if auth.issuer.is_empty() || auth.audience.is_empty() || auth.tenant_claim.is_empty() {
-            return Err(invalid("spec.auth", "issuer, audience and tenantClaim must not be empty"));
+            return Err(invalid(
+                "spec.auth",
+                "issuer, audience and tenantClaim must not be empty",
+            ));
         }
 
         Ok(Self {
@@ -205,29 +252,75 @@ spec:
         assert_eq!((r.requests_per_minute, r.burst), (120, 20));
         assert_eq!(r.allowed_models, ["gpt-4o-mini"]);
         assert!(r.allow_extractive_fallback);
-        assert_eq!((r.auth_issuer.as_str(), r.auth_audience.as_str(), r.tenant_claim.as_str()),
-            ("https://idp.example.com", "paddock", "tenant_id"));
+        assert_eq!(
+            (
+                r.auth_issuer.as_str(),
+                r.auth_audience.as_str(),
+                r.tenant_claim.as_str()
+            ),
+            ("https://idp.example.com", "paddock", "tenant_id")
+        );
         assert_eq!(r.prices.len(), 2);
         assert_eq!(r.prices[0].0, "gpt-4o-mini", "prices sorted by model");
         assert_eq!(r.prices[0].1, Decimal::from_str("0.00015").unwrap());
-        assert_eq!(r.namespaces, ["acme", "acme-dev"], "duplicates dropped, order kept");
+        assert_eq!(
+            r.namespaces,
+            ["acme", "acme-dev"],
+            "duplicates dropped, order kept"
+        );
         assert_eq!(r.role, RoleName::for_tenant("acme"));
     }
 
     #[test]
     fn bad_specs_name_the_field() {
         let cases = [
-            ("monthlyLimit: \"25.50\"", "monthlyLimit: \"-1\"", "spec.budget.monthlyLimit"),
-            ("monthlyLimit: \"25.50\"", "monthlyLimit: \"1e3\"", "spec.budget.monthlyLimit"),
-            ("monthlyLimit: \"25.50\"", "monthlyLimit: \"1234567890123\"", "spec.budget.monthlyLimit"),
-            ("monthlyLimit: \"25.50\"", "monthlyLimit: \"1.1234567\"", "spec.budget.monthlyLimit"),
+            (
+                "monthlyLimit: \"25.50\"",
+                "monthlyLimit: \"-1\"",
+                "spec.budget.monthlyLimit",
+            ),
+            (
+                "monthlyLimit: \"25.50\"",
+                "monthlyLimit: \"1e3\"",
+                "spec.budget.monthlyLimit",
+            ),
+            (
+                "monthlyLimit: \"25.50\"",
+                "monthlyLimit: \"1234567890123\"",
+                "spec.budget.monthlyLimit",
+            ),
+            (
+                "monthlyLimit: \"25.50\"",
+                "monthlyLimit: \"1.1234567\"",
+                "spec.budget.monthlyLimit",
+            ),
             ("currency: EUR", "currency: eur", "spec.budget.currency"),
             ("burst: 20", "burst: 121", "spec.rateLimit.burst"),
-            ("allowed: [gpt-4o-mini]", "allowed: [gpt-4o-mini, mistral]", "spec.models.allowed[1]"),
-            ("outputPer1kTokens: \"0.0006\"", "outputPer1kTokens: \"abc\"", "outputPer1kTokens"),
-            ("namespaces: [acme, acme-dev, acme]", "namespaces: [kube-system]", "spec.namespaces[0]"),
-            ("namespaces: [acme, acme-dev, acme]", "namespaces: [\"Acme\"]", "spec.namespaces[0]"),
-            ("name: acme", "name: \"acme'; DROP TABLE tenants; --\"", "metadata.name"),
+            (
+                "allowed: [gpt-4o-mini]",
+                "allowed: [gpt-4o-mini, mistral]",
+                "spec.models.allowed[1]",
+            ),
+            (
+                "outputPer1kTokens: \"0.0006\"",
+                "outputPer1kTokens: \"abc\"",
+                "outputPer1kTokens",
+            ),
+            (
+                "namespaces: [acme, acme-dev, acme]",
+                "namespaces: [kube-system]",
+                "spec.namespaces[0]",
+            ),
+            (
+                "namespaces: [acme, acme-dev, acme]",
+                "namespaces: [\"Acme\"]",
+                "spec.namespaces[0]",
+            ),
+            (
+                "name: acme",
+                "name: \"acme'; DROP TABLE tenants; --\"",
+                "metadata.name",
+            ),
         ];
         for (from, to, field) in cases {
             let yaml = BASE.replace(from, to);

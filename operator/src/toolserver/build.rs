@@ -13,10 +13,10 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-            EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-            VolumeMount,
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+            SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -98,7 +98,11 @@ impl Refusal {
 
 /// In-cluster base URL of the ToolServer's Service.
 pub fn service_url(ts: &ToolServer) -> String {
-    format!("http://{}.{}.svc:{PORT}", ts.name_any(), ts.namespace().unwrap_or_default())
+    format!(
+        "http://{}.{}.svc:{PORT}",
+        ts.name_any(),
+        ts.namespace().unwrap_or_default()
+    )
 }
 
 /// The MCP endpoint URL: the runtime's OAuth resource identifier and the dev tokens' audience.
@@ -115,17 +119,24 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
     let namespace = ts.namespace().unwrap_or_default();
     let tenant_name = tenant.name_any();
     if ts.spec.tenant_ref != tenant_name || !tenant.spec.namespaces.contains(&namespace) {
-        return Err(Refusal::NamespaceNotOwned { namespace, tenant: ts.spec.tenant_ref.clone() });
+        return Err(Refusal::NamespaceNotOwned {
+            namespace,
+            tenant: ts.spec.tenant_ref.clone(),
+        });
     }
     for tool in &ts.spec.tools {
         let name = tool_name(*tool);
         if paddock_runtime::tools::find(&name).is_none() {
-            return Err(invalid(format!("spec.tools: tool {name} is not available in this runtime version")));
+            return Err(invalid(format!(
+                "spec.tools: tool {name} is not available in this runtime version"
+            )));
         }
     }
     let e = &ts.spec.embedding;
     parse_duration(&e.timeout).map_err(|err| invalid(format!("spec.embedding.timeout: {err}")))?;
-    if e.provider != EmbeddingProvider::None && e.dimensions as usize != paddock_runtime::server::VECTOR_DIMENSIONS {
+    if e.provider != EmbeddingProvider::None
+        && e.dimensions as usize != paddock_runtime::server::VECTOR_DIMENSIONS
+    {
         return Err(invalid(format!(
             "spec.embedding.dimensions: the database stores {}-dimensional vectors, not {}",
             paddock_runtime::server::VECTOR_DIMENSIONS,
@@ -133,13 +144,17 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
         )));
     }
     if e.provider == EmbeddingProvider::Openai && (e.endpoint.is_none() || e.model.is_none()) {
-        return Err(invalid("spec.embedding: provider openai needs endpoint and model"));
+        return Err(invalid(
+            "spec.embedding: provider openai needs endpoint and model",
+        ));
     }
     if let Some(llm) = &ts.spec.llm {
         parse_duration(&llm.timeout).map_err(|err| invalid(format!("spec.llm.timeout: {err}")))?;
         if let Some(model) = &llm.model {
             if !tenant.spec.models.allowed.contains(model) {
-                return Err(invalid(format!("spec.llm.model: {model} is not in Tenant {tenant_name}'s models.allowed")));
+                return Err(invalid(format!(
+                    "spec.llm.model: {model} is not in Tenant {tenant_name}'s models.allowed"
+                )));
             }
         }
     }
@@ -150,7 +165,10 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
 }
 
 fn tool_name(tool: crate::crd::toolserver::Tool) -> String {
-    serde_json::to_value(tool).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(tool)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 // The runtime's configuration file, field for field (see paddock_runtime::config).
@@ -236,7 +254,10 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         .map(|i| IssuerFile {
             issuer: i.issuer.clone(),
             audience: auth.audience.clone(),
-            jwks: JwksFile { file: None, url: Some(i.jwks_url.clone()) },
+            jwks: JwksFile {
+                file: None,
+                url: Some(i.jwks_url.clone()),
+            },
             tenant_claim: auth.tenant_claim.clone(),
             user_claim: auth.user_claim.clone(),
         })
@@ -246,7 +267,10 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
     issuers.push(IssuerFile {
         issuer: inputs.dev_issuer.to_owned(),
         audience: resource.clone(),
-        jwks: JwksFile { file: Some(format!("{CONFIG_DIR}/{DEV_JWKS_FILE}")), url: None },
+        jwks: JwksFile {
+            file: Some(format!("{CONFIG_DIR}/{DEV_JWKS_FILE}")),
+            url: None,
+        },
         tenant_claim: "tenant_id".to_owned(),
         user_claim: "sub".to_owned(),
     });
@@ -280,7 +304,13 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
                 .map_err(|err| invalid(format!("spec.llm.timeout: {err}")))?
                 .as_millis() as u64;
             Some(match l.provider {
-                LlmProvider::Extractive => LlmFile { provider: "extractive", endpoint: None, model: None, api_key_env: None, timeout_ms },
+                LlmProvider::Extractive => LlmFile {
+                    provider: "extractive",
+                    endpoint: None,
+                    model: None,
+                    api_key_env: None,
+                    timeout_ms,
+                },
                 LlmProvider::Openai => LlmFile {
                     provider: "openai",
                     endpoint: l.endpoint.clone(),
@@ -301,17 +331,23 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         },
         embedding,
         llm,
-        mcp: McpFile { tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect() },
+        mcp: McpFile {
+            tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect(),
+        },
         log_format: "json",
     };
-    serde_yaml::to_string(&file).map_err(|e| invalid(format!("cannot render the runtime configuration: {e}")))
+    serde_yaml::to_string(&file)
+        .map_err(|e| invalid(format!("cannot render the runtime configuration: {e}")))
 }
 
 fn owner_meta(ts: &ToolServer, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: ts.namespace(),
-        labels: Some(names::toolserver_labels(&ts.name_any(), &ts.spec.tenant_ref)),
+        labels: Some(names::toolserver_labels(
+            &ts.name_any(),
+            &ts.spec.tenant_ref,
+        )),
         owner_references: ts.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
@@ -332,7 +368,10 @@ pub fn config_map(inputs: &Inputs<'_>) -> Result<ConfigMap, Refusal> {
 
 /// SHA-256 over the ConfigMap's data and the data of the Secrets the pods read, in a fixed
 /// order. Any change to either changes the hash, and so the pod template.
-pub fn config_hash(config: &ConfigMap, secrets: &[(&str, &BTreeMap<String, ByteString>)]) -> String {
+pub fn config_hash(
+    config: &ConfigMap,
+    secrets: &[(&str, &BTreeMap<String, ByteString>)],
+) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_be_bytes());
@@ -358,7 +397,11 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.to_owned(), key: key.to_owned(), optional: Some(false) }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -367,7 +410,11 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.to_owned()), port: IntOrString::String("http".to_owned()), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..Default::default()
+        }),
         period_seconds: Some(period),
         timeout_seconds: Some(2),
         failure_threshold: Some(failures),
@@ -380,9 +427,15 @@ fn default_resources(local_model: bool) -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(BTreeMap::from([
             ("cpu".to_owned(), q("100m")),
-            ("memory".to_owned(), q(if local_model { "512Mi" } else { "128Mi" })),
+            (
+                "memory".to_owned(),
+                q(if local_model { "512Mi" } else { "128Mi" }),
+            ),
         ])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), q(if local_model { "1Gi" } else { "512Mi" }))])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            q(if local_model { "1Gi" } else { "512Mi" }),
+        )])),
         ..Default::default()
     }
 }
@@ -394,20 +447,41 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
     let name = ts.name_any();
     let spec = &ts.spec;
     let mut env = vec![
-        secret_env("PADDOCK_DATABASE_URL", &names::db_secret_name(&spec.tenant_ref), DSN_KEY),
-        EnvVar { name: "RUST_LOG".to_owned(), value: Some("info".to_owned()), ..Default::default() },
+        secret_env(
+            "PADDOCK_DATABASE_URL",
+            &names::db_secret_name(&spec.tenant_ref),
+            DSN_KEY,
+        ),
+        EnvVar {
+            name: "RUST_LOG".to_owned(),
+            value: Some("info".to_owned()),
+            ..Default::default()
+        },
     ];
     if let Some(r) = &spec.embedding.api_key_secret_ref {
         env.push(secret_env(EMBEDDING_API_KEY_ENV, &r.name, &r.key));
     }
-    if let Some(r) = spec.llm.as_ref().filter(|l| l.provider == LlmProvider::Openai).and_then(|l| l.api_key_secret_ref.as_ref()) {
+    if let Some(r) = spec
+        .llm
+        .as_ref()
+        .filter(|l| l.provider == LlmProvider::Openai)
+        .and_then(|l| l.api_key_secret_ref.as_ref())
+    {
         env.push(secret_env(LLM_API_KEY_ENV, &r.name, &r.key));
     }
     let local_model = spec.embedding.provider == EmbeddingProvider::Local;
     let container = Container {
         name: CONTAINER.to_owned(),
-        image: Some(spec.image.clone().unwrap_or_else(|| inputs.default_image.to_owned())),
-        args: Some(vec!["serve".to_owned(), "--config".to_owned(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| inputs.default_image.to_owned()),
+        ),
+        args: Some(vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
         env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
@@ -419,18 +493,34 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
         startup_probe: Some(http_probe("/healthz", 2, 90)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 2)),
-        resources: Some(spec.resources.clone().unwrap_or_else(|| default_resources(local_model))),
+        resources: Some(
+            spec.resources
+                .clone()
+                .unwrap_or_else(|| default_resources(local_model)),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Default::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         volume_mounts: Some(vec![
-            VolumeMount { name: "config".to_owned(), mount_path: CONFIG_DIR.to_owned(), read_only: Some(true), ..Default::default() },
-            VolumeMount { name: "tmp".to_owned(), mount_path: "/tmp".to_owned(), ..Default::default() },
+            VolumeMount {
+                name: "config".to_owned(),
+                mount_path: CONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..Default::default()
+            },
         ]),
         ..Default::default()
     };
@@ -439,7 +529,10 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
         metadata: owner_meta(ts, name.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(spec.replicas),
-            selector: LabelSelector { match_labels: Some(names::toolserver_selector(&name)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(names::toolserver_selector(&name)),
+                ..Default::default()
+            },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_owned()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -452,7 +545,10 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
                     labels: Some(labels),
                     annotations: Some(BTreeMap::from([
                         (CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned()),
-                        ("kubectl.kubernetes.io/default-container".to_owned(), CONTAINER.to_owned()),
+                        (
+                            "kubectl.kubernetes.io/default-container".to_owned(),
+                            CONTAINER.to_owned(),
+                        ),
                     ])),
                     ..Default::default()
                 }),
@@ -465,7 +561,10 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
                         run_as_user: Some(NONROOT),
                         run_as_group: Some(NONROOT),
                         fs_group: Some(NONROOT),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..Default::default() }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     containers: vec![container],
@@ -530,7 +629,12 @@ pub fn deployment_ready(dep: &Deployment, wanted: i32) -> crate::conditions::Des
         status.available_replicas.unwrap_or(0),
     );
     if !observed {
-        return Desired::new("Ready", Status::False, "Progressing", "waiting for the Deployment controller to observe the change");
+        return Desired::new(
+            "Ready",
+            Status::False,
+            "Progressing",
+            "waiting for the Deployment controller to observe the change",
+        );
     }
     if wanted == 0 {
         return Desired::new("Ready", Status::False, "ScaledToZero", "spec.replicas is 0");
@@ -539,6 +643,11 @@ pub fn deployment_ready(dep: &Deployment, wanted: i32) -> crate::conditions::Des
     if updated >= wanted && ready >= wanted && available >= wanted {
         Desired::new("Ready", Status::True, "Available", shown)
     } else {
-        Desired::new("Ready", Status::False, "Progressing", format!("{shown}, {updated} up to date"))
+        Desired::new(
+            "Ready",
+            Status::False,
+            "Progressing",
+            format!("{shown}, {updated} up to date"),
+        )
     }
 }

@@ -24,7 +24,11 @@ pub fn jwks_url_acceptable(url: &str) -> bool {
         "https" => u.host_str().is_some_and(|h| !h.is_empty()),
         "http" => match u.host_str() {
             Some("localhost") => true,
-            Some(h) => h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+            Some(h) => h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
             None => false,
         },
         _ => false,
@@ -57,7 +61,11 @@ struct DiscoveryDoc {
 pub async fn resolve(ctx: &Context, tenant: &Tenant) -> (Vec<ResolvedIssuer>, Vec<String>) {
     let auth = &tenant.spec.auth;
     let mut wanted = vec![(auth.issuer.clone(), auth.jwks_uri.clone())];
-    wanted.extend(auth.additional_issuers.iter().map(|a| (a.issuer.clone(), a.jwks_uri.clone())));
+    wanted.extend(
+        auth.additional_issuers
+            .iter()
+            .map(|a| (a.issuer.clone(), a.jwks_uri.clone())),
+    );
     let (mut ok, mut problems) = (vec![], vec![]);
     for (issuer, jwks) in wanted {
         let url = match jwks {
@@ -65,7 +73,10 @@ pub async fn resolve(ctx: &Context, tenant: &Tenant) -> (Vec<ResolvedIssuer>, Ve
             None => discover(ctx, &issuer).await,
         };
         match url {
-            Ok(url) if jwks_url_acceptable(&url) => ok.push(ResolvedIssuer { issuer, jwks_url: url }),
+            Ok(url) if jwks_url_acceptable(&url) => ok.push(ResolvedIssuer {
+                issuer,
+                jwks_url: url,
+            }),
             Ok(url) => problems.push(format!("issuer {issuer}: JWKS URL {url} must use https")),
             Err(why) => problems.push(format!("issuer {issuer}: {why}")),
         }
@@ -74,8 +85,18 @@ pub async fn resolve(ctx: &Context, tenant: &Tenant) -> (Vec<ResolvedIssuer>, Ve
 }
 
 async fn discover(ctx: &Context, issuer: &str) -> Result<String, String> {
-    if let Some((result, at)) = ctx.discovery.lock().expect("discovery cache").get(issuer).cloned() {
-        let ttl = if result.is_ok() { CACHE_OK } else { CACHE_FAILED };
+    if let Some((result, at)) = ctx
+        .discovery
+        .lock()
+        .expect("discovery cache")
+        .get(issuer)
+        .cloned()
+    {
+        let ttl = if result.is_ok() {
+            CACHE_OK
+        } else {
+            CACHE_FAILED
+        };
         if at.elapsed() < ttl {
             return result;
         }
@@ -83,7 +104,13 @@ async fn discover(ctx: &Context, issuer: &str) -> Result<String, String> {
     let mut result = Err("no discovery document found".to_owned());
     for url in discovery_urls(issuer) {
         let fetched = async {
-            let resp = ctx.http.get(&url).timeout(ctx.settings.http_timeout).send().await.ok()?;
+            let resp = ctx
+                .http
+                .get(&url)
+                .timeout(ctx.settings.http_timeout)
+                .send()
+                .await
+                .ok()?;
             if !resp.status().is_success() {
                 return None;
             }
@@ -92,8 +119,12 @@ async fn discover(ctx: &Context, issuer: &str) -> Result<String, String> {
         .await;
         if let Some(doc) = fetched {
             result = match (doc.issuer, doc.jwks_uri) {
-                (Some(i), Some(j)) if i.trim_end_matches('/') == issuer.trim_end_matches('/') => Ok(j),
-                (Some(_), Some(_)) => Err(format!("the discovery document at {url} names another issuer")),
+                (Some(i), Some(j)) if i.trim_end_matches('/') == issuer.trim_end_matches('/') => {
+                    Ok(j)
+                }
+                (Some(_), Some(_)) => Err(format!(
+                    "the discovery document at {url} names another issuer"
+                )),
                 _ => Err(format!("the discovery document at {url} has no jwks_uri")),
             };
             break;
@@ -102,7 +133,10 @@ async fn discover(ctx: &Context, issuer: &str) -> Result<String, String> {
     if let Err(why) = &result {
         tracing::info!(%issuer, reason = %why, "issuer discovery failed");
     }
-    ctx.discovery.lock().expect("discovery cache").insert(issuer.to_owned(), (result.clone(), Instant::now()));
+    ctx.discovery
+        .lock()
+        .expect("discovery cache")
+        .insert(issuer.to_owned(), (result.clone(), Instant::now()));
     result
 }
 
@@ -116,7 +150,9 @@ mod tests {
         assert!(jwks_url_acceptable("http://127.0.0.1:8080/jwks.json"));
         assert!(jwks_url_acceptable("http://localhost/jwks.json"));
         assert!(jwks_url_acceptable("http://[::1]:9/jwks"));
-        assert!(!jwks_url_acceptable("http://paddock-dev-issuer.paddock-system.svc:8080/jwks.json"));
+        assert!(!jwks_url_acceptable(
+            "http://paddock-dev-issuer.paddock-system.svc:8080/jwks.json"
+        ));
         assert!(!jwks_url_acceptable("file:///etc/jwks.json"));
         assert!(!jwks_url_acceptable("not a url"));
     }
@@ -132,7 +168,10 @@ mod tests {
         );
         assert_eq!(
             discovery_urls("https://idp.example.com"),
-            ["https://idp.example.com/.well-known/openid-configuration", "https://idp.example.com/.well-known/oauth-authorization-server"]
+            [
+                "https://idp.example.com/.well-known/openid-configuration",
+                "https://idp.example.com/.well-known/oauth-authorization-server"
+            ]
         );
     }
 }

@@ -90,7 +90,10 @@ impl Error {
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
     let children = || watcher::Config::default().labels(names::MANAGED_SELECTOR);
-    let controller = Controller::new(Api::<ToolServer>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<ToolServer>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let by_tenant = controller.store();
     let by_secret = controller.store();
     controller
@@ -98,24 +101,31 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .owns(Api::<Service>::all(client.clone()), children())
         .owns(Api::<ConfigMap>::all(client.clone()), children())
         // A Tenant change (namespaces, issuers, models) affects its ToolServers.
-        .watches(Api::<Tenant>::all(client.clone()), watcher::Config::default(), move |t: Tenant| {
-            let tenant = t.name_any();
-            by_tenant
-                .state()
-                .into_iter()
-                .filter(|ts| ts.spec.tenant_ref == tenant)
-                .map(|ts| ObjectRef::from_obj(ts.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            Api::<Tenant>::all(client.clone()),
+            watcher::Config::default(),
+            move |t: Tenant| {
+                let tenant = t.name_any();
+                by_tenant
+                    .state()
+                    .into_iter()
+                    .filter(|ts| ts.spec.tenant_ref == tenant)
+                    .map(|ts| ObjectRef::from_obj(ts.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         // The tenant's database Secret in the namespace: its content is part of the pod hash.
         .watches(Api::<Secret>::all(client), children(), move |s: Secret| {
-            let (Some(tenant), Some(ns)) = (s.labels().get(TENANT_LABEL).cloned(), s.namespace()) else {
+            let (Some(tenant), Some(ns)) = (s.labels().get(TENANT_LABEL).cloned(), s.namespace())
+            else {
                 return Vec::new();
             };
             by_secret
                 .state()
                 .into_iter()
-                .filter(|ts| ts.spec.tenant_ref == tenant && ts.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|ts| {
+                    ts.spec.tenant_ref == tenant && ts.namespace().as_deref() == Some(ns.as_str())
+                })
                 .map(|ts| ObjectRef::from_obj(ts.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -160,12 +170,23 @@ impl StatusBuilder {
     fn new(ts: &ToolServer) -> Self {
         let mut status = ts.status.clone().unwrap_or_default();
         status.url = Some(build::service_url(ts));
-        status.selector = Some(names::selector_string(&names::toolserver_selector(&ts.name_any())));
-        Self { status, generation: ts.metadata.generation, transitions: vec![] }
+        status.selector = Some(names::selector_string(&names::toolserver_selector(
+            &ts.name_any(),
+        )));
+        Self {
+            status,
+            generation: ts.metadata.generation,
+            transitions: vec![],
+        }
     }
 
     fn set(&mut self, desired: Desired) {
-        if conditions::set(&mut self.status.conditions, &desired, self.generation, Utc::now()) {
+        if conditions::set(
+            &mut self.status.conditions,
+            &desired,
+            self.generation,
+            Utc::now(),
+        ) {
             self.transitions.push(desired);
         }
     }
@@ -173,11 +194,16 @@ impl StatusBuilder {
     async fn save(mut self, ts: &ToolServer, ctx: &Context) -> Result<(), Error> {
         self.status.observed_generation = self.generation;
         if ts.status.as_ref() != Some(&self.status) {
-            let api: Api<ToolServer> = Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
+            let api: Api<ToolServer> =
+                Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
             let patch = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ToolServer", "status": self.status});
-            api.patch_status(&ts.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-                .await
-                .map_err(Error::PatchStatus)?;
+            api.patch_status(
+                &ts.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(patch),
+            )
+            .await
+            .map_err(Error::PatchStatus)?;
         }
         for t in &self.transitions {
             let type_ = match (t.type_, t.status) {
@@ -185,15 +211,26 @@ impl StatusBuilder {
                 ("Ready" | "Verified" | "IssuersResolved", Status::False) => EventType::Warning,
                 _ => continue,
             };
-            let reason = if t.status == Status::True { t.type_ } else { t.reason };
-            ctx.event(ts, type_, reason, "Reconcile", t.message.clone()).await;
+            let reason = if t.status == Status::True {
+                t.type_
+            } else {
+                t.reason
+            };
+            ctx.event(ts, type_, reason, "Reconcile", t.message.clone())
+                .await;
         }
         Ok(())
     }
 }
 
 /// Refuses the ToolServer: condition, no children.
-async fn refuse(ts: &ToolServer, ctx: &Context, mut st: StatusBuilder, reason: &'static str, message: String) -> Result<Action, Error> {
+async fn refuse(
+    ts: &ToolServer,
+    ctx: &Context,
+    mut st: StatusBuilder,
+    reason: &'static str,
+    message: String,
+) -> Result<Action, Error> {
     delete_children(ts, ctx).await?;
     st.set(Desired::new("Ready", Status::False, reason, message));
     conditions::remove(&mut st.status.conditions, "Verified");
@@ -204,9 +241,15 @@ async fn refuse(ts: &ToolServer, ctx: &Context, mut st: StatusBuilder, reason: &
     Ok(Action::await_change())
 }
 
-fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, ts: &ToolServer) -> bool {
+fn owned_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ts: &ToolServer,
+) -> bool {
     let uid = ts.uid();
-    meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
 }
 
 async fn delete_children(ts: &ToolServer, ctx: &Context) -> Result<(), Error> {
@@ -219,28 +262,49 @@ async fn delete_children(ts: &ToolServer, ctx: &Context) -> Result<(), Error> {
 
 async fn delete_owned<K>(ctx: &Context, ns: &str, name: &str, ts: &ToolServer) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let what = || format!("{} {ns}/{name}", K::kind(&()));
-    match api.get_opt(name).await.map_err(|e| Error::ReadChild(what(), e))? {
-        Some(obj) if owned_by(obj.meta(), ts) => match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(Error::DeleteChild(what(), e)),
-        },
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::ReadChild(what(), e))?
+    {
+        Some(obj) if owned_by(obj.meta(), ts) => {
+            match api.delete(name, &DeleteParams::background()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                Err(e) => Err(Error::DeleteChild(what(), e)),
+            }
+        }
         _ => Ok(()),
     }
 }
 
 /// Whether an object of this name exists and belongs to someone else.
-async fn foreign<K>(ctx: &Context, ns: &str, name: &str, ts: &ToolServer) -> Result<Option<String>, Error>
+async fn foreign<K>(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    ts: &ToolServer,
+) -> Result<Option<String>, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let what = format!("{} {ns}/{name}", K::kind(&()));
-    match api.get_opt(name).await.map_err(|e| Error::ReadChild(what.clone(), e))? {
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::ReadChild(what.clone(), e))?
+    {
         Some(obj) if !owned_by(obj.meta(), ts) => Ok(Some(what)),
         _ => Ok(None),
     }
@@ -260,14 +324,25 @@ where
     let mut body = serde_json::to_value(obj).expect("Kubernetes objects serialise");
     body["apiVersion"] = json!(K::api_version(&()));
     body["kind"] = json!(K::kind(&()));
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(body))
-        .await
-        .map_err(|e| Error::ApplyChild(format!("{} {ns}/{name}", K::kind(&())), e))
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(|e| Error::ApplyChild(format!("{} {ns}/{name}", K::kind(&())), e))
 }
 
-async fn secret_data(ctx: &Context, ns: &str, name: &str) -> Result<Option<BTreeMap<String, ByteString>>, Error> {
+async fn secret_data(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, ByteString>>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = api.get_opt(name).await.map_err(|e| Error::ReadSecret(format!("{ns}/{name}"), e))?;
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::ReadSecret(format!("{ns}/{name}"), e))?;
     Ok(secret.map(|s| s.data.unwrap_or_default()))
 }
 
@@ -279,11 +354,29 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
     // 1. validate
     let tenant_ref = &ts.spec.tenant_ref;
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
-    let Some(tenant) = tenants.get_opt(tenant_ref).await.map_err(|e| Error::ReadTenant(tenant_ref.clone(), e))? else {
-        return refuse(ts, ctx, st, "TenantNotFound", format!("Tenant {tenant_ref} does not exist")).await;
+    let Some(tenant) = tenants
+        .get_opt(tenant_ref)
+        .await
+        .map_err(|e| Error::ReadTenant(tenant_ref.clone(), e))?
+    else {
+        return refuse(
+            ts,
+            ctx,
+            st,
+            "TenantNotFound",
+            format!("Tenant {tenant_ref} does not exist"),
+        )
+        .await;
     };
     if tenant.metadata.deletion_timestamp.is_some() {
-        return refuse(ts, ctx, st, "TenantDeleting", format!("Tenant {tenant_ref} is being deleted")).await;
+        return refuse(
+            ts,
+            ctx,
+            st,
+            "TenantDeleting",
+            format!("Tenant {tenant_ref} is being deleted"),
+        )
+        .await;
     }
     if let Err(refusal) = build::validate(ts, &tenant) {
         return refuse(ts, ctx, st, refusal.reason(), refusal.to_string()).await;
@@ -296,18 +389,31 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
             "Ready",
             Status::False,
             "TenantNotReady",
-            format!("waiting for Tenant {tenant_ref} to provision Secret {db_secret} in this namespace"),
+            format!(
+                "waiting for Tenant {tenant_ref} to provision Secret {db_secret} in this namespace"
+            ),
         ));
         st.save(ts, ctx).await?;
         return Ok(Action::requeue(RETRY));
     };
     let mut key_secrets: Vec<(String, BTreeMap<String, ByteString>)> = Vec::new();
-    let refs = [ts.spec.embedding.api_key_secret_ref.as_ref(), ts.spec.llm.as_ref().and_then(|l| l.api_key_secret_ref.as_ref())];
+    let refs = [
+        ts.spec.embedding.api_key_secret_ref.as_ref(),
+        ts.spec
+            .llm
+            .as_ref()
+            .and_then(|l| l.api_key_secret_ref.as_ref()),
+    ];
     for r in refs.into_iter().flatten() {
         match secret_data(ctx, &ns, &r.name).await? {
             Some(data) if data.contains_key(&r.key) => key_secrets.push((r.name.clone(), data)),
             _ => {
-                st.set(Desired::new("Ready", Status::False, "SecretNotFound", format!("Secret {} with key {} not found", r.name, r.key)));
+                st.set(Desired::new(
+                    "Ready",
+                    Status::False,
+                    "SecretNotFound",
+                    format!("Secret {} with key {} not found", r.name, r.key),
+                ));
                 st.save(ts, ctx).await?;
                 return Ok(Action::requeue(RETRY));
             }
@@ -315,9 +421,19 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
     }
     let (issuers, problems) = issuers::resolve(ctx, &tenant).await;
     if problems.is_empty() {
-        st.set(Desired::new("IssuersResolved", Status::True, "Resolved", format!("{} tenant issuer(s) trusted", issuers.len())));
+        st.set(Desired::new(
+            "IssuersResolved",
+            Status::True,
+            "Resolved",
+            format!("{} tenant issuer(s) trusted", issuers.len()),
+        ));
     } else {
-        st.set(Desired::new("IssuersResolved", Status::False, "IssuerUnresolved", format!("not trusted: {}", problems.join("; "))));
+        st.set(Desired::new(
+            "IssuersResolved",
+            Status::False,
+            "IssuerUnresolved",
+            format!("not trusted: {}", problems.join("; ")),
+        ));
     }
 
     // 3. build
@@ -334,7 +450,8 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
         Ok(cm) => cm,
         Err(refusal) => return refuse(ts, ctx, st, refusal.reason(), refusal.to_string()).await,
     };
-    let mut hashed: Vec<(&str, &BTreeMap<String, ByteString>)> = vec![(db_secret.as_str(), &db_data)];
+    let mut hashed: Vec<(&str, &BTreeMap<String, ByteString>)> =
+        vec![(db_secret.as_str(), &db_data)];
     hashed.extend(key_secrets.iter().map(|(n, d)| (n.as_str(), d)));
     let hash = build::config_hash(&config_map, &hashed);
     let deployment = build::deployment(&inputs, &hash);
@@ -350,7 +467,12 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
     .into_iter()
     .flatten()
     {
-        st.set(Desired::new("Ready", Status::False, "ChildConflict", format!("{conflict} exists and is not owned by this ToolServer")));
+        st.set(Desired::new(
+            "Ready",
+            Status::False,
+            "ChildConflict",
+            format!("{conflict} exists and is not owned by this ToolServer"),
+        ));
         st.save(ts, ctx).await?;
         return Ok(Action::requeue(RESYNC));
     }
@@ -377,22 +499,56 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
             .is_some_and(|(h, at)| h == &hash && at.elapsed() < VERIFY_EVERY);
         if !fresh || !conditions::is_true(&st.status.conditions, "Verified") {
             let base = ctx.settings.call_url(&ns, &name, &build::service_url(ts));
-            match verify::initialize(&ctx.http, &ctx.dev_issuer, &base, tenant_ref, &build::resource_url(ts)).await {
+            match verify::initialize(
+                &ctx.http,
+                &ctx.dev_issuer,
+                &base,
+                tenant_ref,
+                &build::resource_url(ts),
+            )
+            .await
+            {
                 Ok(message) => {
-                    ctx.verified.lock().expect("verify cache").insert(cache_key, (hash.clone(), Instant::now()));
-                    st.set(Desired::new("Verified", Status::True, "InitializeSucceeded", message));
+                    ctx.verified
+                        .lock()
+                        .expect("verify cache")
+                        .insert(cache_key, (hash.clone(), Instant::now()));
+                    st.set(Desired::new(
+                        "Verified",
+                        Status::True,
+                        "InitializeSucceeded",
+                        message,
+                    ));
                 }
                 Err(e) => {
-                    ctx.verified.lock().expect("verify cache").remove(&cache_key);
-                    st.set(Desired::new("Verified", Status::False, "InitializeFailed", e.to_string()));
+                    ctx.verified
+                        .lock()
+                        .expect("verify cache")
+                        .remove(&cache_key);
+                    st.set(Desired::new(
+                        "Verified",
+                        Status::False,
+                        "InitializeFailed",
+                        e.to_string(),
+                    ));
                     requeue = RETRY;
                 }
             }
         }
     } else if ts.spec.replicas == 0 {
-        st.set(Desired::new("Verified", Status::Unknown, "ScaledToZero", "no replicas to check"));
+        st.set(Desired::new(
+            "Verified",
+            Status::Unknown,
+            "ScaledToZero",
+            "no replicas to check",
+        ));
     } else {
-        st.set(Desired::new("Verified", Status::Unknown, "NotReady", "waiting for ready replicas before the self-check"));
+        st.set(Desired::new(
+            "Verified",
+            Status::Unknown,
+            "NotReady",
+            "waiting for ready replicas before the self-check",
+        ));
         requeue = RETRY;
     }
     st.save(ts, ctx).await?;

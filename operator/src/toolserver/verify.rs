@@ -40,7 +40,10 @@ pub async fn initialize(
         .mint(tenant, audience, OPERATOR_USER, &[], TOKEN_TTL)
         .map_err(|e| VerifyError::Mint(e.to_string()))?;
     let url = format!("{}/mcp", base_url.trim_end_matches('/'));
-    let fail = |what: String| VerifyError::Initialize { url: url.clone(), what };
+    let fail = |what: String| VerifyError::Initialize {
+        url: url.clone(),
+        what,
+    };
     let post = |body: Value| {
         http.post(&url)
             .bearer_auth(&token)
@@ -48,11 +51,13 @@ pub async fn initialize(
             .json(&body)
     };
 
-    let resp = post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": SUPPORTED_VERSIONS[0],
-        "capabilities": {},
-        "clientInfo": {"name": "paddock-operator", "version": env!("CARGO_PKG_VERSION")},
-    }}))
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": SUPPORTED_VERSIONS[0],
+            "capabilities": {},
+            "clientInfo": {"name": "paddock-operator", "version": env!("CARGO_PKG_VERSION")},
+        }}),
+    )
     .send()
     .await
     .map_err(|_| fail("could not connect".to_owned()))?;
@@ -60,8 +65,15 @@ pub async fn initialize(
     if !status.is_success() {
         return Err(fail(format!("HTTP {}", status.as_u16())));
     }
-    let session = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body: Value = resp.json().await.map_err(|_| fail("the answer is not JSON".to_owned()))?;
+    let session = resp
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|_| fail("the answer is not JSON".to_owned()))?;
     if let Some(code) = body.pointer("/error/code").and_then(Value::as_i64) {
         return Err(fail(format!("JSON-RPC error {code}")));
     }
@@ -70,7 +82,9 @@ pub async fn initialize(
         .and_then(Value::as_str)
         .ok_or_else(|| fail("the answer has no protocolVersion".to_owned()))?
         .to_owned();
-    let Some(session) = session else { return Err(fail("the answer has no Mcp-Session-Id".to_owned())) };
+    let Some(session) = session else {
+        return Err(fail("the answer has no Mcp-Session-Id".to_owned()));
+    };
 
     let ack = post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .header(SESSION_HEADER, &session)
@@ -79,7 +93,10 @@ pub async fn initialize(
         .await
         .map_err(|_| fail("could not connect".to_owned()))?;
     if ack.status() != reqwest::StatusCode::ACCEPTED {
-        return Err(fail(format!("notifications/initialized answered HTTP {}", ack.status().as_u16())));
+        return Err(fail(format!(
+            "notifications/initialized answered HTTP {}",
+            ack.status().as_u16()
+        )));
     }
     // End the session; the runtime keeps sessions in the database, one row per check otherwise.
     let _ = http
@@ -89,5 +106,7 @@ pub async fn initialize(
         .header(VERSION_HEADER, &version)
         .send()
         .await;
-    Ok(format!("MCP initialize succeeded at {url} (protocol {version})"))
+    Ok(format!(
+        "MCP initialize succeeded at {url} (protocol {version})"
+    ))
 }

@@ -17,7 +17,9 @@ pub struct Fixture {
 impl Fixture {
     /// The manifest with the placeholders filled in.
     pub fn render(&self, tenant: &str, namespace: &str) -> String {
-        self.text.replace("__TENANT__", tenant).replace("__NAMESPACE__", namespace)
+        self.text
+            .replace("__TENANT__", tenant)
+            .replace("__NAMESPACE__", namespace)
     }
 
     /// `kind:` of the manifest.
@@ -31,7 +33,9 @@ impl Fixture {
 }
 
 pub fn fixtures(set: &str) -> Vec<Fixture> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(set);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(set);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())

@@ -6,8 +6,8 @@ use std::{net::SocketAddr, str::FromStr};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use paddock_operator::{
-    credentials,
     crd::{Tenant, ToolServer, tenant::DeletionPolicy},
+    credentials,
     devissuer::DevIssuer,
     tenant::{build as tenant_build, db, spec::TenantRecord},
     toolserver::build::{self, Inputs, ResolvedIssuer},
@@ -36,8 +36,10 @@ pub async fn start_runtime(cm: &ConfigMap, dsn: &str) -> Running {
     let jwks = dir.path().join(build::DEV_JWKS_FILE);
     std::fs::write(&jwks, &data[build::DEV_JWKS_FILE]).unwrap();
     // The pod reads /etc/paddock; here the same files live in a temporary directory.
-    let yaml = data[build::CONFIG_FILE]
-        .replace(&format!("{}/{}", build::CONFIG_DIR, build::DEV_JWKS_FILE), &jwks.display().to_string());
+    let yaml = data[build::CONFIG_FILE].replace(
+        &format!("{}/{}", build::CONFIG_DIR, build::DEV_JWKS_FILE),
+        &jwks.display().to_string(),
+    );
     let path = dir.path().join(build::CONFIG_FILE);
     std::fs::write(&path, yaml).unwrap();
     let mut cfg = RuntimeConfig::load(&path).expect("the runtime loads the rendered config");
@@ -48,7 +50,11 @@ pub async fn start_runtime(cm: &ConfigMap, dsn: &str) -> Running {
     let task = tokio::spawn(async move {
         let _ = app::serve(listener, app::app(state), std::future::pending()).await;
     });
-    Running { addr, task, _dir: dir }
+    Running {
+        addr,
+        task,
+        _dir: dir,
+    }
 }
 
 /// A provisioned tenant, its ToolServer and the development issuer, on an admin-owned database.
@@ -74,19 +80,32 @@ impl World {
         .unwrap();
         let record = TenantRecord::from_tenant(&tenant).unwrap();
         let password = credentials::generate_password();
-        db::provision(&admin.pool, &record, &password).await.unwrap();
+        db::provision(&admin.pool, &record, &password)
+            .await
+            .unwrap();
         let toolserver: ToolServer = serde_yaml::from_str(&format!(
             "apiVersion: paddock.dev/v1alpha1\nkind: ToolServer\nmetadata: {{name: docs, namespace: {name}, uid: 3c2f1a4b-0000-4000-8000-000000000002}}\n\
              spec:\n  tenantRef: {name}\n{toolserver_spec}"
         ))
         .unwrap();
         build::validate(&toolserver, &tenant).unwrap();
-        Self { admin, name, tenant, record, password, toolserver, dev: DevIssuer::generate("urn:paddock:dev-issuer") }
+        Self {
+            admin,
+            name,
+            tenant,
+            record,
+            password,
+            toolserver,
+            dev: DevIssuer::generate("urn:paddock:dev-issuer"),
+        }
     }
 
     pub fn config_map(&self) -> ConfigMap {
         let dev_jwks = self.dev.jwks_json();
-        let issuers = [ResolvedIssuer { issuer: "https://idp.example.com".into(), jwks_url: "https://idp.example.com/jwks.json".into() }];
+        let issuers = [ResolvedIssuer {
+            issuer: "https://idp.example.com".into(),
+            jwks_url: "https://idp.example.com/jwks.json".into(),
+        }];
         build::config_map(&Inputs {
             toolserver: &self.toolserver,
             tenant: &self.tenant,
@@ -100,10 +119,21 @@ impl World {
 
     /// The DSN the Tenant controller would write into the Secret, for this test database.
     pub async fn tenant_dsn(&self) -> String {
-        let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&self.admin.pool).await.unwrap();
+        let db: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&self.admin.pool)
+            .await
+            .unwrap();
         let opts = PgConnectOptions::from_str(&std::env::var("DATABASE_URL").unwrap()).unwrap();
-        let base = format!("postgres://operator:secret@{}:{}/{db}", opts.get_host(), opts.get_port());
-        tenant_build::tenant_dsn(&tenant_build::parse_base_url(&base).unwrap(), &self.record.role, &self.password)
+        let base = format!(
+            "postgres://operator:secret@{}:{}/{db}",
+            opts.get_host(),
+            opts.get_port()
+        );
+        tenant_build::tenant_dsn(
+            &tenant_build::parse_base_url(&base).unwrap(),
+            &self.record.role,
+            &self.password,
+        )
     }
 
     pub async fn start_runtime(&self) -> Running {
@@ -112,7 +142,14 @@ impl World {
 
     /// Drops the tenant and the admin role.
     pub async fn finish(self) {
-        db::deprovision(&self.admin.pool, &self.name, &self.record.role, DeletionPolicy::Delete).await.unwrap();
+        db::deprovision(
+            &self.admin.pool,
+            &self.name,
+            &self.record.role,
+            DeletionPolicy::Delete,
+        )
+        .await
+        .unwrap();
         self.admin.drop_role().await;
     }
 }

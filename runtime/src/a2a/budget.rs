@@ -48,12 +48,14 @@ pub async fn policy(tx: &mut TenantTx) -> Result<Option<Policy>, DbError> {
     )
     .fetch_optional(tx.conn())
     .await?;
-    Ok(row.map(|(allowed_models, allow_extractive_fallback, currency, budget_monthly)| Policy {
-        allowed_models,
-        allow_extractive_fallback,
-        currency,
-        budget_monthly,
-    }))
+    Ok(row.map(
+        |(allowed_models, allow_extractive_fallback, currency, budget_monthly)| Policy {
+            allowed_models,
+            allow_extractive_fallback,
+            currency,
+            budget_monthly,
+        },
+    ))
 }
 
 pub async fn price(tx: &mut TenantTx, model: &str) -> Result<Option<Price>, DbError> {
@@ -62,7 +64,10 @@ pub async fn price(tx: &mut TenantTx, model: &str) -> Result<Option<Price>, DbEr
             .bind(model)
             .fetch_optional(tx.conn())
             .await?;
-    Ok(row.map(|(input_per_1k, output_per_1k)| Price { input_per_1k, output_per_1k }))
+    Ok(row.map(|(input_per_1k, output_per_1k)| Price {
+        input_per_1k,
+        output_per_1k,
+    }))
 }
 
 /// Token counts a call can at most use: a token covers at least one byte of text, chat formatting adds a few
@@ -101,27 +106,50 @@ pub async fn reserve(
     (est_input, est_output): (i64, i64),
 ) -> Result<Result<Reservation, Refusal>, DbError> {
     let mut tx = db.begin(tenant).await?;
-    let id: Option<Uuid> = sqlx::query_scalar("SELECT paddock_budget_reserve($1, $2, $3, $4, $5, $6)")
-        .bind(task)
-        .bind(user)
-        .bind(model)
-        .bind(amount)
-        .bind(est_input)
-        .bind(est_output)
-        .fetch_one(tx.conn())
-        .await?;
+    let id: Option<Uuid> =
+        sqlx::query_scalar("SELECT paddock_budget_reserve($1, $2, $3, $4, $5, $6)")
+            .bind(task)
+            .bind(user)
+            .bind(model)
+            .bind(amount)
+            .bind(est_input)
+            .bind(est_output)
+            .fetch_one(tx.conn())
+            .await?;
     tx.commit().await?;
     Ok(match id {
-        Some(id) => Ok(Reservation { db: db.clone(), tenant: tenant.clone(), id, amount, est_input, est_output, finished: false }),
+        Some(id) => Ok(Reservation {
+            db: db.clone(),
+            tenant: tenant.clone(),
+            id,
+            amount,
+            est_input,
+            est_output,
+            finished: false,
+        }),
         None => Err(Refusal::BudgetExceeded),
     })
 }
 
 impl Reservation {
     /// Charges the actual usage. Returns false if the reservation had already been finished elsewhere.
-    pub async fn settle(mut self, input_tokens: i64, output_tokens: i64, cost: Decimal) -> Result<bool, DbError> {
+    pub async fn settle(
+        mut self,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost: Decimal,
+    ) -> Result<bool, DbError> {
         self.finished = true;
-        settle_by_id(&self.db, &self.tenant, self.id, input_tokens, output_tokens, cost, false).await
+        settle_by_id(
+            &self.db,
+            &self.tenant,
+            self.id,
+            input_tokens,
+            output_tokens,
+            cost,
+            false,
+        )
+        .await
     }
 
     /// Returns the money without charging (the call never reached the provider).
@@ -142,8 +170,14 @@ impl Drop for Reservation {
         if self.finished {
             return;
         }
-        let (db, tenant, id, amount, i, o) =
-            (self.db.clone(), self.tenant.clone(), self.id, self.amount, self.est_input, self.est_output);
+        let (db, tenant, id, amount, i, o) = (
+            self.db.clone(),
+            self.tenant.clone(),
+            self.id,
+            self.amount,
+            self.est_input,
+            self.est_output,
+        );
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 if let Err(e) = settle_by_id(&db, &tenant, id, i, o, amount, true).await {
@@ -219,18 +253,33 @@ pub async fn standing(tx: &mut TenantTx) -> Result<Option<Standing>, DbError> {
     )
     .fetch_optional(tx.conn())
     .await?;
-    Ok(row.map(|(tenant, currency, budget, spent, reserved)| Standing { tenant, currency, budget, spent, reserved }))
+    Ok(
+        row.map(|(tenant, currency, budget, spent, reserved)| Standing {
+            tenant,
+            currency,
+            budget,
+            spent,
+            reserved,
+        }),
+    )
 }
 
 /// Every tenant's standing that this runtime's role may see (for the metrics gauges).
 pub async fn overview(db: &Db) -> Result<Vec<Standing>, DbError> {
-    let rows: Vec<(String, String, Decimal, Decimal, Decimal)> =
-        sqlx::query_as("SELECT tenant_id, currency, budget, spent, reserved FROM paddock_budget_overview()")
-            .fetch_all(db.pool())
-            .await?;
+    let rows: Vec<(String, String, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT tenant_id, currency, budget, spent, reserved FROM paddock_budget_overview()",
+    )
+    .fetch_all(db.pool())
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|(tenant, currency, budget, spent, reserved)| Standing { tenant, currency, budget, spent, reserved })
+        .map(|(tenant, currency, budget, spent, reserved)| Standing {
+            tenant,
+            currency,
+            budget,
+            spent,
+            reserved,
+        })
         .collect())
 }
 
@@ -247,7 +296,9 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Valu
     .bind(user)
     .fetch_all(tx.conn())
     .await?;
-    let period: chrono::NaiveDate = sqlx::query_scalar("SELECT paddock_budget_period()").fetch_one(tx.conn()).await?;
+    let period: chrono::NaiveDate = sqlx::query_scalar("SELECT paddock_budget_period()")
+        .fetch_one(tx.conn())
+        .await?;
     tx.commit().await?;
     let user_spent: Decimal = by_model.iter().map(|m| m.4).sum();
     let models: Vec<Value> = by_model
@@ -289,7 +340,10 @@ mod tests {
 
     #[test]
     fn cost_rounds_up_to_micro_units() {
-        let p = Price { input_per_1k: Decimal::new(15, 5), output_per_1k: Decimal::new(6, 4) }; // 0.00015, 0.0006
+        let p = Price {
+            input_per_1k: Decimal::new(15, 5),
+            output_per_1k: Decimal::new(6, 4),
+        }; // 0.00015, 0.0006
         assert_eq!(p.cost(1000, 1000), Decimal::new(75, 5));
         // 1 input token at 0.00015/1K is 0.00000015: rounds up to 0.000001, never down to zero.
         assert_eq!(p.cost(1, 0), Decimal::new(1, 6));

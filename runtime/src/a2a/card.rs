@@ -124,7 +124,13 @@ async fn legacy_agent_card(State(state): State<AppState>, headers: HeaderMap) ->
 fn cached_json(headers: &HeaderMap, body: &Value) -> Response {
     let text = body.to_string();
     let digest = Sha256::digest(text.as_bytes());
-    let etag = format!("\"{}\"", digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let etag = format!(
+        "\"{}\"",
+        digest[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -132,12 +138,19 @@ fn cached_json(headers: &HeaderMap, body: &Value) -> Response {
     let etag_value = HeaderValue::from_str(&etag).expect("hex etag is a valid header");
     let cache = HeaderValue::from_static("public, max-age=300");
     if matches {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)]).into_response();
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
     }
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache),
         ],

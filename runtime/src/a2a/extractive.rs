@@ -15,11 +15,12 @@ pub struct Source {
 }
 
 const STOPWORDS: &[&str] = &[
-    "a", "about", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "in",
-    "into", "is", "it", "its", "me", "my", "of", "on", "or", "should", "than", "that", "the", "their", "there",
-    "these", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your",
-    "we", "our", "they", "them", "has", "have", "had", "not", "any", "all", "also", "been", "being", "did", "if",
-    "may", "must", "so", "such", "tell", "explain", "describe", "give", "list", "please",
+    "a", "about", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from",
+    "how", "i", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "should", "than",
+    "that", "the", "their", "there", "these", "this", "to", "was", "what", "when", "where",
+    "which", "who", "why", "will", "with", "you", "your", "we", "our", "they", "them", "has",
+    "have", "had", "not", "any", "all", "also", "been", "being", "did", "if", "may", "must", "so",
+    "such", "tell", "explain", "describe", "give", "list", "please",
 ];
 
 /// Lowercased content words of `text`.
@@ -57,7 +58,11 @@ fn sentences(text: &str) -> Vec<&str> {
 }
 
 /// The best `max` sentences for `question` across `sources` (at most two per source), each with its source id.
-pub fn best_sentences<'a>(question: &str, sources: &'a [Source], max: usize) -> Vec<(&'a str, &'a str)> {
+pub fn best_sentences<'a>(
+    question: &str,
+    sources: &'a [Source],
+    max: usize,
+) -> Vec<(&'a str, &'a str)> {
     let q: HashSet<String> = terms(question).into_iter().collect();
     let mut scored: Vec<(f64, usize, usize, &str, &str)> = Vec::new();
     for (rank, s) in sources.iter().enumerate() {
@@ -111,14 +116,22 @@ pub fn answer(question: &str, sources: &[Source]) -> String {
     if sources.is_empty() {
         return format!("No documents matched the question \"{question}\".");
     }
-    best_sentences(question, sources, 4).into_iter().map(|(s, id)| cite(s, id)).collect::<Vec<_>>().join(" ")
+    best_sentences(question, sources, 4)
+        .into_iter()
+        .map(|(s, id)| cite(s, id))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Sub-queries for a research question without a model: the question itself, plus its parts when it joins
 /// several topics ("A and B", "A; B", "A vs B").
 pub fn plan(question: &str, max: usize) -> Vec<String> {
     let mut out = vec![question.trim().to_owned()];
-    let lowered = question.replace(" versus ", ";").replace(" vs. ", ";").replace(" vs ", ";").replace(" and ", ";");
+    let lowered = question
+        .replace(" versus ", ";")
+        .replace(" vs. ", ";")
+        .replace(" vs ", ";")
+        .replace(" and ", ";");
     let parts: Vec<String> = lowered
         .split([';', ',', '?'])
         .map(|p| p.trim().trim_end_matches('.').to_owned())
@@ -175,7 +188,11 @@ pub fn sources_section(cited: &[(&str, &str)]) -> String {
         md.push_str("None.\n");
     }
     for (id, title) in cited {
-        let title = if title.is_empty() { "(untitled)" } else { title };
+        let title = if title.is_empty() {
+            "(untitled)"
+        } else {
+            title
+        };
         md.push_str(&format!("- [{id}] {title}\n"));
     }
     md
@@ -224,7 +241,9 @@ impl Verification {
 }
 
 pub fn verify(text: &str, retrieved: &BTreeSet<String>) -> Verification {
-    let (cited, unknown) = citations(text).into_iter().partition(|c| retrieved.contains(c));
+    let (cited, unknown) = citations(text)
+        .into_iter()
+        .partition(|c| retrieved.contains(c));
     Verification { cited, unknown }
 }
 
@@ -232,7 +251,9 @@ pub fn verify(text: &str, retrieved: &BTreeSet<String>) -> Verification {
 pub fn strip_unknown(text: &str, unknown: &[String]) -> String {
     let mut out = text.to_owned();
     for u in unknown {
-        out = out.replace(&format!(" [{u}]"), "").replace(&format!("[{u}]"), "");
+        out = out
+            .replace(&format!(" [{u}]"), "")
+            .replace(&format!("[{u}]"), "");
     }
     out
 }
@@ -242,14 +263,24 @@ mod tests {
     use super::*;
 
     fn src(id: &str, content: &str) -> Source {
-        Source { id: id.into(), title: format!("T {id}"), content: content.into() }
+        Source {
+            id: id.into(),
+            title: format!("T {id}"),
+            content: content.into(),
+        }
     }
 
     #[test]
     fn answers_cite_the_sentences_they_use() {
         let sources = vec![
-            src("gdpr-17", "Article 17 gives the right to erasure. Controllers must erase data without undue delay."),
-            src("ccpa", "Consumers may request deletion. Businesses have 45 days to respond."),
+            src(
+                "gdpr-17",
+                "Article 17 gives the right to erasure. Controllers must erase data without undue delay.",
+            ),
+            src(
+                "ccpa",
+                "Consumers may request deletion. Businesses have 45 days to respond.",
+            ),
         ];
         let a = answer("What is the right to erasure?", &sources);
         assert!(a.contains("right to erasure. [gdpr-17]"), "{a}");
@@ -259,7 +290,10 @@ mod tests {
 
     #[test]
     fn citations_skip_links_and_split_lists() {
-        assert_eq!(citations("A [x]. B [y, z] and [link](http://e) [x]"), vec!["x", "y", "z"]);
+        assert_eq!(
+            citations("A [x]. B [y, z] and [link](http://e) [x]"),
+            vec!["x", "y", "z"]
+        );
         assert_eq!(citations("no brackets"), Vec::<String>::new());
         assert_eq!(citations("[[a]"), vec!["a"]);
         let retrieved: BTreeSet<String> = ["x".to_string()].into();
@@ -272,7 +306,10 @@ mod tests {
     #[test]
     fn plans_split_compound_questions() {
         assert_eq!(plan("What is GDPR?", 3), vec!["What is GDPR?"]);
-        let p = plan("Compare data retention rules and breach notification deadlines", 3);
+        let p = plan(
+            "Compare data retention rules and breach notification deadlines",
+            3,
+        );
         assert_eq!(p.len(), 3);
         assert_eq!(p[1], "Compare data retention rules");
         assert_eq!(p[2], "breach notification deadlines");
@@ -281,7 +318,13 @@ mod tests {
     #[test]
     fn empty_sources_say_so() {
         assert!(answer("x y", &[]).starts_with("No documents matched"));
-        let r = report("q", &[Section { query: "q", sources: &[] }]);
+        let r = report(
+            "q",
+            &[Section {
+                query: "q",
+                sources: &[],
+            }],
+        );
         assert!(r.contains("No documents matched") && r.contains("## Sources"));
     }
 }

@@ -76,10 +76,16 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn system(c: impl Into<String>) -> Self {
-        Self { role: "system", content: c.into() }
+        Self {
+            role: "system",
+            content: c.into(),
+        }
     }
     pub fn user(c: impl Into<String>) -> Self {
-        Self { role: "user", content: c.into() }
+        Self {
+            role: "user",
+            content: c.into(),
+        }
     }
 }
 
@@ -154,10 +160,19 @@ impl Llm {
         if !(1..=32_768).contains(&cfg.max_output_tokens) {
             return Err(LlmConfigError::MaxTokens);
         }
-        let breaker = CircuitBreaker::new(cfg.failure_threshold, Duration::from_millis(cfg.cooldown_ms));
+        let breaker = CircuitBreaker::new(
+            cfg.failure_threshold,
+            Duration::from_millis(cfg.cooldown_ms),
+        );
         let timeout = Duration::from_millis(cfg.timeout_ms.max(1));
         match cfg.provider.as_str() {
-            EXTRACTIVE => Ok(Self { chat: None, default_model: None, timeout, max_output_tokens: cfg.max_output_tokens, breaker }),
+            EXTRACTIVE => Ok(Self {
+                chat: None,
+                default_model: None,
+                timeout,
+                max_output_tokens: cfg.max_output_tokens,
+                breaker,
+            }),
             "openai" => {
                 let (Some(endpoint), Some(model)) = (&cfg.endpoint, &cfg.model) else {
                     return Err(LlmConfigError::Missing);
@@ -173,9 +188,15 @@ impl Llm {
                     .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms.max(1)))
                     .build()
                     .map_err(LlmConfigError::Client)?;
-                let api_key = std::env::var(&cfg.api_key_env).ok().filter(|k| !k.is_empty());
+                let api_key = std::env::var(&cfg.api_key_env)
+                    .ok()
+                    .filter(|k| !k.is_empty());
                 Ok(Self {
-                    chat: Some(OpenAiChat { client, url, api_key }),
+                    chat: Some(OpenAiChat {
+                        client,
+                        url,
+                        api_key,
+                    }),
                     default_model: Some(model.clone()),
                     timeout,
                     max_output_tokens: cfg.max_output_tokens,
@@ -196,13 +217,26 @@ impl Llm {
     }
 
     /// One chat completion with the configured timeout, through the circuit breaker.
-    pub async fn chat(&self, model: &str, messages: &[ChatMessage], max_tokens: u32) -> Result<Completion, LlmError> {
-        let Some(chat) = &self.chat else { return Err(LlmError::NotConfigured) };
-        let permit = self.breaker.try_acquire().map_err(|_| LlmError::BreakerOpen)?;
-        let result = match tokio::time::timeout(self.timeout, chat.complete(model, messages, max_tokens)).await {
-            Ok(r) => r,
-            Err(_) => Err(LlmError::Timeout(self.timeout)),
+    pub async fn chat(
+        &self,
+        model: &str,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+    ) -> Result<Completion, LlmError> {
+        let Some(chat) = &self.chat else {
+            return Err(LlmError::NotConfigured);
         };
+        let permit = self
+            .breaker
+            .try_acquire()
+            .map_err(|_| LlmError::BreakerOpen)?;
+        let result =
+            match tokio::time::timeout(self.timeout, chat.complete(model, messages, max_tokens))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(LlmError::Timeout(self.timeout)),
+            };
         match &result {
             Ok(_) => permit.success(),
             // A refusal of this request (4xx other than 429) says nothing about the endpoint's health.
@@ -217,7 +251,12 @@ impl Llm {
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 impl OpenAiChat {
-    async fn complete(&self, model: &str, messages: &[ChatMessage], max_tokens: u32) -> Result<Completion, LlmError> {
+    async fn complete(
+        &self,
+        model: &str,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+    ) -> Result<Completion, LlmError> {
         let body = json!({
             "model": model,
             "messages": messages.iter().map(|m| json!({ "role": m.role, "content": m.content })).collect::<Vec<_>>(),
@@ -240,7 +279,10 @@ impl OpenAiChat {
         let bytes = read_limited(resp).await?;
         if !status.is_success() {
             let body: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-            return Err(LlmError::Status { status: status.as_u16(), body });
+            return Err(LlmError::Status {
+                status: status.as_u16(),
+                body,
+            });
         }
         parse_completion(&bytes)
     }
@@ -248,7 +290,11 @@ impl OpenAiChat {
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, LlmError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| LlmError::BadResponse(e.to_string()))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| LlmError::BadResponse(e.to_string()))?
+    {
         if out.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(LlmError::BadResponse("answer larger than 4 MiB".into()));
         }
@@ -283,8 +329,8 @@ struct Usage {
 }
 
 fn parse_completion(bytes: &[u8]) -> Result<Completion, LlmError> {
-    let r: ChatResponse =
-        serde_json::from_slice(bytes).map_err(|e| LlmError::BadResponse(format!("not a chat completion: {e}")))?;
+    let r: ChatResponse = serde_json::from_slice(bytes)
+        .map_err(|e| LlmError::BadResponse(format!("not a chat completion: {e}")))?;
     let text = r
         .choices
         .into_iter()
@@ -292,11 +338,17 @@ fn parse_completion(bytes: &[u8]) -> Result<Completion, LlmError> {
         .and_then(|c| c.message.content)
         .ok_or_else(|| LlmError::BadResponse("no choices[0].message.content".into()))?;
     // Usage is what the tenant pays for: an answer without it cannot be billed honestly.
-    let usage = r.usage.ok_or_else(|| LlmError::BadResponse("no usage in the answer".into()))?;
+    let usage = r
+        .usage
+        .ok_or_else(|| LlmError::BadResponse("no usage in the answer".into()))?;
     if usage.prompt_tokens < 0 || usage.completion_tokens < 0 {
         return Err(LlmError::BadResponse("negative token counts".into()));
     }
-    Ok(Completion { text, input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens })
+    Ok(Completion {
+        text,
+        input_tokens: usage.prompt_tokens,
+        output_tokens: usage.completion_tokens,
+    })
 }
 
 #[cfg(test)]
@@ -307,7 +359,10 @@ mod tests {
     fn completions_need_content_and_usage() {
         let ok = br#"{"choices":[{"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
         let c = parse_completion(ok).unwrap();
-        assert_eq!((c.text.as_str(), c.input_tokens, c.output_tokens), ("hi", 5, 1));
+        assert_eq!(
+            (c.text.as_str(), c.input_tokens, c.output_tokens),
+            ("hi", 5, 1)
+        );
         assert!(parse_completion(br#"{"choices":[{"message":{"content":"hi"}}]}"#).is_err());
         assert!(parse_completion(br#"{"choices":[],"usage":{}}"#).is_err());
         assert!(parse_completion(b"<html>").is_err());
@@ -315,15 +370,31 @@ mod tests {
 
     #[test]
     fn config_is_checked() {
-        let mut cfg = LlmConfig { provider: "openai".into(), ..LlmConfig::default() };
-        assert!(matches!(Llm::from_config(&cfg), Err(LlmConfigError::Missing)));
+        let mut cfg = LlmConfig {
+            provider: "openai".into(),
+            ..LlmConfig::default()
+        };
+        assert!(matches!(
+            Llm::from_config(&cfg),
+            Err(LlmConfigError::Missing)
+        ));
         cfg.endpoint = Some("ftp://x".into());
         cfg.model = Some("m".into());
-        assert!(matches!(Llm::from_config(&cfg), Err(LlmConfigError::Endpoint(_))));
+        assert!(matches!(
+            Llm::from_config(&cfg),
+            Err(LlmConfigError::Endpoint(_))
+        ));
         cfg.endpoint = Some("http://127.0.0.1:1/v1".into());
         assert!(Llm::from_config(&cfg).unwrap().has_endpoint());
-        assert!(!Llm::from_config(&LlmConfig::default()).unwrap().has_endpoint());
+        assert!(
+            !Llm::from_config(&LlmConfig::default())
+                .unwrap()
+                .has_endpoint()
+        );
         cfg.provider = "magic".into();
-        assert!(matches!(Llm::from_config(&cfg), Err(LlmConfigError::Provider(_))));
+        assert!(matches!(
+            Llm::from_config(&cfg),
+            Err(LlmConfigError::Provider(_))
+        ));
     }
 }

@@ -109,13 +109,19 @@ impl A2aConfig {
         }
         let public_url = match &self.public_url {
             Some(u) => {
-                let url = reqwest::Url::parse(u).map_err(|_| A2aConfigError::PublicUrl(u.clone()))?;
-                if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+                let url =
+                    reqwest::Url::parse(u).map_err(|_| A2aConfigError::PublicUrl(u.clone()))?;
+                if !matches!(url.scheme(), "http" | "https")
+                    || url.query().is_some()
+                    || url.fragment().is_some()
+                {
                     return Err(A2aConfigError::PublicUrl(u.clone()));
                 }
                 u.trim_end_matches('/').to_owned()
             }
-            None => origin_of(fallback_resource).unwrap_or_else(|| A2aSettings::default().public_url),
+            None => {
+                origin_of(fallback_resource).unwrap_or_else(|| A2aSettings::default().public_url)
+            }
         };
         Ok(A2aSettings {
             public_url,
@@ -198,10 +204,21 @@ impl A2a {
         let (events, _) = broadcast::channel(1024);
         let replica = format!(
             "{}-{}",
-            std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "paddock".into()),
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "paddock".into()),
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        Self { inner: Arc::new(Inner { settings, llm, replica, events, running: Mutex::new(HashMap::new()) }) }
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                llm,
+                replica,
+                events,
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// Default settings, extractive answers only.
@@ -232,12 +249,20 @@ impl A2a {
 
     fn register(&self, task: Uuid) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
-        self.inner.running.lock().expect("running map").insert(task, tx);
+        self.inner
+            .running
+            .lock()
+            .expect("running map")
+            .insert(task, tx);
         rx
     }
 
     fn unregister(&self, task: Uuid) {
-        self.inner.running.lock().expect("running map").remove(&task);
+        self.inner
+            .running
+            .lock()
+            .expect("running map")
+            .remove(&task);
     }
 
     /// Stops a task running on this replica at its next checkpoint (the database already says canceled).
@@ -293,15 +318,31 @@ mod tests {
 
     #[test]
     fn public_url_defaults_to_the_resource_origin() {
-        let s = A2aConfig::default().settings("https://docs.acme.example/mcp").unwrap();
+        let s = A2aConfig::default()
+            .settings("https://docs.acme.example/mcp")
+            .unwrap();
         assert_eq!(s.endpoint_url(), "https://docs.acme.example/a2a");
-        let s = A2aConfig::default().settings("http://127.0.0.1:9000/mcp").unwrap();
+        let s = A2aConfig::default()
+            .settings("http://127.0.0.1:9000/mcp")
+            .unwrap();
         assert_eq!(s.public_url, "http://127.0.0.1:9000");
-        let cfg = A2aConfig { public_url: Some("https://agents.example/base/".into()), ..A2aConfig::default() };
-        assert_eq!(cfg.settings("x").unwrap().endpoint_url(), "https://agents.example/base/a2a");
-        let bad = A2aConfig { public_url: Some("ftp://x".into()), ..A2aConfig::default() };
+        let cfg = A2aConfig {
+            public_url: Some("https://agents.example/base/".into()),
+            ..A2aConfig::default()
+        };
+        assert_eq!(
+            cfg.settings("x").unwrap().endpoint_url(),
+            "https://agents.example/base/a2a"
+        );
+        let bad = A2aConfig {
+            public_url: Some("ftp://x".into()),
+            ..A2aConfig::default()
+        };
         assert!(bad.settings("x").is_err());
-        let bad = A2aConfig { default_skill: "poetry".into(), ..A2aConfig::default() };
+        let bad = A2aConfig {
+            default_skill: "poetry".into(),
+            ..A2aConfig::default()
+        };
         assert!(bad.settings("x").is_err());
     }
 }

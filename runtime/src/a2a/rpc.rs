@@ -56,7 +56,12 @@ pub fn router() -> Router<AppState> {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 enum Reply {
@@ -70,7 +75,10 @@ enum Reply {
 /// `A2A-Version` values this server speaks (absent means 0.3 per spec; we pick the dialect by method anyway).
 fn version_supported(v: &str) -> bool {
     let mut it = v.trim().split('.');
-    matches!((it.next(), it.next()), (Some("1"), Some("0")) | (Some("0"), Some("3")))
+    matches!(
+        (it.next(), it.next()),
+        (Some("1"), Some("0")) | (Some("0"), Some("3"))
+    )
 }
 
 async fn handle(
@@ -95,24 +103,44 @@ async fn handle(
         Err(e) => return json_response(StatusCode::BAD_REQUEST, e.to_json()),
     };
     if parsed.is_array() {
-        let e = RpcError::new(None, jsonrpc::INVALID_REQUEST, "invalid request: A2A does not use JSON-RPC batches");
+        let e = RpcError::new(
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "invalid request: A2A does not use JSON-RPC batches",
+        );
         return json_response(StatusCode::BAD_REQUEST, e.to_json());
     }
     let (id, method, params) = match jsonrpc::classify(parsed) {
         Err(e) => return json_response(StatusCode::BAD_REQUEST, e.to_json()),
         Ok(Message::Request { id, method, params }) => (id, method, params),
-        Ok(Message::Notification { .. } | Message::Response) => return StatusCode::ACCEPTED.into_response(),
+        Ok(Message::Notification { .. } | Message::Response) => {
+            return StatusCode::ACCEPTED.into_response();
+        }
     };
     let Some((m, d)) = Method::parse(&method) else {
-        state.metrics.observe_rpc("a2a", "other", "", jsonrpc::METHOD_NOT_FOUND.to_string(), started.elapsed().as_secs_f64());
-        let e = RpcError::new(Some(id), jsonrpc::METHOD_NOT_FOUND, format!("method not found: {method}"));
+        state.metrics.observe_rpc(
+            "a2a",
+            "other",
+            "",
+            jsonrpc::METHOD_NOT_FOUND.to_string(),
+            started.elapsed().as_secs_f64(),
+        );
+        let e = RpcError::new(
+            Some(id),
+            jsonrpc::METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        );
         return json_response(StatusCode::OK, e.to_json());
     };
 
     let reply = match headers.get("a2a-version").map(|v| v.to_str().unwrap_or("")) {
         Some(v) if !version_supported(v) => Reply::Error(
-            RpcError::new(Some(id.clone()), VERSION_NOT_SUPPORTED, format!("A2A version {v:?} is not supported"))
-                .with_data(json!({ "supportedVersions": ["1.0", "0.3"] })),
+            RpcError::new(
+                Some(id.clone()),
+                VERSION_NOT_SUPPORTED,
+                format!("A2A version {v:?} is not supported"),
+            )
+            .with_data(json!({ "supportedVersions": ["1.0", "0.3"] })),
         ),
         _ => {
             if let Err(r) = admit(&state, &tenant).await {
@@ -127,7 +155,13 @@ async fn handle(
         Reply::Error(e) => e.code.to_string(),
         Reply::Scope(_) => "forbidden".to_owned(),
     };
-    state.metrics.observe_rpc("a2a", m.label(), "", status, started.elapsed().as_secs_f64());
+    state.metrics.observe_rpc(
+        "a2a",
+        m.label(),
+        "",
+        status,
+        started.elapsed().as_secs_f64(),
+    );
     match reply {
         Reply::Result(v) => json_response(StatusCode::OK, jsonrpc::success(&id, v)),
         Reply::Stream(r) => r,
@@ -149,16 +183,27 @@ async fn admit(state: &AppState, tenant: &TenantId) -> Result<(), Response> {
             let secs = retry_after_secs.ceil().max(1.0) as u64;
             let mut r = json_response(
                 StatusCode::TOO_MANY_REQUESTS,
-                RpcError::new(None, jsonrpc::INVALID_REQUEST, format!("rate limit exceeded; retry after {secs}s")).to_json(),
+                RpcError::new(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    format!("rate limit exceeded; retry after {secs}s"),
+                )
+                .to_json(),
             );
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             Err(r)
         }
         Ok(Admission::UnknownTenant) => {
             state.metrics.reject("unknown_tenant", tenant.as_str());
             Err(json_response(
                 StatusCode::FORBIDDEN,
-                RpcError::new(None, jsonrpc::INVALID_REQUEST, "tenant is not provisioned on this server").to_json(),
+                RpcError::new(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "tenant is not provisioned on this server",
+                )
+                .to_json(),
             ))
         }
         Err(e) => Err(unavailable(state, &e)),
@@ -170,15 +215,25 @@ fn unavailable(state: &AppState, e: &DbError) -> Response {
     state.metrics.reject("unavailable", "");
     let mut r = json_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        RpcError::new(None, jsonrpc::INVALID_REQUEST, "service temporarily unavailable; retry shortly").to_json(),
+        RpcError::new(
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "service temporarily unavailable; retry shortly",
+        )
+        .to_json(),
     );
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
 
 fn internal(id: &Id, e: &DbError) -> Reply {
     tracing::error!(error = %e, source = ?std::error::Error::source(e), "a2a method failed");
-    Reply::Error(RpcError::new(Some(id.clone()), jsonrpc::INTERNAL_ERROR, "internal error"))
+    Reply::Error(RpcError::new(
+        Some(id.clone()),
+        jsonrpc::INTERNAL_ERROR,
+        "internal error",
+    ))
 }
 
 macro_rules! try_db {
@@ -195,7 +250,10 @@ fn err(id: &Id, code: i64, msg: impl Into<String>) -> Reply {
 }
 
 fn not_found(id: &Id, task: &str) -> Reply {
-    Reply::Error(RpcError::new(Some(id.clone()), TASK_NOT_FOUND, "task not found").with_data(json!({ "taskId": task })))
+    Reply::Error(
+        RpcError::new(Some(id.clone()), TASK_NOT_FOUND, "task not found")
+            .with_data(json!({ "taskId": task })),
+    )
 }
 
 /// Without `tasks:admin`, a caller sees only the tasks it started.
@@ -219,7 +277,13 @@ async fn dispatch(
     let params = match params {
         None => json!({}),
         Some(v) if v.is_object() => v,
-        Some(_) => return err(id, jsonrpc::INVALID_PARAMS, "invalid params: params must be an object"),
+        Some(_) => {
+            return err(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "invalid params: params must be an object",
+            );
+        }
     };
     match m {
         Method::SendMessage | Method::SendStreamingMessage => {
@@ -228,7 +292,16 @@ async fn dispatch(
                     return Reply::Scope(scope);
                 }
             }
-            send_message(state, p, tenant, id, d, params, m == Method::SendStreamingMessage).await
+            send_message(
+                state,
+                p,
+                tenant,
+                id,
+                d,
+                params,
+                m == Method::SendStreamingMessage,
+            )
+            .await
         }
         Method::GetTask => {
             if !can_read_tasks(p) {
@@ -272,7 +345,11 @@ fn accepts_our_output(modes: &[Value]) -> bool {
     modes.is_empty()
         || modes.iter().filter_map(Value::as_str).any(|m| {
             let m = m.split(';').next().unwrap_or("").trim();
-            OUTPUT_MODES.contains(&m) || m == "*/*" || m == "text/*" || m == "text" || m == "application/*"
+            OUTPUT_MODES.contains(&m)
+                || m == "*/*"
+                || m == "text/*"
+                || m == "text"
+                || m == "application/*"
         })
 }
 
@@ -297,34 +374,53 @@ fn choose_model(
             reason: "model_not_allowed",
             message: format!(
                 "model {m:?} is not allowed for this tenant (allowed: {}, {EXTRACTIVE})",
-                if policy.allowed_models.is_empty() { "none".to_owned() } else { policy.allowed_models.join(", ") }
+                if policy.allowed_models.is_empty() {
+                    "none".to_owned()
+                } else {
+                    policy.allowed_models.join(", ")
+                }
             ),
         }),
         Some(m) => match price {
-            Some(price) => Ok(ModelChoice::Remote { model: m.to_owned(), price }),
+            Some(price) => Ok(ModelChoice::Remote {
+                model: m.to_owned(),
+                price,
+            }),
             None => Err(Rejection {
                 reason: "model_not_priced",
-                message: format!("model {m:?} has no price for this tenant, so its cost cannot be budgeted"),
+                message: format!(
+                    "model {m:?} has no price for this tenant, so its cost cannot be budgeted"
+                ),
             }),
         },
         None => match (default, price) {
-            (Some(m), Some(price)) if allowed(m) => Ok(ModelChoice::Remote { model: m.to_owned(), price }),
+            (Some(m), Some(price)) if allowed(m) => Ok(ModelChoice::Remote {
+                model: m.to_owned(),
+                price,
+            }),
             (None, _) => Ok(ModelChoice::Extractive),
             (Some(_), _) if policy.allow_extractive_fallback => Ok(ModelChoice::Extractive),
             (Some(m), _) if !allowed(m) => Err(Rejection {
                 reason: "model_not_allowed",
-                message: format!("this runtime's model {m:?} is not allowed for this tenant, and extractive answers are disabled"),
+                message: format!(
+                    "this runtime's model {m:?} is not allowed for this tenant, and extractive answers are disabled"
+                ),
             }),
             (Some(m), _) => Err(Rejection {
                 reason: "model_not_priced",
-                message: format!("model {m:?} has no price for this tenant, so its cost cannot be budgeted"),
+                message: format!(
+                    "model {m:?} has no price for this tenant, so its cost cannot be budgeted"
+                ),
             }),
         },
     }
 }
 
 fn meta_str<'a>(meta: &'a [&'a Value], key: &str) -> Option<&'a Value> {
-    meta.iter().rev().find_map(|m| m.get(key)).filter(|v| !v.is_null())
+    meta.iter()
+        .rev()
+        .find_map(|m| m.get(key))
+        .filter(|v| !v.is_null())
 }
 
 async fn send_message(
@@ -336,8 +432,16 @@ async fn send_message(
     params: Value,
     streaming: bool,
 ) -> Reply {
-    let invalid = |msg: String| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {msg}"));
-    let Some(raw_message) = params.get("message") else { return invalid("message is required".into()) };
+    let invalid = |msg: String| {
+        err(
+            id,
+            jsonrpc::INVALID_PARAMS,
+            format!("invalid params: {msg}"),
+        )
+    };
+    let Some(raw_message) = params.get("message") else {
+        return invalid("message is required".into());
+    };
     let mut message = match wire::message_from_wire(raw_message) {
         Ok(m) => m,
         Err(e) => return invalid(e),
@@ -346,23 +450,46 @@ async fn send_message(
     if !config.is_object() {
         return invalid("configuration must be an object".into());
     }
-    if ["taskPushNotificationConfig", "pushNotificationConfig"].iter().any(|k| config.get(*k).is_some_and(|v| !v.is_null())) {
-        return err(id, PUSH_NOT_SUPPORTED, "push notifications are not supported; use SendStreamingMessage or SubscribeToTask");
+    if ["taskPushNotificationConfig", "pushNotificationConfig"]
+        .iter()
+        .any(|k| config.get(*k).is_some_and(|v| !v.is_null()))
+    {
+        return err(
+            id,
+            PUSH_NOT_SUPPORTED,
+            "push notifications are not supported; use SendStreamingMessage or SubscribeToTask",
+        );
     }
-    let modes = config.get("acceptedOutputModes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let modes = config
+        .get("acceptedOutputModes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if !accepts_our_output(&modes) {
-        return err(id, CONTENT_TYPE_NOT_SUPPORTED, format!("this agent produces {}", OUTPUT_MODES.join(", ")));
+        return err(
+            id,
+            CONTENT_TYPE_NOT_SUPPORTED,
+            format!("this agent produces {}", OUTPUT_MODES.join(", ")),
+        );
     }
     let history_length = match config.get("historyLength").filter(|v| !v.is_null()) {
         None => None,
         Some(v) => match v.as_u64() {
             Some(n) => Some(n as usize),
-            None => return invalid("configuration.historyLength must be a non-negative integer".into()),
+            None => {
+                return invalid("configuration.historyLength must be a non-negative integer".into());
+            }
         },
     };
     let blocking = match d {
-        Dialect::V1 => !config.get("returnImmediately").and_then(Value::as_bool).unwrap_or(false),
-        Dialect::V03 => config.get("blocking").and_then(Value::as_bool).unwrap_or(true),
+        Dialect::V1 => !config
+            .get("returnImmediately")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        Dialect::V03 => config
+            .get("blocking")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
     };
 
     let owner = owner_filter(p);
@@ -397,7 +524,9 @@ async fn send_message(
         return invalid("the message needs a text part holding the question".into());
     }
     if question.chars().count() > MAX_QUESTION_CHARS {
-        return invalid(format!("the question is longer than {MAX_QUESTION_CHARS} characters"));
+        return invalid(format!(
+            "the question is longer than {MAX_QUESTION_CHARS} characters"
+        ));
     }
     let request_meta = params.get("metadata").cloned().unwrap_or(Value::Null);
     let message_meta = message.get("metadata").cloned().unwrap_or(Value::Null);
@@ -408,7 +537,10 @@ async fn send_message(
         Some(_) => return invalid("metadata.skill must be a string".into()),
     };
     let Some(skill) = Skill::parse(&skill_name) else {
-        return invalid(format!("unknown skill {skill_name:?}; this agent has {}", Skill::names().join(", ")));
+        return invalid(format!(
+            "unknown skill {skill_name:?}; this agent has {}",
+            Skill::names().join(", ")
+        ));
     };
     let requested_model = match meta_str(&metas, "model") {
         None => None,
@@ -425,7 +557,12 @@ async fn send_message(
             };
             match parsed {
                 Some(b) if b >= Decimal::ZERO && b.scale() <= 6 => Some(b),
-                _ => return invalid("metadata.budget must be a non-negative decimal amount (e.g. \"0.50\")".into()),
+                _ => {
+                    return invalid(
+                        "metadata.budget must be a non-negative decimal amount (e.g. \"0.50\")"
+                            .into(),
+                    );
+                }
             }
         }
     };
@@ -441,40 +578,68 @@ async fn send_message(
 
     let mut tx = try_db!(id, state.db.begin(tenant).await);
     let Some(policy) = try_db!(id, budget::policy(&mut tx).await) else {
-        return err(id, jsonrpc::INVALID_REQUEST, "tenant is not provisioned on this server");
+        return err(
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "tenant is not provisioned on this server",
+        );
     };
     let llm = state.a2a.llm();
-    let model_for_price = requested_model.as_deref().or(llm.default_model()).filter(|m| *m != EXTRACTIVE);
+    let model_for_price = requested_model
+        .as_deref()
+        .or(llm.default_model())
+        .filter(|m| *m != EXTRACTIVE);
     let price = match model_for_price {
         Some(m) => try_db!(id, budget::price(&mut tx, m).await),
         None => None,
     };
-    let choice = choose_model(requested_model.as_deref(), llm.default_model(), &policy, price);
+    let choice = choose_model(
+        requested_model.as_deref(),
+        llm.default_model(),
+        &policy,
+        price,
+    );
     let model_name = match &choice {
         Ok(c) => c.name().to_owned(),
-        Err(_) => requested_model.clone().or_else(|| llm.default_model().map(str::to_owned)).unwrap_or_default(),
+        Err(_) => requested_model
+            .clone()
+            .or_else(|| llm.default_model().map(str::to_owned))
+            .unwrap_or_default(),
     };
     let mut metadata = json!({ "currency": policy.currency });
     if let Some(b) = budget_limit {
         metadata["budget"] = json!(budget::money(b));
     }
     let rejection_message = choice.as_ref().err().map(|r| {
-        wire::agent_message(&task_id.to_string(), &context_id, &r.message, Some(json!({ "reason": r.reason })))
+        wire::agent_message(
+            &task_id.to_string(),
+            &context_id,
+            &r.message,
+            Some(json!({ "reason": r.reason })),
+        )
     });
     let new = NewTask {
         id: task_id,
         context_id: &context_id,
         user: &p.user,
         skill: skill.id(),
-        model: Some(&model_name).filter(|m| !m.is_empty()).map(String::as_str),
-        state: if choice.is_ok() { TaskState::Submitted } else { TaskState::Rejected },
+        model: Some(&model_name)
+            .filter(|m| !m.is_empty())
+            .map(String::as_str),
+        state: if choice.is_ok() {
+            TaskState::Submitted
+        } else {
+            TaskState::Rejected
+        },
         status_message: rejection_message.as_ref(),
         reason: choice.as_ref().err().map(|r| r.reason),
         input: &message,
         metadata: &metadata,
         scopes: &p.scopes.iter().cloned().collect::<Vec<_>>(),
         budget_limit,
-        lease: choice.is_ok().then(|| (state.a2a.replica(), state.a2a.settings().lease_ttl)),
+        lease: choice
+            .is_ok()
+            .then(|| (state.a2a.replica(), state.a2a.settings().lease_ttl)),
     };
     let task = try_db!(id, store::insert(&mut tx, &new).await);
     try_db!(id, tx.commit().await);
@@ -510,9 +675,19 @@ async fn send_message(
     }
     if blocking && !task.state.ends_stream() {
         // Answer before the request timeout cuts the exchange: a task still running then is returned as it is.
-        let limit = state.settings.request_timeout.saturating_sub(std::time::Duration::from_secs(2));
-        let wait = state.a2a.settings().blocking_wait.min(limit.max(std::time::Duration::from_millis(500)));
-        try_db!(id, stream::wait_until_settled(state, tenant, task_id, wait).await);
+        let limit = state
+            .settings
+            .request_timeout
+            .saturating_sub(std::time::Duration::from_secs(2));
+        let wait = state
+            .a2a
+            .settings()
+            .blocking_wait
+            .min(limit.max(std::time::Duration::from_millis(500)));
+        try_db!(
+            id,
+            stream::wait_until_settled(state, tenant, task_id, wait).await
+        );
     }
     match load_rendered(state, tenant, task_id, None, d, history_length, true).await {
         Ok(Some(t)) => Reply::Result(wire::wrap_task_result(t, d)),
@@ -551,7 +726,8 @@ struct IdParams {
 }
 
 fn id_params(id: &Id, params: Value) -> Result<(IdParams, Uuid), Reply> {
-    let p: IdParams = serde_json::from_value(params).map_err(|e| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))?;
+    let p: IdParams = serde_json::from_value(params)
+        .map_err(|e| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))?;
     // A malformed id names no task.
     match Uuid::from_str(&p.id) {
         Ok(uuid) => Ok((p, uuid)),
@@ -560,15 +736,40 @@ fn id_params(id: &Id, params: Value) -> Result<(IdParams, Uuid), Reply> {
 }
 
 /// The task as the reply to a request about it, or task-not-found when the caller may not see it.
-async fn task_reply(state: &AppState, tenant: &TenantId, uuid: Uuid, owner: Option<&str>, d: Dialect, ip: &IdParams, id: &Id) -> Reply {
-    match load_rendered(state, tenant, uuid, owner, d, ip.history_length.map(|n| n as usize), true).await {
+async fn task_reply(
+    state: &AppState,
+    tenant: &TenantId,
+    uuid: Uuid,
+    owner: Option<&str>,
+    d: Dialect,
+    ip: &IdParams,
+    id: &Id,
+) -> Reply {
+    match load_rendered(
+        state,
+        tenant,
+        uuid,
+        owner,
+        d,
+        ip.history_length.map(|n| n as usize),
+        true,
+    )
+    .await
+    {
         Ok(Some(t)) => Reply::Result(t),
         Ok(None) => not_found(id, &ip.id),
         Err(e) => internal(id, &e),
     }
 }
 
-async fn get_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d: Dialect, params: Value) -> Reply {
+async fn get_task(
+    state: &AppState,
+    p: &Principal,
+    tenant: &TenantId,
+    id: &Id,
+    d: Dialect,
+    params: Value,
+) -> Reply {
     let (ip, uuid) = match id_params(id, params) {
         Ok(v) => v,
         Err(r) => return r,
@@ -576,26 +777,46 @@ async fn get_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d
     task_reply(state, tenant, uuid, owner_filter(p).as_deref(), d, &ip, id).await
 }
 
-async fn cancel_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d: Dialect, params: Value) -> Reply {
+async fn cancel_task(
+    state: &AppState,
+    p: &Principal,
+    tenant: &TenantId,
+    id: &Id,
+    d: Dialect,
+    params: Value,
+) -> Reply {
     let (ip, uuid) = match id_params(id, params) {
         Ok(v) => v,
         Err(r) => return r,
     };
     let owner = owner_filter(p);
     let mut tx = try_db!(id, state.db.begin(tenant).await);
-    let context_id: Option<String> = try_db!(id, store::get(&mut tx, uuid, owner.as_deref()).await).map(|t| t.context_id);
+    let context_id: Option<String> =
+        try_db!(id, store::get(&mut tx, uuid, owner.as_deref()).await).map(|t| t.context_id);
     let Some(context_id) = context_id else {
         try_db!(id, tx.commit().await);
         return not_found(id, &ip.id);
     };
-    let msg = wire::agent_message(&ip.id, &context_id, &format!("Canceled by {}.", p.user), Some(json!({ "reason": "canceled" })));
-    let outcome = try_db!(id, store::cancel(&mut tx, uuid, owner.as_deref(), &msg).await);
+    let msg = wire::agent_message(
+        &ip.id,
+        &context_id,
+        &format!("Canceled by {}.", p.user),
+        Some(json!({ "reason": "canceled" })),
+    );
+    let outcome = try_db!(
+        id,
+        store::cancel(&mut tx, uuid, owner.as_deref(), &msg).await
+    );
     try_db!(id, tx.commit().await);
     match outcome {
         CancelOutcome::NotFound => not_found(id, &ip.id),
         CancelOutcome::NotCancelable(s) => Reply::Error(
-            RpcError::new(Some(id.clone()), TASK_NOT_CANCELABLE, format!("task is {} and can no longer be canceled", s.db()))
-                .with_data(json!({ "taskId": ip.id, "state": s.render(d) })),
+            RpcError::new(
+                Some(id.clone()),
+                TASK_NOT_CANCELABLE,
+                format!("task is {} and can no longer be canceled", s.db()),
+            )
+            .with_data(json!({ "taskId": ip.id, "state": s.render(d) })),
         ),
         CancelOutcome::Canceled(_) => {
             state.a2a.signal_cancel(uuid);
@@ -606,7 +827,14 @@ async fn cancel_task(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id
     }
 }
 
-async fn subscribe(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d: Dialect, params: Value) -> Reply {
+async fn subscribe(
+    state: &AppState,
+    p: &Principal,
+    tenant: &TenantId,
+    id: &Id,
+    d: Dialect,
+    params: Value,
+) -> Reply {
     let (ip, uuid) = match id_params(id, params) {
         Ok(v) => v,
         Err(r) => return r,
@@ -620,9 +848,20 @@ async fn subscribe(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, 
         Some(t) if t.state.is_terminal() => err(
             id,
             UNSUPPORTED_OPERATION,
-            format!("task is {}; there is nothing left to stream (use GetTask)", t.state.db()),
+            format!(
+                "task is {}; there is nothing left to stream (use GetTask)",
+                t.state.db()
+            ),
         ),
-        Some(_) => Reply::Stream(stream::task_stream(state.clone(), tenant.clone(), uuid, owner, id.clone(), d, stream::Start::Now)),
+        Some(_) => Reply::Stream(stream::task_stream(
+            state.clone(),
+            tenant.clone(),
+            uuid,
+            owner,
+            id.clone(),
+            d,
+            stream::Start::Now,
+        )),
     }
 }
 
@@ -654,11 +893,27 @@ fn encode_page_token(t: &store::TaskRow) -> String {
 fn decode_page_token(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
     let (micros, id) = raw.split_once('|')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::from_str(id).ok()?))
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        Uuid::from_str(id).ok()?,
+    ))
 }
 
-async fn list_tasks(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id, d: Dialect, params: Value) -> Reply {
-    let invalid = |msg: &str| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {msg}"));
+async fn list_tasks(
+    state: &AppState,
+    p: &Principal,
+    tenant: &TenantId,
+    id: &Id,
+    d: Dialect,
+    params: Value,
+) -> Reply {
+    let invalid = |msg: &str| {
+        err(
+            id,
+            jsonrpc::INVALID_PARAMS,
+            format!("invalid params: {msg}"),
+        )
+    };
     let lp: ListParams = match serde_json::from_value(params) {
         Ok(v) => v,
         Err(e) => return err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")),
@@ -705,10 +960,24 @@ async fn list_tasks(state: &AppState, p: &Principal, tenant: &TenantId, id: &Id,
     let history_length = Some(lp.history_length.unwrap_or(0) as usize);
     let mut tasks = Vec::with_capacity(rows.len());
     for r in &rows {
-        tasks.push(try_db!(id, stream::render(&mut tx, r, d, history_length, lp.include_artifacts.unwrap_or(false)).await));
+        tasks.push(try_db!(
+            id,
+            stream::render(
+                &mut tx,
+                r,
+                d,
+                history_length,
+                lp.include_artifacts.unwrap_or(false)
+            )
+            .await
+        ));
     }
     try_db!(id, tx.commit().await);
-    let next = if more { rows.last().map(encode_page_token).unwrap_or_default() } else { String::new() };
+    let next = if more {
+        rows.last().map(encode_page_token).unwrap_or_default()
+    } else {
+        String::new()
+    };
     Reply::Result(json!({
         "tasks": tasks,
         "nextPageToken": next,
@@ -751,27 +1020,64 @@ mod tests {
     }
 
     fn price() -> Option<budget::Price> {
-        Some(budget::Price { input_per_1k: Decimal::ONE, output_per_1k: Decimal::ONE })
+        Some(budget::Price {
+            input_per_1k: Decimal::ONE,
+            output_per_1k: Decimal::ONE,
+        })
     }
 
     #[test]
     fn model_choice_follows_the_allow_list() {
         let p = policy(&["gpt-x"], true);
-        assert!(matches!(choose_model(Some("gpt-x"), None, &p, price()), Ok(ModelChoice::Remote { .. })));
-        assert_eq!(choose_model(Some("other"), None, &p, price()).err().unwrap().reason, "model_not_allowed");
-        assert_eq!(choose_model(Some("gpt-x"), None, &p, None).err().unwrap().reason, "model_not_priced");
-        assert!(matches!(choose_model(Some("extractive"), None, &p, None), Ok(ModelChoice::Extractive)));
+        assert!(matches!(
+            choose_model(Some("gpt-x"), None, &p, price()),
+            Ok(ModelChoice::Remote { .. })
+        ));
+        assert_eq!(
+            choose_model(Some("other"), None, &p, price())
+                .err()
+                .unwrap()
+                .reason,
+            "model_not_allowed"
+        );
+        assert_eq!(
+            choose_model(Some("gpt-x"), None, &p, None)
+                .err()
+                .unwrap()
+                .reason,
+            "model_not_priced"
+        );
+        assert!(matches!(
+            choose_model(Some("extractive"), None, &p, None),
+            Ok(ModelChoice::Extractive)
+        ));
         // The runtime's default model, not allowed for this tenant: extractive if the tenant permits it.
-        assert!(matches!(choose_model(None, Some("other"), &p, price()), Ok(ModelChoice::Extractive)));
+        assert!(matches!(
+            choose_model(None, Some("other"), &p, price()),
+            Ok(ModelChoice::Extractive)
+        ));
         let strict = policy(&["gpt-x"], false);
-        assert_eq!(choose_model(None, Some("other"), &strict, price()).err().unwrap().reason, "model_not_allowed");
-        assert!(matches!(choose_model(None, None, &strict, None), Ok(ModelChoice::Extractive)));
+        assert_eq!(
+            choose_model(None, Some("other"), &strict, price())
+                .err()
+                .unwrap()
+                .reason,
+            "model_not_allowed"
+        );
+        assert!(matches!(
+            choose_model(None, None, &strict, None),
+            Ok(ModelChoice::Extractive)
+        ));
     }
 
     #[test]
     fn versions_and_output_modes() {
-        assert!(version_supported("1.0") && version_supported("0.3.0") && version_supported("1.0.2"));
-        assert!(!version_supported("2.0") && !version_supported("0.2.5") && !version_supported("x"));
+        assert!(
+            version_supported("1.0") && version_supported("0.3.0") && version_supported("1.0.2")
+        );
+        assert!(
+            !version_supported("2.0") && !version_supported("0.2.5") && !version_supported("x")
+        );
         assert!(accepts_our_output(&[]));
         assert!(accepts_our_output(&[json!("text/plain")]));
         assert!(!accepts_our_output(&[json!("image/png")]));

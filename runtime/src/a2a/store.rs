@@ -170,7 +170,11 @@ async fn insert_status_event(
 }
 
 /// Loads a task. With `owner`, only that user's task (others get None, as if it did not exist).
-pub async fn get(tx: &mut TenantTx, id: Uuid, owner: Option<&str>) -> Result<Option<TaskRow>, DbError> {
+pub async fn get(
+    tx: &mut TenantTx,
+    id: Uuid,
+    owner: Option<&str>,
+) -> Result<Option<TaskRow>, DbError> {
     let row = sqlx::query(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)"
     ))
@@ -183,7 +187,10 @@ pub async fn get(tx: &mut TenantTx, id: Uuid, owner: Option<&str>) -> Result<Opt
 
 /// The scopes the task was started with.
 pub async fn scopes(tx: &mut TenantTx, id: Uuid) -> Result<Vec<String>, DbError> {
-    Ok(sqlx::query_scalar("SELECT scopes FROM tasks WHERE id = $1").bind(id).fetch_one(tx.conn()).await?)
+    Ok(sqlx::query_scalar("SELECT scopes FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?)
 }
 
 /// The task's artifacts in the order they were produced (canonical JSON), up to event `upto` (an artifact's
@@ -197,10 +204,21 @@ pub async fn artifacts(tx: &mut TenantTx, id: Uuid, upto: i64) -> Result<Vec<Val
     .bind(upto)
     .fetch_all(tx.conn())
     .await?;
-    Ok(rows.into_iter().map(|(id, name, description, parts, metadata)| artifact_json(&id, &name, &description, parts, metadata)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, description, parts, metadata)| {
+            artifact_json(&id, &name, &description, parts, metadata)
+        })
+        .collect())
 }
 
-pub fn artifact_json(id: &str, name: &str, description: &str, parts: Value, metadata: Value) -> Value {
+pub fn artifact_json(
+    id: &str,
+    name: &str,
+    description: &str,
+    parts: Value,
+    metadata: Value,
+) -> Value {
     let mut a = json!({ "artifactId": id, "parts": parts });
     if !name.is_empty() {
         a["name"] = json!(name);
@@ -245,7 +263,12 @@ pub enum EventKind {
 }
 
 /// Events with `seq > after`, oldest first.
-pub async fn events_after(tx: &mut TenantTx, id: Uuid, after: i64, limit: i64) -> Result<Vec<Event>, DbError> {
+pub async fn events_after(
+    tx: &mut TenantTx,
+    id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>, DbError> {
     let rows: Vec<(i64, String, Value)> = sqlx::query_as(
         "SELECT seq, kind, payload FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
@@ -258,7 +281,11 @@ pub async fn events_after(tx: &mut TenantTx, id: Uuid, after: i64, limit: i64) -
         .into_iter()
         .map(|(seq, kind, payload)| Event {
             seq,
-            kind: if kind == "artifact" { EventKind::Artifact } else { EventKind::Status },
+            kind: if kind == "artifact" {
+                EventKind::Artifact
+            } else {
+                EventKind::Status
+            },
             payload,
         })
         .collect())
@@ -327,7 +354,13 @@ pub async fn add_artifact(
     .bind(metadata)
     .execute(tx.conn())
     .await?;
-    let artifact = artifact_json(artifact_id, name, description, parts.clone(), metadata.clone());
+    let artifact = artifact_json(
+        artifact_id,
+        name,
+        description,
+        parts.clone(),
+        metadata.clone(),
+    );
     sqlx::query(
         "INSERT INTO task_events (tenant_id, task_id, seq, kind, payload) VALUES ($1, $2, $3, 'artifact', $4)",
     )
@@ -349,7 +382,12 @@ pub enum CancelOutcome {
 }
 
 /// Cancels a task that has not finished: one conditional UPDATE, so it races safely with completion.
-pub async fn cancel(tx: &mut TenantTx, id: Uuid, owner: Option<&str>, message: &Value) -> Result<CancelOutcome, DbError> {
+pub async fn cancel(
+    tx: &mut TenantTx,
+    id: Uuid,
+    owner: Option<&str>,
+    message: &Value,
+) -> Result<CancelOutcome, DbError> {
     let current: Option<String> = sqlx::query_scalar(
         "SELECT state FROM tasks WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) FOR UPDATE",
     )
@@ -357,11 +395,16 @@ pub async fn cancel(tx: &mut TenantTx, id: Uuid, owner: Option<&str>, message: &
     .bind(owner)
     .fetch_optional(tx.conn())
     .await?;
-    let Some(state) = current.as_deref().and_then(TaskState::from_db) else { return Ok(CancelOutcome::NotFound) };
+    let Some(state) = current.as_deref().and_then(TaskState::from_db) else {
+        return Ok(CancelOutcome::NotFound);
+    };
     if state.is_terminal() {
         return Ok(CancelOutcome::NotCancelable(state));
     }
-    sqlx::query("UPDATE tasks SET cancel_requested = true WHERE id = $1").bind(id).execute(tx.conn()).await?;
+    sqlx::query("UPDATE tasks SET cancel_requested = true WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
     match transition(tx, id, TaskState::Canceled, Some(message), Some("canceled")).await? {
         Some(seq) => Ok(CancelOutcome::Canceled(seq)),
         None => Ok(CancelOutcome::NotCancelable(state)),
@@ -390,13 +433,19 @@ pub async fn renew_lease(
 
 /// The task's current state only (a cheap check between workflow steps).
 pub async fn state(tx: &mut TenantTx, id: Uuid) -> Result<Option<TaskState>, DbError> {
-    let s: Option<String> =
-        sqlx::query_scalar("SELECT state FROM tasks WHERE id = $1").bind(id).fetch_optional(tx.conn()).await?;
+    let s: Option<String> = sqlx::query_scalar("SELECT state FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
     Ok(s.as_deref().and_then(TaskState::from_db))
 }
 
 /// Fails every active task of the current tenant whose lease has run out, with `reason`. Returns their ids.
-pub async fn fail_expired(tx: &mut TenantTx, message_text: &str, reason: &str) -> Result<Vec<Uuid>, DbError> {
+pub async fn fail_expired(
+    tx: &mut TenantTx,
+    message_text: &str,
+    reason: &str,
+) -> Result<Vec<Uuid>, DbError> {
     let expired: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT id, context_id FROM tasks \
           WHERE state IN ('submitted', 'working') AND lease_expires_at < now() \
@@ -406,8 +455,16 @@ pub async fn fail_expired(tx: &mut TenantTx, message_text: &str, reason: &str) -
     .await?;
     let mut failed = Vec::new();
     for (id, context_id) in expired {
-        let msg = super::wire::agent_message(&id.to_string(), &context_id, message_text, Some(json!({ "reason": reason })));
-        if transition(tx, id, TaskState::Failed, Some(&msg), Some(reason)).await?.is_some() {
+        let msg = super::wire::agent_message(
+            &id.to_string(),
+            &context_id,
+            message_text,
+            Some(json!({ "reason": reason })),
+        );
+        if transition(tx, id, TaskState::Failed, Some(&msg), Some(reason))
+            .await?
+            .is_some()
+        {
             failed.push(id);
         }
     }
@@ -451,6 +508,9 @@ pub async fn list(tx: &mut TenantTx, f: &ListFilter<'_>) -> Result<(Vec<TaskRow>
         .bind(f.updated_after)
         .fetch_one(tx.conn())
         .await?;
-    let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+    let tasks = rows
+        .iter()
+        .map(task_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((tasks, total))
 }

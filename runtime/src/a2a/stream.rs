@@ -30,9 +30,23 @@ use crate::{
 };
 
 /// Renders a stored task in dialect `d`, with at most `history_length` messages of history.
-pub async fn render(tx: &mut TenantTx, task: &TaskRow, d: Dialect, history_length: Option<usize>, with_artifacts: bool) -> Result<Value, DbError> {
-    let artifacts = if with_artifacts { store::artifacts(tx, task.id, task.last_seq).await? } else { Vec::new() };
-    let mut history = if history_length == Some(0) { Vec::new() } else { store::history(tx, task).await? };
+pub async fn render(
+    tx: &mut TenantTx,
+    task: &TaskRow,
+    d: Dialect,
+    history_length: Option<usize>,
+    with_artifacts: bool,
+) -> Result<Value, DbError> {
+    let artifacts = if with_artifacts {
+        store::artifacts(tx, task.id, task.last_seq).await?
+    } else {
+        Vec::new()
+    };
+    let mut history = if history_length == Some(0) {
+        Vec::new()
+    } else {
+        store::history(tx, task).await?
+    };
     if let Some(n) = history_length {
         let skip = history.len().saturating_sub(n);
         history.drain(..skip);
@@ -57,10 +71,16 @@ pub async fn render(tx: &mut TenantTx, task: &TaskRow, d: Dialect, history_lengt
 
 /// An SSE response carrying the lines a producer sends.
 fn sse(state: &AppState, rx: mpsc::Receiver<String>) -> Response {
-    let events = ReceiverStream::new(rx).map(|data| Ok::<_, Infallible>(Event::default().data(data)));
-    let mut r = Sse::new(events).keep_alive(KeepAlive::new().interval(state.a2a.settings().keepalive)).into_response();
+    let events =
+        ReceiverStream::new(rx).map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+    let mut r = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(state.a2a.settings().keepalive))
+        .into_response();
     // Tell buffering proxies (nginx) to pass events through as they come.
-    r.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    r.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
     r
 }
 
@@ -96,7 +116,11 @@ pub fn task_stream(
     tokio::spawn(async move {
         if let Err(e) = pump(&state, &tenant, id, owner.as_deref(), &rpc_id, d, from, &tx).await {
             tracing::error!(task = %id, error = %e, source = ?std::error::Error::source(&e), "task stream failed");
-            let err = RpcError::new(Some(rpc_id), jsonrpc::INTERNAL_ERROR, "internal error while streaming the task");
+            let err = RpcError::new(
+                Some(rpc_id),
+                jsonrpc::INTERNAL_ERROR,
+                "internal error while streaming the task",
+            );
             let _ = tx.send(err.to_json().to_string()).await;
         }
     });
@@ -122,17 +146,29 @@ async fn pump(
     let mut t = state.db.begin(tenant).await?;
     let Some(mut task) = store::get(&mut t, id, owner).await? else {
         t.commit().await?;
-        let e = RpcError::new(Some(rpc_id.clone()), super::rpc::TASK_NOT_FOUND, "task not found");
+        let e = RpcError::new(
+            Some(rpc_id.clone()),
+            super::rpc::TASK_NOT_FOUND,
+            "task not found",
+        );
         let _ = tx.send(e.to_json().to_string()).await;
         return Ok(());
     };
     if from == Start::Creation {
         // Rewind to the first event: the state the task was created in.
-        if let Some(first) = store::events_after(&mut t, id, 0, 1).await?.into_iter().next() {
+        if let Some(first) = store::events_after(&mut t, id, 0, 1)
+            .await?
+            .into_iter()
+            .next()
+        {
             if let Some(st) = first.payload["state"].as_str().and_then(TaskState::from_db) {
                 task.state = st;
                 task.status_message = first.payload.get("message").cloned();
-                task.status_reason = first.payload.get("reason").and_then(Value::as_str).map(str::to_owned);
+                task.status_reason = first
+                    .payload
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 task.last_seq = first.seq;
                 task.updated_at = task.created_at;
             }
@@ -155,15 +191,29 @@ async fn pump(
         for e in events {
             seq = e.seq;
             let (line, ends) = match e.kind {
-                EventKind::Artifact => {
-                    (wire::stream_artifact_update(&task_id, &context_id, &e.payload["artifact"], d), false)
-                }
+                EventKind::Artifact => (
+                    wire::stream_artifact_update(&task_id, &context_id, &e.payload["artifact"], d),
+                    false,
+                ),
                 EventKind::Status => {
-                    let Some(st) = e.payload["state"].as_str().and_then(TaskState::from_db) else { continue };
+                    let Some(st) = e.payload["state"].as_str().and_then(TaskState::from_db) else {
+                        continue;
+                    };
                     let meta = e.payload.get("reason").map(|r| json!({ "reason": r }));
                     let ts = e.payload["timestamp"].as_str().unwrap_or("");
                     let msg = e.payload.get("message");
-                    (wire::stream_status_update(&task_id, &context_id, st, msg, ts, meta.as_ref(), d), st.ends_stream())
+                    (
+                        wire::stream_status_update(
+                            &task_id,
+                            &context_id,
+                            st,
+                            msg,
+                            ts,
+                            meta.as_ref(),
+                            d,
+                        ),
+                        st.ends_stream(),
+                    )
                 }
             };
             if !send(line).await || ends {

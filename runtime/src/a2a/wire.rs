@@ -151,7 +151,10 @@ impl TaskState {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Completed | TaskState::Failed | TaskState::Canceled | TaskState::Rejected)
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Canceled | TaskState::Rejected
+        )
     }
 
     /// Terminal or waiting for the client: a stream closes on these.
@@ -167,10 +170,15 @@ const MAX_PARTS: usize = 64;
 
 /// Reads one part in either dialect into the canonical 1.0 form.
 pub fn part_from_wire(v: &Value) -> Result<Value, Invalid> {
-    let Value::Object(obj) = v else { return Err("a part must be an object".into()) };
+    let Value::Object(obj) = v else {
+        return Err("a part must be an object".into());
+    };
     let mut out = Map::new();
     let kind = obj.get("kind").and_then(Value::as_str);
-    let present: Vec<&str> = ["text", "raw", "url", "data", "file"].into_iter().filter(|k| obj.contains_key(*k)).collect();
+    let present: Vec<&str> = ["text", "raw", "url", "data", "file"]
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
     match (kind, present.as_slice()) {
         (Some("text") | None, ["text"]) => {
             let text = obj["text"].as_str().ok_or("part.text must be a string")?;
@@ -180,7 +188,9 @@ pub fn part_from_wire(v: &Value) -> Result<Value, Invalid> {
             out.insert("data".into(), obj["data"].clone());
         }
         (None, ["raw"]) => {
-            let raw = obj["raw"].as_str().ok_or("part.raw must be a base64 string")?;
+            let raw = obj["raw"]
+                .as_str()
+                .ok_or("part.raw must be a base64 string")?;
             out.insert("raw".into(), json!(raw));
         }
         (None, ["url"]) => {
@@ -188,8 +198,13 @@ pub fn part_from_wire(v: &Value) -> Result<Value, Invalid> {
             out.insert("url".into(), json!(url));
         }
         (Some("file") | None, ["file"]) => {
-            let Some(file) = obj["file"].as_object() else { return Err("part.file must be an object".into()) };
-            match (file.get("uri").and_then(Value::as_str), file.get("bytes").and_then(Value::as_str)) {
+            let Some(file) = obj["file"].as_object() else {
+                return Err("part.file must be an object".into());
+            };
+            match (
+                file.get("uri").and_then(Value::as_str),
+                file.get("bytes").and_then(Value::as_str),
+            ) {
                 (Some(uri), None) => out.insert("url".into(), json!(uri)),
                 (None, Some(bytes)) => out.insert("raw".into(), json!(bytes)),
                 _ => return Err("part.file must hold exactly one of uri or bytes".into()),
@@ -202,7 +217,12 @@ pub fn part_from_wire(v: &Value) -> Result<Value, Invalid> {
             }
         }
         (_, []) => return Err("a part must hold one of text, raw, url or data".into()),
-        (_, [_]) => return Err(format!("part kind {:?} does not match its content", kind.unwrap_or(""))),
+        (_, [_]) => {
+            return Err(format!(
+                "part kind {:?} does not match its content",
+                kind.unwrap_or("")
+            ));
+        }
         _ => return Err("a part must hold exactly one of text, raw, url or data".into()),
     }
     for key in ["mediaType", "filename"] {
@@ -223,14 +243,18 @@ pub fn part_from_wire(v: &Value) -> Result<Value, Invalid> {
 
 /// Reads the user's message of a send request into the canonical 1.0 form.
 pub fn message_from_wire(v: &Value) -> Result<Value, Invalid> {
-    let Value::Object(obj) = v else { return Err("message must be an object".into()) };
+    let Value::Object(obj) = v else {
+        return Err("message must be an object".into());
+    };
     let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
     if !matches!(role, "ROLE_USER" | "user") {
         return Err("message.role must be ROLE_USER (or user)".into());
     }
     let message_id = obj.get("messageId").and_then(Value::as_str).unwrap_or("");
     if message_id.is_empty() || message_id.len() > 256 {
-        return Err("message.messageId must be a non-empty string of at most 256 characters".into());
+        return Err(
+            "message.messageId must be a non-empty string of at most 256 characters".into(),
+        );
     }
     let Some(parts) = obj.get("parts").and_then(Value::as_array) else {
         return Err("message.parts must be an array".into());
@@ -238,7 +262,10 @@ pub fn message_from_wire(v: &Value) -> Result<Value, Invalid> {
     if parts.is_empty() || parts.len() > MAX_PARTS {
         return Err(format!("message.parts must hold 1 to {MAX_PARTS} parts"));
     }
-    let parts = parts.iter().map(part_from_wire).collect::<Result<Vec<_>, _>>()?;
+    let parts = parts
+        .iter()
+        .map(part_from_wire)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = Map::new();
     out.insert("messageId".into(), json!(message_id));
     out.insert("role".into(), json!("ROLE_USER"));
@@ -250,7 +277,11 @@ pub fn message_from_wire(v: &Value) -> Result<Value, Invalid> {
                 out.insert(key.into(), json!(s));
             }
             Some(Value::String(s)) if s.is_empty() => {}
-            Some(_) => return Err(format!("message.{key} must be a string of at most 256 characters")),
+            Some(_) => {
+                return Err(format!(
+                    "message.{key} must be a string of at most 256 characters"
+                ));
+            }
         }
     }
     if let Some(m) = obj.get("metadata").filter(|m| !m.is_null()) {
@@ -285,7 +316,12 @@ pub fn message_text(message: &Value) -> String {
 }
 
 /// A canonical agent message.
-pub fn agent_message(task_id: &str, context_id: &str, text: &str, metadata: Option<Value>) -> Value {
+pub fn agent_message(
+    task_id: &str,
+    context_id: &str,
+    text: &str,
+    metadata: Option<Value>,
+) -> Value {
     let mut m = json!({
         "messageId": uuid::Uuid::new_v4().to_string(),
         "role": "ROLE_AGENT",
@@ -310,7 +346,11 @@ pub fn render_part(p: &Value, d: Dialect) -> Value {
     } else if let Some(data) = p.get("data") {
         out.insert("kind".into(), json!("data"));
         // 0.3 data parts hold an object.
-        let data = if data.is_object() { data.clone() } else { json!({ "value": data }) };
+        let data = if data.is_object() {
+            data.clone()
+        } else {
+            json!({ "value": data })
+        };
         out.insert("data".into(), data);
     } else {
         let mut file = Map::new();
@@ -336,7 +376,14 @@ pub fn render_part(p: &Value, d: Dialect) -> Value {
 }
 
 fn render_parts(parts: &Value, d: Dialect) -> Value {
-    Value::Array(parts.as_array().into_iter().flatten().map(|p| render_part(p, d)).collect())
+    Value::Array(
+        parts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| render_part(p, d))
+            .collect(),
+    )
 }
 
 pub fn render_message(m: &Value, d: Dialect) -> Value {
@@ -345,7 +392,11 @@ pub fn render_message(m: &Value, d: Dialect) -> Value {
     }
     let mut out = m.as_object().cloned().unwrap_or_default();
     out.insert("kind".into(), json!("message"));
-    let role = if m.get("role").and_then(Value::as_str) == Some("ROLE_USER") { "user" } else { "agent" };
+    let role = if m.get("role").and_then(Value::as_str) == Some("ROLE_USER") {
+        "user"
+    } else {
+        "agent"
+    };
     out.insert("role".into(), json!(role));
     out.insert("parts".into(), render_parts(&m["parts"], d));
     Value::Object(out)
@@ -360,7 +411,12 @@ pub fn render_artifact(a: &Value, d: Dialect) -> Value {
     Value::Object(out)
 }
 
-pub fn render_status(state: TaskState, message: Option<&Value>, timestamp: &str, d: Dialect) -> Value {
+pub fn render_status(
+    state: TaskState,
+    message: Option<&Value>,
+    timestamp: &str,
+    d: Dialect,
+) -> Value {
     let mut s = json!({ "state": state.render(d), "timestamp": timestamp });
     if let Some(m) = message.filter(|m| !m.is_null()) {
         s["message"] = render_message(m, d);
@@ -435,7 +491,12 @@ pub fn stream_status_update(
     }
 }
 
-pub fn stream_artifact_update(task_id: &str, context_id: &str, artifact: &Value, d: Dialect) -> Value {
+pub fn stream_artifact_update(
+    task_id: &str,
+    context_id: &str,
+    artifact: &Value,
+    d: Dialect,
+) -> Value {
     let ev = json!({
         "taskId": task_id,
         "contextId": context_id,
@@ -459,9 +520,18 @@ mod tests {
 
     #[test]
     fn methods_pick_their_dialect() {
-        assert_eq!(Method::parse("SendMessage"), Some((Method::SendMessage, Dialect::V1)));
-        assert_eq!(Method::parse("message/send"), Some((Method::SendMessage, Dialect::V03)));
-        assert_eq!(Method::parse("tasks/resubscribe"), Some((Method::SubscribeToTask, Dialect::V03)));
+        assert_eq!(
+            Method::parse("SendMessage"),
+            Some((Method::SendMessage, Dialect::V1))
+        );
+        assert_eq!(
+            Method::parse("message/send"),
+            Some((Method::SendMessage, Dialect::V03))
+        );
+        assert_eq!(
+            Method::parse("tasks/resubscribe"),
+            Some((Method::SubscribeToTask, Dialect::V03))
+        );
         assert_eq!(
             Method::parse("tasks/pushNotificationConfig/set"),
             Some((Method::PushNotificationConfig, Dialect::V03))
@@ -476,8 +546,14 @@ mod tests {
             assert_eq!(TaskState::from_wire(s.v1()), Some(s));
             assert_eq!(TaskState::from_wire(s.db()), Some(s));
         }
-        assert_eq!(TaskState::InputRequired.render(Dialect::V03), "input-required");
-        assert_eq!(TaskState::InputRequired.render(Dialect::V1), "TASK_STATE_INPUT_REQUIRED");
+        assert_eq!(
+            TaskState::InputRequired.render(Dialect::V03),
+            "input-required"
+        );
+        assert_eq!(
+            TaskState::InputRequired.render(Dialect::V1),
+            "TASK_STATE_INPUT_REQUIRED"
+        );
         assert!(TaskState::Rejected.is_terminal() && !TaskState::InputRequired.is_terminal());
         assert!(TaskState::InputRequired.ends_stream() && !TaskState::Working.ends_stream());
     }
@@ -486,10 +562,19 @@ mod tests {
     fn parts_convert_between_dialects() {
         let v03 = json!({"kind": "file", "file": {"uri": "https://x/y.pdf", "mimeType": "application/pdf", "name": "y.pdf"}});
         let canon = part_from_wire(&v03).unwrap();
-        assert_eq!(canon, json!({"url": "https://x/y.pdf", "mediaType": "application/pdf", "filename": "y.pdf"}));
+        assert_eq!(
+            canon,
+            json!({"url": "https://x/y.pdf", "mediaType": "application/pdf", "filename": "y.pdf"})
+        );
         assert_eq!(render_part(&canon, Dialect::V03), v03);
-        assert_eq!(render_part(&json!({"data": [1, 2]}), Dialect::V03), json!({"kind": "data", "data": {"value": [1, 2]}}));
-        assert_eq!(part_from_wire(&json!({"kind": "text", "text": "hi"})).unwrap(), json!({"text": "hi"}));
+        assert_eq!(
+            render_part(&json!({"data": [1, 2]}), Dialect::V03),
+            json!({"kind": "data", "data": {"value": [1, 2]}})
+        );
+        assert_eq!(
+            part_from_wire(&json!({"kind": "text", "text": "hi"})).unwrap(),
+            json!({"text": "hi"})
+        );
         assert!(part_from_wire(&json!({"text": "a", "data": {}})).is_err());
         assert!(part_from_wire(&json!({})).is_err());
         assert!(part_from_wire(&json!({"kind": "data", "text": "a"})).is_err());
@@ -519,13 +604,39 @@ mod tests {
 
     #[test]
     fn stream_events_follow_each_dialect() {
-        let v1 = stream_status_update("t", "c", TaskState::Completed, None, "2025-01-01T00:00:00.000Z", None, Dialect::V1);
-        assert_eq!(v1["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED");
-        assert!(v1["statusUpdate"].get("final").is_none() && v1["statusUpdate"].get("kind").is_none());
-        let v03 = stream_status_update("t", "c", TaskState::Working, None, "2025-01-01T00:00:00.000Z", None, Dialect::V03);
+        let v1 = stream_status_update(
+            "t",
+            "c",
+            TaskState::Completed,
+            None,
+            "2025-01-01T00:00:00.000Z",
+            None,
+            Dialect::V1,
+        );
+        assert_eq!(
+            v1["statusUpdate"]["status"]["state"],
+            "TASK_STATE_COMPLETED"
+        );
+        assert!(
+            v1["statusUpdate"].get("final").is_none() && v1["statusUpdate"].get("kind").is_none()
+        );
+        let v03 = stream_status_update(
+            "t",
+            "c",
+            TaskState::Working,
+            None,
+            "2025-01-01T00:00:00.000Z",
+            None,
+            Dialect::V03,
+        );
         assert_eq!(v03["kind"], "status-update");
         assert_eq!(v03["final"], false);
-        let a = stream_artifact_update("t", "c", &json!({"artifactId": "a", "parts": [{"text": "x"}]}), Dialect::V03);
+        let a = stream_artifact_update(
+            "t",
+            "c",
+            &json!({"artifactId": "a", "parts": [{"text": "x"}]}),
+            Dialect::V03,
+        );
         assert_eq!(a["kind"], "artifact-update");
         assert_eq!(a["artifact"]["parts"][0]["kind"], "text");
     }

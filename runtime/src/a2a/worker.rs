@@ -64,7 +64,9 @@ async fn renew_lease(state: AppState, id: Uuid, tenant: TenantId) {
                 state.a2a.signal_cancel(id);
                 std::future::pending::<()>().await;
             }
-            Err(e) => tracing::warn!(task = %id, error = %e, "failed to renew a task lease; retrying"),
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "failed to renew a task lease; retrying")
+            }
         }
     }
 }
@@ -75,12 +77,19 @@ async fn renew_lease(state: AppState, id: Uuid, tenant: TenantId) {
 async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
     let (to, message, reason) = match outcome {
         Outcome::Stopped => return,
-        Outcome::Completed { text, metadata } => {
-            (TaskState::Completed, agent_message(&t.id.to_string(), &t.context_id, &text, Some(metadata)), None)
-        }
+        Outcome::Completed { text, metadata } => (
+            TaskState::Completed,
+            agent_message(&t.id.to_string(), &t.context_id, &text, Some(metadata)),
+            None,
+        ),
         Outcome::Failed { reason, text } => (
             TaskState::Failed,
-            agent_message(&t.id.to_string(), &t.context_id, &text, Some(json!({ "reason": reason }))),
+            agent_message(
+                &t.id.to_string(),
+                &t.context_id,
+                &text,
+                Some(json!({ "reason": reason })),
+            ),
             Some(reason),
         ),
     };
@@ -117,7 +126,9 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbError> {
         .await?;
     let mut failed = 0;
     for t in tenants {
-        let Ok(tenant) = TenantId::parse(&t) else { continue };
+        let Ok(tenant) = TenantId::parse(&t) else {
+            continue;
+        };
         let mut tx = state.db.begin(&tenant).await?;
         let ids = store::fail_expired(
             &mut tx,

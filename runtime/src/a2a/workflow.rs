@@ -64,11 +64,15 @@ impl Skill {
 
     pub fn description(self) -> &'static str {
         match self {
-            Skill::Rag => "Searches the tenant's documents, reads the best matches and answers the question, \
-                citing each claim as [document-id]; every citation is checked against the retrieved documents.",
-            Skill::Research => "Splits the question into sub-queries, searches each, and writes a Markdown report \
+            Skill::Rag => {
+                "Searches the tenant's documents, reads the best matches and answers the question, \
+                citing each claim as [document-id]; every citation is checked against the retrieved documents."
+            }
+            Skill::Research => {
+                "Splits the question into sub-queries, searches each, and writes a Markdown report \
                 with cited findings and a list of sources; every citation is checked against the retrieved \
-                documents. Select it with message metadata {\"skill\": \"research\"} (the default).",
+                documents. Select it with message metadata {\"skill\": \"research\"} (the default)."
+            }
         }
     }
 
@@ -120,8 +124,14 @@ pub struct TaskCtx {
 /// How a workflow ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Completed { text: String, metadata: Value },
-    Failed { reason: &'static str, text: String },
+    Completed {
+        text: String,
+        metadata: Value,
+    },
+    Failed {
+        reason: &'static str,
+        text: String,
+    },
     /// Canceled (or taken away) while running: the database already holds the final state.
     Stopped,
 }
@@ -129,7 +139,10 @@ pub enum Outcome {
 #[derive(Debug)]
 pub(crate) enum StepError {
     Stopped,
-    Fatal { reason: &'static str, message: String },
+    Fatal {
+        reason: &'static str,
+        message: String,
+    },
     Transient(String),
 }
 
@@ -174,7 +187,14 @@ pub(crate) struct Run {
 
 impl Run {
     pub(crate) fn new(app: AppState, t: TaskCtx, cancel: watch::Receiver<bool>) -> Self {
-        Self { app, t, cancel, cost: Decimal::ZERO, models_used: BTreeSet::new(), degraded: None }
+        Self {
+            app,
+            t,
+            cancel,
+            cost: Decimal::ZERO,
+            models_used: BTreeSet::new(),
+            degraded: None,
+        }
     }
 
     pub(crate) async fn execute(&mut self) -> Outcome {
@@ -185,8 +205,14 @@ impl Run {
         match result {
             Ok(o) => o,
             Err(StepError::Stopped) => Outcome::Stopped,
-            Err(StepError::Fatal { reason, message }) => Outcome::Failed { reason, text: message },
-            Err(StepError::Transient(m)) => Outcome::Failed { reason: "step_failed", text: m },
+            Err(StepError::Fatal { reason, message }) => Outcome::Failed {
+                reason,
+                text: message,
+            },
+            Err(StepError::Transient(m)) => Outcome::Failed {
+                reason: "step_failed",
+                text: m,
+            },
         }
     }
 
@@ -216,16 +242,25 @@ impl Run {
             Some(json!({ "step": step })),
         );
         let mut tx = self.app.db.begin(&self.t.tenant).await?;
-        let seq = store::transition(&mut tx, self.t.id, TaskState::Working, Some(&msg), None).await?;
+        let seq =
+            store::transition(&mut tx, self.t.id, TaskState::Working, Some(&msg), None).await?;
         tx.commit().await?;
         self.app.a2a.notify(self.t.id);
         seq.map(|_| ()).ok_or(StepError::Stopped)
     }
 
     /// Stores an artifact; a task that ended meanwhile takes no more.
-    async fn artifact(&self, id: &str, name: &str, description: &str, parts: Value, metadata: Value) -> Result<(), StepError> {
+    async fn artifact(
+        &self,
+        id: &str,
+        name: &str,
+        description: &str,
+        parts: Value,
+        metadata: Value,
+    ) -> Result<(), StepError> {
         let mut tx = self.app.db.begin(&self.t.tenant).await?;
-        let seq = store::add_artifact(&mut tx, self.t.id, id, name, description, &parts, &metadata).await?;
+        let seq = store::add_artifact(&mut tx, self.t.id, id, name, description, &parts, &metadata)
+            .await?;
         tx.commit().await?;
         self.app.a2a.notify(self.t.id);
         seq.map(|_| ()).ok_or(StepError::Stopped)
@@ -250,7 +285,8 @@ impl Run {
             }
             tracing::warn!(task = %self.t.id, step = name, attempt, error = %last, "workflow step failed");
             if attempt < attempts {
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
             }
         }
         Err(StepError::Fatal {
@@ -278,13 +314,21 @@ impl Run {
         if !self.t.principal.has_scope(tool.scope) {
             return Err(StepError::Fatal {
                 reason: "insufficient_scope",
-                message: format!("the task's token lacks the {} scope that {name} needs", tool.scope),
+                message: format!(
+                    "the task's token lacks the {} scope that {name} needs",
+                    tool.scope
+                ),
             });
         }
         match tools::call(&self.tool_ctx(), tool, args).await {
             Ok(ToolOutcome::Ok(v)) => Ok(v),
-            Ok(ToolOutcome::Failed(m)) if m.contains("temporarily unavailable") => Err(StepError::Transient(m)),
-            Ok(ToolOutcome::Failed(m)) => Err(StepError::Fatal { reason: "tool_failed", message: format!("{name}: {m}") }),
+            Ok(ToolOutcome::Failed(m)) if m.contains("temporarily unavailable") => {
+                Err(StepError::Transient(m))
+            }
+            Ok(ToolOutcome::Failed(m)) => Err(StepError::Fatal {
+                reason: "tool_failed",
+                message: format!("{name}: {m}"),
+            }),
             Err(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "tool failed inside a task");
                 Err(StepError::Transient(format!("{name} failed")))
@@ -294,7 +338,9 @@ impl Run {
 
     async fn search(&self, query: &str, limit: i64) -> Result<Found, StepError> {
         let q: String = query.chars().take(2000).collect();
-        let raw = self.call_tool("hybrid_search", json!({ "query": q, "limit": limit })).await?;
+        let raw = self
+            .call_tool("hybrid_search", json!({ "query": q, "limit": limit }))
+            .await?;
         let hits = raw["hits"]
             .as_array()
             .into_iter()
@@ -307,7 +353,11 @@ impl Run {
                 })
             })
             .collect();
-        Ok(Found { query: q, hits, raw })
+        Ok(Found {
+            query: q,
+            hits,
+            raw,
+        })
     }
 
     /// Reads the full text of the given hits (get_document), in order.
@@ -318,10 +368,18 @@ impl Run {
                 Ok(d) => out.push(Source {
                     id: h.id.clone(),
                     title: d["title"].as_str().unwrap_or(&h.title).to_owned(),
-                    content: d["content"].as_str().unwrap_or("").chars().take(MAX_SOURCE_CHARS).collect(),
+                    content: d["content"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(MAX_SOURCE_CHARS)
+                        .collect(),
                 }),
                 // Deleted since the search: skip it rather than fail the task.
-                Err(StepError::Fatal { reason: "tool_failed", .. }) => continue,
+                Err(StepError::Fatal {
+                    reason: "tool_failed",
+                    ..
+                }) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -339,14 +397,24 @@ impl Run {
 
     /// A model answer, paid for from the budget; extractive when the task has no model, or when the model is
     /// down and the tenant allows the fallback.
-    async fn generate(&mut self, messages: Vec<ChatMessage>, fallback: impl FnOnce() -> String) -> Result<Generated, StepError> {
+    async fn generate(
+        &mut self,
+        messages: Vec<ChatMessage>,
+        fallback: impl FnOnce() -> String,
+    ) -> Result<Generated, StepError> {
         let ModelChoice::Remote { model, price } = self.t.model.clone() else {
             self.models_used.insert(super::llm::EXTRACTIVE.into());
-            return Ok(Generated { text: fallback(), degraded: None });
+            return Ok(Generated {
+                text: fallback(),
+                degraded: None,
+            });
         };
         if self.degraded.is_some() {
             // The model already failed in this task: do not wait for it again.
-            return Ok(Generated { text: fallback(), degraded: self.degraded.clone() });
+            return Ok(Generated {
+                text: fallback(),
+                degraded: self.degraded.clone(),
+            });
         }
         let llm = self.app.a2a.llm();
         let max_tokens = llm.max_output_tokens;
@@ -391,10 +459,15 @@ impl Run {
                         tracing::warn!(task = %self.t.id, %cost, reserved = %reservation.amount,
                             "model reported more usage than the reservation's bound");
                     }
-                    reservation.settle(c.input_tokens, c.output_tokens, cost).await?;
+                    reservation
+                        .settle(c.input_tokens, c.output_tokens, cost)
+                        .await?;
                     self.cost += cost;
                     self.refresh_gauges().await;
-                    return Ok(Generated { text: c.text, degraded: None });
+                    return Ok(Generated {
+                        text: c.text,
+                        degraded: None,
+                    });
                 }
                 Err(e) => {
                     if e.may_have_billed() {
@@ -410,27 +483,41 @@ impl Run {
                         break;
                     }
                     if attempt < attempts {
-                        tokio::time::sleep(std::time::Duration::from_millis(300 * u64::from(attempt))).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            300 * u64::from(attempt),
+                        ))
+                        .await;
                     }
                 }
             }
         }
-        let err = last.map(|e| e.to_string()).unwrap_or_else(|| "the model failed".into());
+        let err = last
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "the model failed".into());
         if self.t.allow_fallback {
-            let reason = format!("model {model} unavailable ({err}); answered extractively from the retrieved passages");
+            let reason = format!(
+                "model {model} unavailable ({err}); answered extractively from the retrieved passages"
+            );
             self.degraded = Some(reason.clone());
             self.models_used.insert(super::llm::EXTRACTIVE.into());
-            Ok(Generated { text: fallback(), degraded: Some(reason) })
+            Ok(Generated {
+                text: fallback(),
+                degraded: Some(reason),
+            })
         } else {
             Err(StepError::Fatal {
                 reason: "model_unavailable",
-                message: format!("model {model} is unavailable and this tenant does not allow extractive answers: {err}"),
+                message: format!(
+                    "model {model} is unavailable and this tenant does not allow extractive answers: {err}"
+                ),
             })
         }
     }
 
     async fn refresh_gauges(&self) {
-        let Ok(mut tx) = self.app.db.begin(&self.t.tenant).await else { return };
+        let Ok(mut tx) = self.app.db.begin(&self.t.tenant).await else {
+            return;
+        };
         if let Ok(Some(s)) = budget::standing(&mut tx).await {
             self.app.metrics.set_budget(&s);
         }
@@ -465,7 +552,10 @@ impl Run {
                     }
                     // The answer is already paid for: without budget for a correction, keep it and drop the
                     // citations that do not resolve.
-                    Err(StepError::Fatal { reason: "budget_exceeded", .. }) => {}
+                    Err(StepError::Fatal {
+                        reason: "budget_exceeded",
+                        ..
+                    }) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -486,7 +576,13 @@ impl Run {
         removed: &[String],
         degraded: Option<&String>,
     ) -> Value {
-        let title = |id: &str| sources.iter().find(|s| s.id == id).map(|s| s.title.clone()).unwrap_or_default();
+        let title = |id: &str| {
+            sources
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.title.clone())
+                .unwrap_or_default()
+        };
         let mut data = json!({
             "citations": v.cited.iter().map(|id| json!({ "id": id, "title": title(id) })).collect::<Vec<_>>(),
             "sources": sources.iter().map(|s| json!({ "id": s.id, "title": s.title })).collect::<Vec<_>>(),
@@ -509,14 +605,29 @@ impl Run {
 
     async fn rag(&mut self) -> Result<Outcome, StepError> {
         let q = self.t.question.clone();
-        self.progress("search", format!("Searching the documents for: {q}")).await?;
-        let found = self.step("search", || self.search(&q, 8)).await?;
-        self.artifact("search-results", "Search results", "Documents matching the question", Self::hits_artifact(&found), json!({ "step": "search" }))
+        self.progress("search", format!("Searching the documents for: {q}"))
             .await?;
+        let found = self.step("search", || self.search(&q, 8)).await?;
+        self.artifact(
+            "search-results",
+            "Search results",
+            "Documents matching the question",
+            Self::hits_artifact(&found),
+            json!({ "step": "search" }),
+        )
+        .await?;
         let retrieved: BTreeSet<String> = found.hits.iter().map(|h| h.id.clone()).collect();
 
         let top: Vec<Hit> = found.hits.iter().take(5).cloned().collect();
-        self.progress("rank", format!("Reading the top {} of {} documents", top.len(), found.hits.len())).await?;
+        self.progress(
+            "rank",
+            format!(
+                "Reading the top {} of {} documents",
+                top.len(),
+                found.hits.len()
+            ),
+        )
+        .await?;
         let sources = self.step("rank", || self.read(&top)).await?;
         self.artifact(
             "sources",
@@ -527,16 +638,28 @@ impl Run {
         )
         .await?;
 
-        self.progress("answer", format!("Writing the answer ({})", self.t.model.name())).await?;
+        self.progress(
+            "answer",
+            format!("Writing the answer ({})", self.t.model.name()),
+        )
+        .await?;
         let answer = if sources.is_empty() {
-            Generated { text: extractive::answer(&q, &sources), degraded: None }
+            Generated {
+                text: extractive::answer(&q, &sources),
+                degraded: None,
+            }
         } else {
             let prompt = rag_prompt(&q, &sources);
             let (q2, s2) = (q.clone(), sources.clone());
-            self.generate(prompt, move || extractive::answer(&q2, &s2)).await?
+            self.generate(prompt, move || extractive::answer(&q2, &s2))
+                .await?
         };
 
-        self.progress("verify", "Checking that every citation is a retrieved document").await?;
+        self.progress(
+            "verify",
+            "Checking that every citation is a retrieved document",
+        )
+        .await?;
         let (q3, s3) = (q.clone(), sources.clone());
         let (q4, s4) = (q.clone(), sources.clone());
         let (text, v, removed, degraded) = self
@@ -552,8 +675,14 @@ impl Run {
             )
             .await?;
         let data = self.result_data(&sources, &retrieved, &v, &removed, degraded.as_ref());
-        self.artifact("answer", "Answer", "The answer with citations", json!([{ "text": text }, { "data": data.clone() }]), json!({ "step": "answer" }))
-            .await?;
+        self.artifact(
+            "answer",
+            "Answer",
+            "The answer with citations",
+            json!([{ "text": text }, { "data": data.clone() }]),
+            json!({ "step": "answer" }),
+        )
+        .await?;
         Ok(Outcome::Completed {
             text: format!(
                 "Answered with {} citation(s), all verified. Cost: {} {}.",
@@ -572,18 +701,32 @@ impl Run {
         self.progress("plan", "Planning sub-queries").await?;
         let plan = if self.remote() {
             let q2 = q.clone();
-            let g = self.generate(plan_prompt(&q), move || serde_json::to_string(&extractive::plan(&q2, 3)).unwrap_or_default()).await?;
+            let g = self
+                .generate(plan_prompt(&q), move || {
+                    serde_json::to_string(&extractive::plan(&q2, 3)).unwrap_or_default()
+                })
+                .await?;
             parse_plan(&g.text).unwrap_or_else(|| extractive::plan(&q, 3))
         } else {
             extractive::plan(&q, 3)
         };
-        self.artifact("plan", "Research plan", "The sub-queries searched", json!([{ "data": { "question": q, "subQueries": plan } }]), json!({ "step": "plan" }))
-            .await?;
+        self.artifact(
+            "plan",
+            "Research plan",
+            "The sub-queries searched",
+            json!([{ "data": { "question": q, "subQueries": plan } }]),
+            json!({ "step": "plan" }),
+        )
+        .await?;
 
         let mut retrieved = BTreeSet::new();
         let mut per_query: Vec<(String, Vec<Hit>)> = Vec::new();
         for (i, sq) in plan.iter().enumerate() {
-            self.progress("search", format!("Searching ({}/{}): {sq}", i + 1, plan.len())).await?;
+            self.progress(
+                "search",
+                format!("Searching ({}/{}): {sq}", i + 1, plan.len()),
+            )
+            .await?;
             let found = self.step("search", || self.search(sq, 5)).await?;
             retrieved.extend(found.hits.iter().map(|h| h.id.clone()));
             self.artifact(
@@ -606,7 +749,8 @@ impl Run {
                 }
             }
         }
-        self.progress("read", format!("Reading {} documents", to_read.len())).await?;
+        self.progress("read", format!("Reading {} documents", to_read.len()))
+            .await?;
         let sources = self.step("read", || self.read(&to_read)).await?;
         self.artifact(
             "sources",
@@ -620,27 +764,48 @@ impl Run {
         let sections: Vec<(String, Vec<Source>)> = per_query
             .iter()
             .map(|(sq, hits)| {
-                let srcs = hits.iter().filter_map(|h| sources.iter().find(|s| s.id == h.id).cloned()).collect();
+                let srcs = hits
+                    .iter()
+                    .filter_map(|h| sources.iter().find(|s| s.id == h.id).cloned())
+                    .collect();
                 (sq.clone(), srcs)
             })
             .collect();
         let extractive_report = {
             let (q, sections) = (q.clone(), sections.clone());
             move || {
-                let secs: Vec<Section<'_>> = sections.iter().map(|(sq, s)| Section { query: sq, sources: s }).collect();
+                let secs: Vec<Section<'_>> = sections
+                    .iter()
+                    .map(|(sq, s)| Section {
+                        query: sq,
+                        sources: s,
+                    })
+                    .collect();
                 extractive::report(&q, &secs)
             }
         };
-        self.progress("synthesize", format!("Writing the report ({})", self.t.model.name())).await?;
+        self.progress(
+            "synthesize",
+            format!("Writing the report ({})", self.t.model.name()),
+        )
+        .await?;
         let report = if sources.is_empty() || !self.remote() {
             // Nothing for a model to work from, or no model: the extractive report.
             self.models_used.insert(super::llm::EXTRACTIVE.into());
-            Generated { text: extractive_report.clone()(), degraded: self.degraded.clone() }
+            Generated {
+                text: extractive_report.clone()(),
+                degraded: self.degraded.clone(),
+            }
         } else {
-            self.generate(report_prompt(&q, &sections), extractive_report.clone()).await?
+            self.generate(report_prompt(&q, &sections), extractive_report.clone())
+                .await?
         };
 
-        self.progress("verify", "Checking that every citation is a retrieved document").await?;
+        self.progress(
+            "verify",
+            "Checking that every citation is a retrieved document",
+        )
+        .await?;
         let (q3, sections3) = (q.clone(), sections.clone());
         let (text, v, removed, degraded) = self
             .verify(
@@ -661,9 +826,22 @@ impl Run {
             let cited: Vec<(&str, &str)> = v
                 .cited
                 .iter()
-                .map(|id| (id.as_str(), sources.iter().find(|s| &s.id == id).map(|s| s.title.as_str()).unwrap_or("")))
+                .map(|id| {
+                    (
+                        id.as_str(),
+                        sources
+                            .iter()
+                            .find(|s| &s.id == id)
+                            .map(|s| s.title.as_str())
+                            .unwrap_or(""),
+                    )
+                })
                 .collect();
-            format!("{}\n{}", text.trim_end(), extractive::sources_section(&cited))
+            format!(
+                "{}\n{}",
+                text.trim_end(),
+                extractive::sources_section(&cited)
+            )
         };
         let data = self.result_data(&sources, &retrieved, &v, &removed, degraded.as_ref());
         self.artifact(
@@ -711,7 +889,10 @@ fn rag_prompt(q: &str, sources: &[Source]) -> Vec<ChatMessage> {
             "You answer questions using only the provided sources. After each sentence that uses a source, cite it \
              as [id] with the source's exact id. If the sources do not answer the question, say so. Be concise.",
         ),
-        ChatMessage::user(format!("Question: {q}\n\nSources:\n\n{}", sources_block(sources))),
+        ChatMessage::user(format!(
+            "Question: {q}\n\nSources:\n\n{}",
+            sources_block(sources)
+        )),
     ]
 }
 
@@ -778,8 +959,14 @@ mod tests {
 
     #[test]
     fn plans_are_read_from_prose_or_fences() {
-        assert_eq!(parse_plan("```json\n[\"a\", \"b\"]\n```"), Some(vec!["a".into(), "b".into()]));
-        assert_eq!(parse_plan("Here: [\"a\",\"b\",\"c\",\"d\"]").map(|v| v.len()), Some(3));
+        assert_eq!(
+            parse_plan("```json\n[\"a\", \"b\"]\n```"),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            parse_plan("Here: [\"a\",\"b\",\"c\",\"d\"]").map(|v| v.len()),
+            Some(3)
+        );
         assert_eq!(parse_plan("no plan"), None);
         assert_eq!(parse_plan("[1, 2]"), None);
         assert_eq!(parse_plan("[\"\"]"), None);

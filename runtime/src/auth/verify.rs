@@ -109,13 +109,18 @@ impl Authenticator {
         // issuer named `paddock-dev`) are left out.
         for server in &cfg.authorization_servers {
             if !is_http_url(server) {
-                return Err(AuthError::Config(format!("authorization server {server:?}: not an http(s) URL")));
+                return Err(AuthError::Config(format!(
+                    "authorization server {server:?}: not an http(s) URL"
+                )));
             }
         }
         let mut authorization_servers = cfg.authorization_servers.clone();
         if authorization_servers.is_empty() {
-            authorization_servers =
-                issuers.iter().map(|i| i.cfg.issuer.clone()).filter(|iss| is_http_url(iss)).collect();
+            authorization_servers = issuers
+                .iter()
+                .map(|i| i.cfg.issuer.clone())
+                .filter(|iss| is_http_url(iss))
+                .collect();
         }
 
         Ok(Authenticator {
@@ -395,7 +400,8 @@ fn metadata_location(resource: &str) -> Result<(String, String), AuthError> {
 }
 
 fn is_http_url(s: &str) -> bool {
-    reqwest::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    reqwest::Url::parse(s)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 fn is_loopback_host(url: &reqwest::Url) -> bool {

@@ -43,9 +43,9 @@ pub fn token_counts(embedder: &Embedder, texts: &[String]) -> Result<Vec<usize>,
     let provider = embedder
         .provider()
         .ok_or_else(|| EmbedError::Disabled("no embedding provider to measure".to_owned()))?;
-    provider
-        .token_counts(texts)
-        .ok_or_else(|| EmbedError::Upstream("the provider does not report token counts".to_owned()))?
+    provider.token_counts(texts).ok_or_else(|| {
+        EmbedError::Upstream("the provider does not report token counts".to_owned())
+    })?
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -39,8 +39,12 @@ impl BreakerState {
 
 #[derive(Debug)]
 enum State {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// The probe is in flight.
     HalfOpen,
 }
@@ -108,13 +112,20 @@ impl CircuitBreaker {
         let mut state = self.lock();
         match (&*state, probe, success) {
             (State::Closed { .. }, false, true) => {
-                self.set(&mut state, State::Closed {
-                    consecutive_failures: 0,
-                });
+                self.set(
+                    &mut state,
+                    State::Closed {
+                        consecutive_failures: 0,
+                    },
+                );
             }
-            (State::Closed {
-                consecutive_failures,
-            }, false, false) => {
+            (
+                State::Closed {
+                    consecutive_failures,
+                },
+                false,
+                false,
+            ) => {
                 let failures = consecutive_failures.saturating_add(1);
                 let next = if failures >= self.failure_threshold {
                     State::Open {
@@ -128,14 +139,20 @@ impl CircuitBreaker {
                 self.set(&mut state, next);
             }
             (State::HalfOpen, true, true) => {
-                self.set(&mut state, State::Closed {
-                    consecutive_failures: 0,
-                });
+                self.set(
+                    &mut state,
+                    State::Closed {
+                        consecutive_failures: 0,
+                    },
+                );
             }
             (State::HalfOpen, true, false) => {
-                self.set(&mut state, State::Open {
-                    until: Instant::now() + self.cooldown,
-                });
+                self.set(
+                    &mut state,
+                    State::Open {
+                        until: Instant::now() + self.cooldown,
+                    },
+                );
             }
             // Late outcomes of calls let through before the breaker opened carry no news
             // about the probe; only the probe decides.
@@ -147,9 +164,12 @@ impl CircuitBreaker {
         let mut state = self.lock();
         if matches!(*state, State::HalfOpen) {
             // The cooldown already passed: the next caller becomes the probe.
-            self.set(&mut state, State::Open {
-                until: Instant::now(),
-            });
+            self.set(
+                &mut state,
+                State::Open {
+                    until: Instant::now(),
+                },
+            );
         }
     }
 
@@ -160,7 +180,9 @@ impl CircuitBreaker {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // No code path panics while holding the lock; recover the state if one ever did.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -213,7 +235,10 @@ mod tests {
 
     fn fail_times(breaker: &CircuitBreaker, n: u32) {
         for _ in 0..n {
-            breaker.try_acquire().expect("breaker should let the call through").failure();
+            breaker
+                .try_acquire()
+                .expect("breaker should let the call through")
+                .failure();
         }
     }
 
@@ -237,7 +262,9 @@ mod tests {
         tokio::time::advance(COOLDOWN - Duration::from_millis(1)).await;
         assert!(breaker.try_acquire().is_err(), "still cooling down");
         tokio::time::advance(Duration::from_millis(1)).await;
-        let probe = breaker.try_acquire().expect("cooldown passed: probe allowed");
+        let probe = breaker
+            .try_acquire()
+            .expect("cooldown passed: probe allowed");
         assert!(probe.is_probe());
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         assert!(breaker.try_acquire().is_err(), "only one probe at a time");

@@ -101,11 +101,12 @@ impl Encoder {
             })?;
 
         let tokenizer_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|err| LocalModelError::LoadTokenizer {
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|err| {
+            LocalModelError::LoadTokenizer {
                 path: tokenizer_path.clone(),
                 message: err.to_string(),
-            })?;
+            }
+        })?;
         // Padding is done per forward pass below; the file's fixed-length padding would waste work.
         tokenizer.with_padding(None);
         tokenizer
@@ -129,7 +130,8 @@ impl Encoder {
             source,
         };
         // Buffered rather than memory-mapped: no unsafe code, and the file is read once at start.
-        let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &device).map_err(load_weights)?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(weights, DTYPE, &device).map_err(load_weights)?;
         let model = BertModel::load(vb, &config).map_err(load_weights)?;
         Ok(Self {
             model,
@@ -211,7 +213,11 @@ impl Encoder {
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (rows, hidden)
         let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (rows, 1)
         let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f32, f32::MAX)?;
         mean.broadcast_div(&norm)?.to_vec2::<f32>()
     }
 }
@@ -236,7 +242,11 @@ fn token_budget_chunks(order: &[usize], len: impl Fn(usize) -> usize) -> Vec<&[u
 /// [`token_budget_chunks`], then halves the largest passes until there are at least `parallel`
 /// of them (or every pass holds one text): a few short queries fit one pass, but split they keep
 /// every core busy.
-fn parallel_chunks(order: &[usize], len: impl Fn(usize) -> usize, parallel: usize) -> Vec<&[usize]> {
+fn parallel_chunks(
+    order: &[usize],
+    len: impl Fn(usize) -> usize,
+    parallel: usize,
+) -> Vec<&[usize]> {
     let mut chunks = token_budget_chunks(order, len);
     while chunks.len() < parallel {
         let Some((at, _)) = chunks
@@ -284,7 +294,9 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queues> {
         // Nothing panics while holding the lock; recover the queues if that ever changes.
-        self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -300,7 +312,11 @@ pub struct LocalProvider {
 impl LocalProvider {
     /// Loads the model from `dir`, checks it produces `dimensions`-sized vectors, and starts the
     /// inference thread. Blocks for the load (well under a second for all-MiniLM-L6-v2).
-    pub fn load(dir: &Path, model_name: String, dimensions: usize) -> Result<Self, LocalModelError> {
+    pub fn load(
+        dir: &Path,
+        model_name: String,
+        dimensions: usize,
+    ) -> Result<Self, LocalModelError> {
         let encoder = Encoder::load(dir)?;
         if encoder.hidden_size != dimensions {
             return Err(LocalModelError::Dimensions {
@@ -377,7 +393,9 @@ impl EmbeddingProvider for LocalProvider {
         {
             let mut queues = self.shared.lock();
             if queues.closed {
-                return Err(EmbedError::Upstream("the local model has stopped".to_owned()));
+                return Err(EmbedError::Upstream(
+                    "the local model has stopped".to_owned(),
+                ));
             }
             if queues.queries.len() + queues.documents.len() >= MAX_QUEUED_JOBS {
                 return Err(EmbedError::Upstream(format!(
@@ -394,9 +412,9 @@ impl EmbeddingProvider for LocalProvider {
             }
         }
         self.shared.wake.notify_one();
-        answer
-            .await
-            .map_err(|_| EmbedError::Upstream("the local model stopped before answering".to_owned()))?
+        answer.await.map_err(|_| {
+            EmbedError::Upstream("the local model stopped before answering".to_owned())
+        })?
     }
 }
 
@@ -478,7 +496,10 @@ fn take_queries(queues: &mut Queues) -> Vec<Job> {
 }
 
 fn run_queries(encoder: &Encoder, parallel: usize, jobs: Vec<Job>) {
-    let texts: Vec<String> = jobs.iter().flat_map(|job| job.texts.iter().cloned()).collect();
+    let texts: Vec<String> = jobs
+        .iter()
+        .flat_map(|job| job.texts.iter().cloned())
+        .collect();
     match encoder.embed(&texts, parallel, || {}, || false) {
         Ok(Some(vectors)) => {
             let mut vectors = vectors.into_iter();

@@ -204,7 +204,9 @@ impl fmt::Debug for EmbeddingConfig {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum EmbedStatus {
     Enabled,
-    Disabled { reason: String },
+    Disabled {
+        reason: String,
+    },
     /// The provider failed repeatedly; calls fail fast until a probe succeeds.
     BreakerOpen,
 }
@@ -362,7 +364,11 @@ impl Embedder {
             active.metrics.cache_miss();
         }
         let mut vectors = active
-            .call(std::slice::from_ref(&key.1), EmbedKind::Query, active.query_timeout)
+            .call(
+                std::slice::from_ref(&key.1),
+                EmbedKind::Query,
+                active.query_timeout,
+            )
             .await?;
         // `call` checked there is exactly one vector.
         let vector = vectors.pop().unwrap_or_default();
@@ -531,7 +537,10 @@ fn validate(cfg: &EmbeddingConfig) -> Result<(), String> {
         ("embedding.timeout_ms", cfg.timeout_ms),
         ("embedding.document_timeout_ms", cfg.document_timeout_ms),
         ("embedding.batch_size", cfg.batch_size as u64),
-        ("embedding.breaker_failures", u64::from(cfg.breaker_failures)),
+        (
+            "embedding.breaker_failures",
+            u64::from(cfg.breaker_failures),
+        ),
     ];
     match positive.iter().find(|(_, value)| *value == 0) {
         Some((name, _)) => Err(format!("{name} must be greater than 0")),
@@ -556,9 +565,18 @@ mod tests {
     #[test]
     fn config_rejects_unknown_fields_and_providers() {
         let typo = serde_json::from_str::<EmbeddingConfig>(r#"{"provider":"local","timeout":5}"#);
-        assert!(typo.unwrap_err().to_string().contains("unknown field `timeout`"));
+        assert!(
+            typo.unwrap_err()
+                .to_string()
+                .contains("unknown field `timeout`")
+        );
         let provider = serde_json::from_str::<EmbeddingConfig>(r#"{"provider":"cohere"}"#);
-        assert!(provider.unwrap_err().to_string().contains("unknown variant `cohere`"));
+        assert!(
+            provider
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variant `cohere`")
+        );
     }
 
     #[test]
@@ -568,7 +586,10 @@ mod tests {
             ..EmbeddingConfig::default()
         };
         let text = format!("{cfg:?}");
-        assert!(!text.contains("sk-secret") && text.contains("<redacted>"), "{text}");
+        assert!(
+            !text.contains("sk-secret") && text.contains("<redacted>"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -52,12 +52,12 @@ impl OpenAiProvider {
         connect_timeout: Duration,
     ) -> Result<Self, OpenAiConfigError> {
         let base = endpoint.trim().trim_end_matches('/');
-        let url: Url = format!("{base}/embeddings")
-            .parse()
-            .map_err(|err: <Url as std::str::FromStr>::Err| OpenAiConfigError::ParseEndpoint {
+        let url: Url = format!("{base}/embeddings").parse().map_err(
+            |err: <Url as std::str::FromStr>::Err| OpenAiConfigError::ParseEndpoint {
                 endpoint: endpoint.to_owned(),
                 reason: err.to_string(),
-            })?;
+            },
+        )?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(OpenAiConfigError::EndpointScheme(endpoint.to_owned()));
         }
@@ -160,7 +160,9 @@ impl EmbeddingProvider for OpenAiProvider {
                 | StatusCode::UNPROCESSABLE_ENTITY => {
                     EmbedError::InvalidInput(format!("HTTP {status}: {message}"))
                 }
-                _ => EmbedError::Upstream(format!("{} answered HTTP {status}: {message}", self.url)),
+                _ => {
+                    EmbedError::Upstream(format!("{} answered HTTP {status}: {message}", self.url))
+                }
             });
         }
 
@@ -270,7 +272,10 @@ mod tests {
     fn wrong_dimensions_name_the_setting_to_fix() {
         let err = order_and_check(vec![item(Some(0), vec![0.0; 3])], 1, 2, "m").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("returned 3 dimensions") && text.contains("embedding.dimensions is 2"), "{text}");
+        assert!(
+            text.contains("returned 3 dimensions") && text.contains("embedding.dimensions is 2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -289,7 +294,10 @@ mod tests {
             error_message(br#"{"error":{"message":"model not found","type":"x"}}"#),
             "model not found"
         );
-        assert_eq!(error_message(br#"{"error":"Input validation error"}"#), "Input validation error");
+        assert_eq!(
+            error_message(br#"{"error":"Input validation error"}"#),
+            "Input validation error"
+        );
         assert_eq!(error_message(b"  plain text  "), "plain text");
         assert_eq!(error_message(b""), "(empty body)");
     }

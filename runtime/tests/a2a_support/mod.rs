@@ -111,7 +111,13 @@ pub const DOCS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub async fn set_tenant(admin: &PgPool, tenant: &str, budget: &str, allowed: &[&str], fallback: bool) {
+pub async fn set_tenant(
+    admin: &PgPool,
+    tenant: &str,
+    budget: &str,
+    allowed: &[&str],
+    fallback: bool,
+) {
     sqlx::query(
         "UPDATE tenants SET budget_monthly = $2::numeric, allowed_models = $3, allow_extractive_fallback = $4 WHERE id = $1",
     )
@@ -124,7 +130,13 @@ pub async fn set_tenant(admin: &PgPool, tenant: &str, budget: &str, allowed: &[&
     .unwrap();
 }
 
-pub async fn set_price(admin: &PgPool, tenant: &str, model: &str, input_per_1k: &str, output_per_1k: &str) {
+pub async fn set_price(
+    admin: &PgPool,
+    tenant: &str,
+    model: &str,
+    input_per_1k: &str,
+    output_per_1k: &str,
+) {
     sqlx::query(
         "INSERT INTO model_prices (tenant_id, model, input_per_1k, output_per_1k) VALUES ($1, $2, $3::numeric, $4::numeric) \
          ON CONFLICT (tenant_id, model) DO UPDATE SET input_per_1k = EXCLUDED.input_per_1k, output_per_1k = EXCLUDED.output_per_1k",
@@ -174,9 +186,13 @@ impl Rpc {
         let text = String::from_utf8_lossy(&self.body);
         text.split("\n\n")
             .filter_map(|block| {
-                let data: Vec<&str> =
-                    block.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
-                (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).expect("event data is JSON"))
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                (!data.is_empty())
+                    .then(|| serde_json::from_str(&data.join("\n")).expect("event data is JSON"))
             })
             .collect()
     }
@@ -187,30 +203,55 @@ pub async fn call(app: &TestApp, token: &str, method: &str, params: Value) -> Rp
     call_with(app, token, method, params, &[]).await
 }
 
-pub async fn call_with(app: &TestApp, token: &str, method: &str, params: Value, headers: &[(&str, &str)]) -> Rpc {
-    let body = json!({ "jsonrpc": "2.0", "id": "req-1", "method": method, "params": params }).to_string();
+pub async fn call_with(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    params: Value,
+    headers: &[(&str, &str)],
+) -> Rpc {
+    let body =
+        json!({ "jsonrpc": "2.0", "id": "req-1", "method": method, "params": params }).to_string();
     let mut b = Request::post("/a2a")
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {token}"));
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = app.router.clone().oneshot(b.body(Body::from(body)).unwrap()).await.unwrap();
+    let resp = app
+        .router
+        .clone()
+        .oneshot(b.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let body = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())
         .await
         .expect("response body did not finish within 60s")
         .unwrap()
         .to_bytes()
         .to_vec();
-    Rpc { status, content_type, body }
+    Rpc {
+        status,
+        content_type,
+        body,
+    }
 }
 
 /// A JSON-RPC call that must succeed: its `result`.
 pub async fn ok(app: &TestApp, token: &str, method: &str, params: Value) -> Value {
     let r = call(app, token, method, params).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let v = r.json();
     assert!(v.get("error").is_none(), "{method} failed: {v}");
     v["result"].clone()
@@ -241,7 +282,14 @@ pub async fn wait_terminal(app: &TestApp, token: &str, id: &str) -> Value {
     for _ in 0..600 {
         let t = ok(app, token, "GetTask", json!({ "id": id })).await;
         let s = t["status"]["state"].as_str().unwrap().to_owned();
-        if ["TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"].contains(&s.as_str()) {
+        if [
+            "TASK_STATE_COMPLETED",
+            "TASK_STATE_FAILED",
+            "TASK_STATE_CANCELED",
+            "TASK_STATE_REJECTED",
+        ]
+        .contains(&s.as_str())
+        {
             return t;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -312,12 +360,24 @@ impl ModelServer {
         let addr: SocketAddr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let mode = Arc::new(Mutex::new(mode));
-        let state = ServerState { requests: requests.clone(), mode: mode.clone(), usage };
-        let router = Router::new().route("/v1/chat/completions", post(complete)).with_state(state);
+        let state = ServerState {
+            requests: requests.clone(),
+            mode: mode.clone(),
+            usage,
+        };
+        let router = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(state);
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        Self { url: format!("http://{addr}/v1"), requests, mode, usage, task }
+        Self {
+            url: format!("http://{addr}/v1"),
+            requests,
+            mode,
+            usage,
+            task,
+        }
     }
 
     pub fn set_mode(&self, m: Mode) {
@@ -333,7 +393,11 @@ impl ModelServer {
 fn prompt_ids(prompt: &str) -> Vec<String> {
     prompt
         .lines()
-        .filter_map(|l| l.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(id, _)| id.to_owned()))
+        .filter_map(|l| {
+            l.strip_prefix('[')
+                .and_then(|r| r.split_once(']'))
+                .map(|(id, _)| id.to_owned())
+        })
         .collect()
 }
 
@@ -347,8 +411,14 @@ async fn complete(State(s): State<ServerState>, Json(body): Json<Value>) -> Resp
         _ => {}
     }
     let system = body["messages"][0]["content"].as_str().unwrap_or("");
-    let user: String =
-        body["messages"].as_array().unwrap().iter().skip(1).filter_map(|m| m["content"].as_str()).collect::<Vec<_>>().join("\n");
+    let user: String = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let text = if system.contains("JSON array") {
         r#"["personal data erasure", "breach notification deadline"]"#.to_owned()
     } else {
@@ -356,9 +426,16 @@ async fn complete(State(s): State<ServerState>, Json(body): Json<Value>) -> Resp
         let ids = prompt_ids(&user);
         let cite = |i: usize| ids.get(i).map(|id| format!(" [{id}]")).unwrap_or_default();
         if mode == Mode::CitesUnknown {
-            format!("Data must be erased without undue delay{}. Also see [not-a-retrieved-doc].", cite(0))
+            format!(
+                "Data must be erased without undue delay{}. Also see [not-a-retrieved-doc].",
+                cite(0)
+            )
         } else {
-            format!("## Findings\n\nData must be erased without undue delay{}. Breaches are notified within 72 hours{}.", cite(0), cite(1))
+            format!(
+                "## Findings\n\nData must be erased without undue delay{}. Breaches are notified within 72 hours{}.",
+                cite(0),
+                cite(1)
+            )
         }
     };
     Json(json!({

@@ -49,16 +49,28 @@ pub async fn runtime_pool(admin: &PgPool) -> PgPool {
 /// A pool logged in as `role` on the test database (trust authentication on the local test server).
 pub async fn login_pool(admin: &PgPool, role: &str) -> PgPool {
     enable_login(admin, role).await;
-    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(admin).await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(admin)
+        .await
+        .unwrap();
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let opts = PgConnectOptions::from_str(&url).unwrap().username(role).database(&db);
-    PgPoolOptions::new().max_connections(8).connect_with(opts).await.expect("connect as runtime role")
+    let opts = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .username(role)
+        .database(&db);
+    PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(opts)
+        .await
+        .expect("connect as runtime role")
 }
 
 /// Lets `role` log in (see [`paddock_runtime::db::enable_login`]).
 pub async fn enable_login(admin: &PgPool, role: &str) {
     let mut conn = admin.acquire().await.expect("a connection");
-    paddock_runtime::db::enable_login(&mut conn, role).await.unwrap_or_else(|e| panic!("enable login for {role}: {e}"));
+    paddock_runtime::db::enable_login(&mut conn, role)
+        .await
+        .unwrap_or_else(|e| panic!("enable login for {role}: {e}"));
 }
 
 pub struct Keys {
@@ -71,7 +83,11 @@ pub fn keys() -> Keys {
     let dir = tempfile::tempdir().unwrap();
     let files = dev::generate_keypair(dir.path()).unwrap();
     let pem = std::fs::read_to_string(&files.signing_key).unwrap();
-    Keys { dir, pem, kid: files.kid }
+    Keys {
+        dir,
+        pem,
+        kid: files.kid,
+    }
 }
 
 impl Keys {
@@ -96,14 +112,20 @@ impl Keys {
     }
 
     pub fn auth_config(&self) -> AuthConfig {
-        let mut issuer = IssuerConfig::new(ISSUER, AUDIENCE, JwksSource::File(self.dir.path().join(dev::JWKS_FILE)));
+        let mut issuer = IssuerConfig::new(
+            ISSUER,
+            AUDIENCE,
+            JwksSource::File(self.dir.path().join(dev::JWKS_FILE)),
+        );
         issuer.tenant_claim = "tenant_id".into();
-        serde_json::from_value::<AuthConfig>(json!({ "issuers": [], "resource": RESOURCE, "leeway_secs": 0 }))
-            .map(|mut c| {
-                c.issuers.push(issuer);
-                c
-            })
-            .unwrap()
+        serde_json::from_value::<AuthConfig>(
+            json!({ "issuers": [], "resource": RESOURCE, "leeway_secs": 0 }),
+        )
+        .map(|mut c| {
+            c.issuers.push(issuer);
+            c
+        })
+        .unwrap()
     }
 }
 
@@ -116,7 +138,12 @@ pub struct TestApp {
     pub state: AppState,
 }
 
-pub async fn app_with(pool: PgPool, keys: &Keys, embedder: Embedder, settings: Settings) -> TestApp {
+pub async fn app_with(
+    pool: PgPool,
+    keys: &Keys,
+    embedder: Embedder,
+    settings: Settings,
+) -> TestApp {
     let mut registry = Registry::with_prefix("paddock");
     let metrics = Metrics::register(&mut registry);
     let state = AppState {
@@ -129,7 +156,10 @@ pub async fn app_with(pool: PgPool, keys: &Keys, embedder: Embedder, settings: S
         registry: Arc::new(registry),
         a2a: paddock_runtime::a2a::A2a::extractive(),
     };
-    TestApp { router: app::app(state.clone()), state }
+    TestApp {
+        router: app::app(state.clone()),
+        state,
+    }
 }
 
 pub async fn app(pool: PgPool, keys: &Keys) -> TestApp {
@@ -148,7 +178,9 @@ impl Reply {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 }
 
@@ -156,7 +188,11 @@ async fn reply(r: Response<Body>) -> Reply {
     let status = r.status();
     let headers = r.headers().clone();
     let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 impl TestApp {
@@ -165,7 +201,13 @@ impl TestApp {
     }
 
     /// POST /mcp with a raw body.
-    pub async fn post_raw(&self, token: &str, session: Option<&str>, version: Option<&str>, body: impl Into<Body>) -> Reply {
+    pub async fn post_raw(
+        &self,
+        token: &str,
+        session: Option<&str>,
+        version: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Reply {
         let mut b = Request::post("/mcp")
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
@@ -190,7 +232,12 @@ impl TestApp {
                 .to_string(),
             )
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         let sid = r.header("mcp-session-id").expect("session id");
         (sid, r.json())
     }
@@ -198,7 +245,12 @@ impl TestApp {
     /// A session on the newest protocol version, with `notifications/initialized` sent.
     pub async fn session(&self, token: &str) -> Session<'_> {
         let (id, _) = self.initialize(token, "2025-11-25").await;
-        let s = Session { app: self, token: token.to_owned(), id, version: "2025-11-25".into() };
+        let s = Session {
+            app: self,
+            token: token.to_owned(),
+            id,
+            version: "2025-11-25".into(),
+        };
         let r = s.notify("notifications/initialized", json!({})).await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
         s
@@ -214,22 +266,39 @@ pub struct Session<'a> {
 
 impl Session<'_> {
     pub async fn post(&self, body: Value) -> Reply {
-        self.app.post_raw(&self.token, Some(&self.id), Some(&self.version), body.to_string()).await
+        self.app
+            .post_raw(
+                &self.token,
+                Some(&self.id),
+                Some(&self.version),
+                body.to_string(),
+            )
+            .await
     }
 
     pub async fn request(&self, method: &str, params: Value) -> Value {
-        let r = self.post(json!({"jsonrpc":"2.0","id":1,"method":method,"params":params})).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+        let r = self
+            .post(json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()
     }
 
     pub async fn notify(&self, method: &str, params: Value) -> Reply {
-        self.post(json!({"jsonrpc":"2.0","method":method,"params":params})).await
+        self.post(json!({"jsonrpc":"2.0","method":method,"params":params}))
+            .await
     }
 
     /// tools/call → the CallToolResult.
     pub async fn call(&self, tool: &str, args: Value) -> Value {
-        let r = self.request("tools/call", json!({"name": tool, "arguments": args})).await;
+        let r = self
+            .request("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
         assert!(r.get("error").is_none(), "unexpected JSON-RPC error: {r}");
         r["result"].clone()
     }
@@ -242,10 +311,17 @@ impl Session<'_> {
     }
 
     pub async fn upsert(&self, id: &str, title: &str, content: &str) -> Value {
-        self.call_ok("upsert_document", json!({"id": id, "title": title, "content": content})).await
+        self.call_ok(
+            "upsert_document",
+            json!({"id": id, "title": title, "content": content}),
+        )
+        .await
     }
 }
 
 pub async fn count_documents(admin: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(admin).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(admin)
+        .await
+        .unwrap()
 }
