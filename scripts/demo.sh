@@ -5,7 +5,8 @@
 #
 #   scripts/demo.sh [--port PORT]      # Ctrl-C stops the runtime (PostgreSQL keeps running; see below)
 #
-# Stop PostgreSQL afterwards with: scripts/postgres.sh stop --data "$PADDOCK_CACHE/pgdata-demo"
+# The demo database is recreated on each run. Stop PostgreSQL afterwards with:
+#   scripts/postgres.sh stop --data "$PADDOCK_CACHE/pgdata-demo"
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -16,7 +17,7 @@ PORT=8080
 while (($#)); do
     case "$1" in
         --port) PORT="$2"; shift 2 ;;
-        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -31,9 +32,8 @@ eval "$(scripts/postgres.sh start --data "$PADDOCK_CACHE/pgdata-demo")"
 PSQL=("$PADDOCK_PG_BIN/psql" -q -v ON_ERROR_STOP=1)
 ADMIN_URL="postgres://postgres@127.0.0.1:$PADDOCK_PG_PORT/paddock"
 RUNTIME_URL="postgres://paddock_runtime@127.0.0.1:$PADDOCK_PG_PORT/paddock"
-if [[ -z "$("${PSQL[@]}" "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = 'paddock'")" ]]; then
-    "${PSQL[@]}" "$DATABASE_URL" -c "CREATE DATABASE paddock"
-fi
+# The demo's database is scratch: made afresh on every run, so an older run's schema or data never gets in the way.
+"${PSQL[@]}" "$DATABASE_URL" -c "DROP DATABASE IF EXISTS paddock WITH (FORCE)" -c "CREATE DATABASE paddock"
 
 log "fetching the embedding model"
 MODEL_DIR="$(scripts/model.sh)"
