@@ -1,19 +1,20 @@
-//! Hybrid retrieval: a lexical arm ranked by BM25 (GIN index) and a vector arm (HNSW, cosine), fused in SQL by
+//! Hybrid retrieval: a lexical arm ranked by BM25 (per-tenant postings) and a vector arm (HNSW, cosine), fused in SQL by
 //! weighted Reciprocal Rank Fusion or by a convex combination of min-max normalised scores.
 //!
 //! One statement does it all, under the transaction's tenant (row-level security):
 //! ```text
-//! query ─to_tsvector('english')─> terms (qtf) ─OR─> tsquery ─GIN─> candidates ─┬─> df per term (counted here)
-//!                                                                               └─> tf per term, |d|
-//! bm25_stats ─sum─> N, avgdl ───────────────────────────────────────────────────> BM25 ─> top `depth` ─┐
-//! query vector ─HNSW (iterative scan, same model only)─> top `depth` by cosine ─────────────────────────┤
-//!                                                                        fusion (RRF or convex) <──────┘
+//! query ─to_tsvector('english')─> terms (qtf) ─┬─> df per term (postings counted) ─┐
+//! bm25_stats ─sum─> N, avgdl ─────────────────────────────────────────────────────┴─> term weights
+//! term weights ⋈ bm25_postings (tf, |d|: B-tree, index only) ─> BM25 per document ─> top `depth` ─┐
+//! query vector ─HNSW (iterative scan, same model only)─> top `depth` by cosine ───────────────────┤
+//!                                                                  fusion (RRF or convex) <─────┘
 //! ```
 //! BM25 is Lucene's: `idf = ln(1 + (N - df + 0.5) / (df + 0.5))` and
 //! `score = Σ qtf · idf · tf·(k1+1) / (tf + k1·(1 - b + b·|d|/avgdl))` over the distinct query terms, with
-//! `qtf` a term's count in the query. `df` is counted over the candidates the GIN index returns for the OR of
-//! the query terms, which are exactly the tenant's documents holding any query term, so it is exact in the
-//! query's own snapshot and costs no write (see `migrations/0002_bm25.sql` for the statistics and why).
+//! `qtf` a term's count in the query. `tf` and `|d|` come from `bm25_postings` (migration 0006), which a
+//! trigger keeps in step with each document's tsvector; `df` is the number of the tenant's postings of the
+//! term, counted in the query's own snapshot, so it is exact and needs no counter of its own (see `migrations/0002_bm25.sql`
+//! for the statistics and why).
 //! A metadata filter narrows the ranked documents, not the statistics.
 //!
 //! Each hit keeps its rank and score in each arm, so a caller can see why it ranked. The vector arm runs with
@@ -154,36 +155,36 @@ pub const TENANT_PARAM: usize = 14;
 ///
 /// Row-level security keeps the vector arm and the final join to the tenant; the explicit `tenant_id = $14`
 /// beside it lets the planner keep only the tenant's partition of `documents` (migration 0004), so the arm
-/// walks that tenant's own HNSW index. The lexical candidates come from `paddock_lexical_candidates`
-/// (migration 0005), which applies the same tenant itself so that the match can use the partition's GIN index.
+/// walks that tenant's own HNSW index, and of `bm25_postings` (migration 0006), whose primary key the lexical
+/// arm reads alone (tenant, term → document, tf, |d|).
 pub fn hybrid_sql() -> String {
-    // The lexical candidates come from `paddock_lexical_candidates` (migration 0005), which can use the
-    // tenant's GIN index where a plain `tsv @@ q` under row-level security cannot.
     "WITH terms AS MATERIALIZED ( \
          SELECT lexeme AS term, cardinality(positions)::float8 AS qtf \
          FROM unnest(to_tsvector('english', $1)) WHERE $7 > 0 \
      ), \
-     q AS MATERIALIZED (SELECT array_agg(term) AS terms FROM terms), \
      corpus AS MATERIALIZED ( \
          SELECT greatest(coalesce(sum(documents), 0), 1)::float8 AS n, \
                 greatest(coalesce(sum(tokens)::float8 / nullif(sum(documents), 0), 1), 1) AS avgdl \
          FROM bm25_stats WHERE tenant_id = $14 \
      ), \
-     matches AS MATERIALIZED ( \
-         SELECT c.id, c.dl::float8 AS dl, c.kept, c.term, c.tf \
-         FROM q, paddock_lexical_candidates(q.terms, $3::jsonb) c \
+     weights AS MATERIALIZED ( \
+         SELECT t.term, t.qtf * ln(1 + (c.n - df.df + 0.5) / (df.df + 0.5)) * ($12 + 1) AS w, \
+                $12 * (1 - $13) AS k_fixed, $12 * $13 / c.avgdl AS k_per_token \
+         FROM terms t, corpus c, LATERAL ( \
+             SELECT count(*)::float8 AS df FROM bm25_postings p WHERE p.tenant_id = $14 AND p.term = t.term \
+         ) df \
+         WHERE df.df > 0 \
      ), \
-     df AS (SELECT term, count(*)::float8 AS df FROM matches GROUP BY term), \
      lex AS ( \
          SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank, \
                 min(score) OVER () AS lo, max(score) OVER () AS hi \
          FROM ( \
-             SELECT m.id, sum(t.qtf * ln(1 + (c.n - df.df + 0.5) / (df.df + 0.5)) \
-                              * m.tf * ($12 + 1) / (m.tf + $12 * (1 - $13 + $13 * m.dl / c.avgdl))) AS score \
-             FROM matches m JOIN df USING (term) JOIN terms t USING (term), corpus c \
-             WHERE m.kept \
-             GROUP BY m.id \
-             ORDER BY score DESC, m.id LIMIT $4 \
+             SELECT p.doc_id AS id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
+             FROM weights w JOIN bm25_postings p ON p.tenant_id = $14 AND p.term = w.term \
+             GROUP BY p.doc_id \
+             HAVING $3::jsonb IS NULL OR EXISTS ( \
+                 SELECT 1 FROM documents d WHERE d.tenant_id = $14 AND d.id = p.doc_id AND d.metadata @> $3) \
+             ORDER BY score DESC, p.doc_id LIMIT $4 \
          ) s \
      ), \
      vec AS ( \

@@ -259,6 +259,11 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
     .await
     .unwrap();
     assert_eq!(stale, 0);
+    assert_eq!(
+        postings_out_of_step(&admin).await,
+        0,
+        "the postings follow every write"
+    );
     // Folding kept the delta rows few.
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM bm25_stats")
         .fetch_one(&admin)
@@ -307,6 +312,23 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
         "{forged}"
     );
     drop(tx);
+    // The postings likewise: a runtime reads its own tenant's and writes none.
+    let mut tx = db.begin(&acme).await.unwrap();
+    let terms: Vec<String> = sqlx::query_scalar("SELECT term::text FROM bm25_postings ORDER BY 1")
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(terms, ["one", "three", "two"]);
+    let forged = sqlx::query("INSERT INTO bm25_postings (tenant_id, term, doc_id, tf, dl) VALUES ('acme', 'one', 'y', 9, 9)")
+        .execute(tx.conn())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        forged.as_database_error().unwrap().code().as_deref(),
+        Some("42501"),
+        "{forged}"
+    );
+    drop(tx);
     // The derived columns cannot be set by hand either: the trigger recomputes them.
     let mut tx = db.begin(&acme).await.unwrap();
     sqlx::query("UPDATE documents SET tsv = 'forged'::tsvector, bm25_length = 999")
@@ -316,19 +338,24 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
     tx.commit().await.unwrap();
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
-    // Deleting a tenant (as the operator does) takes its documents and statistics with it.
+    assert_eq!(postings_out_of_step(&admin).await, 0);
+    // Deleting a tenant (as the operator does) takes its documents, statistics and postings with it.
     sqlx::query("DELETE FROM tenants WHERE id = 'acme'")
         .execute(&admin)
         .await
         .unwrap();
-    let left: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM bm25_stats")
-        .fetch_all(&admin)
-        .await
-        .unwrap();
-    assert_eq!(left, ["globex"]);
+    for table in ["bm25_stats", "bm25_postings"] {
+        let left: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT DISTINCT tenant_id FROM {table}"))
+                .fetch_all(&admin)
+                .await
+                .unwrap();
+        assert_eq!(left, ["globex"], "{table}");
+    }
 }
 
-/// Storing an embedding or changing only metadata neither re-analyses the text nor moves the statistics.
+/// Storing an embedding or changing only metadata neither re-analyses the text nor moves the statistics or
+/// rewrites the postings.
 #[sqlx::test(migrations = "../migrations")]
 async fn non_text_updates_leave_the_analysis_alone(admin: PgPool) {
     provision_tenant(&admin, "acme", 6000, 1000).await;
@@ -340,6 +367,12 @@ async fn non_text_updates_leave_the_analysis_alone(admin: PgPool) {
         .unwrap();
     tx.commit().await.unwrap();
     let before: i64 = sqlx::query_scalar("SELECT max(id) FROM bm25_stats")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let postings =
+        "SELECT string_agg(term || '@' || xmin::text, ' ' ORDER BY term) FROM bm25_postings";
+    let postings_before: String = sqlx::query_scalar(postings)
         .fetch_one(&admin)
         .await
         .unwrap();
@@ -362,6 +395,14 @@ async fn non_text_updates_leave_the_analysis_alone(admin: PgPool) {
         .await
         .unwrap();
     assert_eq!(before, after, "no delta row for writes that keep the text");
+    let postings_after: String = sqlx::query_scalar(postings)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        postings_before, postings_after,
+        "the postings were not rewritten"
+    );
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
 }

@@ -326,8 +326,8 @@ async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
     );
 }
 
-/// Each tenant's documents live in their own partition (migration 0004), with its own indexes, and the hybrid
-/// statement's plan keeps only the caller's partition: neither arm reads another tenant's rows.
+/// Each tenant's documents and BM25 postings live in their own partitions (migrations 0004, 0006), with their own
+/// indexes, and the hybrid statement's plan keeps only the caller's: neither arm reads another tenant's rows.
 #[sqlx::test(migrations = "../migrations")]
 async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     use paddock_runtime::{
@@ -349,6 +349,18 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
         }
     };
     let (acme, globex) = (partition("acme").await, partition("globex").await);
+    let postings = |t: &str| {
+        let admin = admin.clone();
+        let t = t.to_owned();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT paddock_postings_partition($1)::text")
+                .bind(t)
+                .fetch_one(&admin)
+                .await
+                .unwrap()
+        }
+    };
+    let (acme_postings, globex_postings) = (postings("acme").await, postings("globex").await);
     let parents: Vec<(String, String)> = sqlx::query_as(
         "SELECT c.relname::text, p.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
          JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'documents' ORDER BY 1",
@@ -430,8 +442,16 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
         !plan.contains(&globex),
         "globex's partition is pruned: {plan}"
     );
+    assert!(
+        plan.contains(&format!("\"Relation Name\":\"{acme_postings}\"")),
+        "acme's postings are read: {plan}"
+    );
+    assert!(
+        !plan.contains(&globex_postings),
+        "globex's postings are pruned: {plan}"
+    );
     // Which index each arm picks at this size is the planner's cost call (a sequential scan of 2,000 rows is
-    // cheapest here); at benchmark size they are the partition's HNSW and GIN indexes (BENCHMARKS.md). What
+    // cheapest here); at benchmark size they are the partition's HNSW and postings indexes (BENCHMARKS.md). What
     // this pins is that the partition has its own.
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",

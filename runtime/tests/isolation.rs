@@ -84,9 +84,9 @@ async fn database_enforces_isolation_when_a_query_forgets_the_tenant_filter(admi
         .await
         .unwrap();
     assert_eq!(deleted.rows_affected(), 0);
-    // The lexical arm's candidates (a definer function, to reach the GIN index) apply the same tenant.
+    // The lexical arm's postings are held to the same tenant.
     let lexical =
-        "SELECT id FROM paddock_lexical_candidates(ARRAY['text', 'pwned'], NULL) ORDER BY id";
+        "SELECT doc_id FROM bm25_postings WHERE term IN ('text', 'pwned') ORDER BY doc_id";
     let ids: Vec<String> = sqlx::query_scalar(lexical)
         .fetch_all(tx.conn())
         .await
@@ -150,15 +150,26 @@ async fn runtime_role_is_not_owner_superuser_or_bypassrls(admin: PgPool) {
     .unwrap();
     assert_eq!(owned, 0);
     // Every tenant-owned table has RLS enabled and forced.
-    let unforced: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_class WHERE relname IN \
-         ('tenants','model_prices','documents','mcp_sessions','rate_limit_buckets','usage_ledger') \
-         AND NOT (relrowsecurity AND relforcerowsecurity)",
+    let tables = [
+        "tenants",
+        "model_prices",
+        "documents",
+        "bm25_stats",
+        "bm25_postings",
+        "mcp_sessions",
+        "rate_limit_buckets",
+        "usage_ledger",
+    ];
+    let forced: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class WHERE relname = ANY ($1) AND relrowsecurity AND relforcerowsecurity ORDER BY 1",
     )
+    .bind(&tables[..])
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(unforced.is_empty(), "{unforced:?}");
+    let mut want = tables.to_vec();
+    want.sort();
+    assert_eq!(forced, want);
 }
 
 /// A tenant's own login role is pinned to its tenant, whatever tenant context it claims.
@@ -198,13 +209,15 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
         vec!["a1"],
         "pinned to tenant-a despite claiming tenant-b"
     );
-    // The lexical arm's definer function, which bypasses the policies to reach the index, pins it the same way.
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM paddock_lexical_candidates(ARRAY['x', 'y'], NULL)")
-            .fetch_all(tx.conn())
-            .await
-            .unwrap();
-    assert_eq!(ids, vec!["a1"], "the lexical candidates are tenant-a's too");
+    let ids: Vec<String> = sqlx::query_scalar("SELECT doc_id FROM bm25_postings")
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec!["a1"],
+        "the lexical arm's postings are tenant-a's too"
+    );
     drop(tx);
     // A runtime logged in as that role serves tenant-a only: a valid token for tenant-b is refused up front.
     let keys = keys();

@@ -1,6 +1,6 @@
 //! Migrations applied to a database that already holds data: partitioning `documents` by tenant (0004) moves
-//! every row with its text analysis, embedding and BM25 statistics intact, and the runtime's paths work on the
-//! result.
+//! every row with its text analysis, embedding and BM25 statistics intact, the BM25 postings (0006) are written
+//! for the documents already there, and the runtime's paths work on the result.
 mod common;
 
 use std::borrow::Cow;
@@ -140,6 +140,11 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
     .await
     .unwrap();
     assert_eq!(globex, recount, "statistics follow writes after the move");
+    assert_eq!(
+        postings_out_of_step(&admin).await,
+        0,
+        "0006 wrote the existing documents' postings, writes keep them"
+    );
 }
 
 /// Tenants provisioned at the same time each get their partition, without deadlocking on one another (each
@@ -165,24 +170,29 @@ async fn concurrent_tenants_get_their_partitions_and_lose_them_on_delete(admin: 
     for t in tasks {
         t.await.unwrap().expect("no deadlock, no failure");
     }
-    let partitions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'documents'::regclass",
-    )
-    .fetch_one(&admin)
-    .await
-    .unwrap();
-    assert_eq!(partitions, 8);
+    for parent in ["documents", "bm25_postings"] {
+        let partitions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = $1::regclass")
+                .bind(parent)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        assert_eq!(partitions, 8, "{parent}");
+    }
 
     sqlx::query("DELETE FROM tenants WHERE id = 't3'")
         .execute(&admin)
         .await
         .unwrap();
-    let gone: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass(paddock_documents_partition('t3')::text)::text")
-            .fetch_one(&admin)
-            .await
-            .unwrap();
-    assert_eq!(gone, None);
+    for partition in ["paddock_documents_partition", "paddock_postings_partition"] {
+        let gone: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT to_regclass({partition}('t3')::text)::text"
+        ))
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        assert_eq!(gone, None, "{partition}");
+    }
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
         .fetch_one(&admin)
         .await

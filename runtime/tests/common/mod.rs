@@ -325,3 +325,18 @@ pub async fn count_documents(admin: &PgPool) -> i64 {
         .await
         .unwrap()
 }
+
+/// Postings that differ from what the documents' tsvectors say they should be, either way (0 when in step).
+pub async fn postings_out_of_step(admin: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "WITH want AS (SELECT d.tenant_id, m.lexeme AS term, d.id AS doc_id, \
+                              coalesce(cardinality(m.positions), 1) AS tf, d.bm25_length AS dl \
+                       FROM documents d, unnest(d.tsv) m), \
+              have AS (SELECT tenant_id, term::text, doc_id, tf, dl FROM bm25_postings) \
+         SELECT (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM have) a) \
+              + (SELECT count(*) FROM (SELECT * FROM have EXCEPT ALL SELECT * FROM want) b)",
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
