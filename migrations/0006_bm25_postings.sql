@@ -25,6 +25,8 @@
 -- carries tf and |d| (INCLUDE), so scoring reads the index alone once the visibility map is set. Terms use
 -- the C collation: they are only ever compared for equality, and byte order is the cheapest.
 --
+-- The GIN index on documents.tsv stays: full-text queries written by hand (`tsv @@ ...`, as the owner) use it.
+--
 -- Cost: about 93 rows per document for 100-200-word texts (1.9 million rows and 260 MB, table and index, for
 -- 20,000 documents), written once per text change.
 

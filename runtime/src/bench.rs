@@ -701,7 +701,8 @@ async fn load(
         );
     }
     tx.commit().await.map_err(db_err("commit the load"))?;
-    sqlx::query("VACUUM ANALYZE documents")
+    // The lexical arm reads the postings by index-only scans, which need the visibility map set.
+    sqlx::query("VACUUM ANALYZE documents, bm25_postings")
         .execute(&mut *admin)
         .await
         .map_err(db_err("vacuum"))?;
