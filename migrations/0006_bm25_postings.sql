@@ -51,20 +51,21 @@ CREATE FUNCTION paddock_postings_partition(p_tenant text) RETURNS name
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT ('bm25_postings_' || left(md5(p_tenant), 16))::name $$;
 
-CREATE FUNCTION paddock_create_tenant_postings(p_tenant text) RETURNS void
+-- A tenant's partition of a partitioned table (0004's documents function, for any parent): created empty and
+-- attached, which builds its indexes and clones the parent's row triggers.
+CREATE FUNCTION paddock_create_tenant_partition(p_parent name, p_name name, p_tenant text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
-DECLARE
-    v_name name := paddock_postings_partition(p_tenant);
 BEGIN
-    IF to_regclass(quote_ident(v_name)) IS NOT NULL THEN
+    IF to_regclass(quote_ident(p_name)) IS NOT NULL THEN
         RETURN;
     END IF;
-    EXECUTE format('CREATE TABLE %I (LIKE bm25_postings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
-    EXECUTE format('ALTER TABLE bm25_postings ATTACH PARTITION %I FOR VALUES IN (%L)', v_name, p_tenant);
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
+                   p_name, p_parent);
+    EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES IN (%L)', p_parent, p_name, p_tenant);
 END
 $$;
-REVOKE ALL ON FUNCTION paddock_create_tenant_postings(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION paddock_create_tenant_partition(name, name, text) FROM PUBLIC;
 
 -- A tenant's row brings its documents' and postings' partitions, and takes both with it.
 CREATE OR REPLACE FUNCTION paddock_tenants_partition() RETURNS trigger
@@ -72,8 +73,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM paddock_create_tenant_documents(NEW.id);
-        PERFORM paddock_create_tenant_postings(NEW.id);
+        PERFORM paddock_create_tenant_partition('documents', paddock_documents_partition(NEW.id), NEW.id);
+        PERFORM paddock_create_tenant_partition('bm25_postings', paddock_postings_partition(NEW.id), NEW.id);
     ELSE
         -- Dropped without per-row triggers: bm25_stats goes with the tenant, postings with their partition.
         EXECUTE format('DROP TABLE IF EXISTS %I', paddock_documents_partition(OLD.id));
@@ -83,7 +84,9 @@ BEGIN
 END
 $$;
 
-SELECT paddock_create_tenant_postings(id) FROM tenants;
+DROP FUNCTION paddock_create_tenant_documents(text);
+
+SELECT paddock_create_tenant_partition('bm25_postings', paddock_postings_partition(id), id) FROM tenants;
 
 -- The postings of one document version: one row per lexeme of its tsvector.
 CREATE FUNCTION paddock_bm25_postings_track() RETURNS trigger

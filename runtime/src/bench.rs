@@ -136,14 +136,22 @@ pub struct Row {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
-    pub pgbench_tps: f64,
-    pub pgbench_latency_ms: f64,
+    pub pgbench: Ceiling,
+}
+
+/// pgbench's run of the same statement at the same concurrency.
+#[derive(Debug, Clone, Default)]
+pub struct Ceiling {
+    pub tps: f64,
+    pub latency_avg_ms: f64,
+    /// From pgbench's per-transaction log.
+    pub p99_ms: f64,
 }
 
 impl Row {
     pub fn ratio(&self) -> f64 {
-        if self.pgbench_tps > 0.0 {
-            self.req_per_sec / self.pgbench_tps
+        if self.pgbench.tps > 0.0 {
+            self.req_per_sec / self.pgbench.tps
         } else {
             0.0
         }
@@ -238,19 +246,20 @@ impl Report {
             return self.model_table();
         }
         let mut s = String::from(
-            "| concurrency | runtime req/s | p50 ms | p95 ms | p99 ms | pgbench tps | ratio |\n\
-             |---:|---:|---:|---:|---:|---:|---:|\n",
+            "| concurrency | runtime req/s | p50 ms | p95 ms | p99 ms | pgbench tps | pgbench p99 ms | ratio |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% |",
                 r.concurrency,
                 r.req_per_sec,
                 r.p50_ms,
                 r.p95_ms,
                 r.p99_ms,
-                r.pgbench_tps,
+                r.pgbench.tps,
+                r.pgbench.p99_ms,
                 100.0 * r.ratio()
             );
         }
@@ -293,7 +302,7 @@ impl Report {
                 100.0 * m.uncached_ratio(),
                 m.cached.req_per_sec,
                 100.0 * m.cached_cache.hit_rate(),
-                m.cached.pgbench_tps,
+                m.cached.pgbench.tps,
                 100.0 * m.cached.ratio()
             );
         }
@@ -1160,10 +1169,14 @@ fn pgbench(
     scripts: &[String],
     defines: &[String],
     clients: usize,
-) -> Result<(f64, f64), BenchError> {
+) -> Result<Ceiling, BenchError> {
     let bin = opts.pg_bin.join("pgbench");
+    let log_prefix = format!("pgbench-c{clients}");
     let mut cmd = std::process::Command::new(&bin);
-    cmd.args(["--no-vacuum", "--protocol=prepared"])
+    // Run in `dir`, where `--log` writes one file per thread (`<prefix>.<pid>[.<thread>]`).
+    cmd.current_dir(dir)
+        .args(["--no-vacuum", "--protocol=prepared", "--log"])
+        .arg(format!("--log-prefix={log_prefix}"))
         .arg(format!("--client={clients}"))
         .arg(format!("--jobs={}", clients.min(2)))
         .arg(format!("--time={}", opts.duration.as_secs().max(1)));
@@ -1208,7 +1221,46 @@ fn pgbench(
     }
     let tps = field("tps = ")
         .ok_or_else(|| BenchError::Pgbench(format!("no tps in its output: {stdout}")))?;
-    Ok((tps, field("latency average = ").unwrap_or(0.0)))
+    let mut latencies_us = pgbench_log_latencies(dir, &log_prefix)?;
+    latencies_us.sort_unstable();
+    Ok(Ceiling {
+        tps,
+        latency_avg_ms: field("latency average = ").unwrap_or(0.0),
+        p99_ms: percentile_ms(&latencies_us, 0.99),
+    })
+}
+
+/// The transaction latencies (µs, the third field of each line) of pgbench's per-transaction logs named
+/// `<prefix>.*` in `dir`; the files are removed once read.
+fn pgbench_log_latencies(dir: &Path, prefix: &str) -> Result<Vec<u64>, BenchError> {
+    let unreadable = |source| BenchError::Setup {
+        what: "pgbench's transaction log",
+        source,
+    };
+    let mut latencies = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{prefix}.")));
+        if !ours {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(unreadable)?;
+        latencies.extend(
+            text.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()),
+        );
+        std::fs::remove_file(&path).map_err(unreadable)?;
+    }
+    if latencies.is_empty() {
+        return Err(BenchError::Pgbench(format!(
+            "no transactions in its log {}/{prefix}.*",
+            dir.display()
+        )));
+    }
+    Ok(latencies)
 }
 
 // ---- the whole run ------------------------------------------------------------------------------------------
@@ -1426,19 +1478,19 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         let before = cache_counters(&serving).await?;
         let mut row = measure(&serving, &pool, opts, c, search_workload(opts)).await?;
         let cached_cache = cache_counters(&serving).await?.since(before);
-        (row.pgbench_tps, row.pgbench_latency_ms) =
-            pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
+        row.pgbench = pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
         eprintln!(
             "bench: c={c}: {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded, cache hit rate {:.1}%); \
-             pgbench {:.0} tps ({:.1} ms avg)",
+             pgbench {:.0} tps ({:.1} ms avg, p99 {:.1} ms)",
             row.req_per_sec,
             row.p50_ms,
             row.p99_ms,
             row.errors,
             row.degraded,
             100.0 * cached_cache.hit_rate(),
-            row.pgbench_tps,
-            row.pgbench_latency_ms
+            row.pgbench.tps,
+            row.pgbench.latency_avg_ms,
+            row.pgbench.p99_ms
         );
         if let Some((raw, uncached, uncached_cache)) = uncached {
             model.push(ModelRow {
@@ -1642,8 +1694,7 @@ fn row(c: usize, mut r: WorkerResult, elapsed: Duration) -> Row {
         p50_ms: percentile_ms(&r.latencies_us, 0.50),
         p95_ms: percentile_ms(&r.latencies_us, 0.95),
         p99_ms: percentile_ms(&r.latencies_us, 0.99),
-        pgbench_tps: 0.0,
-        pgbench_latency_ms: 0.0,
+        pgbench: Ceiling::default(),
     }
 }
 

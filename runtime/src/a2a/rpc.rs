@@ -477,7 +477,9 @@ async fn send_message(
         Some(v) => match v.as_u64() {
             Some(n) => Some(n as usize),
             None => {
-                return invalid("configuration.historyLength must be a non-negative integer".into());
+                return invalid(
+                    "configuration.historyLength must be a non-negative integer".into(),
+                );
             }
         },
     };
