@@ -129,7 +129,10 @@ pub enum Command {
         bm25_k1: Option<f64>,
         #[arg(long)]
         bm25_b: Option<f64>,
-        /// Also rank every query under a grid of BM25 and fusion settings.
+        /// Candidates each arm gives the fusion (default: the runtime's).
+        #[arg(long)]
+        depth: Option<i64>,
+        /// Also rank every query under a grid of BM25, fusion and depth settings.
         #[arg(long)]
         sweep: bool,
     },

@@ -10,9 +10,9 @@
 //!    ingest` does), then wait until the background indexer has embedded every document.
 //! 4. **Search**: every judged query through MCP `hybrid_search` in three modes (lexical only = weights
 //!    `{vector: 0}`, vector only = `{lexical: 0}`, hybrid = the deployment's defaults), `limit` 10, which gives
-//!    nDCG@10 and MRR@10. `hybrid_search` returns at most 50 hits, so recall@100 comes from a direct call of the
-//!    same function the tool calls ([`search::hybrid`]) with the same parameters and `limit` 100; its first ten
-//!    ids must equal the tool's, or the run fails.
+//!    nDCG@10 and MRR@10. A direct call of the function the tool calls ([`search::hybrid`]) with the tool's
+//!    parameters must give the same ten ids, or the run fails. `hybrid_search` returns at most 50 hits, so
+//!    recall@100 comes from another direct call with `limit` 100 and a depth of at least 100 (a deep request).
 //! 5. **Drop** the database and the role, whatever happened.
 //!
 //! Metrics follow trec_eval (what BEIR reports): nDCG with the judged grade as gain and `log2(rank + 1)`
@@ -341,7 +341,7 @@ pub struct ModeReport {
     /// Client-side latency of the `hybrid_search` calls, milliseconds.
     pub p50_ms: f64,
     pub p95_ms: f64,
-    /// Query id → the top 100 document ids.
+    /// Query id → the tool's top ten document ids.
     pub rankings: BTreeMap<String, Vec<String>>,
 }
 
@@ -902,7 +902,53 @@ fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[rank - 1].as_secs_f64() * 1000.0
 }
 
-/// Every judged query through MCP `hybrid_search` (top ten) and through the direct call (top 100).
+/// The direct calls for one query: the tool's (its parameters, top ten) and a deep request's (top 100, depth at
+/// least 100; the same call when the depth is already that deep).
+async fn top_and_deep(
+    state: &AppState,
+    tenant: &TenantId,
+    settings: &SearchSettings,
+    text: &str,
+    vector: Option<Vec<f32>>,
+    lexical: f64,
+    vector_weight: f64,
+) -> Result<(Vec<search::Hit>, Vec<String>), EvalError> {
+    let model = state.embedder.model();
+    let params = |limit| {
+        tool_params(
+            settings,
+            text,
+            vector.clone(),
+            model,
+            lexical,
+            vector_weight,
+            limit,
+        )
+    };
+    if settings.depth >= DEEP_LIMIT {
+        let mut hits = direct(state, tenant, &params(DEEP_LIMIT)).await?;
+        let deep = hits.iter().map(|h| h.id.clone()).collect();
+        hits.truncate(TOOL_LIMIT as usize);
+        return Ok((hits, deep));
+    }
+    let top = direct(state, tenant, &params(TOOL_LIMIT)).await?;
+    let deep = direct(state, tenant, &params(DEEP_LIMIT)).await?;
+    Ok((top, deep.into_iter().map(|h| h.id).collect()))
+}
+
+/// nDCG@10 and MRR@10 of the top-ten rankings, recall@100 of the deep ones.
+fn top_and_deep_scores(
+    top: &BTreeMap<String, Vec<String>>,
+    deep: &BTreeMap<String, Vec<String>>,
+    qrels: &BTreeMap<String, Judgments>,
+) -> Scores {
+    Scores {
+        recall100: score(deep, qrels).recall100,
+        ..score(top, qrels)
+    }
+}
+
+/// Every judged query through MCP `hybrid_search` (top ten) and through the direct calls (top ten, top 100).
 async fn run_mode(
     client: &McpClient,
     state: &AppState,
@@ -914,6 +960,7 @@ async fn run_mode(
 ) -> Result<ModeReport, EvalError> {
     let settings = &state.settings.search;
     let mut rankings = BTreeMap::new();
+    let mut deep_rankings = BTreeMap::new();
     let mut latencies = Vec::with_capacity(collection.queries.len());
     for (qid, text) in &collection.queries {
         let mut args = json!({ "query": text, "limit": TOOL_LIMIT });
@@ -948,32 +995,24 @@ async fn run_mode(
         } else {
             None
         };
-        let mut params = tool_params(
-            settings,
-            text,
-            qvec,
-            state.embedder.model(),
-            lexical,
-            vector,
-            DEEP_LIMIT,
-        );
-        // The tool's depth for its own limit, so both rank the same candidates.
-        params.depth = settings.depth.max(TOOL_LIMIT);
-        let hits = direct(state, tenant, &params).await?;
-        check_prefix(mode, text, &tool, &hits)?;
-        rankings.insert(qid.clone(), hits.into_iter().map(|h| h.id).collect());
+        let (top, deep) =
+            top_and_deep(state, tenant, settings, text, qvec, lexical, vector).await?;
+        check_prefix(mode, text, &tool, &top)?;
+        rankings.insert(qid.clone(), top.into_iter().map(|h| h.id).collect());
+        deep_rankings.insert(qid.clone(), deep);
     }
     latencies.sort_unstable();
     Ok(ModeReport {
         mode,
-        scores: score(&rankings, &collection.qrels),
+        scores: top_and_deep_scores(&rankings, &deep_rankings, &collection.qrels),
         p50_ms: percentile_ms(&latencies, 0.5),
         p95_ms: percentile_ms(&latencies, 0.95),
         rankings,
     })
 }
 
-/// Ranks every query under a grid of BM25 and fusion settings with direct calls of [`search::hybrid`].
+/// Ranks every query under a grid of BM25, fusion and depth settings with direct calls of [`search::hybrid`]
+/// (top ten at the setting's depth, and a deep request for recall@100, as [`run_mode`] does).
 async fn sweep(
     state: &AppState,
     tenant: &TenantId,
@@ -1008,29 +1047,30 @@ async fn sweep(
             };
             grid.push((format!("hybrid, convex alpha {alpha}"), s, 1.0, 1.0));
         }
+        for depth in [20, 40, 60, 100] {
+            let s = SearchSettings {
+                depth,
+                ..base.clone()
+            };
+            grid.push((format!("hybrid, depth {depth}"), s, 1.0, 1.0));
+        }
     }
     let mut rows = Vec::with_capacity(grid.len());
     for (label, settings, lexical, vector_weight) in grid {
         let mut rankings = BTreeMap::new();
+        let mut deep_rankings = BTreeMap::new();
         for (qid, text) in &collection.queries {
             let qvec = if vector_weight > 0.0 {
                 Some(query_vector(state, "sweep", text).await?)
             } else {
                 None
             };
-            let params = tool_params(
-                &settings,
-                text,
-                qvec,
-                state.embedder.model(),
-                lexical,
-                vector_weight,
-                DEEP_LIMIT,
-            );
-            let hits = direct(state, tenant, &params).await?;
-            rankings.insert(qid.clone(), hits.into_iter().map(|h| h.id).collect());
+            let (top, deep) =
+                top_and_deep(state, tenant, &settings, text, qvec, lexical, vector_weight).await?;
+            rankings.insert(qid.clone(), top.into_iter().map(|h| h.id).collect());
+            deep_rankings.insert(qid.clone(), deep);
         }
-        let scores = score(&rankings, &collection.qrels);
+        let scores = top_and_deep_scores(&rankings, &deep_rankings, &collection.qrels);
         eprintln!("eval: sweep {label}: nDCG@10 {:.4}", scores.ndcg10);
         rows.push(SweepRow { label, scores });
     }

@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             rrf_k,
             bm25_k1,
             bm25_b,
+            depth,
             sweep,
         } => {
             eval::init_tracing();
@@ -113,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             search.rrf_k = rrf_k.unwrap_or(search.rrf_k);
             search.bm25.k1 = bm25_k1.unwrap_or(search.bm25.k1);
             search.bm25.b = bm25_b.unwrap_or(search.bm25.b);
+            search.depth = depth.unwrap_or(search.depth);
             let opts = eval::EvalOptions {
                 beir,
                 database_url,
