@@ -1,5 +1,5 @@
-//! Hybrid retrieval: a lexical arm ranked by BM25 (per-tenant postings) and a vector arm (HNSW, cosine), fused in SQL by
-//! weighted Reciprocal Rank Fusion or by a convex combination of min-max normalised scores.
+//! Hybrid retrieval: a lexical arm ranked by BM25 (per-tenant postings) and a vector arm (HNSW, cosine), fused in
+//! SQL by weighted Reciprocal Rank Fusion or by a convex combination of min-max normalised scores.
 //!
 //! One statement does it all, under the transaction's tenant (row-level security):
 //! ```text
@@ -13,8 +13,8 @@
 //! `score = Σ qtf · idf · tf·(k1+1) / (tf + k1·(1 - b + b·|d|/avgdl))` over the distinct query terms, with
 //! `qtf` a term's count in the query. `tf` and `|d|` come from `bm25_postings` (migration 0006), which a
 //! trigger keeps in step with each document's tsvector; `df` is the number of the tenant's postings of the
-//! term, counted in the query's own snapshot, so it is exact and needs no counter of its own (see `migrations/0002_bm25.sql`
-//! for the statistics and why).
+//! term, counted in the query's own snapshot, so it is exact and needs no counter of its own (see
+//! `migrations/0002_bm25.sql` for the statistics and why).
 //! A metadata filter narrows the ranked documents, not the statistics.
 //!
 //! Each hit keeps its rank and score in each arm, so a caller can see why it ranked. The vector arm runs with
