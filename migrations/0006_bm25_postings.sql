@@ -5,7 +5,7 @@
 -- them through the GIN index (paddock_lexical_candidates, 0005) and then read each one's tsvector to get tf,
 -- detoasting and filtering about 1 KiB per candidate: 12 to 16 ms of a 21 ms statement for a 3-term query
 -- matching 2,000 of a tenant's 10,000 documents. The same query reads its 2,000 postings with an index-only
--- scan in under 1 ms, and the whole arm costs about 4 ms (BENCHMARKS.md).
+-- scan in under 1 ms, and the whole arm costs about 2 ms (BENCHMARKS.md).
 --
 -- What BM25 reads, and where it now comes from:
 --   tf(t, d), |d|   bm25_postings (tf from the tsvector's positions, as before; |d| is documents.bm25_length)

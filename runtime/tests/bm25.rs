@@ -306,11 +306,7 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
     .execute(tx.conn())
     .await
     .unwrap_err();
-    assert_eq!(
-        forged.as_database_error().unwrap().code().as_deref(),
-        Some("42501"),
-        "{forged}"
-    );
+    assert_permission_denied(&forged);
     drop(tx);
     // The postings likewise: a runtime reads its own tenant's and writes none.
     let mut tx = db.begin(&acme).await.unwrap();
@@ -323,11 +319,7 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
         .execute(tx.conn())
         .await
         .unwrap_err();
-    assert_eq!(
-        forged.as_database_error().unwrap().code().as_deref(),
-        Some("42501"),
-        "{forged}"
-    );
+    assert_permission_denied(&forged);
     drop(tx);
     // The derived columns cannot be set by hand either: the trigger recomputes them.
     let mut tx = db.begin(&acme).await.unwrap();

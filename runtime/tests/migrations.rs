@@ -98,10 +98,7 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
     assert_eq!(kind, "p", "documents is partitioned");
     let in_acme: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {}",
-        sqlx::query_scalar::<_, String>("SELECT paddock_documents_partition('acme')::text")
-            .fetch_one(&admin)
-            .await
-            .unwrap()
+        partition_name(&admin, "paddock_documents_partition", "acme").await
     ))
     .fetch_one(&admin)
     .await

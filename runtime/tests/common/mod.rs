@@ -340,3 +340,22 @@ pub async fn postings_out_of_step(admin: &PgPool) -> i64 {
     .await
     .unwrap()
 }
+
+/// The name of `tenant`'s partition, from a migration's naming function (`paddock_documents_partition`,
+/// `paddock_postings_partition`).
+pub async fn partition_name(admin: &PgPool, naming_function: &str, tenant: &str) -> String {
+    sqlx::query_scalar(&format!("SELECT {naming_function}($1)::text"))
+        .bind(tenant)
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+/// The statement failed for want of a privilege (SQLSTATE 42501), not for any other reason.
+pub fn assert_permission_denied(err: &sqlx::Error) {
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42501"),
+        "{err}"
+    );
+}
