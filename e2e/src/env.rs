@@ -224,10 +224,11 @@ impl Env {
         for mut p in self.forwards.lock().expect("forwards lock").drain(..) {
             let _ = p.exited();
         }
-        if self.local.is_some() && std::env::var("PADDOCK_E2E_KEEP").is_err() {
-            if let Err(e) = self.db.drop_all().await {
-                println!("warning: {e:#}");
-            }
+        if self.local.is_some()
+            && std::env::var("PADDOCK_E2E_KEEP").is_err()
+            && let Err(e) = self.db.drop_all().await
+        {
+            println!("warning: {e:#}");
         }
     }
 

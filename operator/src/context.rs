@@ -75,8 +75,11 @@ pub struct Context {
     /// ToolServers verified recently: key → (config hash, when).
     pub verified: Mutex<HashMap<String, (String, Instant)>>,
     /// Issuer discovery results: issuer → (JWKS URL or a reason, when).
-    pub discovery: Mutex<HashMap<String, (Result<String, String>, Instant)>>,
+    pub discovery: Mutex<HashMap<String, Discovered>>,
 }
+
+/// One issuer's discovery: its JWKS URL or why there is none, and when that was learnt.
+pub type Discovered = (Result<String, String>, Instant);
 
 impl Context {
     /// Publishes an event about `obj`. Failing to publish is logged, never fatal.

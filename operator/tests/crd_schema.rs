@@ -97,10 +97,10 @@ fn schemas_are_structural() {
             if !node.contains_key("type") && !int_or_string && !preserve {
                 problems.push(format!("{path}: no type"));
             }
-            if let Some(t) = node.get("type") {
-                if !t.is_string() {
-                    problems.push(format!("{path}: type must be one string, got {t}"));
-                }
+            if let Some(t) = node.get("type")
+                && !t.is_string()
+            {
+                problems.push(format!("{path}: type must be one string, got {t}"));
             }
             for key in [
                 "oneOf",
@@ -122,10 +122,10 @@ fn schemas_are_structural() {
                     problems.push(format!("{path}: anyOf outside int-or-string: {any_of}"));
                 }
             }
-            if let Some(values) = node.get("enum").and_then(Value::as_array) {
-                if values.iter().any(Value::is_null) {
-                    problems.push(format!("{path}: null inside enum"));
-                }
+            if let Some(values) = node.get("enum").and_then(Value::as_array)
+                && values.iter().any(Value::is_null)
+            {
+                problems.push(format!("{path}: null inside enum"));
             }
         });
     }

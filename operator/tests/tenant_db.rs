@@ -260,7 +260,11 @@ async fn the_tenant_role_reads_only_its_own_rows(superuser: PgPool) {
         .fetch_all(&as_a)
         .await
         .unwrap();
-    assert_eq!(tenants, [a.clone()], "only its own tenants row");
+    assert_eq!(
+        tenants,
+        std::slice::from_ref(&a),
+        "only its own tenants row"
+    );
 
     // Claiming the other tenant in the session setting changes nothing: the login is pinned.
     let mut tx = as_a.begin().await.unwrap();

@@ -657,14 +657,14 @@ async fn serve_and_measure(
     let cfg: RuntimeConfig = serde_json::from_value(cfg)
         .map_err(|e| EvalError::Options(format!("runtime config: {e}")))?;
     let state = server::build_state(&cfg).await?;
-    if let Some(model_dir) = &opts.model_dir {
-        if state.embedder.model().is_none() {
-            let reason = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
-            return Err(EvalError::Model {
-                dir: model_dir.clone(),
-                reason,
-            });
-        }
+    if let Some(model_dir) = &opts.model_dir
+        && state.embedder.model().is_none()
+    {
+        let reason = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
+        return Err(EvalError::Model {
+            dir: model_dir.clone(),
+            reason,
+        });
     }
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app::serve(listener, app::app(state.clone()), async {

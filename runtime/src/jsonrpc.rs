@@ -122,14 +122,15 @@ pub fn classify(v: Value) -> Result<Message, RpcError> {
     match obj.remove("method") {
         Some(Value::String(method)) => {
             let params = obj.remove("params");
-            if let Some(p) = &params {
-                if !p.is_object() && !p.is_array() {
-                    return Err(RpcError::new(
-                        id,
-                        INVALID_REQUEST,
-                        "invalid request: params must be an object",
-                    ));
-                }
+            if let Some(p) = &params
+                && !p.is_object()
+                && !p.is_array()
+            {
+                return Err(RpcError::new(
+                    id,
+                    INVALID_REQUEST,
+                    "invalid request: params must be an object",
+                ));
             }
             Ok(match id {
                 Some(id) => Message::Request { id, method, params },

@@ -188,16 +188,16 @@ async fn handle_post(
         return initialize(&state, &principal, &tenant, parsed).await;
     }
 
-    if let Some(v) = header_version {
-        if !SUPPORTED_VERSIONS.contains(&v) {
-            return http_error(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "unsupported MCP-Protocol-Version {v:?}; supported: {}",
-                    SUPPORTED_VERSIONS.join(", ")
-                ),
-            );
-        }
+    if let Some(v) = header_version
+        && !SUPPORTED_VERSIONS.contains(&v)
+    {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        );
     }
     let Some(session_id) = header_str(&headers, SESSION_HEADER) else {
         return http_error(

@@ -402,10 +402,8 @@ async fn list_documents(ctx: &ToolCtx<'_>, a: ListArgs) -> Result<ToolOutcome, D
     let more = docs.len() as i64 > a.limit;
     docs.truncate(a.limit as usize);
     let mut out = json!({ "documents": docs });
-    if more {
-        if let Some(last) = docs.last() {
-            out["nextCursor"] = json!(encode_cursor(&last.id));
-        }
+    if more && let Some(last) = docs.last() {
+        out["nextCursor"] = json!(encode_cursor(&last.id));
     }
     Ok(ToolOutcome::Ok(out))
 }

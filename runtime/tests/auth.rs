@@ -849,8 +849,7 @@ async fn only_url_issuers_are_advertised_as_authorization_servers() {
     cfg.authorization_servers = vec!["login".into()];
     let err = Authenticator::new(cfg)
         .await
-        .err()
-        .expect("a non-URL authorization server is refused");
+        .expect_err("a non-URL authorization server is refused");
     assert!(err.to_string().contains("not an http(s) URL"), "{err}");
 }
 

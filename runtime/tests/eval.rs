@@ -173,8 +173,7 @@ async fn a_broken_model_directory_fails_the_run() {
     std::fs::create_dir_all(&dir).unwrap();
     let err = eval::run(options(Some(dir.clone())))
         .await
-        .err()
-        .expect("a run without model files must fail");
+        .expect_err("a run without model files must fail");
     std::fs::remove_dir_all(&dir).unwrap();
     let msg = err.to_string();
     assert!(msg.contains("could not be loaded"), "{msg}");

@@ -150,12 +150,12 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
     }
     if let Some(llm) = &ts.spec.llm {
         parse_duration(&llm.timeout).map_err(|err| invalid(format!("spec.llm.timeout: {err}")))?;
-        if let Some(model) = &llm.model {
-            if !tenant.spec.models.allowed.contains(model) {
-                return Err(invalid(format!(
-                    "spec.llm.model: {model} is not in Tenant {tenant_name}'s models.allowed"
-                )));
-            }
+        if let Some(model) = &llm.model
+            && !tenant.spec.models.allowed.contains(model)
+        {
+            return Err(invalid(format!(
+                "spec.llm.model: {model} is not in Tenant {tenant_name}'s models.allowed"
+            )));
         }
     }
     if ts.spec.image.as_deref().is_some_and(str::is_empty) {

@@ -459,14 +459,15 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
 
     // 4. apply, never over someone else's object
     let cm_name = names::runtime_config_map_name(&name);
-    for conflict in [
+    let conflict = [
         foreign::<ConfigMap>(ctx, &ns, &cm_name, ts).await?,
         foreign::<Service>(ctx, &ns, &name, ts).await?,
         foreign::<Deployment>(ctx, &ns, &name, ts).await?,
     ]
     .into_iter()
     .flatten()
-    {
+    .next();
+    if let Some(conflict) = conflict {
         st.set(Desired::new(
             "Ready",
             Status::False,

@@ -97,10 +97,10 @@ pub fn best_sentences<'a>(
     }
     if picked.is_empty() {
         // Nothing shares a term: the top source's opening still says what was found.
-        if let Some(s) = sources.first() {
-            if let Some(first) = sentences(&s.content).into_iter().next() {
-                picked.push((first, s.id.as_str()));
-            }
+        if let Some(s) = sources.first()
+            && let Some(first) = sentences(&s.content).into_iter().next()
+        {
+            picked.push((first, s.id.as_str()));
         }
     }
     picked
@@ -170,10 +170,10 @@ pub fn report(question: &str, sections: &[Section<'_>]) -> String {
         }
         for (sent, id) in picked {
             md.push_str(&format!("- {}\n", cite(sent, id)));
-            if let Some(src) = s.sources.iter().find(|x| x.id == id) {
-                if !cited.iter().any(|(c, _)| *c == id) {
-                    cited.push((src.id.as_str(), src.title.as_str()));
-                }
+            if let Some(src) = s.sources.iter().find(|x| x.id == id)
+                && !cited.iter().any(|(c, _)| *c == id)
+            {
+                cited.push((src.id.as_str(), src.title.as_str()));
             }
         }
     }

@@ -160,18 +160,17 @@ async fn pump(
             .await?
             .into_iter()
             .next()
+            && let Some(st) = first.payload["state"].as_str().and_then(TaskState::from_db)
         {
-            if let Some(st) = first.payload["state"].as_str().and_then(TaskState::from_db) {
-                task.state = st;
-                task.status_message = first.payload.get("message").cloned();
-                task.status_reason = first
-                    .payload
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                task.last_seq = first.seq;
-                task.updated_at = task.created_at;
-            }
+            task.state = st;
+            task.status_message = first.payload.get("message").cloned();
+            task.status_reason = first
+                .payload
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            task.last_seq = first.seq;
+            task.updated_at = task.created_at;
         }
     }
     let snapshot = render(&mut t, &task, d, None, true).await?;

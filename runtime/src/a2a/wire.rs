@@ -230,13 +230,13 @@ pub fn part_from_wire(v: &Value) -> Result<Value, Invalid> {
             out.insert(key.into(), json!(s));
         }
     }
-    if let Some(m) = obj.get("metadata") {
-        if !m.is_null() {
-            if !m.is_object() {
-                return Err("part.metadata must be an object".into());
-            }
-            out.insert("metadata".into(), m.clone());
+    if let Some(m) = obj.get("metadata")
+        && !m.is_null()
+    {
+        if !m.is_object() {
+            return Err("part.metadata must be an object".into());
         }
+        out.insert("metadata".into(), m.clone());
     }
     Ok(Value::Object(out))
 }

@@ -540,24 +540,28 @@ impl Run {
         let mut text = answer.text;
         let mut degraded = answer.degraded;
         let mut v = extractive::verify(&text, retrieved);
-        if !v.unknown.is_empty() && self.remote() {
-            if let Some(messages) = retry_with(&v) {
-                self.progress("verify", "Some citations did not match a retrieved document; asking the model to fix them")
-                    .await?;
-                match self.generate(messages, fallback).await {
-                    Ok(again) => {
-                        text = again.text;
-                        degraded = again.degraded.or(degraded);
-                        v = extractive::verify(&text, retrieved);
-                    }
-                    // The answer is already paid for: without budget for a correction, keep it and drop the
-                    // citations that do not resolve.
-                    Err(StepError::Fatal {
-                        reason: "budget_exceeded",
-                        ..
-                    }) => {}
-                    Err(e) => return Err(e),
+        if !v.unknown.is_empty()
+            && self.remote()
+            && let Some(messages) = retry_with(&v)
+        {
+            self.progress(
+                "verify",
+                "Some citations did not match a retrieved document; asking the model to fix them",
+            )
+            .await?;
+            match self.generate(messages, fallback).await {
+                Ok(again) => {
+                    text = again.text;
+                    degraded = again.degraded.or(degraded);
+                    v = extractive::verify(&text, retrieved);
                 }
+                // The answer is already paid for: without budget for a correction, keep it and drop the
+                // citations that do not resolve.
+                Err(StepError::Fatal {
+                    reason: "budget_exceeded",
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
             }
         }
         let removed = v.unknown.clone();
