@@ -144,10 +144,15 @@ pub async fn app_with(
     embedder: Embedder,
     settings: Settings,
 ) -> TestApp {
+    app_on(Db::from_pool(pool), keys, embedder, settings).await
+}
+
+/// A runtime instance over `db`, e.g. one made by [`Db::connect_lazy`] as the server makes it.
+pub async fn app_on(db: Db, keys: &Keys, embedder: Embedder, settings: Settings) -> TestApp {
     let mut registry = Registry::with_prefix("paddock");
     let metrics = Metrics::register(&mut registry);
     let state = AppState {
-        db: Db::from_pool(pool),
+        db,
         embedder,
         indexer: IndexerHandle::default(),
         auth: Authenticator::new(keys.auth_config()).await.unwrap(),
