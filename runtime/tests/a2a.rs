@@ -1058,9 +1058,14 @@ async fn concurrent_tasks_never_overspend_the_budget(admin: PgPool) {
     let server = ModelServer::start(Mode::Slow(100), (500, 100)).await;
     let keys = keys();
     let llm = || openai_llm(&server.url, "m1", Duration::from_secs(20), 100);
-    // Two replicas on one database share the budget.
-    let a = a2a_app(&admin, &keys, fast_settings(), llm()).await;
-    let b = a2a_app(&admin, &keys, fast_settings(), llm()).await;
+    // Two replicas on one database share the budget. Each runs 25 tasks at once, so each gets the runtime's
+    // default pool size (16): with 8, a status poll once waited 30 s for a connection on a loaded machine.
+    let replica = || async {
+        let pool = login_pool_of(&admin, "paddock_runtime", 16).await;
+        a2a_app_on(pool, &keys, fast_settings(), llm()).await
+    };
+    let a = replica().await;
+    let b = replica().await;
     let t = keys.token("acme", RUN);
     let mut ids = Vec::new();
     let starts = (0..50).map(|i| {

@@ -49,7 +49,12 @@ pub fn fast_settings() -> A2aSettings {
 
 /// A runtime over the runtime role with the given A2A settings and model provider.
 pub async fn a2a_app(admin: &PgPool, keys: &Keys, settings: A2aSettings, llm: Llm) -> TestApp {
-    let mut t = common::app(common::runtime_pool(admin).await, keys).await;
+    a2a_app_on(common::runtime_pool(admin).await, keys, settings, llm).await
+}
+
+/// [`a2a_app`] over `pool`.
+pub async fn a2a_app_on(pool: PgPool, keys: &Keys, settings: A2aSettings, llm: Llm) -> TestApp {
+    let mut t = common::app(pool, keys).await;
     t.state.a2a = A2a::new(settings, llm);
     t.router = app::app(t.state.clone());
     t

@@ -46,8 +46,14 @@ pub async fn runtime_pool(admin: &PgPool) -> PgPool {
     login_pool(admin, "paddock_runtime").await
 }
 
-/// A pool logged in as `role` on the test database (trust authentication on the local test server).
+/// A pool of 8 connections logged in as `role` on the test database (trust authentication on the local test
+/// server).
 pub async fn login_pool(admin: &PgPool, role: &str) -> PgPool {
+    login_pool_of(admin, role, 8).await
+}
+
+/// [`login_pool`] with `size` connections.
+pub async fn login_pool_of(admin: &PgPool, role: &str, size: u32) -> PgPool {
     enable_login(admin, role).await;
     let db: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(admin)
@@ -59,7 +65,7 @@ pub async fn login_pool(admin: &PgPool, role: &str) -> PgPool {
         .username(role)
         .database(&db);
     PgPoolOptions::new()
-        .max_connections(8)
+        .max_connections(size)
         .connect_with(opts)
         .await
         .expect("connect as runtime role")
