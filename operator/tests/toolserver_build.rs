@@ -135,6 +135,11 @@ fn minimal_toolserver_renders_a_config_the_runtime_loads() {
         "no llm section: extractive answers"
     );
     assert_eq!(cfg.mcp.tools, ["search", "get_document", "list_documents"]);
+    let a2a = cfg.a2a.settings(&cfg.auth.resource).unwrap();
+    assert_eq!(
+        a2a.max_running_tasks, 16,
+        "no a2a section: the runtime's default"
+    );
 }
 
 #[test]
@@ -224,6 +229,8 @@ fn full_toolserver_renders_providers_and_secret_references() {
         (llm.api_key_env.as_str(), llm.timeout_ms),
         (build::LLM_API_KEY_ENV, 90_000)
     );
+    let a2a = cfg.a2a.settings(&cfg.auth.resource).unwrap();
+    assert_eq!(a2a.max_running_tasks, 8, "spec.a2a.maxRunningTasks");
 
     let dep = build::deployment(&inputs, "abc");
     let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();

@@ -116,6 +116,7 @@ pub fn app(state: AppState) -> Router {
         registry: state.registry.clone(),
         metrics: state.metrics.clone(),
         db: state.db.clone(),
+        a2a: state.a2a.clone(),
     };
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok" }))

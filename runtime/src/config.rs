@@ -258,4 +258,19 @@ mod tests {
         no_tools.mcp.tools = vec!["drop_tables".into()];
         assert!(no_tools.validate().is_err());
     }
+
+    #[test]
+    fn the_documented_example_parses_and_validates() {
+        let doc = include_str!("../../docs/runtime.md");
+        let example = doc
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/runtime.md has a yaml example");
+        let cfg = RuntimeConfig::parse(example).unwrap_or_else(|e| panic!("{e}"));
+        cfg.validate().unwrap();
+        let a2a = cfg.a2a.settings(&cfg.auth.resource).unwrap();
+        assert_eq!(a2a.max_running_tasks, 16);
+        assert_eq!(cfg.database.max_connections, 16);
+    }
 }

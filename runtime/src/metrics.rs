@@ -17,7 +17,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::db::Db;
+use crate::{a2a::A2a, db::Db};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
@@ -80,6 +80,8 @@ pub struct Metrics {
     pub budget_rejections: Family<TenantLabels, Counter>,
     pool_size: Gauge,
     pool_idle: Gauge,
+    tasks_running: Gauge,
+    tasks_waiting: Gauge,
 }
 
 impl Metrics {
@@ -95,6 +97,8 @@ impl Metrics {
             budget_rejections: Family::default(),
             pool_size: Gauge::default(),
             pool_idle: Gauge::default(),
+            tasks_running: Gauge::default(),
+            tasks_waiting: Gauge::default(),
         };
         registry.register(
             "rpc_requests",
@@ -145,6 +149,16 @@ impl Metrics {
             "db_pool_idle_connections",
             "Idle database connections in the pool",
             m.pool_idle.clone(),
+        );
+        registry.register(
+            "a2a_tasks_running",
+            "A2A tasks this replica is running (at most a2a.max_running_tasks)",
+            m.tasks_running.clone(),
+        );
+        registry.register(
+            "a2a_tasks_waiting",
+            "A2A tasks this replica accepted that wait for a free slot",
+            m.tasks_waiting.clone(),
         );
         m
     }
@@ -217,11 +231,14 @@ pub struct MetricsEndpoint {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub db: Db,
+    pub a2a: A2a,
 }
 
 pub async fn serve_metrics(State(m): State<MetricsEndpoint>) -> impl IntoResponse {
     m.metrics.pool_size.set(i64::from(m.db.pool_size()));
     m.metrics.pool_idle.set(m.db.pool_idle() as i64);
+    m.metrics.tasks_running.set(m.a2a.running() as i64);
+    m.metrics.tasks_waiting.set(m.a2a.waiting() as i64);
     let mut body = String::new();
     if encode(&mut body, &m.registry).is_err() {
         return (

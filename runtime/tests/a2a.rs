@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, time::Duration};
 use a2a_support::*;
 use axum::{body::Body, http::Request};
 use common::*;
-use paddock_runtime::a2a::{Llm, worker};
+use paddock_runtime::a2a::{A2aSettings, Llm, worker};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -1049,6 +1049,74 @@ async fn an_empty_budget_refuses_the_call_and_charges_nothing(admin: PgPool) {
 
 /// 50 tasks at once against a budget that fits exactly 10 calls: no overspend, the refused tasks say why,
 /// and the ledger sums to the recorded spend.
+/// Task states in the database, as (state, count).
+async fn task_states(admin: &PgPool) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT state, count(*) FROM tasks GROUP BY state ORDER BY state")
+        .fetch_all(admin)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn tasks_beyond_the_replica_cap_wait_their_turn(admin: PgPool) {
+    setup(&admin).await;
+    set_tenant(&admin, "acme", "10", &["m1"], false).await;
+    set_price(&admin, "acme", "m1", "0", "0").await;
+    let server = ModelServer::start(Mode::Slow(1500), (10, 10)).await;
+    let keys = keys();
+    let settings = A2aSettings {
+        max_running_tasks: 2,
+        ..fast_settings()
+    };
+    let llm = openai_llm(&server.url, "m1", Duration::from_secs(20), 100);
+    let app = a2a_app(&admin, &keys, settings, llm).await;
+    let t = keys.token("acme", RUN);
+    let starts = (0..5).map(|_| start(&app, &t, "erasure", json!({ "skill": "rag" })));
+    let ids = futures::future::join_all(starts).await;
+
+    // Two run; the other three wait, still submitted, until a slot frees.
+    let started = std::time::Instant::now();
+    loop {
+        let states = task_states(&admin).await;
+        if states == [("submitted".to_owned(), 3), ("working".to_owned(), 2)] {
+            let metrics = app
+                .send(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await;
+            let text = String::from_utf8(metrics.body).unwrap();
+            for line in ["paddock_a2a_tasks_running 2", "paddock_a2a_tasks_waiting 3"] {
+                assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
+            }
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "expected 2 working and 3 submitted, got {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A waiting task can be canceled; it never reaches the model.
+    let waiting: String = sqlx::query_scalar(
+        "SELECT id::text FROM tasks WHERE state = 'submitted' ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    ok(&app, &t, "CancelTask", json!({ "id": waiting })).await;
+
+    for id in &ids {
+        let task = wait_terminal(&app, &t, id).await;
+        let want = if *id == waiting {
+            "TASK_STATE_CANCELED"
+        } else {
+            "TASK_STATE_COMPLETED"
+        };
+        assert_eq!(task["status"]["state"], want, "{task}");
+    }
+    wait_idle(&app).await;
+    assert_eq!(server.max_in_flight(), 2, "never more than the cap at once");
+    assert_eq!(server.count(), 4, "one model call per completed task");
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn concurrent_tasks_never_overspend_the_budget(admin: PgPool) {
     setup(&admin).await;

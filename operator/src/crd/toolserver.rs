@@ -254,11 +254,20 @@ pub struct A2aSpec {
     /// Serve the A2A endpoint (`/a2a`) and agent card. AgentTasks need it.
     #[serde(default = "default_true")]
     pub enabled: bool,
+
+    /// Tasks each replica runs at once (default 16). Tasks accepted beyond that wait, in the
+    /// `submitted` state, for a free slot on the replica that accepted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_running_tasks: Option<i32>,
 }
 
 impl Default for A2aSpec {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            max_running_tasks: None,
+        }
     }
 }
 

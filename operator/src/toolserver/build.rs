@@ -182,7 +182,14 @@ struct RuntimeFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     llm: Option<LlmFile>,
     mcp: McpFile,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a2a: Option<A2aFile>,
     log_format: &'static str,
+}
+
+#[derive(Serialize)]
+struct A2aFile {
+    max_running_tasks: i32,
 }
 
 #[derive(Serialize)]
@@ -334,6 +341,11 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         mcp: McpFile {
             tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect(),
         },
+        a2a: ts
+            .spec
+            .a2a
+            .max_running_tasks
+            .map(|max_running_tasks| A2aFile { max_running_tasks }),
         log_format: "json",
     };
     serde_yaml::to_string(&file)

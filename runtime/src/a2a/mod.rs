@@ -7,7 +7,7 @@
 //!   applies the tenant's rate limit, and each method runs against the task store ([`store`]) in a
 //!   [`crate::db::TenantTx`]. `SendMessage` creates the task (holding a lease for this replica) and hands it to
 //!   [`worker`], which runs a [`workflow`] on a tokio task and writes every status and artifact update to
-//!   PostgreSQL. Streams ([`stream`]) read those updates back from the database, woken early by a local
+//!   PostgreSQL. A replica runs at most `max_running_tasks` at once; the others wait, `submitted`, in order. Streams ([`stream`]) read those updates back from the database, woken early by a local
 //!   broadcast when the writer is on the same replica, so a stream on any replica sees the same events.
 //! - Model calls go through [`llm`] (OpenAI-compatible chat completions) or [`extractive`], each guarded by a
 //!   reservation from [`budget`].
@@ -32,7 +32,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use uuid::Uuid;
 
 pub use self::llm::{Llm, LlmConfig};
@@ -60,6 +60,8 @@ pub struct A2aConfig {
     pub blocking_wait_ms: u64,
     /// SSE keep-alive comment interval (below common client read timeouts).
     pub keepalive_ms: u64,
+    /// Tasks this replica runs at once; tasks accepted beyond that wait, `submitted`, for a free slot.
+    pub max_running_tasks: usize,
 }
 
 impl Default for A2aConfig {
@@ -75,6 +77,7 @@ impl Default for A2aConfig {
             step_retries: s.step_retries,
             blocking_wait_ms: s.blocking_wait.as_millis() as u64,
             keepalive_ms: s.keepalive.as_millis() as u64,
+            max_running_tasks: s.max_running_tasks,
         }
     }
 }
@@ -102,6 +105,7 @@ impl A2aConfig {
             ("step_timeout_ms", self.step_timeout_ms),
             ("blocking_wait_ms", self.blocking_wait_ms),
             ("keepalive_ms", self.keepalive_ms),
+            ("max_running_tasks", self.max_running_tasks as u64),
         ] {
             if v == 0 {
                 return Err(A2aConfigError::Zero(name));
@@ -133,6 +137,7 @@ impl A2aConfig {
             step_retries: self.step_retries.min(5),
             blocking_wait: Duration::from_millis(self.blocking_wait_ms),
             keepalive: Duration::from_millis(self.keepalive_ms),
+            max_running_tasks: self.max_running_tasks,
         })
     }
 }
@@ -157,6 +162,7 @@ pub struct A2aSettings {
     pub step_retries: u32,
     pub blocking_wait: Duration,
     pub keepalive: Duration,
+    pub max_running_tasks: usize,
 }
 
 impl Default for A2aSettings {
@@ -171,6 +177,9 @@ impl Default for A2aSettings {
             step_retries: 1,
             blocking_wait: Duration::from_secs(25),
             keepalive: Duration::from_secs(3),
+            // Each running task holds a database connection for short stretches only, but many at once would
+            // queue the replica's requests behind them in the pool (16 connections by default).
+            max_running_tasks: 16,
         }
     }
 }
@@ -195,8 +204,10 @@ struct Inner {
     replica: String,
     /// Task ids whose events changed on this replica; wakes local streams before their next poll.
     events: broadcast::Sender<Uuid>,
-    /// Cancel signals of the tasks running here.
-    running: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+    /// Cancel signals of the tasks this replica holds, running or waiting for a slot.
+    held: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+    /// One permit per task allowed to run at once (`max_running_tasks`).
+    slots: Arc<Semaphore>,
 }
 
 impl A2a {
@@ -212,11 +223,12 @@ impl A2a {
         );
         Self {
             inner: Arc::new(Inner {
-                settings,
                 llm,
                 replica,
                 events,
-                running: Mutex::new(HashMap::new()),
+                held: Mutex::new(HashMap::new()),
+                slots: Arc::new(Semaphore::new(settings.max_running_tasks.max(1))),
+                settings,
             }),
         }
     }
@@ -249,32 +261,42 @@ impl A2a {
 
     fn register(&self, task: Uuid) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
-        self.inner
-            .running
-            .lock()
-            .expect("running map")
-            .insert(task, tx);
+        self.inner.held.lock().expect("held tasks").insert(task, tx);
         rx
     }
 
     fn unregister(&self, task: Uuid) {
-        self.inner
-            .running
-            .lock()
-            .expect("running map")
-            .remove(&task);
+        self.inner.held.lock().expect("held tasks").remove(&task);
     }
 
     /// Stops a task running on this replica at its next checkpoint (the database already says canceled).
     pub fn signal_cancel(&self, task: Uuid) {
-        if let Some(tx) = self.inner.running.lock().expect("running map").get(&task) {
+        if let Some(tx) = self.inner.held.lock().expect("held tasks").get(&task) {
             let _ = tx.send(true);
         }
     }
 
-    /// How many tasks this replica is running now.
+    /// How many tasks this replica holds now, running or waiting for a slot.
+    pub fn held(&self) -> usize {
+        self.inner.held.lock().expect("held tasks").len()
+    }
+
+    /// How many tasks are running now (holding a slot).
     pub fn running(&self) -> usize {
-        self.inner.running.lock().expect("running map").len()
+        self.inner.settings.max_running_tasks.max(1) - self.inner.slots.available_permits()
+    }
+
+    /// How many held tasks wait for a slot.
+    pub fn waiting(&self) -> usize {
+        self.held().saturating_sub(self.running())
+    }
+
+    /// Waits for a slot to run a task in (see `max_running_tasks`); `None` if `cancel` fires first.
+    async fn run_slot(&self, cancel: &mut watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = self.inner.slots.clone().acquire_owned() => permit.ok(),
+            _ = cancel.wait_for(|canceled| *canceled) => None,
+        }
     }
 }
 

@@ -22,14 +22,19 @@ use crate::{
     db::{DbError, TenantId},
 };
 
-/// Starts running `t` on this replica. Its row must already hold this replica's lease.
+/// Starts running `t` on this replica. Its row must already hold this replica's lease. Beyond
+/// `max_running_tasks` the task waits for a slot, still `submitted`, its lease renewed meanwhile; a cancel
+/// ends the wait (the database already says canceled).
 pub fn spawn(state: AppState, t: TaskCtx) {
-    let cancel = state.a2a.register(t.id);
+    let mut cancel = state.a2a.register(t.id);
     tokio::spawn(async move {
         let id = t.id;
         let a2a = state.a2a.clone();
         let renew = renew_lease(state.clone(), id, t.tenant.clone());
         let work = async {
+            let Some(_slot) = a2a.run_slot(&mut cancel).await else {
+                return;
+            };
             let mut run = Run::new(state.clone(), t.clone(), cancel);
             let outcome = run.execute().await;
             finish(&state, &t, outcome).await;

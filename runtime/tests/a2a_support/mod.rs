@@ -305,7 +305,7 @@ pub async fn wait_terminal(app: &TestApp, token: &str, id: &str) -> Value {
 /// Waits until this runtime runs no task any more.
 pub async fn wait_idle(app: &TestApp) {
     for _ in 0..600 {
-        if app.state.a2a.running() == 0 {
+        if app.state.a2a.held() == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -340,6 +340,8 @@ pub enum Mode {
 pub struct ModelServer {
     pub url: String,
     pub requests: Arc<AtomicUsize>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
     pub mode: Arc<Mutex<Mode>>,
     pub usage: (i64, i64),
     task: tokio::task::JoinHandle<()>,
@@ -354,6 +356,7 @@ impl Drop for ModelServer {
 #[derive(Clone)]
 struct ServerState {
     requests: Arc<AtomicUsize>,
+    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
     mode: Arc<Mutex<Mode>>,
     usage: (i64, i64),
 }
@@ -364,9 +367,11 @@ impl ModelServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let mode = Arc::new(Mutex::new(mode));
         let state = ServerState {
             requests: requests.clone(),
+            in_flight: in_flight.clone(),
             mode: mode.clone(),
             usage,
         };
@@ -379,6 +384,7 @@ impl ModelServer {
         Self {
             url: format!("http://{addr}/v1"),
             requests,
+            in_flight,
             mode,
             usage,
             task,
@@ -391,6 +397,11 @@ impl ModelServer {
 
     pub fn count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were ever being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.1.load(Ordering::SeqCst)
     }
 }
 
@@ -406,8 +417,26 @@ fn prompt_ids(prompt: &str) -> Vec<String> {
         .collect()
 }
 
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<(AtomicUsize, AtomicUsize)>);
+
+impl InFlight {
+    fn enter(counters: &Arc<(AtomicUsize, AtomicUsize)>) -> Self {
+        let now = counters.0.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.1.fetch_max(now, Ordering::SeqCst);
+        Self(counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn complete(State(s): State<ServerState>, Json(body): Json<Value>) -> Response {
     s.requests.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight::enter(&s.in_flight);
     let mode = *s.mode.lock().unwrap();
     match mode {
         Mode::Fails => return (StatusCode::INTERNAL_SERVER_ERROR, "model crashed").into_response(),
