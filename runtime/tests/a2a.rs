@@ -1062,14 +1062,18 @@ async fn tasks_beyond_the_replica_cap_wait_their_turn(admin: PgPool) {
     setup(&admin).await;
     set_tenant(&admin, "acme", "10", &["m1"], false).await;
     set_price(&admin, "acme", "m1", "0", "0").await;
-    let server = ModelServer::start(Mode::Slow(1500), (10, 10)).await;
+    let server = ModelServer::start(Mode::Slow(3000), (10, 10)).await;
     let keys = keys();
+    // Waiting tasks keep their lease: the last ones wait longer than its lifetime and still complete.
     let settings = A2aSettings {
         max_running_tasks: 2,
+        lease_ttl: Duration::from_secs(2),
         ..fast_settings()
     };
     let llm = openai_llm(&server.url, "m1", Duration::from_secs(20), 100);
     let app = a2a_app(&admin, &keys, settings, llm).await;
+    // The replica's background work, lease sweeper included, as the server runs it.
+    let background = tokio::spawn(paddock_runtime::a2a::background(app.state.clone()));
     let t = keys.token("acme", RUN);
     let starts = (0..5).map(|_| start(&app, &t, "erasure", json!({ "skill": "rag" })));
     let ids = futures::future::join_all(starts).await;
@@ -1113,6 +1117,7 @@ async fn tasks_beyond_the_replica_cap_wait_their_turn(admin: PgPool) {
         assert_eq!(task["status"]["state"], want, "{task}");
     }
     wait_idle(&app).await;
+    background.abort();
     assert_eq!(server.max_in_flight(), 2, "never more than the cap at once");
     assert_eq!(server.count(), 4, "one model call per completed task");
 }
