@@ -281,6 +281,23 @@ async fn database_outages_get_precise_errors_lose_nothing_and_heal(admin: PgPool
                                 "arguments": {"id": "b", "title": "B", "content": "written during the outage"}}}))
         .await;
     assert_unavailable("upsert while the database is down", &write);
+    let task = app
+        .send(
+            Request::post("/a2a")
+                .header("content-type", "application/json")
+                .header(
+                    "authorization",
+                    format!("Bearer {}", keys.token("acme", &["tasks:run", "documents:read"])),
+                )
+                .body(Body::from(
+                    json!({"jsonrpc": "2.0", "id": 9, "method": "SendMessage", "params": {"message": {
+                        "messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "glaciers"}]}}})
+                    .to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_unavailable("an A2A task sent while the database is down", &task);
     assert!(
         started.elapsed() < ACQUIRE_TIMEOUT * 4,
         "refusals took {:?}",
@@ -288,6 +305,11 @@ async fn database_outages_get_precise_errors_lose_nothing_and_heal(admin: PgPool
     );
     assert_eq!(readyz(&app).await, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(content_of(&admin, "b").await, None);
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(tasks, 0, "no task row from the refused SendMessage");
 
     // 4. Back: the same runtime is ready again and serves reads and writes.
     relay.up();
