@@ -29,13 +29,7 @@ async fn setup(admin: &PgPool) {
 async fn agent_card_is_public_cacheable_and_names_the_endpoint(admin: PgPool) {
     let keys = keys();
     let app = extractive_app(&admin, &keys).await;
-    let r = app
-        .send(
-            Request::get("/.well-known/agent-card.json")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let r = app.get("/.well-known/agent-card.json").await;
     assert_eq!(r.status, 200);
     let etag = r.header("etag").expect("etag");
     assert!(r.header("cache-control").unwrap().contains("max-age"));
@@ -77,13 +71,7 @@ async fn agent_card_is_public_cacheable_and_names_the_endpoint(admin: PgPool) {
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
 
-    let legacy = app
-        .send(
-            Request::get("/.well-known/agent.json")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let legacy = app.get("/.well-known/agent.json").await;
     assert_eq!(legacy.status, 200);
     let legacy = legacy.json();
     assert_eq!(legacy["url"], "http://127.0.0.1:8080/a2a");
@@ -831,9 +819,7 @@ async fn research_with_a_model_reports_verified_citations_and_its_cost(admin: Pg
     assert_eq!(usage["userSpent"], "2.1");
     assert_eq!(usage["remaining"], "2.9");
     assert_eq!(usage["byModel"][0]["inputTokens"], 2400);
-    let m = app
-        .send(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
+    let m = app.get("/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("paddock_budget_spent{tenant=\"acme\",currency=\"USD\"} 2.1"),
@@ -1038,9 +1024,7 @@ async fn an_empty_budget_refuses_the_call_and_charges_nothing(admin: PgPool) {
         .await
         .unwrap();
     assert_eq!(held, 0);
-    let m = app
-        .send(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
+    let m = app.get("/metrics").await;
     assert!(
         String::from_utf8_lossy(&m.body)
             .contains("paddock_budget_rejections_total{tenant=\"acme\"} 1")
@@ -1083,9 +1067,7 @@ async fn tasks_beyond_the_replica_cap_wait_their_turn(admin: PgPool) {
     loop {
         let states = task_states(&admin).await;
         if states == [("submitted".to_owned(), 3), ("working".to_owned(), 2)] {
-            let metrics = app
-                .send(Request::get("/metrics").body(Body::empty()).unwrap())
-                .await;
+            let metrics = app.get("/metrics").await;
             let text = String::from_utf8(metrics.body).unwrap();
             for line in ["paddock_a2a_tasks_running 2", "paddock_a2a_tasks_waiting 3"] {
                 assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");

@@ -106,17 +106,9 @@ async fn rpc(rt: &Runtime, token: &str, method: &str, params: Value) -> Value {
 
 /// The runtime role's URL for the test database.
 async fn runtime_url(admin: &PgPool) -> String {
-    common::enable_login(admin, "paddock_runtime").await;
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(admin)
+    common::login_url(admin, "paddock_runtime")
         .await
-        .unwrap();
-    let mut url =
-        reqwest::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
-    url.set_username("paddock_runtime").unwrap();
-    url.set_password(None).unwrap();
-    url.set_path(&format!("/{db}"));
-    url.to_string()
+        .to_string()
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -444,21 +444,9 @@ async fn health_readiness_and_metrics(admin: PgPool) {
     let app = app(runtime_pool(&admin).await, &keys).await;
     let s = app.session(&keys.token("acme", RO)).await;
     s.call_ok("search", json!({"query": "anything"})).await;
-    assert_eq!(
-        app.send(Request::get("/healthz").body(Body::empty()).unwrap())
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        app.send(Request::get("/readyz").body(Body::empty()).unwrap())
-            .await
-            .status,
-        200
-    );
-    let m = app
-        .send(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+    assert_eq!(app.get("/readyz").await.status, 200);
+    let m = app.get("/metrics").await;
     let text = String::from_utf8(m.body).unwrap();
     assert!(text.contains("paddock_rpc_requests_total{endpoint=\"mcp\",method=\"tools/call\",tool=\"search\",status=\"ok\"} 1"), "{text}");
     assert!(

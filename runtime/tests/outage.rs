@@ -97,17 +97,11 @@ impl Relay {
 
 /// The runtime's pool as the server builds it, through `relay`, logged in as `paddock_runtime`.
 async fn runtime_db(admin: &PgPool, relay: &Relay) -> Db {
-    enable_login(admin, "paddock_runtime").await;
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(admin)
-        .await
-        .unwrap();
-    let url = format!(
-        "postgres://paddock_runtime@127.0.0.1:{}/{db}",
-        relay.addr.port()
-    );
+    let mut url = login_url(admin, "paddock_runtime").await;
+    url.set_ip_host(relay.addr.ip()).unwrap();
+    url.set_port(Some(relay.addr.port())).unwrap();
     Db::connect_lazy(&DbConfig {
-        url,
+        url: url.to_string(),
         max_connections: 4,
         acquire_timeout: ACQUIRE_TIMEOUT,
     })
@@ -147,9 +141,7 @@ fn assert_unavailable(what: &str, r: &Reply) {
 }
 
 async fn readyz(app: &TestApp) -> StatusCode {
-    app.send(Request::get("/readyz").body(Body::empty()).unwrap())
-        .await
-        .status
+    app.get("/readyz").await.status
 }
 
 async fn content_of(admin: &PgPool, id: &str) -> Option<String> {

@@ -188,6 +188,11 @@ impl A2aSettings {
     pub fn endpoint_url(&self) -> String {
         format!("{}/a2a", self.public_url)
     }
+
+    /// Tasks a replica runs at once (at least one, whatever the settings say).
+    fn run_slots(&self) -> usize {
+        self.max_running_tasks.max(1)
+    }
 }
 
 /// The A2A side of the runtime: settings, the model provider, and this replica's view of the tasks it runs.
@@ -227,7 +232,7 @@ impl A2a {
                 replica,
                 events,
                 held: Mutex::new(HashMap::new()),
-                slots: Arc::new(Semaphore::new(settings.max_running_tasks.max(1))),
+                slots: Arc::new(Semaphore::new(settings.run_slots())),
                 settings,
             }),
         }
@@ -283,7 +288,7 @@ impl A2a {
 
     /// How many tasks are running now (holding a slot).
     pub fn running(&self) -> usize {
-        self.inner.settings.max_running_tasks.max(1) - self.inner.slots.available_permits()
+        self.inner.settings.run_slots() - self.inner.slots.available_permits()
     }
 
     /// How many held tasks wait for a slot.

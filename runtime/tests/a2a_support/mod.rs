@@ -340,8 +340,7 @@ pub enum Mode {
 pub struct ModelServer {
     pub url: String,
     pub requests: Arc<AtomicUsize>,
-    /// Requests being answered now, and the most there ever were at once.
-    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
+    in_flight: Arc<InFlight>,
     pub mode: Arc<Mutex<Mode>>,
     pub usage: (i64, i64),
     task: tokio::task::JoinHandle<()>,
@@ -356,7 +355,7 @@ impl Drop for ModelServer {
 #[derive(Clone)]
 struct ServerState {
     requests: Arc<AtomicUsize>,
-    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
+    in_flight: Arc<InFlight>,
     mode: Arc<Mutex<Mode>>,
     usage: (i64, i64),
 }
@@ -367,7 +366,7 @@ impl ModelServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
-        let in_flight = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let in_flight = Arc::new(InFlight::default());
         let mode = Arc::new(Mutex::new(mode));
         let state = ServerState {
             requests: requests.clone(),
@@ -401,7 +400,7 @@ impl ModelServer {
 
     /// The most requests that were ever being answered at the same time.
     pub fn max_in_flight(&self) -> usize {
-        self.in_flight.1.load(Ordering::SeqCst)
+        self.in_flight.most.load(Ordering::SeqCst)
     }
 }
 
@@ -417,26 +416,33 @@ fn prompt_ids(prompt: &str) -> Vec<String> {
         .collect()
 }
 
-/// Counts a request in flight until dropped.
-struct InFlight(Arc<(AtomicUsize, AtomicUsize)>);
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
 
-impl InFlight {
-    fn enter(counters: &Arc<(AtomicUsize, AtomicUsize)>) -> Self {
-        let now = counters.0.fetch_add(1, Ordering::SeqCst) + 1;
-        counters.1.fetch_max(now, Ordering::SeqCst);
-        Self(counters.clone())
+/// One request counted in [`InFlight`] until dropped.
+struct Answering(Arc<InFlight>);
+
+impl Answering {
+    fn start(counts: &Arc<InFlight>) -> Self {
+        let now = counts.now.fetch_add(1, Ordering::SeqCst) + 1;
+        counts.most.fetch_max(now, Ordering::SeqCst);
+        Self(counts.clone())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 async fn complete(State(s): State<ServerState>, Json(body): Json<Value>) -> Response {
     s.requests.fetch_add(1, Ordering::SeqCst);
-    let _in_flight = InFlight::enter(&s.in_flight);
+    let _answering = Answering::start(&s.in_flight);
     let mode = *s.mode.lock().unwrap();
     match mode {
         Mode::Fails => return (StatusCode::INTERNAL_SERVER_ERROR, "model crashed").into_response(),

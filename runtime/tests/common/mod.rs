@@ -2,7 +2,7 @@
 //! non-owner role connected to it, development keys and tokens, and the real router driven without a socket.
 #![allow(dead_code)]
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -20,10 +20,7 @@ use paddock_runtime::{
 };
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use sqlx::{
-    PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::{PgPool, postgres::PgPoolOptions};
 use tower::ServiceExt;
 
 pub const ISSUER: &str = "https://issuer.test";
@@ -54,21 +51,28 @@ pub async fn login_pool(admin: &PgPool, role: &str) -> PgPool {
 
 /// [`login_pool`] with `size` connections.
 pub async fn login_pool_of(admin: &PgPool, role: &str, size: u32) -> PgPool {
+    let url = login_url(admin, role).await;
+    PgPoolOptions::new()
+        .max_connections(size)
+        .connect(url.as_str())
+        .await
+        .expect("connect as runtime role")
+}
+
+/// The URL `role` logs in with on the test database (the server of `DATABASE_URL`, no password: trust
+/// authentication on the local test server).
+pub async fn login_url(admin: &PgPool, role: &str) -> reqwest::Url {
     enable_login(admin, role).await;
     let db: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(admin)
         .await
         .unwrap();
-    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let opts = PgConnectOptions::from_str(&url)
-        .unwrap()
-        .username(role)
-        .database(&db);
-    PgPoolOptions::new()
-        .max_connections(size)
-        .connect_with(opts)
-        .await
-        .expect("connect as runtime role")
+    let mut url =
+        reqwest::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
+    url.set_username(role).unwrap();
+    url.set_password(None).unwrap();
+    url.set_path(&format!("/{db}"));
+    url
 }
 
 /// Lets `role` log in (see [`paddock_runtime::db::enable_login`]).
@@ -209,6 +213,12 @@ async fn reply(r: Response<Body>) -> Reply {
 impl TestApp {
     pub async fn send(&self, req: Request<Body>) -> Reply {
         reply(self.router.clone().oneshot(req).await.unwrap()).await
+    }
+
+    /// GET `path` without credentials (health, readiness, metrics, agent card).
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     /// POST /mcp with a raw body.
