@@ -76,7 +76,7 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
     })
 }
 
-/// Runs the server until SIGTERM/Ctrl-C, then drains requests and closes the pool.
+/// Runs the server until SIGTERM/Ctrl-C, then drains (see [`drain`]) and closes the pool.
 pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     let state = build_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -94,10 +94,37 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     ));
     // Every replica sweeps expired task leases and refreshes the budget gauges.
     let a2a_background = tokio::spawn(crate::a2a::background(state.clone()));
-    let db = state.db.clone();
-    let result = app::serve(listener, app::app(state), app::shutdown_signal()).await;
+    let result = serve_until_drained(listener, &state, app::shutdown_signal()).await;
     indexer.abort();
     a2a_background.abort();
-    db.close().await;
+    state.db.close().await;
     result.map_err(StartError::Serve)
+}
+
+/// Serves until `signal`, then drains for at most `a2a.drain_timeout`: the listener stops accepting, in-flight
+/// requests finish, tasks waiting for a slot go to the other replicas, and running tasks get the rest of the
+/// time to finish (see [`crate::a2a::worker::drain`]). Connections still open at the deadline (streams, mostly)
+/// are closed; their clients reconnect to another replica.
+pub async fn serve_until_drained(
+    listener: tokio::net::TcpListener,
+    state: &AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let server = app::serve(listener, app::app(state.clone()), async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result,
+        () = signal => {}
+    }
+    let deadline = tokio::time::Instant::now() + state.a2a.settings().drain_timeout;
+    stop.send_replace(true);
+    let http = tokio::time::timeout_at(deadline, &mut server);
+    let (served, ()) = tokio::join!(http, crate::a2a::worker::drain(state, deadline));
+    served.unwrap_or_else(|_| {
+        tracing::warn!("connections still open at the drain deadline; closing them");
+        Ok(())
+    })
 }

@@ -1105,6 +1105,87 @@ async fn tasks_beyond_the_replica_cap_wait_their_turn(admin: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_draining_replica_hands_its_waiting_tasks_over_and_fails_what_outlives_the_drain(
+    admin: PgPool,
+) {
+    setup(&admin).await;
+    set_tenant(&admin, "acme", "10", &["m1"], false).await;
+    set_price(&admin, "acme", "m1", "0.001", "0.002").await;
+    // A runs one task at a time, against a model that never answers; B's model answers at once.
+    let stalls = ModelServer::start(Mode::Stalls, (10, 10)).await;
+    let answers = ModelServer::start(Mode::Canned, (10, 10)).await;
+    let keys = keys();
+    let llm = |url: &str| openai_llm(url, "m1", Duration::from_secs(60), 100);
+    let a_settings = A2aSettings {
+        max_running_tasks: 1,
+        ..fast_settings()
+    };
+    let a = a2a_app(&admin, &keys, a_settings, llm(&stalls.url)).await;
+    let b = a2a_app(&admin, &keys, fast_settings(), llm(&answers.url)).await;
+    // Only B sweeps, so whatever A gives up can only end up on B.
+    let b_background = tokio::spawn(paddock_runtime::a2a::background(b.state.clone()));
+    let t = keys.token("acme", RUN);
+    let rag = json!({ "skill": "rag" });
+    let running = start(&a, &t, "erasure", rag.clone()).await;
+    while stalls.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waiting = [
+        start(&a, &t, "breach", rag.clone()).await,
+        start(&a, &t, "breach notification", rag.clone()).await,
+    ];
+    // Waiting tasks on a live replica are its own: B's sweeps take nothing for a lease's lifetime.
+    tokio::time::sleep(fast_settings().lease_ttl + Duration::from_millis(500)).await;
+    assert_eq!(
+        task_states(&admin).await,
+        [("submitted".to_owned(), 2), ("working".to_owned(), 1)]
+    );
+    assert_eq!(answers.count(), 0);
+
+    // A shuts down, giving its running task one second.
+    let began = tokio::time::Instant::now();
+    let drain = tokio::spawn({
+        let state = a.state.clone();
+        async move { worker::drain(&state, began + Duration::from_secs(1)).await }
+    });
+    while !a.state.a2a.is_draining() {
+        tokio::task::yield_now().await;
+    }
+    // A task sent to A while it drains is accepted and handed over too.
+    let late = start(&a, &t, "erasure of personal data", rag.clone()).await;
+    drain.await.unwrap();
+    let drained_in = began.elapsed();
+    assert!(
+        drained_in < fast_settings().lease_ttl,
+        "the drain ends at its deadline ({drained_in:?}), not when leases run out"
+    );
+
+    // The task that outlived the drain is already failed, with its own reason, and its reservation charged.
+    let task = ok(&a, &t, "GetTask", json!({ "id": running })).await;
+    assert_eq!(task["status"]["state"], "TASK_STATE_FAILED", "{task}");
+    assert_eq!(task["metadata"]["reason"], "replica_shutdown");
+    let (reserved, estimated): (Decimal, bool) = sqlx::query_as(
+        "SELECT (SELECT reserved FROM budget_periods WHERE tenant_id = 'acme'), \
+                (SELECT bool_and(estimated) FROM usage_ledger WHERE task_id = $1::uuid)",
+    )
+    .bind(&running)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!((reserved, estimated), (Decimal::ZERO, true));
+
+    // The others never started on A; B adopts and completes them.
+    for id in waiting.iter().chain([&late]) {
+        let task = wait_terminal(&b, &t, id).await;
+        assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
+    }
+    assert_eq!(stalls.count(), 1, "A started nothing after the drain began");
+    assert_eq!(answers.count(), 3);
+    wait_idle(&b).await;
+    b_background.abort();
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn concurrent_tasks_never_overspend_the_budget(admin: PgPool) {
     setup(&admin).await;
     // Only output is priced, and every call reports the full output cap, so estimate == actual == 0.1 per call.

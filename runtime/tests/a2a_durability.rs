@@ -38,16 +38,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `paddock-runtime serve` on a free port; `a2a` settings are added to the test's short leases and sweeps.
 async fn start_runtime(
     dir: &Path,
     name: &str,
     db_url: &str,
     keys: &Keys,
     model_url: &str,
+    a2a: Value,
 ) -> Runtime {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let config = json!({
+    let mut config = json!({
         "listen": format!("127.0.0.1:{port}"),
         "database": { "url": db_url, "max_connections": 8 },
         "auth": {
@@ -58,6 +60,9 @@ async fn start_runtime(
         "a2a": { "lease_ttl_ms": 2000, "sweep_interval_ms": 250, "poll_interval_ms": 100, "keepalive_ms": 500 },
         "log_format": "text",
     });
+    for (k, v) in a2a.as_object().expect("a2a settings") {
+        config["a2a"][k] = v.clone();
+    }
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, config.to_string()).unwrap();
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
@@ -123,7 +128,16 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
     let db_url = runtime_url(&admin).await;
     let t = keys.token("acme", RUN);
 
-    let a = start_runtime(dir.path(), "a", &db_url, &keys, &model.url).await;
+    // A runs one task at a time, so a second one waits on it.
+    let a = start_runtime(
+        dir.path(),
+        "a",
+        &db_url,
+        &keys,
+        &model.url,
+        json!({ "max_running_tasks": 1 }),
+    )
+    .await;
     // A task that finishes on A before it dies (extractive: no model call).
     let done = rpc(
         &a,
@@ -160,9 +174,21 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
             .unwrap();
     assert_eq!(held, 1);
 
+    // A second task waits for A's only slot: it never starts there.
+    let queued = rpc(
+        &a,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure", json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
+    )
+    .await;
+    let queued_id = queued["task"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(queued["task"]["status"]["state"], "TASK_STATE_SUBMITTED");
+
     drop(a); // SIGKILL: no shutdown hook runs.
 
-    let b = start_runtime(dir.path(), "b", &db_url, &keys, &model.url).await;
+    model.set_mode(Mode::Canned);
+    let b = start_runtime(dir.path(), "b", &db_url, &keys, &model.url, json!({})).await;
     // The restart lost nothing: the finished task is intact.
     let again = rpc(&b, &t, "GetTask", json!({ "id": done_id })).await;
     assert_eq!(again["status"]["state"], "TASK_STATE_COMPLETED");
@@ -231,5 +257,111 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
     .await
     .unwrap();
     assert_eq!((ledger, estimated), (spent, true));
+
+    // The task that never started is not failed with the dead replica: B adopts it and runs it.
+    let adopted = wait_done(&b, &t, &queued_id).await;
+    assert_eq!(
+        adopted["status"]["state"], "TASK_STATE_COMPLETED",
+        "{adopted}"
+    );
+    assert_eq!(
+        model.count(),
+        2,
+        "one call from A (lost with it), one from B"
+    );
+    drop(b);
+}
+
+/// Polls GetTask on `rt` until the task is terminal.
+async fn wait_done(rt: &Runtime, token: &str, id: &str) -> Value {
+    for _ in 0..300 {
+        let task = rpc(rt, token, "GetTask", json!({ "id": id })).await;
+        let state = task["status"]["state"].as_str().unwrap();
+        if ["COMPLETED", "FAILED", "CANCELED", "REJECTED"]
+            .iter()
+            .any(|s| state.ends_with(s))
+        {
+            return task;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("task {id} did not finish within 30 s");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sigterm_hands_waiting_tasks_to_another_runtime_and_lets_the_running_one_finish(
+    admin: PgPool,
+) {
+    provision_tenant(&admin, "acme", 60000, 10000).await;
+    seed(&admin, "acme", DOCS).await;
+    set_tenant(&admin, "acme", "10", &["m1"], false).await;
+    set_price(&admin, "acme", "m1", "0.001", "0.002").await;
+    let model = ModelServer::start(Mode::Slow(1500), (10, 10)).await;
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = runtime_url(&admin).await;
+    let t = keys.token("acme", RUN);
+    let a2a = json!({ "max_running_tasks": 1, "drain_timeout_ms": 10000 });
+    let mut a = start_runtime(dir.path(), "a", &db_url, &keys, &model.url, a2a).await;
+    let b = start_runtime(dir.path(), "b", &db_url, &keys, &model.url, json!({})).await;
+
+    let send = |text: &'static str| {
+        let a = &a;
+        let t = &t;
+        async move {
+            let r = rpc(
+                a,
+                t,
+                "SendMessage",
+                json!({ "message": message(text, json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
+            )
+            .await;
+            r["task"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut ids = vec![send("erasure").await];
+    while model.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ids.push(send("breach notification").await);
+    ids.push(send("erasure of personal data").await);
+
+    // SIGTERM, as Kubernetes stops a pod.
+    let stopped = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = a.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "A did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "A exited with {status}");
+    // It waited for its running task (a 1.5 s model call), not for the whole drain timeout.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stopped.elapsed()
+    );
+
+    for id in &ids {
+        let task = wait_done(&b, &t, id).await;
+        assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
+    }
+    assert_eq!(model.count(), 3, "each task called the model once");
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    assert_eq!(
+        log.matches("handed a waiting task to the other replicas")
+            .count(),
+        2,
+        "{log}"
+    );
     drop(b);
 }

@@ -7,12 +7,14 @@
 //!   applies the tenant's rate limit, and each method runs against the task store ([`store`]) in a
 //!   [`crate::db::TenantTx`]. `SendMessage` creates the task (holding a lease for this replica) and hands it to
 //!   [`worker`], which runs a [`workflow`] on a tokio task and writes every status and artifact update to
-//!   PostgreSQL. A replica runs at most `max_running_tasks` at once; the others wait, `submitted`, in order. Streams ([`stream`]) read those updates back from the database, woken early by a local
+//!   PostgreSQL. A replica runs at most `max_running_tasks` at once; the others wait, `submitted`, in order.
+//!   Streams ([`stream`]) read those updates back from the database, woken early by a local
 //!   broadcast when the writer is on the same replica, so a stream on any replica sees the same events.
 //! - Model calls go through [`llm`] (OpenAI-compatible chat completions) or [`extractive`], each guarded by a
 //!   reservation from [`budget`].
-//! - Every replica runs the lease sweeper ([`worker::sweep`]): a task whose replica died is failed with a
-//!   reason once its lease runs out, never left working.
+//! - Every replica runs the lease sweeper ([`worker::sweep`]): once a dead replica's leases run out, the tasks
+//!   it had started are failed with a reason, never left working, and the ones it had not started are adopted.
+//!   A replica that is shut down drains ([`worker::drain`]): it hands its waiting tasks over at once.
 
 pub mod budget;
 pub mod card;
@@ -26,17 +28,17 @@ pub mod worker;
 pub mod workflow;
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use uuid::Uuid;
 
 pub use self::llm::{Llm, LlmConfig};
-use crate::app::AppState;
+use crate::{app::AppState, db::TenantId};
 
 /// The `a2a:` section of the runtime's config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +64,9 @@ pub struct A2aConfig {
     pub keepalive_ms: u64,
     /// Tasks this replica runs at once; tasks accepted beyond that wait, `submitted`, for a free slot.
     pub max_running_tasks: usize,
+    /// On SIGTERM, how long running tasks get to finish before they are failed (`replica_shutdown`). Keep it
+    /// below the pod's `terminationGracePeriodSeconds`. Tasks that have not started are handed to other replicas.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for A2aConfig {
@@ -78,6 +83,7 @@ impl Default for A2aConfig {
             blocking_wait_ms: s.blocking_wait.as_millis() as u64,
             keepalive_ms: s.keepalive.as_millis() as u64,
             max_running_tasks: s.max_running_tasks,
+            drain_timeout_ms: s.drain_timeout.as_millis() as u64,
         }
     }
 }
@@ -106,6 +112,7 @@ impl A2aConfig {
             ("blocking_wait_ms", self.blocking_wait_ms),
             ("keepalive_ms", self.keepalive_ms),
             ("max_running_tasks", self.max_running_tasks as u64),
+            ("drain_timeout_ms", self.drain_timeout_ms),
         ] {
             if v == 0 {
                 return Err(A2aConfigError::Zero(name));
@@ -138,6 +145,7 @@ impl A2aConfig {
             blocking_wait: Duration::from_millis(self.blocking_wait_ms),
             keepalive: Duration::from_millis(self.keepalive_ms),
             max_running_tasks: self.max_running_tasks,
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
         })
     }
 }
@@ -163,6 +171,7 @@ pub struct A2aSettings {
     pub blocking_wait: Duration,
     pub keepalive: Duration,
     pub max_running_tasks: usize,
+    pub drain_timeout: Duration,
 }
 
 impl Default for A2aSettings {
@@ -180,6 +189,8 @@ impl Default for A2aSettings {
             // Each running task holds a database connection for short stretches only, but many at once would
             // queue the replica's requests behind them in the pool (16 connections by default).
             max_running_tasks: 16,
+            // Below Kubernetes' default grace period of 30 s, leaving time to record the tasks that did not finish.
+            drain_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -209,10 +220,31 @@ struct Inner {
     replica: String,
     /// Task ids whose events changed on this replica; wakes local streams before their next poll.
     events: broadcast::Sender<Uuid>,
-    /// Cancel signals of the tasks this replica holds, running or waiting for a slot.
-    held: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+    /// The tasks this replica holds, running or waiting for a slot.
+    held: Mutex<HashMap<Uuid, Held>>,
+    /// Fires whenever a held task is let go, for [`A2a::all_released`].
+    released: Notify,
     /// One permit per task allowed to run at once (`max_running_tasks`).
     slots: Arc<Semaphore>,
+    /// Set once the replica shuts down: no task starts any more, and none is adopted.
+    draining: watch::Sender<bool>,
+}
+
+/// A task this replica holds.
+struct Held {
+    tenant: TenantId,
+    /// Tells the task's workflow to stop at its next checkpoint.
+    cancel: watch::Sender<bool>,
+}
+
+/// What a task waiting to run gets.
+enum Slot {
+    /// A slot: run now.
+    Run(OwnedSemaphorePermit),
+    /// Canceled while waiting.
+    Canceled,
+    /// The replica is shutting down: hand the task to another replica.
+    HandBack,
 }
 
 impl A2a {
@@ -232,7 +264,9 @@ impl A2a {
                 replica,
                 events,
                 held: Mutex::new(HashMap::new()),
+                released: Notify::new(),
                 slots: Arc::new(Semaphore::new(settings.run_slots())),
+                draining: watch::channel(false).0,
                 settings,
             }),
         }
@@ -264,26 +298,68 @@ impl A2a {
         self.inner.events.subscribe()
     }
 
-    fn register(&self, task: Uuid) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(false);
-        self.inner.held.lock().expect("held tasks").insert(task, tx);
+    fn held_tasks(&self) -> MutexGuard<'_, HashMap<Uuid, Held>> {
+        self.inner.held.lock().expect("held tasks")
+    }
+
+    fn register(&self, task: Uuid, tenant: TenantId) -> watch::Receiver<bool> {
+        let (cancel, rx) = watch::channel(false);
+        self.held_tasks().insert(task, Held { tenant, cancel });
         rx
     }
 
     fn unregister(&self, task: Uuid) {
-        self.inner.held.lock().expect("held tasks").remove(&task);
+        self.held_tasks().remove(&task);
+        self.inner.released.notify_waiters();
     }
 
     /// Stops a task running on this replica at its next checkpoint (the database already says canceled).
     pub fn signal_cancel(&self, task: Uuid) {
-        if let Some(tx) = self.inner.held.lock().expect("held tasks").get(&task) {
-            let _ = tx.send(true);
+        if let Some(held) = self.held_tasks().get(&task) {
+            let _ = held.cancel.send(true);
         }
+    }
+
+    /// Stops every held task at its next checkpoint and names their tenants.
+    fn stop_all(&self) -> BTreeSet<TenantId> {
+        self.held_tasks()
+            .values()
+            .map(|held| {
+                let _ = held.cancel.send(true);
+                held.tenant.clone()
+            })
+            .collect()
+    }
+
+    /// The replica is shutting down: tasks waiting for a slot are handed back, and from now on no task starts
+    /// here and none is adopted.
+    pub fn start_draining(&self) {
+        self.inner.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.inner.draining.borrow()
+    }
+
+    /// Resolves once this replica holds no task.
+    pub async fn all_released(&self) {
+        loop {
+            let released = self.inner.released.notified();
+            if self.held() == 0 {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// How many more tasks this replica would run at once right now (for adopting others' tasks).
+    fn free_slots(&self) -> usize {
+        self.inner.settings.run_slots().saturating_sub(self.held())
     }
 
     /// How many tasks this replica holds now, running or waiting for a slot.
     pub fn held(&self) -> usize {
-        self.inner.held.lock().expect("held tasks").len()
+        self.held_tasks().len()
     }
 
     /// How many tasks are running now (holding a slot).
@@ -296,11 +372,18 @@ impl A2a {
         self.held().saturating_sub(self.running())
     }
 
-    /// Waits for a slot to run a task in (see `max_running_tasks`); `None` if `cancel` fires first.
-    async fn run_slot(&self, cancel: &mut watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+    /// Waits for a slot to run a task in (see `max_running_tasks`), unless the task is canceled or the replica
+    /// starts draining first.
+    async fn run_slot(&self, cancel: &mut watch::Receiver<bool>) -> Slot {
+        let mut draining = self.inner.draining.subscribe();
         tokio::select! {
-            permit = self.inner.slots.clone().acquire_owned() => permit.ok(),
-            _ = cancel.wait_for(|canceled| *canceled) => None,
+            biased;
+            _ = cancel.wait_for(|canceled| *canceled) => Slot::Canceled,
+            _ = draining.wait_for(|draining| *draining) => Slot::HandBack,
+            permit = self.inner.slots.clone().acquire_owned() => match permit {
+                Ok(permit) => Slot::Run(permit),
+                Err(_) => Slot::Canceled,
+            },
         }
     }
 }

@@ -37,7 +37,7 @@ use crate::{
     admission::{self, Admission},
     app::AppState,
     auth::{Principal, scopes},
-    db::{DbError, TenantId},
+    db::{DbError, TenantId, TenantTx},
     jsonrpc::{self, Id, Message, RpcError},
 };
 
@@ -354,9 +354,26 @@ fn accepts_our_output(modes: &[Value]) -> bool {
 }
 
 /// A refusal recorded as a rejected task, with a machine-readable reason.
-struct Rejection {
-    reason: &'static str,
-    message: String,
+pub(super) struct Rejection {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// [`choose_model`] with the price of the model it would use, read in the tenant's transaction.
+pub(super) async fn pick_model(
+    tx: &mut TenantTx,
+    requested: Option<&str>,
+    llm: &super::Llm,
+    policy: &budget::Policy,
+) -> Result<Result<ModelChoice, Rejection>, DbError> {
+    let price = match requested
+        .or(llm.default_model())
+        .filter(|m| *m != EXTRACTIVE)
+    {
+        Some(m) => budget::price(tx, m).await?,
+        None => None,
+    };
+    Ok(choose_model(requested, llm.default_model(), policy, price))
 }
 
 /// Picks the model for a task: an explicit request must be allowed and priced; the configured default degrades
@@ -587,19 +604,9 @@ async fn send_message(
         );
     };
     let llm = state.a2a.llm();
-    let model_for_price = requested_model
-        .as_deref()
-        .or(llm.default_model())
-        .filter(|m| *m != EXTRACTIVE);
-    let price = match model_for_price {
-        Some(m) => try_db!(id, budget::price(&mut tx, m).await),
-        None => None,
-    };
-    let choice = choose_model(
-        requested_model.as_deref(),
-        llm.default_model(),
-        &policy,
-        price,
+    let choice = try_db!(
+        id,
+        pick_model(&mut tx, requested_model.as_deref(), llm, &policy).await
     );
     let model_name = match &choice {
         Ok(c) => c.name().to_owned(),

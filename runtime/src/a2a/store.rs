@@ -440,21 +440,26 @@ pub async fn state(tx: &mut TenantTx, id: Uuid) -> Result<Option<TaskState>, DbE
     Ok(s.as_deref().and_then(TaskState::from_db))
 }
 
-/// Fails every active task of the current tenant whose lease has run out, with `reason`. Returns their ids.
-pub async fn fail_expired(
+/// Fails the started (`working`) tasks of the current tenant that their replica will not finish, with `reason`:
+/// with `owner`, the ones that replica holds (it is shutting down); without, every one whose lease ran out (its
+/// replica died). Returns their ids. Tasks that never started are adopted instead (see [`adopt_unstarted`]).
+pub async fn fail_abandoned(
     tx: &mut TenantTx,
+    owner: Option<&str>,
     message_text: &str,
     reason: &str,
 ) -> Result<Vec<Uuid>, DbError> {
-    let expired: Vec<(Uuid, String)> = sqlx::query_as(
+    let abandoned: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT id, context_id FROM tasks \
-          WHERE state IN ('submitted', 'working') AND lease_expires_at < now() \
+          WHERE state = 'working' \
+            AND CASE WHEN $1::text IS NULL THEN lease_expires_at < now() ELSE lease_owner = $1 END \
           ORDER BY lease_expires_at LIMIT 500 FOR UPDATE SKIP LOCKED",
     )
+    .bind(owner)
     .fetch_all(tx.conn())
     .await?;
     let mut failed = Vec::new();
-    for (id, context_id) in expired {
+    for (id, context_id) in abandoned {
         let msg = super::wire::agent_message(
             &id.to_string(),
             &context_id,
@@ -469,6 +474,59 @@ pub async fn fail_expired(
         }
     }
     Ok(failed)
+}
+
+/// A task taken over from another replica, with the scopes it was started with.
+pub struct Adopted {
+    pub task: TaskRow,
+    pub scopes: Vec<String>,
+}
+
+/// Takes over, oldest first, up to `limit` tasks of the current tenant that never started (`submitted`) and
+/// whose lease ran out: their replica died, or handed them back while shutting down. The lease becomes
+/// `owner`'s. A task that never started has done no work and spent nothing, so running it elsewhere is safe.
+pub async fn adopt_unstarted(
+    tx: &mut TenantTx,
+    owner: &str,
+    ttl: std::time::Duration,
+    limit: usize,
+) -> Result<Vec<Adopted>, DbError> {
+    let rows = sqlx::query(&format!(
+        "UPDATE tasks SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2::bigint / 1000.0) \
+          WHERE id IN (SELECT id FROM tasks WHERE state = 'submitted' AND lease_expires_at < now() \
+                        ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         RETURNING {TASK_COLUMNS}, scopes"
+    ))
+    .bind(owner)
+    .bind(ttl.as_millis() as i64)
+    .bind(limit as i64)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut adopted = rows
+        .iter()
+        .map(|r| {
+            Ok(Adopted {
+                task: task_from_row(r)?,
+                scopes: r.try_get("scopes")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    adopted.sort_by_key(|a| a.task.created_at);
+    Ok(adopted)
+}
+
+/// Gives back this replica's lease of a task it has not started, so that another replica adopts it at its next
+/// sweep. False when the task is no longer this replica's or has started (or ended) meanwhile.
+pub async fn hand_back(tx: &mut TenantTx, id: Uuid, owner: &str) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE tasks SET lease_expires_at = now() \
+          WHERE id = $1 AND lease_owner = $2 AND state = 'submitted'",
+    )
+    .bind(id)
+    .bind(owner)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Filters of ListTasks.

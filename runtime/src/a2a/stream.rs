@@ -260,7 +260,8 @@ pub async fn wait_until_settled(
             Some(st) if !st.ends_stream() => {}
             other => return Ok(other),
         }
-        if tokio::time::Instant::now() >= deadline {
+        // A replica shutting down answers with the current state rather than holding the request in its drain.
+        if tokio::time::Instant::now() >= deadline || state.a2a.is_draining() {
             return Ok(s);
         }
         tokio::select! {

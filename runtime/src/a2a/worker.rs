@@ -1,7 +1,10 @@
 //! Running tasks: a task executes on a tokio task of the replica that accepted it, holding a lease in its row
 //! that it renews every third of the lease's lifetime. If the replica dies the renewals stop, and the sweeper
-//! that every replica runs fails the task with the reason `lease_expired` once the lease runs out, settling any
-//! reservation the dead replica still held at its estimate. Nothing is ever left `working` forever.
+//! that every replica runs acts once the lease runs out: a task that had started is failed with the reason
+//! `lease_expired`, settling any reservation the dead replica still held at its estimate, so nothing is ever
+//! left `working` forever; a task that had not started (still waiting for a slot) is adopted and run by the
+//! sweeping replica. A replica being shut down hands its waiting tasks back at once and gives its running ones
+//! until a deadline ([`drain`]).
 //!
 //! Cancellation reaches a running workflow two ways: the replica that served CancelTask signals it directly,
 //! and any other replica's cancel shows up at the next lease renewal or checkpoint, when the row is found
@@ -13,28 +16,39 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    budget, store,
-    wire::{TaskState, agent_message},
-    workflow::{Outcome, Run, TaskCtx},
+    Llm, Slot,
+    budget::{self, Policy},
+    rpc::{Rejection, pick_model},
+    store::{self, TaskRow},
+    wire::{TaskState, agent_message, message_text},
+    workflow::{Outcome, Run, Skill, TaskCtx},
 };
 use crate::{
     app::AppState,
-    db::{DbError, TenantId},
+    auth::Principal,
+    db::{DbError, TenantId, TenantTx},
 };
 
 /// Starts running `t` on this replica. Its row must already hold this replica's lease. Beyond
 /// `max_running_tasks` the task waits for a slot, still `submitted`, its lease renewed meanwhile; a cancel
-/// ends the wait (the database already says canceled).
+/// ends the wait (the database already says canceled), and so does a shutdown, which hands the task back.
 pub fn spawn(state: AppState, t: TaskCtx) {
-    let mut cancel = state.a2a.register(t.id);
+    let mut cancel = state.a2a.register(t.id, t.tenant.clone());
     tokio::spawn(async move {
         let id = t.id;
         let a2a = state.a2a.clone();
         let renew = renew_lease(state.clone(), id, t.tenant.clone());
         let work = async {
-            let Some(_slot) = a2a.run_slot(&mut cancel).await else {
-                return;
+            let _slot = match a2a.run_slot(&mut cancel).await {
+                Slot::Run(permit) => permit,
+                Slot::Canceled => return,
+                Slot::HandBack => return hand_back(&state, &t).await,
             };
+            // Still ours? A replica cut off from the database for longer than a lease may have lost the task
+            // to another one; it must not run twice.
+            if !still_ours(&state, &t).await {
+                return;
+            }
             let mut run = Run::new(state.clone(), t.clone(), cancel);
             let outcome = run.execute().await;
             finish(&state, &t, outcome).await;
@@ -49,20 +63,64 @@ pub fn spawn(state: AppState, t: TaskCtx) {
     });
 }
 
+/// Renews the task's lease once: whether this replica still holds it (false on a database error too: the lease
+/// then runs out and a replica adopts the task).
+async fn still_ours(state: &AppState, t: &TaskCtx) -> bool {
+    match renew(state, t.id, &t.tenant).await {
+        Ok(s) => s.is_some(),
+        Err(e) => {
+            tracing::warn!(task = %t.id, error = %e, "could not confirm a task's lease before starting it; leaving it to the sweeper");
+            false
+        }
+    }
+}
+
+/// Extends this replica's lease of a task; `None` when the task is no longer this replica's to run.
+async fn renew(
+    state: &AppState,
+    id: Uuid,
+    tenant: &TenantId,
+) -> Result<Option<TaskState>, DbError> {
+    let mut tx = state.db.begin(tenant).await?;
+    let s = store::renew_lease(
+        &mut tx,
+        id,
+        state.a2a.replica(),
+        state.a2a.settings().lease_ttl,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(s)
+}
+
+/// Gives a task that has not started back for another replica to adopt (this one is shutting down). If the
+/// database is away, the lease simply runs out, with the same result a little later.
+async fn hand_back(state: &AppState, t: &TaskCtx) {
+    let handed = async {
+        let mut tx = state.db.begin(&t.tenant).await?;
+        let done = store::hand_back(&mut tx, t.id, state.a2a.replica()).await?;
+        tx.commit().await?;
+        Ok::<_, DbError>(done)
+    }
+    .await;
+    match handed {
+        Ok(true) => {
+            tracing::info!(task = %t.id, tenant = %t.tenant, "handed a waiting task to the other replicas")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(task = %t.id, error = %e, "failed to hand a waiting task back; its lease will run out instead")
+        }
+    }
+}
+
 /// Renews the lease until the task is no longer ours; then signals the workflow to stop. Never returns.
 async fn renew_lease(state: AppState, id: Uuid, tenant: TenantId) {
     let ttl = state.a2a.settings().lease_ttl;
     let every = (ttl / 3).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(every).await;
-        let renewed = async {
-            let mut tx = state.db.begin(&tenant).await?;
-            let s = store::renew_lease(&mut tx, id, state.a2a.replica(), ttl).await?;
-            tx.commit().await?;
-            Ok::<_, DbError>(s)
-        }
-        .await;
-        match renewed {
+        match renew(&state, id, &tenant).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 // Canceled (possibly on another replica) or taken over by the sweeper: stop at the next checkpoint.
@@ -123,8 +181,11 @@ async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
 }
 
 const LEASE_EXPIRED: &str = "lease_expired";
+const REPLICA_SHUTDOWN: &str = "replica_shutdown";
 
-/// One sweep: fails the tasks (of every tenant this role may act for) whose lease ran out. Returns how many.
+/// One sweep over the tenants (of every tenant this role may act for) with tasks whose lease ran out: the ones
+/// that never started are adopted, as many as this replica has free slots (none while it shuts down), and the
+/// ones that had started are failed. Returns how many failed.
 pub async fn sweep(state: &AppState) -> Result<usize, DbError> {
     let tenants: Vec<String> = sqlx::query_scalar("SELECT paddock_tenants_with_expired_leases()")
         .fetch_all(state.db.pool())
@@ -134,23 +195,160 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbError> {
         let Ok(tenant) = TenantId::parse(&t) else {
             continue;
         };
-        let mut tx = state.db.begin(&tenant).await?;
-        let ids = store::fail_expired(
-            &mut tx,
+        adopt(state, &tenant).await?;
+        failed += fail_abandoned(
+            state,
+            &tenant,
+            None,
             "The runtime replica running this task stopped before the task finished (its lease expired).",
             LEASE_EXPIRED,
         )
         .await?;
-        let settled = budget::settle_orphans(&mut tx, &ids).await?;
-        tx.commit().await?;
-        for id in &ids {
-            tracing::warn!(task = %id, tenant = %tenant, reason = LEASE_EXPIRED, "failed a task whose replica stopped");
-            state.a2a.notify(*id);
-        }
-        if settled > 0 {
-            tracing::warn!(tenant = %tenant, reservations = settled, "charged the estimates of orphaned reservations");
-        }
-        failed += ids.len();
     }
     Ok(failed)
+}
+
+/// Fails the started tasks of `tenant` that will not finish (see [`store::fail_abandoned`]) and charges the
+/// reservations they still hold at their estimate: the provider may have done the work.
+async fn fail_abandoned(
+    state: &AppState,
+    tenant: &TenantId,
+    owner: Option<&str>,
+    message: &str,
+    reason: &str,
+) -> Result<usize, DbError> {
+    let mut tx = state.db.begin(tenant).await?;
+    let ids = store::fail_abandoned(&mut tx, owner, message, reason).await?;
+    let settled = budget::settle_orphans(&mut tx, &ids).await?;
+    tx.commit().await?;
+    for id in &ids {
+        tracing::warn!(task = %id, tenant = %tenant, reason, "failed a task its replica will not finish");
+        state.a2a.notify(*id);
+    }
+    if settled > 0 {
+        tracing::warn!(tenant = %tenant, reservations = settled, "charged the estimates of orphaned reservations");
+    }
+    Ok(ids.len())
+}
+
+/// Takes over the tasks of `tenant` that never started and whose replica is gone (or handed them back), and
+/// runs them here as if they had been sent here. Each gets its model chosen again under the tenant's current
+/// policy; one the policy now refuses (or whose skill this version does not know) fails with the reason.
+async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
+    let a2a = &state.a2a;
+    let free = a2a.free_slots();
+    if free == 0 || a2a.is_draining() {
+        return Ok(());
+    }
+    let mut tx = state.db.begin(tenant).await?;
+    let adopted =
+        store::adopt_unstarted(&mut tx, a2a.replica(), a2a.settings().lease_ttl, free).await?;
+    if adopted.is_empty() {
+        return Ok(());
+    }
+    let policy = budget::policy(&mut tx).await?;
+    let mut runs = Vec::with_capacity(adopted.len());
+    let mut refused = Vec::new();
+    for store::Adopted { task, scopes } in adopted {
+        match resumed(&mut tx, a2a.llm(), tenant, policy.as_ref(), &task, scopes).await? {
+            Ok(t) => runs.push(t),
+            Err(r) => {
+                let msg = agent_message(
+                    &task.id.to_string(),
+                    &task.context_id,
+                    &r.message,
+                    Some(json!({ "reason": r.reason })),
+                );
+                store::transition(
+                    &mut tx,
+                    task.id,
+                    TaskState::Failed,
+                    Some(&msg),
+                    Some(r.reason),
+                )
+                .await?;
+                refused.push(task.id);
+            }
+        }
+    }
+    tx.commit().await?;
+    for id in refused {
+        tracing::warn!(task = %id, tenant = %tenant, "failed an adopted task that can no longer run");
+        a2a.notify(id);
+    }
+    for t in runs {
+        tracing::info!(task = %t.id, tenant = %t.tenant, "adopted a task another replica did not start");
+        spawn(state.clone(), t);
+    }
+    Ok(())
+}
+
+/// What an adopted task runs with, or why it can no longer run.
+async fn resumed(
+    tx: &mut TenantTx,
+    llm: &Llm,
+    tenant: &TenantId,
+    policy: Option<&Policy>,
+    task: &TaskRow,
+    scopes: Vec<String>,
+) -> Result<Result<TaskCtx, Rejection>, DbError> {
+    let Some(policy) = policy else {
+        return Ok(Err(Rejection {
+            reason: "tenant_unknown",
+            message: "the tenant is no longer provisioned on this server".into(),
+        }));
+    };
+    let Some(skill) = Skill::parse(&task.skill) else {
+        return Ok(Err(Rejection {
+            reason: "skill_unknown",
+            message: format!("this runtime version has no skill {:?}", task.skill),
+        }));
+    };
+    let model = match pick_model(tx, task.model.as_deref(), llm, policy).await? {
+        Ok(model) => model,
+        Err(r) => return Ok(Err(r)),
+    };
+    Ok(Ok(TaskCtx {
+        id: task.id,
+        context_id: task.context_id.clone(),
+        tenant: tenant.clone(),
+        principal: Principal {
+            tenant: tenant.as_str().to_owned(),
+            user: task.user_id.clone(),
+            scopes: scopes.into_iter().collect(),
+            // Not kept with a task; nothing a workflow does depends on it.
+            issuer: String::new(),
+        },
+        skill,
+        question: message_text(&task.input),
+        model,
+        allow_fallback: policy.allow_extractive_fallback,
+        currency: policy.currency.clone(),
+    }))
+}
+
+/// Ends this replica's task work when it shuts down. Tasks waiting for a slot go back at once, for the other
+/// replicas to adopt; running ones get until `deadline` to finish. Whatever still runs then is stopped and failed
+/// as `replica_shutdown`, its reservations charged at their estimate, rather than left for its lease to run out.
+pub async fn drain(state: &AppState, deadline: tokio::time::Instant) {
+    state.a2a.start_draining();
+    if tokio::time::timeout_at(deadline, state.a2a.all_released())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    for tenant in state.a2a.stop_all() {
+        let failed = fail_abandoned(
+            state,
+            &tenant,
+            Some(state.a2a.replica()),
+            "The runtime replica running this task shut down before the task finished; send the message again.",
+            REPLICA_SHUTDOWN,
+        )
+        .await;
+        if let Err(e) = failed {
+            tracing::warn!(tenant = %tenant, error = %e, "could not record the tasks a shutdown stopped; their leases will run out");
+        }
+    }
 }
