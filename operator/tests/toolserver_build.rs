@@ -140,6 +140,13 @@ fn minimal_toolserver_renders_a_config_the_runtime_loads() {
         a2a.max_running_tasks, 16,
         "no a2a section: the runtime's default"
     );
+    let dep = build::deployment(&world.inputs(&ts), "abc");
+    let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.termination_grace_period_seconds,
+        Some(a2a.drain_timeout.as_secs() as i64 + 10),
+        "the kubelet waits out the runtime's default drain, and 10 s more"
+    );
 }
 
 #[test]
@@ -231,9 +238,15 @@ fn full_toolserver_renders_providers_and_secret_references() {
     );
     let a2a = cfg.a2a.settings(&cfg.auth.resource).unwrap();
     assert_eq!(a2a.max_running_tasks, 8, "spec.a2a.maxRunningTasks");
+    assert_eq!(
+        a2a.drain_timeout,
+        std::time::Duration::from_secs(120),
+        "spec.a2a.drainTimeoutSeconds"
+    );
 
     let dep = build::deployment(&inputs, "abc");
     let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(130));
     let c = &pod.containers[0];
     assert_eq!(
         c.image.as_deref(),

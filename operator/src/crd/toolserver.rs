@@ -260,6 +260,13 @@ pub struct A2aSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub max_running_tasks: Option<i32>,
+
+    /// Seconds a replica being stopped (a rolling update, a scale-down) gives its running tasks to finish
+    /// (default 20). Tasks still running then fail with the reason `replica_shutdown`; tasks that had not
+    /// started move to another replica at once. The pods' termination grace period is this plus 10 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub drain_timeout_seconds: Option<i32>,
 }
 
 impl Default for A2aSpec {
@@ -267,6 +274,7 @@ impl Default for A2aSpec {
         Self {
             enabled: true,
             max_running_tasks: None,
+            drain_timeout_seconds: None,
         }
     }
 }

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     crd::{
         Tenant, ToolServer, parse_duration,
-        toolserver::{EmbeddingProvider, LlmProvider},
+        toolserver::{A2aSpec, EmbeddingProvider, LlmProvider},
     },
     names::{self, CONFIG_HASH_ANNOTATION},
     tenant::build::DSN_KEY,
@@ -189,7 +189,10 @@ struct RuntimeFile {
 
 #[derive(Serialize)]
 struct A2aFile {
-    max_running_tasks: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_running_tasks: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -341,11 +344,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         mcp: McpFile {
             tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect(),
         },
-        a2a: ts
-            .spec
-            .a2a
-            .max_running_tasks
-            .map(|max_running_tasks| A2aFile { max_running_tasks }),
+        a2a: a2a_file(&ts.spec.a2a),
         log_format: "json",
     };
     serde_yaml::to_string(&file)
@@ -454,6 +453,28 @@ fn default_resources(local_model: bool) -> ResourceRequirements {
 
 /// The runtime Deployment. `config_hash` goes on the pod template, so a changed configuration
 /// or credential rolls the pods.
+/// The runtime's `a2a:` section: only what the spec sets, the runtime's defaults for the rest.
+fn a2a_file(a2a: &A2aSpec) -> Option<A2aFile> {
+    let file = A2aFile {
+        max_running_tasks: a2a.max_running_tasks,
+        drain_timeout_ms: a2a.drain_timeout_seconds.map(|s| s as u64 * 1000),
+    };
+    (file.max_running_tasks.is_some() || file.drain_timeout_ms.is_some()).then_some(file)
+}
+
+/// After SIGTERM the runtime drains for its drain timeout; the kubelet waits this much longer before it kills
+/// the container, for the last writes and the exit.
+const GRACE_BEYOND_DRAIN_SECONDS: i64 = 10;
+/// The runtime's default `a2a.drain_timeout_ms`, in seconds (a build test keeps the two equal).
+const DEFAULT_DRAIN_SECONDS: i64 = 20;
+
+/// The pods' `terminationGracePeriodSeconds`.
+pub fn termination_grace_seconds(a2a: &A2aSpec) -> i64 {
+    a2a.drain_timeout_seconds
+        .map_or(DEFAULT_DRAIN_SECONDS, i64::from)
+        + GRACE_BEYOND_DRAIN_SECONDS
+}
+
 pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
     let ts = inputs.toolserver;
     let name = ts.name_any();
@@ -599,7 +620,7 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
                             ..Default::default()
                         },
                     ]),
-                    termination_grace_period_seconds: Some(30),
+                    termination_grace_period_seconds: Some(termination_grace_seconds(&spec.a2a)),
                     ..Default::default()
                 }),
             },
