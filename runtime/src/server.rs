@@ -76,7 +76,7 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
     })
 }
 
-/// Runs the server until SIGTERM/Ctrl-C, then drains (see [`drain`]) and closes the pool.
+/// Runs the server until SIGTERM/Ctrl-C, then drains (see [`serve_until_drained`]) and closes the pool.
 pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     let state = build_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

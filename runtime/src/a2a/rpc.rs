@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    budget, card,
+    Llm, budget, card,
     llm::EXTRACTIVE,
     store::{self, CancelOutcome, ListFilter, NewTask},
     stream,
@@ -363,7 +363,7 @@ pub(super) struct Rejection {
 pub(super) async fn pick_model(
     tx: &mut TenantTx,
     requested: Option<&str>,
-    llm: &super::Llm,
+    llm: &Llm,
     policy: &budget::Policy,
 ) -> Result<Result<ModelChoice, Rejection>, DbError> {
     let price = match requested
