@@ -16,10 +16,16 @@
 //!    network namespace; processes on one host do not);
 //! 2. mount paths are moved under the private directory, and every occurrence of a mount path
 //!    in arguments, env values and mounted files is rewritten to match (the host has one `/etc`);
-//! 3. the process gets `HTTP_PROXY` pointing at [`crate::proxy`], its stand-in for cluster DNS.
+//! 3. the process gets `HTTP_PROXY` pointing at [`crate::proxy`], its stand-in for cluster DNS;
+//! 4. a `preStop` sleep is skipped: it waits for the pod to leave its Service's endpoints, and
+//!    here the route is removed before the stop begins.
 //!
-//! When the pod template changes (the operator rolls pods on a config change), the runtime is
-//! restarted with the new contents; when the Deployment goes (or scales to 0), it is stopped.
+//! Stopping is as a kubelet stops a pod: SIGTERM, then SIGKILL once the template's
+//! `terminationGracePeriodSeconds` (30 s when unset) has passed.
+//!
+//! When the pod template changes (the operator rolls pods on a config change), a runtime with the
+//! new contents starts while the old one stops; when the Deployment goes (or scales to 0), it is
+//! stopped.
 //! Once it answers `/healthz`, its Service is routed to it in the proxy.
 
 use std::{
@@ -60,6 +66,8 @@ pub struct LocalRuntime {
     /// Service routed to it, once found.
     pub service: Option<(String, u16)>,
     fingerprint: String,
+    /// The pod template's termination grace period.
+    grace: Duration,
     proc: Proc,
 }
 
@@ -196,8 +204,13 @@ async fn stop(ctx: &Ctx, namespace: &str, name: &str) {
         if let Some((svc, _)) = &r.service {
             ctx.routes.remove(namespace, svc);
         }
-        r.proc.stop(Duration::from_secs(5)).await;
-        eprintln!("[kubelet] stopped the runtime of {namespace}/{name}");
+        // The process drains on its own time, as a terminating pod does, while the watch goes on
+        // (and a replacement starts beside it, as in a rolling update).
+        let what = format!("{namespace}/{name}");
+        tokio::spawn(async move {
+            r.proc.stop(r.grace).await;
+            eprintln!("[kubelet] stopped the runtime of {what}");
+        });
     }
 }
 
@@ -505,6 +518,12 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         port,
         service: None,
         fingerprint,
+        grace: Duration::from_secs(
+            pod.termination_grace_period_seconds
+                .unwrap_or(30)
+                .try_into()
+                .unwrap_or(0),
+        ),
         proc,
     })
 }

@@ -2,9 +2,10 @@
 //!
 //! No language model runs on a test machine, yet budgets, costs and cancellation only happen
 //! when the runtime calls one. This server answers like a provider does, with a fixed usage
-//! (1,000 prompt and 200 completion tokens per call) so costs are predictable, and for any
-//! model whose name contains `slow` it answers only after ten minutes, which keeps a task
-//! `working` long enough to cancel it. It counts the calls it got.
+//! (1,000 prompt and 200 completion tokens per call) so costs are predictable. For any model
+//! whose name contains `slow` it answers only after ten minutes, which keeps a task `working`
+//! long enough to cancel it; for `pause`, after [`PAUSE`], long enough to catch tasks running
+//! and waiting. It counts the calls it got.
 
 use std::{
     net::SocketAddr,
@@ -21,6 +22,8 @@ use serde_json::{Value, json};
 /// Tokens every answer reports.
 pub const PROMPT_TOKENS: u64 = 1000;
 pub const COMPLETION_TOKENS: u64 = 200;
+/// How long a `pause` model takes to answer.
+pub const PAUSE: Duration = Duration::from_secs(8);
 
 pub struct FakeLlm {
     pub addr: SocketAddr,
@@ -63,6 +66,8 @@ async fn complete(State(calls): State<Arc<AtomicUsize>>, Json(req): Json<Value>)
     let model = req["model"].as_str().unwrap_or_default().to_owned();
     if model.contains("slow") {
         tokio::time::sleep(Duration::from_secs(600)).await;
+    } else if model.contains("pause") {
+        tokio::time::sleep(PAUSE).await;
     }
     Json(json!({
         "id": "chatcmpl-e2e",

@@ -27,6 +27,7 @@ fn main() {
             trial!(two_tenants_are_isolated),
             trial!(agent_task_completes),
             trial!(agent_tasks_are_charged_capped_and_canceled, local_only),
+            trial!(agent_tasks_survive_a_toolserver_rollout, local_only),
             trial!(examples_walkthrough),
         ],
         EnvOptions {
@@ -599,6 +600,102 @@ async fn agent_tasks_are_charged_capped_and_canceled(env: Arc<Env>) -> anyhow::R
             },
         )
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// A rolling update of a ToolServer (a config change) while one AgentTask runs and two wait for
+/// the runtime's only task slot: the stopped runtime lets the running task finish and hands the
+/// waiting ones over, and the new runtime runs them. Every task completes: none fails, none runs
+/// twice.
+async fn agent_tasks_survive_a_toolserver_rollout(env: Arc<Env>) -> anyhow::Result<()> {
+    scoped(env.clone(), "roll", |s| async move {
+        let k = &s.env.kubectl;
+        let local = s.env.local().context("needs the stand-in kubelet")?;
+        let llm = FakeLlm::start().await?;
+        let ns = s.namespace("ns").await?;
+        let t = s.name("t");
+        let tenant = manifests::tenant_with_models(&t, &ns, "100.00", &[("e2e-pause", "1.00", "2.00")]);
+        let toolserver = |slots: u32| {
+            format!(
+                "{}  a2a:\n    maxRunningTasks: {slots}\n",
+                manifests::toolserver_with_llm("docs", &ns, &t, &llm.endpoint(), "e2e-pause")
+            )
+        };
+        let ts = ready_with(&s, &t, &tenant, &ns, "docs", &toolserver(1)).await?;
+        let writer = mint(&s, &ts, &t, "documents:read documents:write").await?;
+        let mcp = connect(&s, &ts, &writer).await?;
+        ingest(
+            &mcp,
+            &t,
+            &[(
+                "p1",
+                "Refund policy",
+                "Refunds are granted within 30 days of purchase with a receipt.",
+            )],
+        )
+        .await?;
+
+        let names = ["first", "second", "third"];
+        for name in names {
+            k.apply(&manifests::agent_task(
+                name,
+                &ns,
+                "docs",
+                "How long do customers have to ask for a refund?",
+                Some("5.00"),
+            ))
+            .await?;
+        }
+        eventually(
+            "one task running and two waiting",
+            Duration::from_secs(90),
+            || async {
+                let states: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, count(*) FROM tasks WHERE tenant_id = $1 GROUP BY state ORDER BY state",
+                )
+                .bind(&t)
+                .fetch_all(&s.env.db.pool)
+                .await?;
+                Ok((states == [("submitted".to_owned(), 2), ("working".to_owned(), 1)])
+                    .then_some(()))
+            },
+        )
+        .await?;
+
+        // A config change rolls the runtime: the stand-in kubelet stops it as a kubelet stops a
+        // pod (SIGTERM, then the grace period) and starts one with the new template.
+        let before = local.kubelet.runtimes.port(&ns, "docs").await;
+        k.apply(&toolserver(2)).await?;
+        for name in names {
+            let (state, status) = finished(&s, &ns, name, Duration::from_secs(180)).await?;
+            ensure!(
+                state == "completed",
+                "AgentTask {name} ended {state} across the rollout: {status}"
+            );
+        }
+        let after = local.kubelet.runtimes.port(&ns, "docs").await;
+        ensure!(
+            after.is_some() && after != before,
+            "the runtime was not replaced (port {before:?}, then {after:?})"
+        );
+        // None ran twice: each searched once, and every model call is charged exactly once.
+        let (runs, charged): (Vec<i64>, i64) = sqlx::query_as(
+            "SELECT array(SELECT count(e.*) FROM tasks t LEFT JOIN task_events e ON e.task_id = t.id \
+                           AND e.payload->'message'->'metadata'->>'step' = 'search' \
+                          WHERE t.tenant_id = $1 GROUP BY t.id), \
+                    (SELECT count(*) FROM usage_ledger WHERE tenant_id = $1)",
+        )
+        .bind(&t)
+        .fetch_one(&s.env.db.pool)
+        .await?;
+        ensure!(runs == [1, 1, 1], "search steps per task: {runs:?}");
+        ensure!(
+            charged as usize == llm.calls(),
+            "{} model calls, {charged} charged",
+            llm.calls()
+        );
         Ok(())
     })
     .await

@@ -142,10 +142,17 @@ fn minimal_toolserver_renders_a_config_the_runtime_loads() {
     );
     let dep = build::deployment(&world.inputs(&ts), "abc");
     let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let pre_stop = pod.containers[0]
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .expect("a preStop sleep");
+    assert_eq!(pre_stop.seconds, build::PRE_STOP_SLEEP_SECONDS);
     assert_eq!(
         pod.termination_grace_period_seconds,
-        Some(a2a.drain_timeout.as_secs() as i64 + 10),
-        "the kubelet waits out the runtime's default drain, and 10 s more"
+        Some(pre_stop.seconds + a2a.drain_timeout.as_secs() as i64 + 10),
+        "the kubelet waits out the preStop sleep, the runtime's default drain, and 10 s more"
     );
 }
 
@@ -246,7 +253,10 @@ fn full_toolserver_renders_providers_and_secret_references() {
 
     let dep = build::deployment(&inputs, "abc");
     let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    assert_eq!(pod.termination_grace_period_seconds, Some(130));
+    assert_eq!(
+        pod.termination_grace_period_seconds,
+        Some(build::PRE_STOP_SLEEP_SECONDS + 130)
+    );
     let c = &pod.containers[0];
     assert_eq!(
         c.image.as_deref(),

@@ -263,7 +263,8 @@ pub struct A2aSpec {
 
     /// Seconds a replica being stopped (a rolling update, a scale-down) gives its running tasks to finish
     /// (default 20). Tasks still running then fail with the reason `replica_shutdown`; tasks that had not
-    /// started move to another replica at once. The pods' termination grace period is this plus 10 seconds.
+    /// started move to another replica at once. The pods' termination grace period is this plus 15 seconds:
+    /// a 5-second preStop sleep (the pod keeps serving while it leaves the Service) and a 10-second margin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub drain_timeout_seconds: Option<i32>,

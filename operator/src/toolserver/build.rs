@@ -14,9 +14,10 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
-            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-            SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+            SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+            SleepAction, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -462,16 +463,22 @@ fn a2a_file(a2a: &A2aSpec) -> Option<A2aFile> {
     (file.max_running_tasks.is_some() || file.drain_timeout_ms.is_some()).then_some(file)
 }
 
+/// A stopping pod first sleeps this long (a `preStop` sleep action), still serving, while its endpoint is
+/// taken out of the Service: only then does SIGTERM make the runtime stop accepting connections, so clients
+/// are not refused during a rolling update.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
 /// After SIGTERM the runtime drains for its drain timeout; the kubelet waits this much longer before it kills
 /// the container, for the last writes and the exit.
 const GRACE_BEYOND_DRAIN_SECONDS: i64 = 10;
 /// The runtime's default `a2a.drain_timeout_ms`, in seconds (a build test keeps the two equal).
 const DEFAULT_DRAIN_SECONDS: i64 = 20;
 
-/// The pods' `terminationGracePeriodSeconds`.
+/// The pods' `terminationGracePeriodSeconds`: the preStop sleep, the drain and a margin.
 pub fn termination_grace_seconds(a2a: &A2aSpec) -> i64 {
-    a2a.drain_timeout_seconds
-        .map_or(DEFAULT_DRAIN_SECONDS, i64::from)
+    PRE_STOP_SLEEP_SECONDS
+        + a2a
+            .drain_timeout_seconds
+            .map_or(DEFAULT_DRAIN_SECONDS, i64::from)
         + GRACE_BEYOND_DRAIN_SECONDS
 }
 
@@ -525,6 +532,15 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
         // The local embedder loads its model before the server listens.
         startup_probe: Some(http_probe("/healthz", 2, 90)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         readiness_probe: Some(http_probe("/readyz", 5, 2)),
         resources: Some(
             spec.resources
