@@ -55,6 +55,22 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskEndLabels {
+    /// `completed`, `failed`, `canceled` or `rejected`.
+    pub state: &'static str,
+    /// Why it failed or was rejected (`lease_expired`, `replica_shutdown`, `budget_exceeded`, ...); empty
+    /// otherwise.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandoverLabels {
+    /// `handed_back` (this replica, shutting down, gave a waiting task up) or `adopted` (this replica took
+    /// over a task another replica never started).
+    pub direction: &'static str,
+}
+
 type MoneyGauge = Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -82,6 +98,9 @@ pub struct Metrics {
     pool_idle: Gauge,
     tasks_running: Gauge,
     tasks_waiting: Gauge,
+    /// Tasks this replica ended, by final state and reason.
+    tasks_ended: Family<TaskEndLabels, Counter>,
+    tasks_handed_over: Family<HandoverLabels, Counter>,
 }
 
 impl Metrics {
@@ -99,6 +118,8 @@ impl Metrics {
             pool_idle: Gauge::default(),
             tasks_running: Gauge::default(),
             tasks_waiting: Gauge::default(),
+            tasks_ended: Family::default(),
+            tasks_handed_over: Family::default(),
         };
         registry.register(
             "rpc_requests",
@@ -160,7 +181,39 @@ impl Metrics {
             "A2A tasks this replica accepted that wait for a free slot",
             m.tasks_waiting.clone(),
         );
+        registry.register(
+            "a2a_tasks_ended",
+            "A2A tasks this replica brought to a final state, by state and reason",
+            m.tasks_ended.clone(),
+        );
+        registry.register(
+            "a2a_tasks_handed_over",
+            "A2A tasks that never started and moved between replicas: handed back by this one, or adopted",
+            m.tasks_handed_over.clone(),
+        );
         m
+    }
+
+    /// Counts `n` tasks this replica ended in `state` (for `reason`, if it failed or was refused).
+    pub fn count_tasks_ended(
+        &self,
+        state: crate::a2a::wire::TaskState,
+        reason: Option<&'static str>,
+        n: u64,
+    ) {
+        self.tasks_ended
+            .get_or_create(&TaskEndLabels {
+                state: state.db(),
+                reason: reason.unwrap_or_default(),
+            })
+            .inc_by(n);
+    }
+
+    /// Counts `n` waiting tasks handed back (`handed_back`) or adopted (`adopted`).
+    pub fn count_handovers(&self, direction: &'static str, n: u64) {
+        self.tasks_handed_over
+            .get_or_create(&HandoverLabels { direction })
+            .inc_by(n);
     }
 
     pub fn reject(&self, reason: &'static str, tenant: &str) {

@@ -1183,6 +1183,28 @@ async fn a_draining_replica_hands_its_waiting_tasks_over_and_fails_what_outlives
     assert_eq!(answers.count(), 3);
     wait_idle(&b).await;
     b_background.abort();
+    // Each replica counts what it did.
+    for (app, lines) in [
+        (
+            &a,
+            [
+                r#"paddock_a2a_tasks_ended_total{state="failed",reason="replica_shutdown"} 1"#,
+                r#"paddock_a2a_tasks_handed_over_total{direction="handed_back"} 3"#,
+            ],
+        ),
+        (
+            &b,
+            [
+                r#"paddock_a2a_tasks_ended_total{state="completed",reason=""} 3"#,
+                r#"paddock_a2a_tasks_handed_over_total{direction="adopted"} 3"#,
+            ],
+        ),
+    ] {
+        let text = String::from_utf8(app.get("/metrics").await.body).unwrap();
+        for line in lines {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
+        }
+    }
 }
 
 #[sqlx::test(migrations = "../migrations")]

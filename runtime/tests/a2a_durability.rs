@@ -289,7 +289,7 @@ async fn wait_done(rt: &Runtime, token: &str, id: &str) -> Value {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn sigterm_hands_waiting_tasks_to_another_runtime_and_lets_the_running_one_finish(
+async fn sigterm_hands_waiting_tasks_to_the_next_runtime_and_lets_the_running_one_finish(
     admin: PgPool,
 ) {
     provision_tenant(&admin, "acme", 60000, 10000).await;
@@ -303,7 +303,6 @@ async fn sigterm_hands_waiting_tasks_to_another_runtime_and_lets_the_running_one
     let t = keys.token("acme", RUN);
     let a2a = json!({ "max_running_tasks": 1, "drain_timeout_ms": 10000 });
     let mut a = start_runtime(dir.path(), "a", &db_url, &keys, &model.url, a2a).await;
-    let b = start_runtime(dir.path(), "b", &db_url, &keys, &model.url, json!({})).await;
 
     let send = |text: &'static str| {
         let a = &a;
@@ -325,6 +324,15 @@ async fn sigterm_hands_waiting_tasks_to_another_runtime_and_lets_the_running_one
     }
     ids.push(send("breach notification").await);
     ids.push(send("erasure of personal data").await);
+    // A client follows a waiting task on A.
+    let stream = reqwest::Client::new()
+        .post(format!("{}/a2a", a.base))
+        .bearer_auth(&t)
+        .json(&json!({ "jsonrpc": "2.0", "id": 2, "method": "SubscribeToTask", "params": { "id": ids[2] } }))
+        .send()
+        .await
+        .unwrap();
+    let followed = tokio::spawn(stream.text());
 
     // SIGTERM, as Kubernetes stops a pod.
     let stopped = std::time::Instant::now();
@@ -344,13 +352,18 @@ async fn sigterm_hands_waiting_tasks_to_another_runtime_and_lets_the_running_one
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "A exited with {status}");
-    // It waited for its running task (a 1.5 s model call), not for the whole drain timeout.
+    // It waited for its running task (a 1.5 s model call), not for the whole drain timeout: the open
+    // stream ended when the drain began, after the Task snapshot; its client would resubscribe elsewhere.
     assert!(
         stopped.elapsed() < Duration::from_secs(8),
         "{:?}",
         stopped.elapsed()
     );
+    let followed = followed.await.unwrap().unwrap();
+    assert!(followed.contains("TASK_STATE_SUBMITTED"), "{followed}");
 
+    // The replacement starts after A is gone (with no other replica, nobody adopted the tasks yet).
+    let b = start_runtime(dir.path(), "b", &db_url, &keys, &model.url, json!({})).await;
     for id in &ids {
         let task = wait_done(&b, &t, id).await;
         assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");

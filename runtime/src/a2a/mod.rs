@@ -341,6 +341,12 @@ impl A2a {
         *self.inner.draining.borrow()
     }
 
+    /// Resolves once the replica starts draining.
+    pub async fn draining_started(&self) {
+        let mut draining = self.inner.draining.subscribe();
+        let _ = draining.wait_for(|draining| *draining).await;
+    }
+
     /// Resolves once this replica holds no task.
     pub async fn all_released(&self) {
         loop {
@@ -375,11 +381,10 @@ impl A2a {
     /// Waits for a slot to run a task in (see `max_running_tasks`), unless the task is canceled or the replica
     /// starts draining first.
     async fn run_slot(&self, cancel: &mut watch::Receiver<bool>) -> Slot {
-        let mut draining = self.inner.draining.subscribe();
         tokio::select! {
             biased;
             _ = cancel.wait_for(|canceled| *canceled) => Slot::Canceled,
-            _ = draining.wait_for(|draining| *draining) => Slot::HandBack,
+            () = self.draining_started() => Slot::HandBack,
             permit = self.inner.slots.clone().acquire_owned() => match permit {
                 Ok(permit) => Slot::Run(permit),
                 Err(_) => Slot::Canceled,

@@ -653,6 +653,11 @@ async fn send_message(
     let task = try_db!(id, store::insert(&mut tx, &new).await);
     try_db!(id, tx.commit().await);
     tracing::info!(task = %task_id, skill = skill.id(), model = %model_name, state = task.state.db(), "task created");
+    if let Err(r) = &choice {
+        state
+            .metrics
+            .count_tasks_ended(TaskState::Rejected, Some(r.reason), 1);
+    }
 
     if let Ok(model) = choice {
         worker::spawn(
@@ -831,6 +836,9 @@ async fn cancel_task(
             state.a2a.signal_cancel(uuid);
             state.a2a.notify(uuid);
             tracing::info!(task = %uuid, "task canceled");
+            state
+                .metrics
+                .count_tasks_ended(TaskState::Canceled, None, 1);
             task_reply(state, tenant, uuid, owner.as_deref(), d, &ip, id).await
         }
     }

@@ -5,7 +5,8 @@
 //! replica other than the one running the task, or one opened after a reconnect, sees exactly the same
 //! sequence. The writer's replica wakes its local streams through a broadcast; other replicas poll at
 //! `poll_interval`. A stream whose client went away stops at once; keep-alive comments hold idle streams
-//! open through proxies and client read timeouts.
+//! open through proxies and client read timeouts. A replica that shuts down ends its streams early (without
+//! a final state): their clients resubscribe elsewhere.
 
 use std::convert::Infallible;
 
@@ -222,10 +223,16 @@ async fn pump(
         if full_page {
             continue;
         }
+        // A replica shutting down ends its streams once they are up to date; their clients resubscribe on
+        // another replica, which streams the same events from the database.
+        if state.a2a.is_draining() {
+            return Ok(());
+        }
         tokio::select! {
             _ = tx.closed() => return Ok(()),
             _ = woken(&mut wake, id) => {}
             _ = tokio::time::sleep(poll) => {}
+            () = state.a2a.draining_started() => {}
         }
     }
 }

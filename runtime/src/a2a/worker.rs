@@ -105,7 +105,8 @@ async fn hand_back(state: &AppState, t: &TaskCtx) {
     .await;
     match handed {
         Ok(true) => {
-            tracing::info!(task = %t.id, tenant = %t.tenant, "handed a waiting task to the other replicas")
+            tracing::info!(task = %t.id, tenant = %t.tenant, "handed a waiting task to the other replicas");
+            state.metrics.count_handovers("handed_back", 1);
         }
         Ok(false) => {}
         Err(e) => {
@@ -168,6 +169,7 @@ async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
             Ok(seq) => {
                 if seq.is_some() {
                     tracing::info!(task = %t.id, tenant = %t.tenant, state = to.db(), reason, "task finished");
+                    state.metrics.count_tasks_ended(to, reason, 1);
                 }
                 state.a2a.notify(t.id);
                 return;
@@ -215,7 +217,7 @@ async fn fail_abandoned(
     tenant: &TenantId,
     owner: Option<&str>,
     message: &str,
-    reason: &str,
+    reason: &'static str,
 ) -> Result<usize, DbError> {
     let mut tx = state.db.begin(tenant).await?;
     let ids = store::fail_abandoned(&mut tx, owner, message, reason).await?;
@@ -228,6 +230,9 @@ async fn fail_abandoned(
     if settled > 0 {
         tracing::warn!(tenant = %tenant, reservations = settled, "charged the estimates of orphaned reservations");
     }
+    state
+        .metrics
+        .count_tasks_ended(TaskState::Failed, Some(reason), ids.len() as u64);
     Ok(ids.len())
 }
 
@@ -267,15 +272,22 @@ async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
                     Some(r.reason),
                 )
                 .await?;
-                refused.push(task.id);
+                refused.push((task.id, r.reason));
             }
         }
     }
     tx.commit().await?;
-    for id in refused {
-        tracing::warn!(task = %id, tenant = %tenant, "failed an adopted task that can no longer run");
+    let refused_count = refused.len();
+    for (id, reason) in refused {
+        tracing::warn!(task = %id, tenant = %tenant, reason, "failed an adopted task that can no longer run");
+        state
+            .metrics
+            .count_tasks_ended(TaskState::Failed, Some(reason), 1);
         a2a.notify(id);
     }
+    state
+        .metrics
+        .count_handovers("adopted", (runs.len() + refused_count) as u64);
     for t in runs {
         tracing::info!(task = %t.id, tenant = %t.tenant, "adopted a task another replica did not start");
         spawn(state.clone(), t);
