@@ -401,24 +401,13 @@ async fn agent_task_completes(env: Arc<Env>) -> anyhow::Result<()> {
         let ns = s.namespace("ns").await?;
         let t = s.name("t");
         let ts = ready_tenant_with_toolserver(&s, &t, &ns, "docs").await?;
-        let writer = mint(&s, &ts, &t, "documents:read documents:write").await?;
-        let mcp = connect(&s, &ts, &writer).await?;
-        ingest(
-            &mcp,
-            &t,
-            &[(
-                "p1",
-                "Refund policy",
-                "Refunds are granted within 30 days of purchase with a receipt.",
-            )],
-        )
-        .await?;
+        load_refund_policy(&s, &ts, &t).await?;
 
         k.apply(&manifests::agent_task(
             "ask",
             &ns,
             "docs",
-            "How long do customers have to ask for a refund?",
+            REFUND_QUESTION,
             Some("0.50"),
         ))
         .await?;
@@ -484,25 +473,14 @@ async fn agent_tasks_are_charged_capped_and_canceled(env: Arc<Env>) -> anyhow::R
         let tenant = manifests::tenant_with_models(&t, &ns, "100.00", &models);
         let ts_yaml = manifests::toolserver_with_llm("docs", &ns, &t, &llm.endpoint(), "e2e-model");
         let ts = ready_with(&s, &t, &tenant, &ns, "docs", &ts_yaml).await?;
-        let writer = mint(&s, &ts, &t, "documents:read documents:write").await?;
-        let mcp = connect(&s, &ts, &writer).await?;
-        ingest(
-            &mcp,
-            &t,
-            &[(
-                "p1",
-                "Refund policy",
-                "Refunds are granted within 30 days of purchase with a receipt.",
-            )],
-        )
-        .await?;
+        load_refund_policy(&s, &ts, &t).await?;
 
         // Charged: 1,000 prompt tokens at 1.00/1K + 200 completion tokens at 2.00/1K per call.
         k.apply(&manifests::agent_task(
             "paid",
             &ns,
             "docs",
-            "How long do customers have to ask for a refund?",
+            REFUND_QUESTION,
             Some("5.00"),
         ))
         .await?;
@@ -544,7 +522,7 @@ async fn agent_tasks_are_charged_capped_and_canceled(env: Arc<Env>) -> anyhow::R
             "poor",
             &ns,
             "docs",
-            "How long do customers have to ask for a refund?",
+            REFUND_QUESTION,
             Some("0.01"),
         ))
         .await?;
@@ -624,18 +602,7 @@ async fn agent_tasks_survive_a_toolserver_rollout(env: Arc<Env>) -> anyhow::Resu
             )
         };
         let ts = ready_with(&s, &t, &tenant, &ns, "docs", &toolserver(1)).await?;
-        let writer = mint(&s, &ts, &t, "documents:read documents:write").await?;
-        let mcp = connect(&s, &ts, &writer).await?;
-        ingest(
-            &mcp,
-            &t,
-            &[(
-                "p1",
-                "Refund policy",
-                "Refunds are granted within 30 days of purchase with a receipt.",
-            )],
-        )
-        .await?;
+        load_refund_policy(&s, &ts, &t).await?;
 
         let names = ["first", "second", "third"];
         for name in names {
@@ -643,7 +610,7 @@ async fn agent_tasks_survive_a_toolserver_rollout(env: Arc<Env>) -> anyhow::Resu
                 name,
                 &ns,
                 "docs",
-                "How long do customers have to ask for a refund?",
+                REFUND_QUESTION,
                 Some("5.00"),
             ))
             .await?;

@@ -109,6 +109,18 @@ async fn rpc(rt: &Runtime, token: &str, method: &str, params: Value) -> Value {
     v["result"].clone()
 }
 
+/// Sends a `rag` question without waiting for the answer; returns the task.
+async fn submit(rt: &Runtime, token: &str, text: &str) -> Value {
+    let r = rpc(
+        rt,
+        token,
+        "SendMessage",
+        json!({ "message": message(text, json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
+    )
+    .await;
+    r["task"].clone()
+}
+
 /// The runtime role's URL for the test database.
 async fn runtime_url(admin: &PgPool) -> String {
     common::login_url(admin, "paddock_runtime")
@@ -150,14 +162,10 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
     let done_id = done["task"]["id"].as_str().unwrap().to_owned();
 
     // A task whose model call never returns: it is mid-flight when A dies.
-    let started = rpc(
-        &a,
-        &t,
-        "SendMessage",
-        json!({ "message": message("breach notification", json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
-    )
-    .await;
-    let id = started["task"]["id"].as_str().unwrap().to_owned();
+    let id = submit(&a, &t, "breach notification").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for _ in 0..200 {
         if model.count() > 0 {
             break;
@@ -175,15 +183,9 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
     assert_eq!(held, 1);
 
     // A second task waits for A's only slot: it never starts there.
-    let queued = rpc(
-        &a,
-        &t,
-        "SendMessage",
-        json!({ "message": message("erasure", json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
-    )
-    .await;
-    let queued_id = queued["task"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(queued["task"]["status"]["state"], "TASK_STATE_SUBMITTED");
+    let queued = submit(&a, &t, "erasure").await;
+    let queued_id = queued["id"].as_str().unwrap().to_owned();
+    assert_eq!(queued["status"]["state"], "TASK_STATE_SUBMITTED");
 
     drop(a); // SIGKILL: no shutdown hook runs.
 
@@ -304,19 +306,11 @@ async fn sigterm_hands_waiting_tasks_to_the_next_runtime_and_lets_the_running_on
     let a2a = json!({ "max_running_tasks": 1, "drain_timeout_ms": 10000 });
     let mut a = start_runtime(dir.path(), "a", &db_url, &keys, &model.url, a2a).await;
 
-    let send = |text: &'static str| {
-        let a = &a;
-        let t = &t;
-        async move {
-            let r = rpc(
-                a,
-                t,
-                "SendMessage",
-                json!({ "message": message(text, json!({ "skill": "rag" })), "configuration": { "returnImmediately": true } }),
-            )
-            .await;
-            r["task"]["id"].as_str().unwrap().to_owned()
-        }
+    let send = async |text: &str| {
+        submit(&a, &t, text).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let mut ids = vec![send("erasure").await];
     while model.count() == 0 {

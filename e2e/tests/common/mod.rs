@@ -322,6 +322,29 @@ pub async fn ingest(
     Ok(())
 }
 
+/// The question the AgentTask scenarios ask, answered by [`load_refund_policy`]'s document.
+pub const REFUND_QUESTION: &str = "How long do customers have to ask for a refund?";
+
+/// Loads the one document the AgentTask scenarios ask about, through MCP with a writer's token.
+pub async fn load_refund_policy(
+    s: &Scope,
+    ts: &ToolServerInfo,
+    tenant: &str,
+) -> anyhow::Result<()> {
+    let writer = mint(s, ts, tenant, "documents:read documents:write").await?;
+    let mcp = connect(s, ts, &writer).await?;
+    ingest(
+        &mcp,
+        tenant,
+        &[(
+            "p1",
+            "Refund policy",
+            "Refunds are granted within 30 days of purchase with a receipt.",
+        )],
+    )
+    .await
+}
+
 /// Ids of the `hybrid_search` hits for `query`, best first.
 pub async fn search(mcp: &McpClient, query: &str) -> anyhow::Result<Vec<String>> {
     let out = mcp
