@@ -264,7 +264,10 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
         0,
         "the postings follow every write"
     );
-    // Folding kept the delta rows few.
+    // Folding kept the delta rows few. Without it every delta stays a row. With it, what remains is each
+    // tenant's rows since its last fold, and a fold comes with one delta in 64 on average, drawn by whichever
+    // tenant wrote it. Ten runs here left 4-27% of the deltas as rows (27% when the smaller tenant, with a
+    // quarter of the writes, missed its folds), so the bound sits at half.
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM bm25_stats")
         .fetch_one(&admin)
         .await
@@ -274,7 +277,7 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
         .await
         .unwrap();
     assert!(
-        writes > 600 && rows * 4 < writes,
+        writes > 600 && rows * 2 < writes,
         "{rows} delta rows after {writes} deltas"
     );
 }
