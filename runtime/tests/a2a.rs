@@ -1151,8 +1151,20 @@ async fn a_draining_replica_hands_its_waiting_tasks_over_and_fails_what_outlives
     while !a.state.a2a.is_draining() {
         tokio::task::yield_now().await;
     }
-    // A task sent to A while it drains is accepted and handed over too.
-    let late = start(&a, &t, "erasure of personal data", rag.clone()).await;
+    // A task sent to A while it drains is accepted and handed over too; a blocking send is answered at once
+    // with the state the task is in, rather than held through the drain.
+    let sent = ok(
+        &a,
+        &t,
+        "SendMessage",
+        json!({ "message": message("erasure of personal data", rag.clone()) }),
+    )
+    .await;
+    assert_eq!(
+        sent["task"]["status"]["state"], "TASK_STATE_SUBMITTED",
+        "{sent}"
+    );
+    let late = sent["task"]["id"].as_str().unwrap().to_owned();
     drain.await.unwrap();
     let drained_in = began.elapsed();
     assert!(
