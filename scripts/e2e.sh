@@ -118,6 +118,9 @@ e2e/controlplane/build.sh >/dev/null
 stage "helm and kubeconform"
 eval "$(e2e/tools/build.sh)"
 
+stage "chart: Argo CD health checks in Argo CD's Lua sandbox (e2e/argocd)"
+(cd e2e/argocd && GOFLAGS=-mod=readonly go test -count=1 ./...)
+
 stage "cluster $CLUSTER"
 CLUSTER_UP=1
 eval "$(e2e/controlplane/up.sh "$CLUSTER")"
