@@ -1,4 +1,4 @@
-// Package argocd tests the Argo CD health checks shipped in charts/paddock/files/argocd-health.yaml.
+// Package argocd tests the Argo CD health checks shipped in charts/paddock/argocd-health.yaml.
 //
 // Argo CD runs a health check from argocd-cm in gopher-lua, the interpreter used here: without the standard
 // libraries (only base, package and table are opened), with the resource as the global `obj` (JSON objects as
@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const scriptsFile = "../../charts/paddock/files/argocd-health.yaml"
+const scriptsFile = "../../charts/paddock/argocd-health.yaml"
 
 var validStatus = map[string]bool{
 	"Healthy": true, "Progressing": true, "Degraded": true, "Suspended": true, "Missing": true, "Unknown": true,
