@@ -75,10 +75,10 @@ fn http_error(status: StatusCode, message: &str) -> Response {
     )
 }
 
-fn tenant_of(p: &Principal) -> Result<TenantId, Response> {
+fn tenant_of(p: &Principal) -> Result<TenantId, Box<Response>> {
     // The authenticator already refuses malformed tenant claims; parsing again keeps TenantId the only door.
     TenantId::parse(&p.tenant)
-        .map_err(|_| http_error(StatusCode::UNAUTHORIZED, "invalid tenant claim"))
+        .map_err(|_| Box::new(http_error(StatusCode::UNAUTHORIZED, "invalid tenant claim")))
 }
 
 fn unavailable(state: &AppState, e: &DbError) -> Response {
@@ -158,7 +158,7 @@ async fn handle_post(
 ) -> Response {
     let tenant = match tenant_of(&principal) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let span = tracing::Span::current();
     span.record("tenant", tenant.as_str());
@@ -602,7 +602,7 @@ async fn handle_delete(
 ) -> Response {
     let tenant = match tenant_of(&principal) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(session_id) = header_str(&headers, SESSION_HEADER) else {
         return http_error(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header");

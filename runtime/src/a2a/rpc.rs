@@ -66,7 +66,8 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 
 enum Reply {
     Result(Value),
-    Stream(Response),
+    /// Boxed: a response is large, and replies travel in `Result`s.
+    Stream(Box<Response>),
     Error(RpcError),
     /// The token lacks this scope: 403 with a scope challenge.
     Scope(&'static str),
@@ -164,7 +165,7 @@ async fn handle(
     );
     match reply {
         Reply::Result(v) => json_response(StatusCode::OK, jsonrpc::success(&id, v)),
-        Reply::Stream(r) => r,
+        Reply::Stream(r) => *r,
         Reply::Error(e) if m.is_streaming() => stream::error_stream(&state, e),
         Reply::Error(e) => json_response(StatusCode::OK, e.to_json()),
         Reply::Scope(s) => {
@@ -677,15 +678,17 @@ async fn send_message(
     }
 
     if streaming {
-        return Reply::Stream(stream::task_stream(
+        return Reply::Stream(Box::new(stream::task_stream(
             state.clone(),
-            tenant.clone(),
-            task_id,
-            owner,
-            id.clone(),
-            d,
-            stream::Start::Creation,
-        ));
+            stream::Follow {
+                tenant: tenant.clone(),
+                task: task_id,
+                owner,
+                rpc_id: id.clone(),
+                dialect: d,
+                from: stream::Start::Creation,
+            },
+        )));
     }
     if blocking && !task.state.ends_stream() {
         // Answer before the request timeout cuts the exchange: a task still running then is returned as it is.
@@ -870,15 +873,17 @@ async fn subscribe(
                 t.state.db()
             ),
         ),
-        Some(_) => Reply::Stream(stream::task_stream(
+        Some(_) => Reply::Stream(Box::new(stream::task_stream(
             state.clone(),
-            tenant.clone(),
-            uuid,
-            owner,
-            id.clone(),
-            d,
-            stream::Start::Now,
-        )),
+            stream::Follow {
+                tenant: tenant.clone(),
+                task: uuid,
+                owner,
+                rpc_id: id.clone(),
+                dialect: d,
+                from: stream::Start::Now,
+            },
+        ))),
     }
 }
 

@@ -102,23 +102,27 @@ pub enum Start {
     Now,
 }
 
-/// Streams task `id`: a Task snapshot first, then every update until it ends.
-pub fn task_stream(
-    state: AppState,
-    tenant: TenantId,
-    id: Uuid,
-    owner: Option<String>,
-    rpc_id: Id,
-    d: Dialect,
-    from: Start,
-) -> Response {
+/// What a stream follows and how it answers.
+pub struct Follow {
+    pub tenant: TenantId,
+    pub task: Uuid,
+    /// Only this user's task (None: any user's, for `tasks:admin`).
+    pub owner: Option<String>,
+    /// The id of the JSON-RPC request every event answers.
+    pub rpc_id: Id,
+    pub dialect: Dialect,
+    pub from: Start,
+}
+
+/// Streams a task: a Task snapshot first, then every update until it ends.
+pub fn task_stream(state: AppState, follow: Follow) -> Response {
     let (tx, rx) = mpsc::channel(32);
     let response = sse(&state, rx);
     tokio::spawn(async move {
-        if let Err(e) = pump(&state, &tenant, id, owner.as_deref(), &rpc_id, d, from, &tx).await {
-            tracing::error!(task = %id, error = %e, source = ?std::error::Error::source(&e), "task stream failed");
+        if let Err(e) = pump(&state, &follow, &tx).await {
+            tracing::error!(task = %follow.task, error = %e, source = ?std::error::Error::source(&e), "task stream failed");
             let err = RpcError::new(
-                Some(rpc_id),
+                Some(follow.rpc_id),
                 jsonrpc::INTERNAL_ERROR,
                 "internal error while streaming the task",
             );
@@ -128,16 +132,9 @@ pub fn task_stream(
     response
 }
 
-async fn pump(
-    state: &AppState,
-    tenant: &TenantId,
-    id: Uuid,
-    owner: Option<&str>,
-    rpc_id: &Id,
-    d: Dialect,
-    from: Start,
-    tx: &mpsc::Sender<String>,
-) -> Result<(), DbError> {
+async fn pump(state: &AppState, f: &Follow, tx: &mpsc::Sender<String>) -> Result<(), DbError> {
+    let (tenant, id, owner, rpc_id, d) =
+        (&f.tenant, f.task, f.owner.as_deref(), &f.rpc_id, f.dialect);
     // Subscribe before the snapshot, so no wake-up between the two is lost.
     let mut wake = state.a2a.subscribe();
     let send = |result: Value| {
@@ -155,7 +152,7 @@ async fn pump(
         let _ = tx.send(e.to_json().to_string()).await;
         return Ok(());
     };
-    if from == Start::Creation {
+    if f.from == Start::Creation {
         // Rewind to the first event: the state the task was created in.
         if let Some(first) = store::events_after(&mut t, id, 0, 1)
             .await?
