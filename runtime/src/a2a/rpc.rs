@@ -25,19 +25,19 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    Llm, budget, card,
+    budget, card,
     llm::EXTRACTIVE,
     store::{self, CancelOutcome, ListFilter, NewTask},
     stream,
     wire::{self, Dialect, Method, TaskState},
     worker,
-    workflow::{ModelChoice, Skill, TaskCtx},
+    workflow::{Skill, TaskCtx, pick_model},
 };
 use crate::{
     admission::{self, Admission},
     app::AppState,
     auth::{Principal, scopes},
-    db::{DbError, TenantId, TenantTx},
+    db::{DbError, TenantId},
     jsonrpc::{self, Id, Message, RpcError},
 };
 
@@ -352,86 +352,6 @@ fn accepts_our_output(modes: &[Value]) -> bool {
                 || m == "text"
                 || m == "application/*"
         })
-}
-
-/// A refusal recorded as a rejected task, with a machine-readable reason.
-pub(super) struct Rejection {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// [`choose_model`] with the price of the model it would use, read in the tenant's transaction.
-pub(super) async fn pick_model(
-    tx: &mut TenantTx,
-    requested: Option<&str>,
-    llm: &Llm,
-    policy: &budget::Policy,
-) -> Result<Result<ModelChoice, Rejection>, DbError> {
-    let price = match requested
-        .or(llm.default_model())
-        .filter(|m| *m != EXTRACTIVE)
-    {
-        Some(m) => budget::price(tx, m).await?,
-        None => None,
-    };
-    Ok(choose_model(requested, llm.default_model(), policy, price))
-}
-
-/// Picks the model for a task: an explicit request must be allowed and priced; the configured default degrades
-/// to extractive when the tenant does not allow it and permits the fallback.
-fn choose_model(
-    requested: Option<&str>,
-    default: Option<&str>,
-    policy: &budget::Policy,
-    price: Option<budget::Price>,
-) -> Result<ModelChoice, Rejection> {
-    let allowed = |m: &str| policy.allowed_models.iter().any(|a| a == m);
-    match requested {
-        Some(EXTRACTIVE) => Ok(ModelChoice::Extractive),
-        Some(m) if !allowed(m) => Err(Rejection {
-            reason: "model_not_allowed",
-            message: format!(
-                "model {m:?} is not allowed for this tenant (allowed: {}, {EXTRACTIVE})",
-                if policy.allowed_models.is_empty() {
-                    "none".to_owned()
-                } else {
-                    policy.allowed_models.join(", ")
-                }
-            ),
-        }),
-        Some(m) => match price {
-            Some(price) => Ok(ModelChoice::Remote {
-                model: m.to_owned(),
-                price,
-            }),
-            None => Err(Rejection {
-                reason: "model_not_priced",
-                message: format!(
-                    "model {m:?} has no price for this tenant, so its cost cannot be budgeted"
-                ),
-            }),
-        },
-        None => match (default, price) {
-            (Some(m), Some(price)) if allowed(m) => Ok(ModelChoice::Remote {
-                model: m.to_owned(),
-                price,
-            }),
-            (None, _) => Ok(ModelChoice::Extractive),
-            (Some(_), _) if policy.allow_extractive_fallback => Ok(ModelChoice::Extractive),
-            (Some(m), _) if !allowed(m) => Err(Rejection {
-                reason: "model_not_allowed",
-                message: format!(
-                    "this runtime's model {m:?} is not allowed for this tenant, and extractive answers are disabled"
-                ),
-            }),
-            (Some(m), _) => Err(Rejection {
-                reason: "model_not_priced",
-                message: format!(
-                    "model {m:?} has no price for this tenant, so its cost cannot be budgeted"
-                ),
-            }),
-        },
-    }
 }
 
 fn meta_str<'a>(meta: &'a [&'a Value], key: &str) -> Option<&'a Value> {
@@ -1031,66 +951,6 @@ async fn extended_card(state: &AppState, tenant: &TenantId, id: &Id, d: Dialect)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn policy(allowed: &[&str], fallback: bool) -> budget::Policy {
-        budget::Policy {
-            allowed_models: allowed.iter().map(|s| s.to_string()).collect(),
-            allow_extractive_fallback: fallback,
-            currency: "USD".into(),
-            budget_monthly: Decimal::ONE,
-        }
-    }
-
-    fn price() -> Option<budget::Price> {
-        Some(budget::Price {
-            input_per_1k: Decimal::ONE,
-            output_per_1k: Decimal::ONE,
-        })
-    }
-
-    #[test]
-    fn model_choice_follows_the_allow_list() {
-        let p = policy(&["gpt-x"], true);
-        assert!(matches!(
-            choose_model(Some("gpt-x"), None, &p, price()),
-            Ok(ModelChoice::Remote { .. })
-        ));
-        assert_eq!(
-            choose_model(Some("other"), None, &p, price())
-                .err()
-                .unwrap()
-                .reason,
-            "model_not_allowed"
-        );
-        assert_eq!(
-            choose_model(Some("gpt-x"), None, &p, None)
-                .err()
-                .unwrap()
-                .reason,
-            "model_not_priced"
-        );
-        assert!(matches!(
-            choose_model(Some("extractive"), None, &p, None),
-            Ok(ModelChoice::Extractive)
-        ));
-        // The runtime's default model, not allowed for this tenant: extractive if the tenant permits it.
-        assert!(matches!(
-            choose_model(None, Some("other"), &p, price()),
-            Ok(ModelChoice::Extractive)
-        ));
-        let strict = policy(&["gpt-x"], false);
-        assert_eq!(
-            choose_model(None, Some("other"), &strict, price())
-                .err()
-                .unwrap()
-                .reason,
-            "model_not_allowed"
-        );
-        assert!(matches!(
-            choose_model(None, None, &strict, None),
-            Ok(ModelChoice::Extractive)
-        ));
-    }
 
     #[test]
     fn versions_and_output_modes() {

@@ -460,20 +460,32 @@ pub async fn fail_abandoned(
     .await?;
     let mut failed = Vec::new();
     for (id, context_id) in abandoned {
-        let msg = super::wire::agent_message(
-            &id.to_string(),
-            &context_id,
-            message_text,
-            Some(json!({ "reason": reason })),
-        );
-        if transition(tx, id, TaskState::Failed, Some(&msg), Some(reason))
-            .await?
-            .is_some()
-        {
+        if fail(tx, id, &context_id, message_text, reason).await? {
             failed.push(id);
         }
     }
     Ok(failed)
+}
+
+/// Fails a non-terminal task with an agent message saying `text` and `reason`. False when it had already ended.
+pub async fn fail(
+    tx: &mut TenantTx,
+    id: Uuid,
+    context_id: &str,
+    text: &str,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let msg = super::wire::agent_message(
+        &id.to_string(),
+        context_id,
+        text,
+        Some(json!({ "reason": reason })),
+    );
+    Ok(
+        transition(tx, id, TaskState::Failed, Some(&msg), Some(reason))
+            .await?
+            .is_some(),
+    )
 }
 
 /// A task taken over from another replica, with the scopes it was started with.

@@ -18,10 +18,9 @@ use uuid::Uuid;
 use super::{
     Llm, Slot,
     budget::{self, Policy},
-    rpc::{Rejection, pick_model},
     store::{self, TaskRow},
     wire::{TaskState, agent_message, message_text},
-    workflow::{Outcome, Run, Skill, TaskCtx},
+    workflow::{Outcome, Rejection, Run, Skill, TaskCtx, pick_model},
 };
 use crate::{
     app::AppState,
@@ -258,20 +257,7 @@ async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
         match resumed(&mut tx, a2a.llm(), tenant, policy.as_ref(), &task, scopes).await? {
             Ok(t) => runs.push(t),
             Err(r) => {
-                let msg = agent_message(
-                    &task.id.to_string(),
-                    &task.context_id,
-                    &r.message,
-                    Some(json!({ "reason": r.reason })),
-                );
-                store::transition(
-                    &mut tx,
-                    task.id,
-                    TaskState::Failed,
-                    Some(&msg),
-                    Some(r.reason),
-                )
-                .await?;
+                store::fail(&mut tx, task.id, &task.context_id, &r.message, r.reason).await?;
                 refused.push((task.id, r.reason));
             }
         }

@@ -17,16 +17,17 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
+    Llm,
     budget::{self, Price, Refusal},
     extractive::{self, Section, Source, Verification},
-    llm::{ChatMessage, LlmError},
+    llm::{ChatMessage, EXTRACTIVE, LlmError},
     store,
     wire::{TaskState, agent_message},
 };
 use crate::{
     app::AppState,
     auth::Principal,
-    db::{DbError, TenantId},
+    db::{DbError, TenantId, TenantTx},
     tools::{self, ToolCtx, ToolOutcome},
 };
 
@@ -102,8 +103,88 @@ impl ModelChoice {
     pub fn name(&self) -> &str {
         match self {
             ModelChoice::Remote { model, .. } => model,
-            ModelChoice::Extractive => super::llm::EXTRACTIVE,
+            ModelChoice::Extractive => EXTRACTIVE,
         }
+    }
+}
+
+/// A refusal recorded as a rejected task, with a machine-readable reason.
+pub struct Rejection {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// [`choose_model`] with the price of the model it would use, read in the tenant's transaction.
+pub async fn pick_model(
+    tx: &mut TenantTx,
+    requested: Option<&str>,
+    llm: &Llm,
+    policy: &budget::Policy,
+) -> Result<Result<ModelChoice, Rejection>, DbError> {
+    let price = match requested
+        .or(llm.default_model())
+        .filter(|m| *m != EXTRACTIVE)
+    {
+        Some(m) => budget::price(tx, m).await?,
+        None => None,
+    };
+    Ok(choose_model(requested, llm.default_model(), policy, price))
+}
+
+/// Picks the model for a task: an explicit request must be allowed and priced; the configured default degrades
+/// to extractive when the tenant does not allow it and permits the fallback.
+fn choose_model(
+    requested: Option<&str>,
+    default: Option<&str>,
+    policy: &budget::Policy,
+    price: Option<budget::Price>,
+) -> Result<ModelChoice, Rejection> {
+    let allowed = |m: &str| policy.allowed_models.iter().any(|a| a == m);
+    match requested {
+        Some(EXTRACTIVE) => Ok(ModelChoice::Extractive),
+        Some(m) if !allowed(m) => Err(Rejection {
+            reason: "model_not_allowed",
+            message: format!(
+                "model {m:?} is not allowed for this tenant (allowed: {}, {EXTRACTIVE})",
+                if policy.allowed_models.is_empty() {
+                    "none".to_owned()
+                } else {
+                    policy.allowed_models.join(", ")
+                }
+            ),
+        }),
+        Some(m) => match price {
+            Some(price) => Ok(ModelChoice::Remote {
+                model: m.to_owned(),
+                price,
+            }),
+            None => Err(Rejection {
+                reason: "model_not_priced",
+                message: format!(
+                    "model {m:?} has no price for this tenant, so its cost cannot be budgeted"
+                ),
+            }),
+        },
+        None => match (default, price) {
+            (Some(m), Some(price)) if allowed(m) => Ok(ModelChoice::Remote {
+                model: m.to_owned(),
+                price,
+            }),
+            (None, _) => Ok(ModelChoice::Extractive),
+            (Some(_), _) if policy.allow_extractive_fallback => Ok(ModelChoice::Extractive),
+            (Some(m), _) if !allowed(m) => Err(Rejection {
+                reason: "model_not_allowed",
+                message: format!(
+                    "this runtime's model {m:?} is not allowed for this tenant, and extractive answers are disabled"
+                ),
+            }),
+            (Some(m), _) => Err(Rejection {
+                reason: "model_not_priced",
+                message: format!(
+                    "model {m:?} has no price for this tenant, so its cost cannot be budgeted"
+                ),
+            }),
+        },
     }
 }
 
@@ -403,7 +484,7 @@ impl Run {
         fallback: impl FnOnce() -> String,
     ) -> Result<Generated, StepError> {
         let ModelChoice::Remote { model, price } = self.t.model.clone() else {
-            self.models_used.insert(super::llm::EXTRACTIVE.into());
+            self.models_used.insert(EXTRACTIVE.into());
             return Ok(Generated {
                 text: fallback(),
                 degraded: None,
@@ -499,7 +580,7 @@ impl Run {
                 "model {model} unavailable ({err}); answered extractively from the retrieved passages"
             );
             self.degraded = Some(reason.clone());
-            self.models_used.insert(super::llm::EXTRACTIVE.into());
+            self.models_used.insert(EXTRACTIVE.into());
             Ok(Generated {
                 text: fallback(),
                 degraded: Some(reason),
@@ -795,7 +876,7 @@ impl Run {
         .await?;
         let report = if sources.is_empty() || !self.remote() {
             // Nothing for a model to work from, or no model: the extractive report.
-            self.models_used.insert(super::llm::EXTRACTIVE.into());
+            self.models_used.insert(EXTRACTIVE.into());
             Generated {
                 text: extractive_report.clone()(),
                 degraded: self.degraded.clone(),
@@ -960,6 +1041,66 @@ pub fn parse_plan(text: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn policy(allowed: &[&str], fallback: bool) -> budget::Policy {
+        budget::Policy {
+            allowed_models: allowed.iter().map(|s| s.to_string()).collect(),
+            allow_extractive_fallback: fallback,
+            currency: "USD".into(),
+            budget_monthly: Decimal::ONE,
+        }
+    }
+
+    fn price() -> Option<budget::Price> {
+        Some(budget::Price {
+            input_per_1k: Decimal::ONE,
+            output_per_1k: Decimal::ONE,
+        })
+    }
+
+    #[test]
+    fn model_choice_follows_the_allow_list() {
+        let p = policy(&["gpt-x"], true);
+        assert!(matches!(
+            choose_model(Some("gpt-x"), None, &p, price()),
+            Ok(ModelChoice::Remote { .. })
+        ));
+        assert_eq!(
+            choose_model(Some("other"), None, &p, price())
+                .err()
+                .unwrap()
+                .reason,
+            "model_not_allowed"
+        );
+        assert_eq!(
+            choose_model(Some("gpt-x"), None, &p, None)
+                .err()
+                .unwrap()
+                .reason,
+            "model_not_priced"
+        );
+        assert!(matches!(
+            choose_model(Some("extractive"), None, &p, None),
+            Ok(ModelChoice::Extractive)
+        ));
+        // The runtime's default model, not allowed for this tenant: extractive if the tenant permits it.
+        assert!(matches!(
+            choose_model(None, Some("other"), &p, price()),
+            Ok(ModelChoice::Extractive)
+        ));
+        let strict = policy(&["gpt-x"], false);
+        assert_eq!(
+            choose_model(None, Some("other"), &strict, price())
+                .err()
+                .unwrap()
+                .reason,
+            "model_not_allowed"
+        );
+        assert!(matches!(
+            choose_model(None, None, &strict, None),
+            Ok(ModelChoice::Extractive)
+        ));
+    }
 
     #[test]
     fn plans_are_read_from_prose_or_fences() {
