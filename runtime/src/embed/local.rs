@@ -28,11 +28,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig, DTYPE};
+use candle_transformers::models::bert::{Config as BertConfig, DTYPE};
 use rayon::prelude::*;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
+use super::bert::Bert;
 use super::{EmbedError, EmbedKind, EmbeddingProvider};
 
 /// The name reported (and stored beside every vector) when the configuration names no model.
@@ -83,7 +84,7 @@ pub enum LocalModelError {
 
 /// The model and its tokenizer; only the inference thread touches it after loading.
 struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     pad_id: u32,
     device: Device,
@@ -132,7 +133,7 @@ impl Encoder {
         // Buffered rather than memory-mapped: no unsafe code, and the file is read once at start.
         let vb =
             VarBuilder::from_buffered_safetensors(weights, DTYPE, &device).map_err(load_weights)?;
-        let model = BertModel::load(vb, &config).map_err(load_weights)?;
+        let model = Bert::load(vb, &config).map_err(load_weights)?;
         Ok(Self {
             model,
             tokenizer,
@@ -208,7 +209,7 @@ impl Encoder {
         let type_ids = ids.zeros_like()?;
         let mask = Tensor::from_vec(mask, (rows, len), &self.device)?;
 
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (rows, len, hidden)
+        let hidden = self.model.forward(&ids, &type_ids, &mask)?; // (rows, len, hidden)
         let mask = mask.to_dtype(DTYPE)?.unsqueeze(2)?; // (rows, len, 1)
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (rows, hidden)
         let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (rows, 1)

@@ -23,6 +23,7 @@
 //! stored with [`Embedder::model`], so vectors of another model are detected after a change.
 
 pub mod bench;
+mod bert;
 pub mod breaker;
 pub mod local;
 mod metrics;
