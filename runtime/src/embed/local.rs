@@ -13,10 +13,11 @@
 //! - A job whose caller has gone (timed out) is skipped, so abandoned work costs no model time.
 //!
 //! Within a job, forward passes run side by side on the CPU thread pool (one per core), a group at
-//! a time. Only the matrix products inside one pass are parallel; the softmax, GELU, layer norms
-//! and tensor copies between them, about two thirds of a pass's CPU time for this model, run on
-//! one core. One pass at a time therefore leaves the other cores mostly idle; a pass per core uses
-//! them all. The passes of a group are independent, so the vectors do not depend on the grouping.
+//! a time. Only the matrix products and the softmax inside one pass are parallel; the GELU, layer
+//! norms, residual adds and tensor copies between them run on one core. One pass at a time
+//! therefore leaves the other cores partly idle; a pass per core uses them all. The passes of a
+//! group are independent, so the vectors do not depend on the grouping. The encoder itself is in
+//! `embed/bert.rs`.
 //!
 //! Embeddings: mean of the last hidden states over the attention mask, then L2 normalisation,
 //! the same as sentence-transformers' pooling for this model.
