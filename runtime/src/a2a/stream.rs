@@ -132,9 +132,16 @@ pub fn task_stream(state: AppState, follow: Follow) -> Response {
     response
 }
 
-async fn pump(state: &AppState, f: &Follow, tx: &mpsc::Sender<String>) -> Result<(), DbError> {
-    let (tenant, id, owner, rpc_id, d) =
-        (&f.tenant, f.task, f.owner.as_deref(), &f.rpc_id, f.dialect);
+async fn pump(state: &AppState, follow: &Follow, tx: &mpsc::Sender<String>) -> Result<(), DbError> {
+    let Follow {
+        tenant,
+        task: id,
+        owner,
+        rpc_id,
+        dialect: d,
+        from,
+    } = follow;
+    let (id, owner, d) = (*id, owner.as_deref(), *d);
     // Subscribe before the snapshot, so no wake-up between the two is lost.
     let mut wake = state.a2a.subscribe();
     let send = |result: Value| {
@@ -152,7 +159,7 @@ async fn pump(state: &AppState, f: &Follow, tx: &mpsc::Sender<String>) -> Result
         let _ = tx.send(e.to_json().to_string()).await;
         return Ok(());
     };
-    if f.from == Start::Creation {
+    if *from == Start::Creation {
         // Rewind to the first event: the state the task was created in.
         if let Some(first) = store::events_after(&mut t, id, 0, 1)
             .await?

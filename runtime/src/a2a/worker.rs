@@ -263,8 +263,7 @@ async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
         }
     }
     tx.commit().await?;
-    let refused_count = refused.len();
-    for (id, reason) in refused {
+    for &(id, reason) in &refused {
         tracing::warn!(task = %id, tenant = %tenant, reason, "failed an adopted task that can no longer run");
         state
             .metrics
@@ -273,7 +272,7 @@ async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
     }
     state
         .metrics
-        .count_handovers("adopted", (runs.len() + refused_count) as u64);
+        .count_handovers("adopted", (runs.len() + refused.len()) as u64);
     for t in runs {
         tracing::info!(task = %t.id, tenant = %t.tenant, "adopted a task another replica did not start");
         spawn(state.clone(), t);

@@ -86,7 +86,7 @@ impl Layer {
             projection("value")?,
         );
         let scale = 1.0 / (head_size as f64).sqrt();
-        let bias = |l: &Linear| {
+        let bias_of = |l: &Linear| {
             l.bias().cloned().ok_or_else(|| {
                 candle_core::Error::Msg("an attention projection has no bias".into())
             })
@@ -99,7 +99,14 @@ impl Layer {
             ],
             0,
         )?;
-        let bias = Tensor::cat(&[(bias(&query)? * scale)?, bias(&key)?, bias(&value)?], 0)?;
+        let bias = Tensor::cat(
+            &[
+                (bias_of(&query)? * scale)?,
+                bias_of(&key)?,
+                bias_of(&value)?,
+            ],
+            0,
+        )?;
         Ok(Self {
             qkv: Linear::new(weight, Some(bias)),
             attention_out: linear(hidden, hidden, attention.pp("output").pp("dense"))?,
