@@ -1138,15 +1138,16 @@ pub fn pgbench_scripts(
                 defines.push(format!("q{i}_{}={v}", n + 1));
             }
         }
-        // The same transaction shape as Db::begin: tenant context and HNSW settings first, bound as parameters.
+        // The same transaction shape as Db::begin_search: tenant context and HNSW settings first, bound as parameters.
         scripts.push(format!(
             "\\set t random(0, {last})\n\
              BEGIN;\n\
              SELECT set_config('paddock.tenant_id', '{TENANT_PREFIX}' || :t, true), \
-             set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', '100', true);\n\
+             set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', '{ef_search}', true);\n\
              {statement};\n\
              COMMIT;\n",
-            last = tenants - 1
+            last = tenants - 1,
+            ef_search = settings.hnsw_ef_search(&params),
         ));
     }
     Ok((scripts, defines))

@@ -86,6 +86,9 @@ pub struct SearchConfig {
     pub rrf_k: f64,
     /// Candidates each arm contributes before fusion.
     pub depth: i64,
+    /// The vector arm's HNSW candidate list (`hnsw.ef_search`) when it ranks alone; beside the lexical arm it
+    /// searches `depth` candidates.
+    pub ef_search: u32,
     /// `rrf` (weighted Reciprocal Rank Fusion) or `convex` (weighted sum of min-max normalised scores).
     pub fusion: crate::search::Fusion,
     /// The vector arm's share in convex fusion, 0 to 1.
@@ -100,6 +103,7 @@ impl Default for SearchConfig {
         Self {
             rrf_k: s.rrf_k,
             depth: s.depth,
+            ef_search: s.ef_search,
             fusion: s.fusion,
             alpha: s.alpha,
             bm25: s.bm25,
@@ -184,6 +188,12 @@ impl RuntimeConfig {
                 "search.depth must be between 1 and 1000".into(),
             ));
         }
+        // pgvector's own bounds for hnsw.ef_search.
+        if !(1..=1000).contains(&self.search.ef_search) {
+            return Err(ConfigError::Invalid(
+                "search.ef_search must be between 1 and 1000".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.search.alpha) {
             return Err(ConfigError::Invalid(
                 "search.alpha must be between 0 and 1".into(),
@@ -224,6 +234,7 @@ impl RuntimeConfig {
             search: SearchSettings {
                 rrf_k: self.search.rrf_k,
                 depth: self.search.depth,
+                ef_search: self.search.ef_search,
                 fusion: self.search.fusion,
                 alpha: self.search.alpha,
                 bm25: self.search.bm25,
@@ -257,6 +268,20 @@ mod tests {
         let mut no_tools = cfg.clone();
         no_tools.mcp.tools = vec!["drop_tables".into()];
         assert!(no_tools.validate().is_err());
+    }
+
+    #[test]
+    fn the_hnsw_candidate_list_stays_within_pgvectors_bounds() {
+        let base = "auth: {resource: r, issuers: [{issuer: i, audience: a, jwks: {file: /j}}]}\n";
+        let cfg = RuntimeConfig::parse(&format!("{base}search: {{ef_search: 200}}\n")).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.settings().search.ef_search, 200);
+        for bad in [0, 1001] {
+            let cfg =
+                RuntimeConfig::parse(&format!("{base}search: {{ef_search: {bad}}}\n")).unwrap();
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains("search.ef_search"), "{e}");
+        }
     }
 
     #[test]

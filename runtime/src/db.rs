@@ -109,6 +109,10 @@ impl DbError {
     }
 }
 
+/// The HNSW candidate list (`hnsw.ef_search`) of a transaction that does not name one, and of the vector arm
+/// when it ranks alone (`search.ef_search`): on SciFact its top ten then match an exact search's (BENCHMARKS.md).
+pub const DEFAULT_HNSW_EF_SEARCH: u32 = 100;
+
 /// Pool settings for the runtime's database role.
 #[derive(Clone, Debug)]
 pub struct DbConfig {
@@ -168,15 +172,27 @@ impl Db {
         Ok(pinned.as_deref())
     }
 
-    /// Begins a transaction bound to `tenant`. The setting is transaction-local and passed as a bound parameter.
+    /// Begins a transaction bound to `tenant`. The settings are transaction-local and passed as bound parameters:
+    /// the tenant, and HNSW scans that are iterative (a filtered scan still yields as many rows as asked for)
+    /// with a candidate list of [`DEFAULT_HNSW_EF_SEARCH`].
     pub async fn begin(&self, tenant: &TenantId) -> Result<TenantTx, DbError> {
+        self.begin_search(tenant, DEFAULT_HNSW_EF_SEARCH).await
+    }
+
+    /// [`Db::begin`] with the HNSW candidate list (`hnsw.ef_search`) of the search it will run.
+    pub async fn begin_search(
+        &self,
+        tenant: &TenantId,
+        ef_search: u32,
+    ) -> Result<TenantTx, DbError> {
         let mut tx = self.pool.begin().await.map_err(DbError::Begin)?;
         sqlx::query(
             "SELECT set_config('paddock.tenant_id', $1, true), \
                     set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-                    set_config('hnsw.ef_search', '100', true)",
+                    set_config('hnsw.ef_search', $2, true)",
         )
         .bind(tenant.as_str())
+        .bind(ef_search.to_string())
         .execute(&mut *tx)
         .await
         .map_err(DbError::Begin)?;

@@ -401,13 +401,14 @@ impl EvalReport {
         }
         let _ = writeln!(
             out,
-            "search: fusion {}, rrf k {}, alpha {}, bm25 k1 {} b {}, depth {}",
+            "search: fusion {}, rrf k {}, alpha {}, bm25 k1 {} b {}, depth {}, hnsw ef_search {} alone",
             s.fusion.as_str(),
             s.rrf_k,
             s.alpha,
             s.bm25.k1,
             s.bm25.b,
-            s.depth
+            s.depth,
+            s.ef_search
         );
         let _ = writeln!(
             out,
@@ -645,7 +646,7 @@ async fn serve_and_measure(
             "issuers": [{ "issuer": ISSUER, "audience": AUDIENCE, "jwks": { "file": jwks } }]
         },
         "search": {
-            "rrf_k": s.rrf_k, "depth": s.depth, "fusion": s.fusion, "alpha": s.alpha,
+            "rrf_k": s.rrf_k, "depth": s.depth, "ef_search": s.ef_search, "fusion": s.fusion, "alpha": s.alpha,
             "bm25": { "k1": s.bm25.k1, "b": s.bm25.b }
         },
         "log_format": "text"
@@ -826,10 +827,16 @@ fn tool_params<'a>(
 async fn direct(
     state: &AppState,
     tenant: &TenantId,
+    settings: &SearchSettings,
     params: &HybridParams<'_>,
 ) -> Result<Vec<search::Hit>, EvalError> {
     let failed = |e: db::DbError| EvalError::Direct(error_chain(&e));
-    let mut tx = state.db.begin(tenant).await.map_err(failed)?;
+    let ef_search = settings.hnsw_ef_search(params);
+    let mut tx = state
+        .db
+        .begin_search(tenant, ef_search)
+        .await
+        .map_err(failed)?;
     let hits = search::hybrid(&mut tx, params).await.map_err(failed)?;
     tx.commit().await.map_err(failed)?;
     Ok(hits)
@@ -926,13 +933,13 @@ async fn top_and_deep(
         )
     };
     if settings.depth >= DEEP_LIMIT {
-        let mut hits = direct(state, tenant, &params(DEEP_LIMIT)).await?;
+        let mut hits = direct(state, tenant, settings, &params(DEEP_LIMIT)).await?;
         let deep = hits.iter().map(|h| h.id.clone()).collect();
         hits.truncate(TOOL_LIMIT as usize);
         return Ok((hits, deep));
     }
-    let top = direct(state, tenant, &params(TOOL_LIMIT)).await?;
-    let deep = direct(state, tenant, &params(DEEP_LIMIT)).await?;
+    let top = direct(state, tenant, settings, &params(TOOL_LIMIT)).await?;
+    let deep = direct(state, tenant, settings, &params(DEEP_LIMIT)).await?;
     Ok((top, deep.into_iter().map(|h| h.id).collect()))
 }
 
@@ -1011,7 +1018,7 @@ async fn run_mode(
     })
 }
 
-/// Ranks every query under a grid of BM25, fusion and depth settings with direct calls of [`search::hybrid`]
+/// Ranks every query under a grid of BM25, fusion, depth and HNSW settings with direct calls of [`search::hybrid`]
 /// (top ten at the setting's depth, and a deep request for recall@100, as [`run_mode`] does).
 async fn sweep(
     state: &AppState,
@@ -1053,6 +1060,14 @@ async fn sweep(
                 ..base.clone()
             };
             grid.push((format!("hybrid, depth {depth}"), s, 1.0, 1.0));
+        }
+        // The vector arm ranking alone; fused, its candidate list is the depth above.
+        for ef_search in [20, 40, 60, 100, 200] {
+            let s = SearchSettings {
+                ef_search,
+                ..base.clone()
+            };
+            grid.push((format!("vector, hnsw ef_search {ef_search}"), s, 0.0, 1.0));
         }
     }
     let mut rows = Vec::with_capacity(grid.len());

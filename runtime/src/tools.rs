@@ -72,6 +72,8 @@ pub fn find(name: &str) -> Option<&'static ToolSpec> {
 pub struct SearchSettings {
     pub rrf_k: f64,
     pub depth: i64,
+    /// The vector arm's HNSW candidate list when it ranks alone (see [`SearchSettings::hnsw_ef_search`]).
+    pub ef_search: u32,
     pub fusion: Fusion,
     /// The vector arm's share in convex fusion.
     pub alpha: f64,
@@ -82,10 +84,25 @@ impl Default for SearchSettings {
     fn default() -> Self {
         Self {
             rrf_k: 60.0,
-            depth: 100,
+            depth: 40,
+            ef_search: crate::db::DEFAULT_HNSW_EF_SEARCH,
             fusion: Fusion::default(),
             alpha: 0.5,
             bm25: Bm25::default(),
+        }
+    }
+}
+
+impl SearchSettings {
+    /// The HNSW candidate list (`hnsw.ef_search`) of a search with these parameters. Beside the lexical arm
+    /// the vector arm searches as many candidates as it gives the fusion (`depth`): fused with BM25, a shorter
+    /// list ranks as well as a longer one, and most of a search's database CPU is this scan. Ranking alone,
+    /// its top hits come straight from the scan, so it searches [`SearchSettings::ef_search`] (BENCHMARKS.md).
+    pub fn hnsw_ef_search(&self, p: &HybridParams<'_>) -> u32 {
+        if p.lexical_weight > 0.0 {
+            u32::try_from(p.depth).unwrap_or(u32::MAX).clamp(1, 1000)
+        } else {
+            self.ef_search
         }
     }
 }
@@ -264,25 +281,25 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
     } else {
         "lexical"
     };
-    let mut tx = ctx.db.begin(ctx.tenant).await?;
-    let hits = search::hybrid(
-        &mut tx,
-        &HybridParams {
-            query: &a.query,
-            vector,
-            model: ctx.embedder.model(),
-            limit: a.limit,
-            filter: a.filter.as_ref(),
-            lexical_weight: a.weights.lexical,
-            vector_weight: a.weights.vector,
-            rrf_k: ctx.search.rrf_k,
-            depth: ctx.search.depth.max(a.limit),
-            fusion: ctx.search.fusion,
-            alpha: ctx.search.alpha,
-            bm25: ctx.search.bm25,
-        },
-    )
-    .await?;
+    let params = HybridParams {
+        query: &a.query,
+        vector,
+        model: ctx.embedder.model(),
+        limit: a.limit,
+        filter: a.filter.as_ref(),
+        lexical_weight: a.weights.lexical,
+        vector_weight: a.weights.vector,
+        rrf_k: ctx.search.rrf_k,
+        depth: ctx.search.depth.max(a.limit),
+        fusion: ctx.search.fusion,
+        alpha: ctx.search.alpha,
+        bm25: ctx.search.bm25,
+    };
+    let mut tx = ctx
+        .db
+        .begin_search(ctx.tenant, ctx.search.hnsw_ef_search(&params))
+        .await?;
+    let hits = search::hybrid(&mut tx, &params).await?;
     tx.commit().await?;
     let mut out = json!({ "hits": hits, "mode": mode, "degraded": degraded.is_some() });
     if let Some(reason) = degraded {
@@ -678,6 +695,36 @@ fn delete_document_spec() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vector_arm_searches_its_depth_when_fused_and_ef_search_alone() {
+        let s = SearchSettings {
+            ef_search: 150,
+            ..SearchSettings::default()
+        };
+        let p = HybridParams {
+            query: "q",
+            vector: Some(vec![0.0; 3]),
+            model: None,
+            limit: 10,
+            filter: None,
+            lexical_weight: 1.0,
+            vector_weight: 1.0,
+            rrf_k: s.rrf_k,
+            depth: 45,
+            fusion: s.fusion,
+            alpha: s.alpha,
+            bm25: s.bm25,
+        };
+        assert_eq!(s.hnsw_ef_search(&p), 45);
+        let alone = HybridParams {
+            lexical_weight: 0.0,
+            ..p.clone()
+        };
+        assert_eq!(s.hnsw_ef_search(&alone), 150);
+        let deep = HybridParams { depth: 5000, ..p };
+        assert_eq!(s.hnsw_ef_search(&deep), 1000, "pgvector's bound");
+    }
 
     #[test]
     fn tool_specs_follow_the_mcp_rules() {

@@ -326,6 +326,37 @@ async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
     );
 }
 
+/// Every tenant transaction searches HNSW indexes iteratively, with the default candidate list or the one a
+/// search names, and the settings end with the transaction.
+#[sqlx::test(migrations = "../migrations")]
+async fn tenant_transactions_carry_the_configured_hnsw_settings(admin: PgPool) {
+    use paddock_runtime::db::{DEFAULT_HNSW_EF_SEARCH, Db, TenantId};
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let acme = TenantId::parse("acme").unwrap();
+    // One connection, so the check after the transactions runs on the connection they used.
+    let pool = login_pool_of(&admin, "paddock_runtime", 1).await;
+    let db = Db::from_pool(pool.clone());
+    let settings = "SELECT current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true)";
+    for ef in [None, Some(17)] {
+        let mut tx = match ef {
+            None => db.begin(&acme).await.unwrap(),
+            Some(ef) => db.begin_search(&acme, ef).await.unwrap(),
+        };
+        let ef = ef.unwrap_or(DEFAULT_HNSW_EF_SEARCH);
+        let (got, scan): (Option<String>, Option<String>) =
+            sqlx::query_as(settings).fetch_one(tx.conn()).await.unwrap();
+        assert_eq!(got.as_deref(), Some(ef.to_string().as_str()));
+        assert_eq!(scan.as_deref(), Some("relaxed_order"));
+        tx.commit().await.unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let (got, _): (Option<String>, Option<String>) = sqlx::query_as(settings)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_ne!(got.as_deref(), Some("17"), "transaction-local");
+}
+
 /// Each tenant's documents and BM25 postings live in their own partitions (migrations 0004, 0006), with their own
 /// indexes, and the hybrid statement's plan keeps only the caller's: neither arm reads another tenant's rows.
 #[sqlx::test(migrations = "../migrations")]
