@@ -1138,7 +1138,8 @@ pub fn pgbench_scripts(
                 defines.push(format!("q{i}_{}={v}", n + 1));
             }
         }
-        // The same transaction shape as Db::begin_search: tenant context and HNSW settings first, bound as parameters.
+        // The same transaction shape as Db::begin_search: tenant context and HNSW settings first, bound as
+        // parameters.
         scripts.push(format!(
             "\\set t random(0, {last})\n\
              BEGIN;\n\

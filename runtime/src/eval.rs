@@ -1018,8 +1018,8 @@ async fn run_mode(
     })
 }
 
-/// Ranks every query under a grid of BM25, fusion, depth and HNSW settings with direct calls of [`search::hybrid`]
-/// (top ten at the setting's depth, and a deep request for recall@100, as [`run_mode`] does).
+/// Ranks every query under a grid of BM25, fusion, depth and HNSW settings with direct calls of
+/// [`search::hybrid`] (top ten at the setting's depth, and a deep request for recall@100, as [`run_mode`] does).
 async fn sweep(
     state: &AppState,
     tenant: &TenantId,

@@ -18,9 +18,10 @@
 //! A metadata filter narrows the ranked documents, not the statistics.
 //!
 //! Each hit keeps its rank and score in each arm, so a caller can see why it ranked. The vector arm runs with
-//! pgvector's iterative index scan and the configured candidate list (`search.ef_search`; both set by
-//! [`crate::db::Db::begin`]), so a tenant filter applied after the HNSW scan still yields `depth` rows. Without a query vector (no provider, provider down) only the lexical
-//! arm runs and the result says so.
+//! pgvector's iterative index scan (set by [`crate::db::Db::begin_search`], with the candidate list
+//! [`crate::tools::SearchSettings::hnsw_ef_search`] picks), so a tenant filter applied after the HNSW scan still
+//! yields `depth` rows. Without a query vector (no provider, provider down) only the lexical arm runs and the
+//! result says so.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -329,7 +329,7 @@ async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
 /// Every tenant transaction searches HNSW indexes iteratively, with the default candidate list or the one a
 /// search names, and the settings end with the transaction.
 #[sqlx::test(migrations = "../migrations")]
-async fn tenant_transactions_carry_the_configured_hnsw_settings(admin: PgPool) {
+async fn tenant_transactions_carry_the_hnsw_settings_of_their_search(admin: PgPool) {
     use paddock_runtime::db::{DEFAULT_HNSW_EF_SEARCH, Db, TenantId};
     provision_tenant(&admin, "acme", 6000, 1000).await;
     let acme = TenantId::parse("acme").unwrap();
