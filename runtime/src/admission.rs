@@ -17,24 +17,25 @@ pub enum Admission {
     UnknownTenant,
 }
 
+/// The admission statement: `$1` the tenant, `$2` the session id (or NULL). The materialized CTE runs set_config
+/// before the select list is evaluated, so the token function and the session lookup both see the tenant
+/// context; is_local=true scopes it to this one-statement transaction.
+pub const ADMIT_SQL: &str = "WITH ctx AS MATERIALIZED (SELECT set_config('paddock.tenant_id', $1, true) AS t) \
+     SELECT paddock_take_token('requests'), \
+            (SELECT s.protocol_version FROM mcp_sessions s WHERE s.id = $2 AND s.ended_at IS NULL) \
+     FROM ctx";
+
 /// Takes one request token for `tenant` and looks up `session_id` (when given) under the tenant's RLS.
 pub async fn admit(
     db: &Db,
     tenant: &TenantId,
     session_id: Option<&str>,
 ) -> Result<Admission, DbError> {
-    // The materialized CTE runs set_config before the select list is evaluated, so the token function and the
-    // session lookup both see the tenant context; is_local=true scopes it to this one-statement transaction.
-    let row: Result<(f64, Option<String>), sqlx::Error> = sqlx::query_as(
-        "WITH ctx AS MATERIALIZED (SELECT set_config('paddock.tenant_id', $1, true) AS t) \
-         SELECT paddock_take_token('requests'), \
-                (SELECT s.protocol_version FROM mcp_sessions s WHERE s.id = $2 AND s.ended_at IS NULL) \
-         FROM ctx",
-    )
-    .bind(tenant.as_str())
-    .bind(session_id)
-    .fetch_one(db.pool())
-    .await;
+    let row: Result<(f64, Option<String>), sqlx::Error> = sqlx::query_as(ADMIT_SQL)
+        .bind(tenant.as_str())
+        .bind(session_id)
+        .fetch_one(db.pool())
+        .await;
     match row {
         Ok((wait, _)) if wait > 0.0 => Ok(Admission::RateLimited {
             retry_after_secs: wait,

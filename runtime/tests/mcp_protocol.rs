@@ -396,6 +396,75 @@ async fn tools_are_listed_with_cursors_and_filtered_by_scope(admin: PgPool) {
     assert_eq!(count_documents(&admin).await, 0);
 }
 
+/// Admission finds a session through an index on its id, however many sessions the tenant has opened before
+/// (they are kept after they end): the lookup never filters the tenant's sessions one by one (migration 0008).
+#[sqlx::test(migrations = "../migrations")]
+async fn admission_finds_the_session_by_index_among_many(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    provision_tenant(&admin, "globex", 6000, 1000).await;
+    for tenant in ["acme", "globex"] {
+        sqlx::query(
+            "INSERT INTO mcp_sessions (tenant_id, id, user_id, protocol_version, ended_at) \
+             SELECT $1, $1 || '-' || i, 'u', '2025-11-25', CASE WHEN i % 2 = 0 THEN now() END \
+             FROM generate_series(1, 3000) AS i",
+        )
+        .bind(tenant)
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+    sqlx::query("ANALYZE mcp_sessions")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let pool = runtime_pool(&admin).await;
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, COSTS OFF) {}",
+        paddock_runtime::admission::ADMIT_SQL
+    ))
+    .bind("acme")
+    .bind("acme-1501")
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    let lookup = plan
+        .split("->")
+        .find(|node| node.contains("on mcp_sessions"))
+        .unwrap_or_else(|| panic!("no scan of mcp_sessions: {plan}"));
+    assert!(
+        lookup
+            .lines()
+            .any(|l| l.trim_start().starts_with("Index Cond:") && l.contains("(id = ")),
+        "{plan}"
+    );
+    assert!(!lookup.contains("Rows Removed by Filter"), "{plan}");
+    // And it is still the tenant's own session only.
+    let db = paddock_runtime::db::Db::from_pool(pool);
+    let found = |tenant: &'static str, id: &'static str| {
+        let db = db.clone();
+        async move {
+            let tenant = paddock_runtime::db::TenantId::parse(tenant).unwrap();
+            paddock_runtime::admission::admit(&db, &tenant, Some(id))
+                .await
+                .unwrap()
+        }
+    };
+    let admitted = |session: Option<&str>| paddock_runtime::admission::Admission::Admitted {
+        session: session.map(str::to_owned),
+    };
+    assert_eq!(
+        found("acme", "acme-1501").await,
+        admitted(Some("2025-11-25"))
+    );
+    assert_eq!(found("acme", "acme-1500").await, admitted(None), "ended");
+    assert_eq!(
+        found("globex", "acme-1501").await,
+        admitted(None),
+        "another tenant's"
+    );
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn rate_limit_answers_429_with_retry_after_across_instances(admin: PgPool) {
     provision_tenant(&admin, "slow", 60, 3).await;
