@@ -16,8 +16,9 @@
 //!    tenant-scoped), call `tools/call hybrid_search` in a closed loop for a fixed duration, with a random tenant
 //!    and query per request, and record the client-side latency of each call.
 //! 4. **Ceiling**: pgbench, as the runtime's role, runs exactly [`crate::search::hybrid_sql`] with the same
-//!    parameters (precomputed query vectors) inside a transaction that sets the tenant context as
-//!    [`crate::db::Db::begin`] does, at the same concurrencies, prepared like sqlx prepares.
+//!    parameters (precomputed query vectors) inside a transaction that sets the tenant context and the search's
+//!    settings as [`crate::db::Db::begin_search`] does, at the same concurrencies, prepared like sqlx prepares
+//!    (each tenant's statement its own, as the runtime's are).
 //!
 //! With a local model (`--embedding local --model-dir DIR`) the runtime embeds queries with all-MiniLM-L6-v2 in
 //! process instead, its vectors named like the data set's so the vector arm does the same SQL work (the rankings
@@ -50,7 +51,8 @@ use crate::{
     auth::dev,
     client::McpClient,
     config::RuntimeConfig,
-    db, documents,
+    db::{self, TenantId},
+    documents,
     embed::{EmbedKind, EmbeddingProvider},
     search, server,
     tools::SearchSettings,
@@ -1091,14 +1093,16 @@ pub fn substitute_placeholders(sql: &str, mut replace: impl FnMut(usize) -> Stri
     out
 }
 
-/// The pgbench scripts (one per query) and their `-D` variables.
+/// The pgbench scripts (one per query) and their `-D` variables. Query `i` is asked by tenant `i mod tenants`,
+/// in the transaction [`db::Db::begin_search`] opens, with the settings [`SearchSettings::scan`] gives a default
+/// call, as that tenant's own statement ([`search::hybrid_sql`] names the tenant's partitions). pgbench prepares
+/// each script's statement once per connection, as sqlx prepares each tenant's statement once per connection.
 pub fn pgbench_scripts(
     queries: &[String],
     vectors: &[Vec<f32>],
     tenants: usize,
     weights: (f64, f64),
 ) -> Result<(Vec<String>, Vec<String>), BenchError> {
-    let sql = search::hybrid_sql();
     let settings = SearchSettings::default();
     let mut scripts = Vec::new();
     let mut defines = Vec::new();
@@ -1119,6 +1123,9 @@ pub fn pgbench_scripts(
             alpha: settings.alpha,
             bm25: settings.bm25,
         };
+        let tenant = TenantId::parse(&tenant_name(i % tenants.max(1)))
+            .map_err(|e| BenchError::Pgbench(e.to_string()))?;
+        let sql = search::hybrid_sql(&tenant);
         let binds = params.text_binds();
         let used = placeholders(&sql);
         if used != binds.len() + 1 || search::TENANT_PARAM != used {
@@ -1127,10 +1134,12 @@ pub fn pgbench_scripts(
                 binds.len()
             )));
         }
+        let tenant_var = format!("(:q{i}_t)");
+        defines.push(format!("q{i}_t={tenant}"));
         let statement = substitute_placeholders(&sql, |n| match binds.get(n - 1) {
             Some((ty, Some(_))) => format!("(:q{i}_{n})::{ty}"),
             Some((ty, None)) => format!("NULL::{ty}"),
-            None if n == search::TENANT_PARAM => format!("('{TENANT_PREFIX}' || :t)"),
+            None if n == search::TENANT_PARAM => tenant_var.clone(),
             None => format!("${n}"),
         });
         for (n, (_, value)) in binds.iter().enumerate() {
@@ -1138,18 +1147,14 @@ pub fn pgbench_scripts(
                 defines.push(format!("q{i}_{}={v}", n + 1));
             }
         }
-        // The same transaction shape as Db::begin_search: tenant context and HNSW settings first, bound as
-        // parameters.
-        scripts.push(format!(
-            "\\set t random(0, {last})\n\
-             BEGIN;\n\
-             SELECT set_config('paddock.tenant_id', '{TENANT_PREFIX}' || :t, true), \
-             set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', '{ef_search}', true);\n\
-             {statement};\n\
-             COMMIT;\n",
-            last = tenants - 1,
-            ef_search = settings.hnsw_ef_search(&params),
-        ));
+        let scan = settings.scan(&params);
+        let begin = substitute_placeholders(db::BEGIN_SEARCH_SQL, |n| match n {
+            1 => tenant_var.clone(),
+            2 => format!("'{}'", scan.ef_search),
+            _ if scan.generic_plan => "'force_generic_plan'".to_owned(),
+            _ => "NULL".to_owned(),
+        });
+        scripts.push(format!("BEGIN;\n{begin};\n{statement};\nCOMMIT;\n"));
     }
     Ok((scripts, defines))
 }
@@ -1181,7 +1186,10 @@ fn pgbench(
         .arg(format!("--log-prefix={log_prefix}"))
         .arg(format!("--client={clients}"))
         .arg(format!("--jobs={}", clients.min(2)))
-        .arg(format!("--time={}", opts.duration.as_secs().max(1)));
+        .arg(format!(
+            "--time={}",
+            (opts.warmup + opts.duration).as_secs().max(1)
+        ));
     for (i, s) in scripts.iter().enumerate() {
         let path = dir.join(format!("hybrid-{i}.sql"));
         std::fs::write(&path, s).map_err(|source| BenchError::Setup {
@@ -1221,20 +1229,35 @@ fn pgbench(
             stderr.lines().next().unwrap_or("")
         )));
     }
-    let tps = field("tps = ")
-        .ok_or_else(|| BenchError::Pgbench(format!("no tps in its output: {stdout}")))?;
-    let mut latencies_us = pgbench_log_latencies(dir, &log_prefix)?;
+    // Measured like the runtime: after a warm-up (in which each connection prepares its statements), over the
+    // last `duration` of the run, from the transactions' completion times in pgbench's log.
+    let log = pgbench_log(dir, &log_prefix)?;
+    let end = log.iter().map(|t| t.completed_us).max().unwrap_or(0);
+    let from = end.saturating_sub(opts.duration.as_micros() as u64);
+    let mut latencies_us: Vec<u64> = log
+        .iter()
+        .filter(|t| t.completed_us > from)
+        .map(|t| t.latency_us)
+        .collect();
     latencies_us.sort_unstable();
+    let n = latencies_us.len() as f64;
     Ok(Ceiling {
-        tps,
-        latency_avg_ms: field("latency average = ").unwrap_or(0.0),
+        tps: n / opts.duration.as_secs_f64(),
+        latency_avg_ms: latencies_us.iter().sum::<u64>() as f64 / n.max(1.0) / 1000.0,
         p99_ms: percentile_ms(&latencies_us, 0.99),
     })
 }
 
-/// The transaction latencies (µs, the third field of each line) of pgbench's per-transaction logs named
-/// `<prefix>.*` in `dir`; the files are removed once read.
-fn pgbench_log_latencies(dir: &Path, prefix: &str) -> Result<Vec<u64>, BenchError> {
+/// One transaction of pgbench's per-transaction log.
+struct LoggedTransaction {
+    /// When it completed, µs since the epoch.
+    completed_us: u64,
+    latency_us: u64,
+}
+
+/// The transactions of pgbench's per-transaction logs named `<prefix>.*` in `dir` (each line: client, number,
+/// latency µs, script, completion time s and µs); the files are removed once read.
+fn pgbench_log(dir: &Path, prefix: &str) -> Result<Vec<LoggedTransaction>, BenchError> {
     let unreadable = |source| BenchError::Setup {
         what: "pgbench's transaction log",
         source,
@@ -1250,10 +1273,18 @@ fn pgbench_log_latencies(dir: &Path, prefix: &str) -> Result<Vec<u64>, BenchErro
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(unreadable)?;
-        latencies.extend(
-            text.lines()
-                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()),
-        );
+        latencies.extend(text.lines().filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .take(6)
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            (f.len() == 6).then(|| LoggedTransaction {
+                completed_us: f[4] * 1_000_000 + f[5],
+                latency_us: f[2],
+            })
+        }));
         std::fs::remove_file(&path).map_err(unreadable)?;
     }
     if latencies.is_empty() {
@@ -1747,7 +1778,13 @@ mod tests {
             pgbench_scripts(&q, &v, 10, (1.0, 1.0)).expect("the binds match the statement");
         assert_eq!(scripts.len(), 2);
         assert!(!scripts[0].contains('$'), "{}", scripts[0]);
-        assert!(defines.iter().any(|d| d.starts_with("q1_1=")));
+        // Query i is tenant i mod 10's, in that tenant's own statement.
+        let partition = TenantId::parse(&tenant_name(1))
+            .unwrap()
+            .partition("documents");
+        assert!(scripts[1].contains(&partition), "{}", scripts[1]);
+        assert!(!scripts[0].contains(&partition), "{}", scripts[0]);
+        assert!(defines.contains(&format!("q1_t={}", tenant_name(1))));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
+    /// Prepared statements each connection keeps (least recently used dropped first). Each tenant's search is
+    /// its own statement (see `search::hybrid_sql`).
+    pub statement_cache_capacity: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -54,6 +57,7 @@ impl Default for DatabaseConfig {
             url: None,
             max_connections: 16,
             acquire_timeout_ms: 3000,
+            statement_cache_capacity: 100,
         }
     }
 }
@@ -223,6 +227,7 @@ impl RuntimeConfig {
             url,
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
+            statement_cache_capacity: self.database.statement_cache_capacity,
         })
     }
 

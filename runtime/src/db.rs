@@ -8,6 +8,8 @@
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
+use md5::{Digest, Md5};
+
 use sqlx::{
     PgPool, Postgres, Transaction,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -65,6 +67,15 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name of this tenant's partition of `parent` (`documents`, `bm25_postings`): what the schema's
+    /// naming functions (`paddock_documents_partition`, `paddock_postings_partition`) give, the parent's name
+    /// and the first 16 hex digits of the id's MD5. A plain identifier, never needing quotes.
+    pub fn partition(&self, parent: &str) -> String {
+        let digest = Md5::digest(self.0.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{parent}_{hex}")
+    }
 }
 
 impl std::fmt::Display for TenantId {
@@ -113,12 +124,41 @@ impl DbError {
 /// when it ranks alone (`search.ef_search`): on SciFact its top ten then match an exact search's (BENCHMARKS.md).
 pub const DEFAULT_HNSW_EF_SEARCH: u32 = 100;
 
+/// The transaction-local settings a search runs under, set by [`Db::begin_search`] with the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchScan {
+    /// pgvector's HNSW candidate list (`hnsw.ef_search`).
+    pub ef_search: u32,
+    /// Executes the statement with its prepared generic plan (`plan_cache_mode = force_generic_plan`) instead
+    /// of planning it for each call's values; otherwise the server's own choice stands.
+    pub generic_plan: bool,
+}
+
+impl Default for SearchScan {
+    fn default() -> Self {
+        Self {
+            ef_search: DEFAULT_HNSW_EF_SEARCH,
+            generic_plan: false,
+        }
+    }
+}
+
+/// The first statement of every tenant transaction, [`Db::begin_search`]'s: `$1` the tenant, `$2` the HNSW
+/// candidate list, `$3` the plan cache mode (NULL keeps the current one). Public so that the benchmark's
+/// pgbench scripts run the very same transaction.
+pub const BEGIN_SEARCH_SQL: &str = "SELECT set_config('paddock.tenant_id', $1, true), \
+     set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+     set_config('hnsw.ef_search', $2, true), \
+     set_config('plan_cache_mode', coalesce($3, current_setting('plan_cache_mode')), true)";
+
 /// Pool settings for the runtime's database role.
 #[derive(Clone, Debug)]
 pub struct DbConfig {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Prepared statements kept per connection.
+    pub statement_cache_capacity: usize,
 }
 
 /// The runtime's handle on PostgreSQL. Cheap to clone.
@@ -139,7 +179,8 @@ impl Db {
     pub fn connect_lazy(cfg: &DbConfig) -> Result<Self, DbError> {
         let opts = PgConnectOptions::from_str(&cfg.url)
             .map_err(DbError::Connect)?
-            .application_name("paddock-runtime");
+            .application_name("paddock-runtime")
+            .statement_cache_capacity(cfg.statement_cache_capacity);
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(cfg.acquire_timeout)
@@ -176,26 +217,24 @@ impl Db {
     /// the tenant, and HNSW scans that are iterative (a filtered scan still yields as many rows as asked for)
     /// with a candidate list of [`DEFAULT_HNSW_EF_SEARCH`].
     pub async fn begin(&self, tenant: &TenantId) -> Result<TenantTx, DbError> {
-        self.begin_search(tenant, DEFAULT_HNSW_EF_SEARCH).await
+        self.begin_search(tenant, SearchScan::default()).await
     }
 
-    /// [`Db::begin`] with the HNSW candidate list (`hnsw.ef_search`) of the search it will run.
+    /// [`Db::begin`] with the HNSW candidate list and the plan choice of the search it will run, set in the
+    /// same statement ([`BEGIN_SEARCH_SQL`]).
     pub async fn begin_search(
         &self,
         tenant: &TenantId,
-        ef_search: u32,
+        scan: SearchScan,
     ) -> Result<TenantTx, DbError> {
         let mut tx = self.pool.begin().await.map_err(DbError::Begin)?;
-        sqlx::query(
-            "SELECT set_config('paddock.tenant_id', $1, true), \
-                    set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-                    set_config('hnsw.ef_search', $2, true)",
-        )
-        .bind(tenant.as_str())
-        .bind(ef_search.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::Begin)?;
+        sqlx::query(BEGIN_SEARCH_SQL)
+            .bind(tenant.as_str())
+            .bind(scan.ef_search.to_string())
+            .bind(scan.generic_plan.then_some("force_generic_plan"))
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::Begin)?;
         Ok(TenantTx {
             tx,
             tenant: tenant.clone(),

@@ -831,10 +831,9 @@ async fn direct(
     params: &HybridParams<'_>,
 ) -> Result<Vec<search::Hit>, EvalError> {
     let failed = |e: db::DbError| EvalError::Direct(error_chain(&e));
-    let ef_search = settings.hnsw_ef_search(params);
     let mut tx = state
         .db
-        .begin_search(tenant, ef_search)
+        .begin_search(tenant, settings.scan(params))
         .await
         .map_err(failed)?;
     let hits = search::hybrid(&mut tx, params).await.map_err(failed)?;

@@ -1,7 +1,8 @@
 //! Hybrid retrieval: a lexical arm ranked by BM25 (per-tenant postings) and a vector arm (HNSW, cosine), fused in
 //! SQL by weighted Reciprocal Rank Fusion or by a convex combination of min-max normalised scores.
 //!
-//! One statement does it all, under the transaction's tenant (row-level security):
+//! One statement does it all, on the tenant's own partitions and under the transaction's tenant (row-level
+//! security):
 //! ```text
 //! query ─to_tsvector('english')─> terms (qtf) ─┬─> df per term (postings counted) ─┐
 //! bm25_stats ─sum─> N, avgdl ─────────────────────────────────────────────────────┴─> term weights
@@ -22,11 +23,14 @@
 //! [`crate::tools::SearchSettings::hnsw_ef_search`] picks), so a tenant filter applied after the HNSW scan still
 //! yields `depth` rows. Without a query vector (no provider, provider down) only the lexical arm runs and the
 //! result says so.
+//!
+//! Each tenant's statement is prepared once per connection, and a search without a metadata filter runs its
+//! generic plan instead of planning every call ([`HybridParams::generic_plan`], [`hybrid_sql`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::db::{DbError, TenantTx};
+use crate::db::{DbError, TenantId, TenantTx};
 
 /// How the two arms' candidates become one ranking.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -154,11 +158,13 @@ pub const TENANT_PARAM: usize = 14;
 /// $8 vector weight, $9 model, $10 fusion, $11 alpha, $12 k1, $13 b, and [`TENANT_PARAM`] the transaction's
 /// tenant.
 ///
-/// Row-level security keeps the vector arm and the final join to the tenant; the explicit `tenant_id = $14`
-/// beside it lets the planner keep only the tenant's partition of `documents` (migration 0004), so the arm
-/// walks that tenant's own HNSW index, and of `bm25_postings` (migration 0006), whose primary key the lexical
-/// arm reads alone (tenant, term → document, tf, |d|).
-pub fn hybrid_sql() -> String {
+/// The statement names `tenant`'s own partitions of `documents` (migration 0004) and `bm25_postings` (0006), so
+/// the vector arm walks that tenant's HNSW index and the lexical arm reads its postings' primary key alone
+/// (tenant, term → document, tf, |d|), and a plan kept across calls holds those tables and nothing else (0007):
+/// each tenant's search is its own prepared statement, whose generic plan skips the planner (see
+/// [`HybridParams::generic_plan`]). Row-level security holds on the partitions as on their parents; the explicit
+/// `tenant_id = $14` beside it keys the postings' index, and makes the policy a one-time check on the statement.
+pub fn hybrid_sql(tenant: &TenantId) -> String {
     "WITH terms AS MATERIALIZED ( \
          SELECT lexeme AS term, cardinality(positions)::float8 AS qtf \
          FROM unnest(to_tsvector('english', $1)) WHERE $7 > 0 \
@@ -172,7 +178,7 @@ pub fn hybrid_sql() -> String {
          SELECT t.term, t.qtf * ln(1 + (c.n - df.df + 0.5) / (df.df + 0.5)) * ($12 + 1) AS w, \
                 $12 * (1 - $13) AS k_fixed, $12 * $13 / c.avgdl AS k_per_token \
          FROM terms t, corpus c, LATERAL ( \
-             SELECT count(*)::float8 AS df FROM bm25_postings p WHERE p.tenant_id = $14 AND p.term = t.term \
+             SELECT count(*)::float8 AS df FROM {postings} p WHERE p.tenant_id = $14 AND p.term = t.term \
          ) df \
          WHERE df.df > 0 \
      ), \
@@ -181,10 +187,10 @@ pub fn hybrid_sql() -> String {
                 min(score) OVER () AS lo, max(score) OVER () AS hi \
          FROM ( \
              SELECT p.doc_id AS id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
-             FROM weights w JOIN bm25_postings p ON p.tenant_id = $14 AND p.term = w.term \
+             FROM weights w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term \
              GROUP BY p.doc_id \
              HAVING $3::jsonb IS NULL OR EXISTS ( \
-                 SELECT 1 FROM documents d WHERE d.tenant_id = $14 AND d.id = p.doc_id AND d.metadata @> $3) \
+                 SELECT 1 FROM {documents} d WHERE d.tenant_id = $14 AND d.id = p.doc_id AND d.metadata @> $3) \
              ORDER BY score DESC, p.doc_id LIMIT $4 \
          ) s \
      ), \
@@ -192,7 +198,7 @@ pub fn hybrid_sql() -> String {
          SELECT id, 1 - dist AS score, row_number() OVER (ORDER BY dist, id) AS rank, \
                 min(1 - dist) OVER () AS lo, max(1 - dist) OVER () AS hi \
          FROM ( \
-             SELECT d.id, d.embedding <=> $2 AS dist FROM documents d \
+             SELECT d.id, d.embedding <=> $2 AS dist FROM {documents} d \
              WHERE d.tenant_id = $14 AND $2::vector IS NOT NULL AND $8 > 0 AND d.embedding_model = $9 \
                AND ($3::jsonb IS NULL OR d.metadata @> $3) \
              ORDER BY d.embedding <=> $2 LIMIT $4 \
@@ -212,12 +218,21 @@ pub fn hybrid_sql() -> String {
      ) \
      SELECT f.id, d.title, left(d.content, 280), d.metadata, f.score::float8, \
             f.lex_rank, f.lex_score::float8, f.vec_rank, f.vec_score::float8 \
-     FROM fused f JOIN documents d ON d.tenant_id = $14 AND d.id = f.id \
+     FROM fused f JOIN {documents} d ON d.tenant_id = $14 AND d.id = f.id \
      ORDER BY f.score DESC, f.id"
-        .to_owned()
+        .replace("{documents}", &tenant.partition("documents"))
+        .replace("{postings}", &tenant.partition("bm25_postings"))
 }
 
 impl HybridParams<'_> {
+    /// Whether the statement's generic plan serves these parameters as well as a plan made for their values.
+    /// Without a metadata filter it does: each arm walks its own index whatever the query, so planning each
+    /// call only repeats the same choice (about a quarter of the statement's CPU, BENCHMARKS.md). With a filter
+    /// the best plan depends on how many documents match it, so the call is planned for its values.
+    pub fn generic_plan(&self) -> bool {
+        self.filter.is_none()
+    }
+
     /// The parameters of [`hybrid_sql`] in bind order, as (PostgreSQL type, text value or NULL): what [`hybrid`]
     /// binds, for tools that run the statement outside sqlx. Keep the two in step.
     pub fn text_binds(&self) -> Vec<(&'static str, Option<String>)> {
@@ -246,7 +261,7 @@ impl HybridParams<'_> {
 
 /// Hybrid search under the transaction's tenant.
 pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>, DbError> {
-    let rows: Vec<HitRow> = sqlx::query_as(&hybrid_sql())
+    let rows: Vec<HitRow> = sqlx::query_as(&hybrid_sql(tx.tenant()))
         .bind(p.query)
         .bind(p.vector.clone().map(pgvector::Vector::from))
         .bind(p.filter)
@@ -266,32 +281,32 @@ pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>,
     Ok(rows.into_iter().map(hit_from_row).collect())
 }
 
-/// Lexical-only search (the `search` tool): BM25 order, `score` is the BM25 score.
-pub async fn lexical(
-    tx: &mut TenantTx,
-    query: &str,
+/// The parameters of a lexical-only search (the `search` tool): the vector arm off, BM25 order.
+pub fn lexical_params<'a>(
+    query: &'a str,
     limit: i64,
-    filter: Option<&Value>,
+    filter: Option<&'a Value>,
     bm25: Bm25,
-) -> Result<Vec<Hit>, DbError> {
-    let mut hits = hybrid(
-        tx,
-        &HybridParams {
-            query,
-            vector: None,
-            model: None,
-            limit,
-            filter,
-            lexical_weight: 1.0,
-            vector_weight: 0.0,
-            rrf_k: 60.0,
-            depth: limit,
-            fusion: Fusion::Rrf,
-            alpha: 0.0,
-            bm25,
-        },
-    )
-    .await?;
+) -> HybridParams<'a> {
+    HybridParams {
+        query,
+        vector: None,
+        model: None,
+        limit,
+        filter,
+        lexical_weight: 1.0,
+        vector_weight: 0.0,
+        rrf_k: 60.0,
+        depth: limit,
+        fusion: Fusion::Rrf,
+        alpha: 0.0,
+        bm25,
+    }
+}
+
+/// Lexical-only search with [`lexical_params`]: `score` is the BM25 score.
+pub async fn lexical(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>, DbError> {
+    let mut hits = hybrid(tx, p).await?;
     for h in &mut hits {
         if let Some(l) = &h.lexical {
             h.score = l.score;
@@ -320,7 +335,7 @@ mod tests {
             alpha: 0.5,
             bm25: Bm25::default(),
         };
-        let sql = hybrid_sql();
+        let sql = hybrid_sql(&TenantId::parse("acme").unwrap());
         let highest = (1..=20)
             .rev()
             .find(|n| sql.contains(&format!("${n}")))

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     auth::{Principal, scopes},
-    db::{Db, DbError, TenantId},
+    db::{Db, DbError, SearchScan, TenantId},
     documents,
     embed::Embedder,
     indexer::IndexerHandle,
@@ -103,6 +103,15 @@ impl SearchSettings {
             u32::try_from(p.depth).unwrap_or(u32::MAX).clamp(1, 1000)
         } else {
             self.ef_search
+        }
+    }
+
+    /// The transaction settings of a search with these parameters: its candidate list and whether it runs
+    /// the prepared generic plan ([`HybridParams::generic_plan`]).
+    pub fn scan(&self, p: &HybridParams<'_>) -> SearchScan {
+        SearchScan {
+            ef_search: self.hnsw_ef_search(p),
+            generic_plan: p.generic_plan(),
         }
     }
 }
@@ -297,7 +306,7 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
     };
     let mut tx = ctx
         .db
-        .begin_search(ctx.tenant, ctx.search.hnsw_ef_search(&params))
+        .begin_search(ctx.tenant, ctx.search.scan(&params))
         .await?;
     let hits = search::hybrid(&mut tx, &params).await?;
     tx.commit().await?;
@@ -329,15 +338,12 @@ async fn lexical_search(ctx: &ToolCtx<'_>, a: SearchArgs) -> Result<ToolOutcome,
         (1..=50).contains(&a.limit) => "limit must be between 1 and 50",
         filter_ok(&a.filter) => "filter must be an object",
     );
-    let mut tx = ctx.db.begin(ctx.tenant).await?;
-    let hits = search::lexical(
-        &mut tx,
-        &a.query,
-        a.limit,
-        a.filter.as_ref(),
-        ctx.search.bm25,
-    )
-    .await?;
+    let params = search::lexical_params(&a.query, a.limit, a.filter.as_ref(), ctx.search.bm25);
+    let mut tx = ctx
+        .db
+        .begin_search(ctx.tenant, ctx.search.scan(&params))
+        .await?;
+    let hits = search::lexical(&mut tx, &params).await?;
     tx.commit().await?;
     Ok(ToolOutcome::Ok(
         json!({ "hits": hits, "mode": "lexical", "degraded": false }),

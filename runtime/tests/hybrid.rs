@@ -327,38 +327,51 @@ async fn vector_arm_returns_enough_rows_under_the_tenant_filter(admin: PgPool) {
 }
 
 /// Every tenant transaction searches HNSW indexes iteratively, with the default candidate list or the one a
-/// search names, and the settings end with the transaction.
+/// search names, plans as the server would unless the search asks for its generic plan, and the settings end
+/// with the transaction.
 #[sqlx::test(migrations = "../migrations")]
-async fn tenant_transactions_carry_the_hnsw_settings_of_their_search(admin: PgPool) {
-    use paddock_runtime::db::{DEFAULT_HNSW_EF_SEARCH, Db, TenantId};
+async fn tenant_transactions_carry_the_settings_of_their_search(admin: PgPool) {
+    use paddock_runtime::db::{DEFAULT_HNSW_EF_SEARCH, Db, SearchScan, TenantId};
     provision_tenant(&admin, "acme", 6000, 1000).await;
     let acme = TenantId::parse("acme").unwrap();
     // One connection, so the check after the transactions runs on the connection they used.
     let pool = login_pool_of(&admin, "paddock_runtime", 1).await;
     let db = Db::from_pool(pool.clone());
-    let settings = "SELECT current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true)";
-    for ef in [None, Some(17)] {
-        let mut tx = match ef {
+    let settings = "SELECT current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true), \
+                    current_setting('plan_cache_mode')";
+    let named = SearchScan {
+        ef_search: 17,
+        generic_plan: true,
+    };
+    for scan in [None, Some(named)] {
+        let mut tx = match scan {
             None => db.begin(&acme).await.unwrap(),
-            Some(ef) => db.begin_search(&acme, ef).await.unwrap(),
+            Some(scan) => db.begin_search(&acme, scan).await.unwrap(),
         };
-        let ef = ef.unwrap_or(DEFAULT_HNSW_EF_SEARCH);
-        let (got, scan): (Option<String>, Option<String>) =
+        let (ef, plan) = match scan {
+            None => (DEFAULT_HNSW_EF_SEARCH, "auto"),
+            Some(s) => (s.ef_search, "force_generic_plan"),
+        };
+        let (got, iterative, mode): (Option<String>, Option<String>, String) =
             sqlx::query_as(settings).fetch_one(tx.conn()).await.unwrap();
         assert_eq!(got.as_deref(), Some(ef.to_string().as_str()));
-        assert_eq!(scan.as_deref(), Some("relaxed_order"));
+        assert_eq!(iterative.as_deref(), Some("relaxed_order"));
+        assert_eq!(mode, plan);
         tx.commit().await.unwrap();
     }
     let mut conn = pool.acquire().await.unwrap();
-    let (got, _): (Option<String>, Option<String>) = sqlx::query_as(settings)
+    let (got, _, mode): (Option<String>, Option<String>, String) = sqlx::query_as(settings)
         .fetch_one(&mut *conn)
         .await
         .unwrap();
     assert_ne!(got.as_deref(), Some("17"), "transaction-local");
+    assert_eq!(mode, "auto", "transaction-local");
 }
 
 /// Each tenant's documents and BM25 postings live in their own partitions (migrations 0004, 0006), with their own
-/// indexes, and the hybrid statement's plan keeps only the caller's: neither arm reads another tenant's rows.
+/// indexes; the hybrid statement names the caller's (as the schema's naming functions do) and its plan reads
+/// nothing else; and a partition named directly shows what its parent would (0007): the current tenant's rows,
+/// read-only.
 #[sqlx::test(migrations = "../migrations")]
 async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     use paddock_runtime::{
@@ -386,6 +399,9 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     .await
     .unwrap();
     assert_eq!(parents.len(), 3, "one partition per tenant: {parents:?}");
+    let acme_id = TenantId::parse("acme").unwrap();
+    assert_eq!(acme_id.partition("documents"), acme);
+    assert_eq!(acme_id.partition("bm25_postings"), acme_postings);
     insert_embedded(&admin, "acme", 2000, |i| {
         format!(
             "acme field report {i} on river sediment and rain {}",
@@ -406,7 +422,7 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
         .unwrap();
 
     let db = Db::from_pool(runtime_pool(&admin).await);
-    let mut tx = db.begin(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let mut tx = db.begin(&acme_id).await.unwrap();
     let p = HybridParams {
         query: "river sediment",
         vector: Some(embed_text("river sediment")),
@@ -421,7 +437,7 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
         alpha: 0.5,
         bm25: Bm25::default(),
     };
-    let sql = format!("EXPLAIN (FORMAT JSON) {}", search::hybrid_sql());
+    let sql = format!("EXPLAIN (FORMAT JSON) {}", search::hybrid_sql(&acme_id));
     let mut q = sqlx::query_scalar::<_, Value>(&sql);
     for (ty, value) in p.text_binds() {
         q = match (ty, value) {
@@ -439,14 +455,35 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
         .unwrap()
         .to_string();
     tx.commit().await.unwrap();
-    // A partition is reachable only through the policed parent: the runtime role has no grant on it.
-    let mut tx = db.begin(&TenantId::parse("acme").unwrap()).await.unwrap();
-    let direct = sqlx::query(&format!("SELECT count(*) FROM {globex}"))
-        .execute(tx.conn())
+    // Named directly, a partition is policed like its parent: acme sees its own rows and none of globex's, and
+    // writes only through the parents, whose policies and triggers keep documents and postings in step.
+    let count = |table: &str| format!("SELECT count(*) FROM {table}");
+    let mut tx = db.begin(&acme_id).await.unwrap();
+    for (table, visible) in [(&acme, 2000), (&globex, 0), (&globex_postings, 0)] {
+        let n: i64 = sqlx::query_scalar(&count(table))
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        assert_eq!(n, visible, "{table}");
+    }
+    tx.commit().await.unwrap();
+    for write in [
+        format!("UPDATE {acme} SET content = 'x'"),
+        format!("DELETE FROM {acme_postings}"),
+        format!(
+            "INSERT INTO {acme} (tenant_id, id, content, content_hash) VALUES ('acme', 'x', 'x', 'h')"
+        ),
+    ] {
+        let mut tx = db.begin(&acme_id).await.unwrap();
+        let err = sqlx::query(&write).execute(tx.conn()).await.unwrap_err();
+        assert_permission_denied(&err);
+    }
+    // Without a tenant context a partition shows nothing, as its parent does.
+    let n: i64 = sqlx::query_scalar(&count(&acme))
+        .fetch_one(&runtime_pool(&admin).await)
         .await
-        .unwrap_err();
-    assert_permission_denied(&direct);
-    drop(tx);
+        .unwrap();
+    assert_eq!(n, 0);
     assert!(
         plan.contains(&format!("\"Relation Name\":\"{acme}\"")),
         "acme's partition is scanned: {plan}"
@@ -485,4 +522,86 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
             "{method} on {column}: {indexes:?}"
         );
     }
+}
+
+/// A search without a metadata filter runs its tenant's prepared statement with the generic plan, planned once
+/// per connection, and answers exactly as a plan made for its values does; with a filter it is planned per call.
+#[sqlx::test(migrations = "../migrations")]
+async fn unfiltered_searches_reuse_one_generic_plan_per_tenant(admin: PgPool) {
+    use paddock_runtime::{
+        db::{Db, SearchScan, TenantId},
+        search::{self, HybridParams},
+        tools::SearchSettings,
+    };
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    insert_embedded(&admin, "acme", 300, |i| {
+        format!("acme note {i} on river sediment, rain and {}", i % 11)
+    })
+    .await;
+    sqlx::query("UPDATE documents SET metadata = jsonb_build_object('odd', right(id, 1) IN ('1', '3', '5', '7', '9'))")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    // One connection, so every search uses the same prepared statement.
+    let db = Db::from_pool(login_pool_of(&admin, "paddock_runtime", 1).await);
+    let settings = SearchSettings::default();
+    let search = |filter: Option<Value>, generic: Option<bool>| {
+        let (db, settings, acme) = (db.clone(), settings.clone(), acme.clone());
+        async move {
+            let p = HybridParams {
+                query: "river sediment rain",
+                vector: Some(embed_text("river sediment rain")),
+                model: Some("test-hash-384"),
+                limit: 10,
+                filter: filter.as_ref(),
+                lexical_weight: 1.0,
+                vector_weight: 1.0,
+                rrf_k: settings.rrf_k,
+                depth: settings.depth,
+                fusion: settings.fusion,
+                alpha: settings.alpha,
+                bm25: settings.bm25,
+            };
+            let mut scan = settings.scan(&p);
+            assert_eq!(scan.generic_plan, filter.is_none());
+            if let Some(generic) = generic {
+                scan = SearchScan {
+                    generic_plan: generic,
+                    ..scan
+                };
+            }
+            let mut tx = db.begin_search(&acme, scan).await.unwrap();
+            let hits = search::hybrid(&mut tx, &p).await.unwrap();
+            let (generic, custom): (i64, i64) = sqlx::query_as(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            )
+            .bind(search::hybrid_sql(&acme))
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            (hits, generic, custom)
+        }
+    };
+    // Planned for its values first (as the server's default does for a statement's first calls).
+    let (planned, generic, custom) = search(None, Some(false)).await;
+    assert_eq!((generic, custom), (0, 1));
+    assert_eq!(planned.len(), 10);
+    let (reused, generic, custom) = search(None, None).await;
+    assert_eq!((generic, custom), (1, 1));
+    assert_eq!(reused, planned, "the generic plan ranks as the custom one");
+    let (_, generic, custom) = search(None, None).await;
+    assert_eq!((generic, custom), (2, 1), "planned once, executed again");
+    let (filtered, generic, custom) = search(Some(json!({ "odd": true })), None).await;
+    assert_eq!(
+        (generic, custom),
+        (2, 2),
+        "a filter is planned for its values"
+    );
+    assert!(!filtered.is_empty());
+    assert!(
+        filtered.iter().all(|h| h.metadata["odd"] == json!(true)),
+        "{filtered:?}"
+    );
 }

@@ -133,6 +133,7 @@ async fn database_enforces_isolation_when_a_query_forgets_the_tenant_filter(admi
 
 #[sqlx::test(migrations = "../migrations")]
 async fn runtime_role_is_not_owner_superuser_or_bypassrls(admin: PgPool) {
+    two_tenants(&admin).await;
     let pool = runtime_pool(&admin).await;
     let (user, sup, bypass): (String, bool, bool) = sqlx::query_as(
         "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
@@ -170,6 +171,23 @@ async fn runtime_role_is_not_owner_superuser_or_bypassrls(admin: PgPool) {
     let mut want = tables.to_vec();
     want.sort();
     assert_eq!(forced, want);
+    // So has each tenant's partition of them, which the search names directly.
+    let partitions: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity AND c.relforcerowsecurity FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relkind = 'r' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        partitions.len(),
+        4,
+        "documents and postings of two tenants: {partitions:?}"
+    );
+    assert!(
+        partitions.iter().all(|(_, forced)| *forced),
+        "{partitions:?}"
+    );
 }
 
 /// A tenant's own login role is pinned to its tenant, whatever tenant context it claims.

@@ -1,6 +1,7 @@
 //! Migrations applied to a database that already holds data: partitioning `documents` by tenant (0004) moves
 //! every row with its text analysis, embedding and BM25 statistics intact, the BM25 postings (0006) are written
-//! for the documents already there, and the runtime's paths work on the result.
+//! for the documents already there, the partitions already there are policed for the search to name (0007), and
+//! the runtime's paths work on the result.
 mod common;
 
 use std::borrow::Cow;
@@ -9,6 +10,8 @@ use common::*;
 use paddock_runtime::{
     db::{Db, MIGRATOR, TenantId},
     documents,
+    search::{self, Bm25},
+    tools::SearchSettings,
 };
 use serde_json::json;
 use sqlx::{PgPool, migrate::Migrator};
@@ -126,6 +129,27 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
         )
     );
     tx.commit().await.unwrap();
+    // The search names globex's partitions, which predate 0007, and finds its own documents only.
+    let p = search::lexical_params("sediment", 50, None, Bm25::default());
+    let globex_id = TenantId::parse("globex").unwrap();
+    let mut tx = db
+        .begin_search(&globex_id, SearchSettings::default().scan(&p))
+        .await
+        .unwrap();
+    let mut found: Vec<String> = search::lexical(&mut tx, &p)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    tx.commit().await.unwrap();
+    found.sort();
+    let mut want: Vec<String> = (2..=13).map(|i| format!("d{i}")).collect();
+    want.sort();
+    assert_eq!(
+        found, want,
+        "globex's sediment documents, d1 rewritten without it"
+    );
     let globex: (i64, i64) = sqlx::query_as("SELECT sum(documents)::bigint, sum(tokens)::bigint FROM bm25_stats WHERE tenant_id = 'globex'")
         .fetch_one(&admin)
         .await

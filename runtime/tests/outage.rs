@@ -104,6 +104,7 @@ async fn runtime_db(admin: &PgPool, relay: &Relay) -> Db {
         url: url.to_string(),
         max_connections: 4,
         acquire_timeout: ACQUIRE_TIMEOUT,
+        statement_cache_capacity: 100,
     })
     .unwrap()
 }
