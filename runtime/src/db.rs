@@ -9,7 +9,6 @@
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use md5::{Digest, Md5};
-
 use sqlx::{
     PgPool, Postgres, Transaction,
     postgres::{PgConnectOptions, PgPoolOptions},
