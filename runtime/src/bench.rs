@@ -1262,7 +1262,7 @@ fn pgbench_log(dir: &Path, prefix: &str) -> Result<Vec<LoggedTransaction>, Bench
         what: "pgbench's transaction log",
         source,
     };
-    let mut latencies = Vec::new();
+    let mut transactions = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let path = entry.map_err(unreadable)?.path();
         let ours = path
@@ -1273,7 +1273,7 @@ fn pgbench_log(dir: &Path, prefix: &str) -> Result<Vec<LoggedTransaction>, Bench
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(unreadable)?;
-        latencies.extend(text.lines().filter_map(|l| {
+        transactions.extend(text.lines().filter_map(|l| {
             let f: Vec<u64> = l
                 .split_whitespace()
                 .take(6)
@@ -1287,13 +1287,13 @@ fn pgbench_log(dir: &Path, prefix: &str) -> Result<Vec<LoggedTransaction>, Bench
         }));
         std::fs::remove_file(&path).map_err(unreadable)?;
     }
-    if latencies.is_empty() {
+    if transactions.is_empty() {
         return Err(BenchError::Pgbench(format!(
             "no transactions in its log {}/{prefix}.*",
             dir.display()
         )));
     }
-    Ok(latencies)
+    Ok(transactions)
 }
 
 // ---- the whole run ------------------------------------------------------------------------------------------
