@@ -42,6 +42,8 @@ pub struct Settings {
     pub tools_page_size: usize,
     /// Origins allowed to call the protocol endpoints (exact, or `scheme://host:*` for any port).
     pub allowed_origins: Vec<String>,
+    /// How long an MCP session lives without requests.
+    pub session_idle_timeout: Duration,
     pub search: SearchSettings,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -53,6 +55,7 @@ impl Default for Settings {
             tools: Vec::new(),
             tools_page_size: 50,
             allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
+            session_idle_timeout: Duration::from_secs(24 * 60 * 60),
             search: SearchSettings::default(),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),

@@ -70,6 +70,9 @@ pub struct McpConfig {
     pub tools_page_size: usize,
     /// Allowed browser origins (exact, or `scheme://host:*`).
     pub allowed_origins: Vec<String>,
+    /// A session no request has used for this long is gone (404; the client initializes a new one), and is
+    /// deleted soon after.
+    pub session_idle_timeout_ms: u64,
 }
 
 impl Default for McpConfig {
@@ -79,6 +82,7 @@ impl Default for McpConfig {
             tools: s.tools,
             tools_page_size: s.tools_page_size,
             allowed_origins: s.allowed_origins,
+            session_idle_timeout_ms: s.session_idle_timeout.as_millis() as u64,
         }
     }
 }
@@ -182,6 +186,11 @@ impl RuntimeConfig {
                 )));
             }
         }
+        if self.mcp.session_idle_timeout_ms < 1000 {
+            return Err(ConfigError::Invalid(
+                "mcp.session_idle_timeout_ms must be at least 1000".into(),
+            ));
+        }
         if !(1.0..=10_000.0).contains(&self.search.rrf_k) {
             return Err(ConfigError::Invalid(
                 "search.rrf_k must be between 1 and 10000".into(),
@@ -236,6 +245,7 @@ impl RuntimeConfig {
             tools: self.mcp.tools.clone(),
             tools_page_size: self.mcp.tools_page_size,
             allowed_origins: self.mcp.allowed_origins.clone(),
+            session_idle_timeout: Duration::from_millis(self.mcp.session_idle_timeout_ms),
             search: SearchSettings {
                 rrf_k: self.search.rrf_k,
                 depth: self.search.depth,

@@ -22,4 +22,5 @@ pub mod mcp;
 pub mod metrics;
 pub mod search;
 pub mod server;
+pub mod sessions;
 pub mod tools;

@@ -3,7 +3,8 @@
 //! A POST flows: auth middleware (a verified [`Principal`]) → header checks (`MCP-Protocol-Version`, session id)
 //! → body parse and classification → admission (rate limit + session lookup, one round trip) → dispatch of
 //! each request → one JSON answer, or `202 Accepted` when the body held only notifications or responses.
-//! Sessions live in PostgreSQL, so any replica, or a restarted one, continues a client's session.
+//! Sessions live in PostgreSQL, so any replica, or a restarted one, continues a client's session, until it goes
+//! unused for `mcp.session_idle_timeout_ms` (then 404, see [`crate::sessions`]).
 //! GET answers 405 (no server-initiated stream); DELETE ends a session.
 
 use std::time::Instant;
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    admission::{self, Admission},
+    admission::{self, Admission, SessionLookup},
     app::AppState,
     auth::Principal,
     db::{DbError, TenantId},
@@ -99,6 +100,10 @@ async fn admit(
     tenant: &TenantId,
     session: Option<&str>,
 ) -> Result<Option<String>, Response> {
+    let session = session.map(|id| SessionLookup {
+        id,
+        idle_timeout: state.settings.session_idle_timeout,
+    });
     match admission::admit(&state.db, tenant, session).await {
         Ok(Admission::Admitted { session }) => Ok(session),
         Ok(Admission::RateLimited { retry_after_secs }) => {
@@ -610,9 +615,11 @@ async fn handle_delete(
     let ended = async {
         let mut tx = state.db.begin(&tenant).await?;
         let r = sqlx::query(
-            "UPDATE mcp_sessions SET ended_at = now() WHERE id = $1 AND ended_at IS NULL",
+            "UPDATE mcp_sessions SET ended_at = now() \
+             WHERE id = $1 AND ended_at IS NULL AND last_seen_at > now() - $2",
         )
         .bind(session_id)
+        .bind(state.settings.session_idle_timeout)
         .execute(tx.conn())
         .await?;
         tx.commit().await?;

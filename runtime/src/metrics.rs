@@ -101,6 +101,8 @@ pub struct Metrics {
     /// Tasks this replica ended, by final state and reason.
     tasks_ended: Family<TaskEndLabels, Counter>,
     tasks_handed_over: Family<HandoverLabels, Counter>,
+    /// MCP sessions this replica's sweeper deleted (expired or ended).
+    pub mcp_sessions_purged: Counter,
 }
 
 impl Metrics {
@@ -120,6 +122,7 @@ impl Metrics {
             tasks_waiting: Gauge::default(),
             tasks_ended: Family::default(),
             tasks_handed_over: Family::default(),
+            mcp_sessions_purged: Counter::default(),
         };
         registry.register(
             "rpc_requests",
@@ -190,6 +193,11 @@ impl Metrics {
             "a2a_tasks_handed_over",
             "A2A tasks that never started and moved between replicas: handed back by this one, or adopted",
             m.tasks_handed_over.clone(),
+        );
+        registry.register(
+            "mcp_sessions_purged",
+            "MCP sessions this replica deleted after they expired or ended (mcp.session_idle_timeout_ms)",
+            m.mcp_sessions_purged.clone(),
         );
         m
     }

@@ -94,9 +94,15 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     ));
     // Every replica sweeps expired task leases and refreshes the budget gauges.
     let a2a_background = tokio::spawn(crate::a2a::background(state.clone()));
+    let session_sweep = tokio::spawn(crate::sessions::sweep(
+        state.db.clone(),
+        state.settings.session_idle_timeout,
+        state.metrics.clone(),
+    ));
     let result = serve_until_drained(listener, &state, app::shutdown_signal()).await;
     indexer.abort();
     a2a_background.abort();
+    session_sweep.abort();
     state.db.close().await;
     result.map_err(StartError::Serve)
 }

@@ -87,6 +87,156 @@ async fn session_rules_are_enforced_and_sessions_survive_a_new_instance(admin: P
     assert_eq!(app2.send(del(Some(&s.id))).await.status, 404);
 }
 
+async fn set_session_time(admin: &PgPool, column: &str, id: &str, ago: &str) {
+    sqlx::query(&format!(
+        "UPDATE mcp_sessions SET {column} = now() - $2::interval WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(ago)
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
+async fn session_ids(admin: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT id FROM mcp_sessions ORDER BY id")
+        .fetch_all(admin)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sessions_unused_for_the_idle_timeout_expire_and_are_purged(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    provision_tenant(&admin, "other", 6000, 1000).await;
+    let keys = keys();
+    let pool = runtime_pool(&admin).await;
+    let app = app(pool.clone(), &keys).await;
+    let idle = Settings::default().session_idle_timeout;
+    assert_eq!(idle, std::time::Duration::from_secs(24 * 3600));
+    let t = keys.token("acme", RO);
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string();
+    let status = |sid: String| {
+        let (app, t, ping) = (&app, &t, &ping);
+        async move {
+            app.post_raw(t, Some(&sid), Some("2025-11-25"), ping.clone())
+                .await
+                .status
+        }
+    };
+    let stale = app.session(&t).await.id;
+    let live = app.session(&t).await.id;
+    let ended = app.session(&t).await.id;
+    let other = app.session(&keys.token("other", RO)).await.id;
+    assert_eq!(status(stale.clone()).await, 200);
+
+    // Unused for longer than the timeout: gone for requests and for DELETE, though its row is still there.
+    set_session_time(&admin, "last_seen_at", &stale, "24 hours 1 minute").await;
+    set_session_time(&admin, "last_seen_at", &other, "25 hours").await;
+    assert_eq!(status(stale.clone()).await, 404);
+    let del = Request::delete("/mcp")
+        .header("authorization", format!("Bearer {t}"))
+        .header("mcp-session-id", &stale)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(del).await.status, 404);
+    assert_eq!(status(live.clone()).await, 200, "other sessions live on");
+
+    // Ended a day ago: purged with the expired ones; live sessions stay, whatever their tenant.
+    sqlx::query("UPDATE mcp_sessions SET ended_at = now() - interval '25 hours' WHERE id = $1")
+        .bind(&ended)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let db = paddock_runtime::db::Db::from_pool(pool);
+    let purged = paddock_runtime::sessions::purge_expired(&db, idle)
+        .await
+        .unwrap();
+    assert_eq!(purged, 3);
+    assert_eq!(session_ids(&admin).await, vec![live.clone()]);
+    assert_eq!(status(live).await, 200);
+    assert_eq!(
+        paddock_runtime::sessions::purge_expired(&db, idle)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// A request moves its session's last-seen time forward only when the stored one is more than a tenth of the
+/// idle timeout old, so a busy session is written about once per 2.4 hours, not on every request.
+#[sqlx::test(migrations = "../migrations")]
+async fn sessions_in_use_are_kept_alive_with_a_write_per_tenth_of_the_timeout(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    let app = app(runtime_pool(&admin).await, &keys).await;
+    let t = keys.token("acme", RO);
+    let s = app.session(&t).await;
+    let seen_ago = || async {
+        sqlx::query_scalar::<_, f64>(
+            "SELECT extract(epoch FROM now() - last_seen_at)::float8 FROM mcp_sessions WHERE id = $1",
+        )
+        .bind(&s.id)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    };
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+
+    set_session_time(&admin, "last_seen_at", &s.id, "2 hours").await;
+    assert_eq!(s.post(ping.clone()).await.status, 200);
+    assert!(
+        seen_ago().await > 7100.0,
+        "not written within a tenth of the timeout"
+    );
+
+    set_session_time(&admin, "last_seen_at", &s.id, "23 hours").await;
+    assert_eq!(s.post(ping.clone()).await.status, 200);
+    assert!(seen_ago().await < 60.0, "recorded");
+    // And so it lives another full timeout.
+    set_session_time(&admin, "last_seen_at", &s.id, "23 hours").await;
+    assert_eq!(s.post(ping).await.status, 200);
+}
+
+/// The sweep runs as the table owner; a tenant's own login role still purges that tenant's sessions only.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tenant_login_role_purges_its_own_sessions_only(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    provision_tenant(&admin, "other", 6000, 1000).await;
+    sqlx::query(
+        "INSERT INTO mcp_sessions (tenant_id, id, user_id, protocol_version, last_seen_at) \
+         VALUES ('acme', 'a', 'u', '2025-11-25', now() - interval '2 days'), \
+                ('other', 'o', 'u', '2025-11-25', now() - interval '2 days')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let role = format!("paddock_t_sessions_{}", std::process::id());
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"),
+        format!("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ('{role}', 'acme')"),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
+    let pool = login_pool(&admin, &role).await;
+    let purged = paddock_runtime::sessions::purge_expired(
+        &paddock_runtime::db::Db::from_pool(pool.clone()),
+        Settings::default().session_idle_timeout,
+    )
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(purged, 1);
+    assert_eq!(session_ids(&admin).await, vec!["o".to_owned()]);
+    for sql in [
+        format!("DELETE FROM tenant_roles WHERE role_name = '{role}'"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
     provision_tenant(&admin, "acme", 6000, 1000).await;
@@ -424,6 +574,8 @@ async fn admission_finds_the_session_by_index_among_many(admin: PgPool) {
     ))
     .bind("acme")
     .bind("acme-1501")
+    .bind(Settings::default().session_idle_timeout)
+    .bind(Settings::default().session_idle_timeout / 10)
     .fetch_all(&pool)
     .await
     .unwrap();
@@ -445,7 +597,11 @@ async fn admission_finds_the_session_by_index_among_many(admin: PgPool) {
         let db = db.clone();
         async move {
             let tenant = paddock_runtime::db::TenantId::parse(tenant).unwrap();
-            paddock_runtime::admission::admit(&db, &tenant, Some(id))
+            let session = paddock_runtime::admission::SessionLookup {
+                id,
+                idle_timeout: Settings::default().session_idle_timeout,
+            };
+            paddock_runtime::admission::admit(&db, &tenant, Some(session))
                 .await
                 .unwrap()
         }
