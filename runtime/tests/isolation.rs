@@ -199,19 +199,7 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
         .await
         .unwrap();
     let role = format!("paddock_t_test_{}", std::process::id());
-    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ($1, 'tenant-a')")
-        .bind(&role)
-        .execute(&admin)
-        .await
-        .unwrap();
+    create_tenant_login_role(&admin, &role, "tenant-a").await;
     let pool = login_pool(&admin, &role).await;
     let db = Db::from_pool(pool.clone());
     let mut tx = db
@@ -259,15 +247,7 @@ async fn tenant_login_role_cannot_switch_tenant_by_setting(admin: PgPool) {
         .await;
     assert!(!session.is_empty());
     pool.close().await;
-    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1")
-        .bind(&role)
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP ROLE {role}"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_tenant_login_role(&admin, &role).await;
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -212,13 +212,7 @@ async fn a_tenant_login_role_purges_its_own_sessions_only(admin: PgPool) {
     .await
     .unwrap();
     let role = format!("paddock_t_sessions_{}", std::process::id());
-    for sql in [
-        format!("DROP ROLE IF EXISTS {role}"),
-        format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"),
-        format!("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ('{role}', 'acme')"),
-    ] {
-        sqlx::query(&sql).execute(&admin).await.unwrap();
-    }
+    create_tenant_login_role(&admin, &role, "acme").await;
     let pool = login_pool(&admin, &role).await;
     let purged = paddock_runtime::sessions::purge_expired(
         &paddock_runtime::db::Db::from_pool(pool.clone()),
@@ -229,12 +223,7 @@ async fn a_tenant_login_role_purges_its_own_sessions_only(admin: PgPool) {
     pool.close().await;
     assert_eq!(purged, 1);
     assert_eq!(session_ids(&admin).await, vec!["o".to_owned()]);
-    for sql in [
-        format!("DELETE FROM tenant_roles WHERE role_name = '{role}'"),
-        format!("DROP ROLE {role}"),
-    ] {
-        sqlx::query(&sql).execute(&admin).await.unwrap();
-    }
+    drop_tenant_login_role(&admin, &role).await;
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -75,6 +75,37 @@ pub async fn login_url(admin: &PgPool, role: &str) -> reqwest::Url {
     url
 }
 
+/// Creates `role`, a tenant's own login role as the operator makes it (member of `paddock_tenant`, recorded in
+/// `tenant_roles` for `tenant`). Roles are cluster-wide, so [`drop_tenant_login_role`] must follow.
+pub async fn create_tenant_login_role(admin: &PgPool, role: &str, tenant: &str) {
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"))
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ($1, $2)")
+        .bind(role)
+        .bind(tenant)
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
+pub async fn drop_tenant_login_role(admin: &PgPool, role: &str) {
+    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1")
+        .bind(role)
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
 /// Lets `role` log in (see [`paddock_runtime::db::enable_login`]).
 pub async fn enable_login(admin: &PgPool, role: &str) {
     let mut conn = admin.acquire().await.expect("a connection");
