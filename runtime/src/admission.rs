@@ -7,7 +7,7 @@
 //!
 //! The statement commits without waiting for its WAL to reach disk (`synchronous_commit = off`, for this
 //! transaction only). A bucket is soft state: a crash can forget the last fraction of a second of tokens taken,
-//! which lets a tenant a few requests more once; waiting for the flush cost every request a disk sync
+//! letting a tenant make a few more requests once; waiting for the flush cost every request a disk sync
 //! (BENCHMARKS.md). Sessions live until they go unused for their idle timeout (see [`crate::sessions`]).
 
 use std::time::Duration;
