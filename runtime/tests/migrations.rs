@@ -232,3 +232,72 @@ async fn concurrent_tenants_get_their_partitions_and_lose_them_on_delete(admin: 
         "{err}"
     );
 }
+
+/// 0010: embeddings are stored uncompressed, in the partitions already there and in those created later. The
+/// document is large enough that PostgreSQL compresses a column to fit the row, and its vector is mostly zeros,
+/// so under the earlier STORAGE MAIN the vector was what got compressed (checked first, so the test can fail).
+#[sqlx::test(migrations = false)]
+async fn embeddings_are_stored_uncompressed_in_every_partition(admin: PgPool) {
+    migrate_up_to(&admin, 9).await;
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    // 300 distinct words: the text analysis alone takes over 2 kB, which makes the row too large for a page's
+    // quarter and sets the compression going.
+    let content: String = (0..300).map(|i| format!("w{i}x ")).collect();
+    let sparse = format!("[1{}]", ",0".repeat(383));
+    let store = |tenant: &'static str, id: &'static str| {
+        let (admin, content, sparse) = (admin.clone(), content.clone(), sparse.clone());
+        async move {
+            sqlx::query(
+                "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
+                 VALUES ($1, $2, $3, 'h', $4::vector, 'm')",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(&content)
+            .bind(&sparse)
+            .execute(&admin)
+            .await
+            .unwrap();
+        }
+    };
+    let compression = |tenant: &'static str, id: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (method, size): (Option<String>, i32) = sqlx::query_as(
+                "SELECT pg_column_compression(embedding), pg_column_size(embedding) FROM documents \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+            (method, size)
+        }
+    };
+    store("acme", "before").await;
+    let (method, size) = compression("acme", "before").await;
+    assert!(
+        method.is_some() && size < 1544,
+        "under STORAGE MAIN the sparse vector is compressed: {method:?}, {size} bytes"
+    );
+
+    MIGRATOR.run(&admin).await.expect("0010 applies");
+    provision_tenant(&admin, "globex", 6000, 1000).await;
+    for (tenant, id) in [("acme", "after"), ("globex", "after")] {
+        store(tenant, id).await;
+        assert_eq!(
+            compression(tenant, id).await,
+            (None, 1544),
+            "{tenant}: the vector is in the row as it is"
+        );
+    }
+    // What was compressed stays so until the embedding is written again.
+    assert!(compression("acme", "before").await.0.is_some());
+    sqlx::query("UPDATE documents SET embedding = $1::vector WHERE id = 'before'")
+        .bind(&sparse)
+        .execute(&admin)
+        .await
+        .unwrap();
+    assert_eq!(compression("acme", "before").await, (None, 1544));
+}

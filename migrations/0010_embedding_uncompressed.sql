@@ -1,0 +1,13 @@
+-- Embeddings are stored as they are: in the row (as since 0004) and never compressed.
+--
+-- Why: the vector arm reads the embedding of every row it returns from the heap, to compute the distance it
+-- reports and orders by (pgvector's index gives the order, not the value). With STORAGE MAIN PostgreSQL may
+-- compress the value with pglz when the row is large, and then every search decompresses it again, once per
+-- returned row. Vectors with many zero dimensions compress (the benchmark's hashing embedder's: 905 of 1,540
+-- bytes), and decompressing them was about 5% of the search's CPU (BENCHMARKS.md); dense vectors from real
+-- models hardly compress, and PLAIN spares their writes the attempt. A 384-dimension vector is 1,544 bytes,
+-- well within a row; the content and the text analysis still move out of the row first when it is large.
+--
+-- ALTER TABLE recurses to every tenant's partition, and partitions created later take the parent's storage.
+-- Values already compressed stay so until their document's embedding is next written.
+ALTER TABLE documents ALTER COLUMN embedding SET STORAGE PLAIN;
