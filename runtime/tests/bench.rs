@@ -60,6 +60,24 @@ async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(a
     }
     assert!(report.overhead.verify_us > 0.0);
     assert!(report.table().contains("| 2 |"));
+    // The load rebuilt every index of every tenant's partition, not only the parent's definitions.
+    let partitions: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT p.inhrelid::regclass::text, \
+                (SELECT count(*) FROM pg_index x WHERE x.indrelid = p.inhrelid AND x.indisvalid), \
+                (SELECT count(*) FROM pg_index x WHERE x.indrelid = p.inhparent AND x.indisvalid) \
+         FROM pg_inherits p WHERE p.inhparent = 'documents'::regclass",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(partitions.len(), 2, "{partitions:?}");
+    for (partition, valid, of_parent) in &partitions {
+        assert!(
+            *of_parent >= 5,
+            "the parent's indexes, all valid: {partitions:?}"
+        );
+        assert_eq!(valid, of_parent, "{partition}: {partitions:?}");
+    }
 
     // A second run finds the same data set and does not load it again; with the vector arm off, neither the
     // runtime nor pgbench embeds or binds a query vector.
