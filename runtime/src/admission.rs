@@ -58,12 +58,15 @@ pub async fn admit(
     tenant: &TenantId,
     session: Option<SessionLookup<'_>>,
 ) -> Result<Admission, DbError> {
-    let row: Result<(f64, Option<String>), sqlx::Error> = sqlx::query_as(ADMIT_SQL)
-        .bind(tenant.as_str())
-        .bind(session.map(|s| s.id))
-        .bind(session.map(|s| s.idle_timeout))
-        .bind(session.map(|s| s.touch_after()))
-        .fetch_one(db.pool())
+    let row: Result<(f64, Option<String>), sqlx::Error> = db
+        .first_statement(|| {
+            sqlx::query_as(ADMIT_SQL)
+                .bind(tenant.as_str())
+                .bind(session.map(|s| s.id))
+                .bind(session.map(|s| s.idle_timeout))
+                .bind(session.map(|s| s.touch_after()))
+                .fetch_one(db.pool())
+        })
         .await;
     match row {
         Ok((wait, _)) if wait > 0.0 => Ok(Admission::RateLimited {

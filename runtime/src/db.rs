@@ -108,15 +108,18 @@ impl DbError {
         };
         matches!(
             e,
-            sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Tls(_)
-        ) || e
-            .as_database_error()
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        ) || is_connection_lost(e)
+    }
+}
+
+/// True when the connection a statement was sent on is gone: the server closed it (shutting down, or the backend
+/// was terminated) or the socket failed. sqlx then drops that connection instead of pooling it again.
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_))
+        || e.as_database_error()
             .and_then(|d| d.code())
             .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
-    }
 }
 
 /// The HNSW candidate list (`hnsw.ef_search`) of a transaction that does not name one, and of the vector arm
@@ -171,10 +174,9 @@ pub struct Db {
 impl Db {
     /// Connects lazily: the runtime starts (and answers `/healthz`) even while the database is down.
     ///
-    /// Every pooled connection is checked with one round trip before use (sqlx's `test_before_acquire`):
-    /// after the server restarts, every idle connection is dead, and without the check each would fail one
-    /// request with the server already back. The check's cost did not show above run-to-run noise in the
-    /// benchmark (BENCHMARKS.md).
+    /// A pooled connection is not checked before use (sqlx's `test_before_acquire`, a round trip per
+    /// checkout): a request's first statement, which [`Db::first_statement`] runs, is what finds one the
+    /// server has closed meanwhile, as it does every idle connection when it restarts.
     pub fn connect_lazy(cfg: &DbConfig) -> Result<Self, DbError> {
         let opts = PgConnectOptions::from_str(&cfg.url)
             .map_err(DbError::Connect)?
@@ -183,7 +185,7 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(cfg.acquire_timeout)
-            .test_before_acquire(true)
+            .test_before_acquire(false)
             .connect_lazy_with(opts);
         Ok(Self::from_pool(pool))
     }
@@ -226,12 +228,17 @@ impl Db {
         tenant: &TenantId,
         scan: SearchScan,
     ) -> Result<TenantTx, DbError> {
-        let mut tx = self.pool.begin().await.map_err(DbError::Begin)?;
-        sqlx::query(BEGIN_SEARCH_SQL)
-            .bind(tenant.as_str())
-            .bind(scan.ef_search.to_string())
-            .bind(scan.generic_plan.then_some("force_generic_plan"))
-            .execute(&mut *tx)
+        let tx = self
+            .first_statement(|| async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(BEGIN_SEARCH_SQL)
+                    .bind(tenant.as_str())
+                    .bind(scan.ef_search.to_string())
+                    .bind(scan.generic_plan.then_some("force_generic_plan"))
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            })
             .await
             .map_err(DbError::Begin)?;
         Ok(TenantTx {
@@ -240,9 +247,35 @@ impl Db {
         })
     }
 
+    /// Runs the first statements of a unit of work on a pooled connection, again on another one for as long as
+    /// the connection turns out to be closed already: after the server restarts, every idle connection is,
+    /// and each would otherwise fail one request with the server back. sqlx drops a closed connection when it
+    /// comes back to the pool, so each attempt gets a different one, and a fresh one once the dead are gone;
+    /// with the server down for good, the last attempt's error stands. The statements must be safe to run
+    /// twice, in case the connection failed after the server had run them (beginning a transaction, taking a
+    /// request token).
+    pub(crate) async fn first_statement<T, F, Fut>(&self, mut statements: F) -> Result<T, sqlx::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        // Every pooled connection may be dead, plus one new connection.
+        let mut attempts = self.pool.options().get_max_connections() + 1;
+        loop {
+            attempts -= 1;
+            match statements().await {
+                Err(e) if attempts > 0 && is_connection_lost(&e) => {
+                    tracing::debug!(error = %e, "a pooled connection was closed; trying another");
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// One round trip: `SELECT 1`.
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.first_statement(|| sqlx::query("SELECT 1").execute(&self.pool))
+            .await?;
         Ok(())
     }
 
