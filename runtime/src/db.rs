@@ -254,7 +254,10 @@ impl Db {
     /// with the server down for good, the last attempt's error stands. The statements must be safe to run
     /// twice, in case the connection failed after the server had run them (beginning a transaction, taking a
     /// request token).
-    pub(crate) async fn first_statement<T, F, Fut>(&self, mut statements: F) -> Result<T, sqlx::Error>
+    pub(crate) async fn first_statement<T, F, Fut>(
+        &self,
+        mut statements: F,
+    ) -> Result<T, sqlx::Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -315,6 +318,14 @@ impl TenantTx {
 
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await.map_err(DbError::Query)
+    }
+
+    /// Ends a transaction that only read, without waiting for the server: sqlx queues its ROLLBACK, and the
+    /// pool sends it with the round trip that checks the connection on its way back, before anyone else can
+    /// use it. For a transaction that wrote nothing, rolling back and committing are the same; the caller's
+    /// answer no longer waits for either.
+    pub fn end_read(self) {
+        drop(self.tx);
     }
 }
 

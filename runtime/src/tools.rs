@@ -309,7 +309,7 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
         .begin_search(ctx.tenant, ctx.search.scan(&params))
         .await?;
     let hits = search::hybrid(&mut tx, &params).await?;
-    tx.commit().await?;
+    tx.end_read();
     let mut out = json!({ "hits": hits, "mode": mode, "degraded": degraded.is_some() });
     if let Some(reason) = degraded {
         out["degradedReason"] = json!(format!(
@@ -344,7 +344,7 @@ async fn lexical_search(ctx: &ToolCtx<'_>, a: SearchArgs) -> Result<ToolOutcome,
         .begin_search(ctx.tenant, ctx.search.scan(&params))
         .await?;
     let hits = search::lexical(&mut tx, &params).await?;
-    tx.commit().await?;
+    tx.end_read();
     Ok(ToolOutcome::Ok(
         json!({ "hits": hits, "mode": "lexical", "degraded": false }),
     ))
@@ -368,7 +368,7 @@ async fn get_document(ctx: &ToolCtx<'_>, a: IdArgs) -> Result<ToolOutcome, DbErr
     validate!(id_ok(&a.id) => "id must be 1-256 characters without control characters");
     let mut tx = ctx.db.begin(ctx.tenant).await?;
     let doc = documents::get(&mut tx, &a.id).await?;
-    tx.commit().await?;
+    tx.end_read();
     Ok(match doc {
         Some(d) => ToolOutcome::Ok(json!(d)),
         None => ToolOutcome::Failed(format!("document {:?} not found", a.id)),
@@ -421,7 +421,7 @@ async fn list_documents(ctx: &ToolCtx<'_>, a: ListArgs) -> Result<ToolOutcome, D
     // One extra row tells whether another page exists.
     let mut docs =
         documents::list(&mut tx, after.as_deref(), a.limit + 1, a.filter.as_ref()).await?;
-    tx.commit().await?;
+    tx.end_read();
     let more = docs.len() as i64 > a.limit;
     docs.truncate(a.limit as usize);
     let mut out = json!({ "documents": docs });

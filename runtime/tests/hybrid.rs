@@ -343,7 +343,9 @@ async fn tenant_transactions_carry_the_settings_of_their_search(admin: PgPool) {
         ef_search: 17,
         generic_plan: true,
     };
-    for scan in [None, Some(named)] {
+    // A read-only search ends without waiting for the server (`end_read`): its ROLLBACK still reaches the
+    // server before the connection serves anyone else.
+    for (scan, read_only) in [(None, false), (Some(named), false), (Some(named), true)] {
         let mut tx = match scan {
             None => db.begin(&acme).await.unwrap(),
             Some(scan) => db.begin_search(&acme, scan).await.unwrap(),
@@ -357,15 +359,20 @@ async fn tenant_transactions_carry_the_settings_of_their_search(admin: PgPool) {
         assert_eq!(got.as_deref(), Some(ef.to_string().as_str()));
         assert_eq!(iterative.as_deref(), Some("relaxed_order"));
         assert_eq!(mode, plan);
-        tx.commit().await.unwrap();
+        if read_only {
+            tx.end_read();
+        } else {
+            tx.commit().await.unwrap();
+        }
+        let mut conn = pool.acquire().await.unwrap();
+        let (got, _, mode): (Option<String>, Option<String>, String) = sqlx::query_as(settings)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        // Still inside the search's transaction, the settings would read as it set them.
+        assert_ne!(got.as_deref(), Some("17"), "transaction-local");
+        assert_eq!(mode, "auto", "transaction-local");
     }
-    let mut conn = pool.acquire().await.unwrap();
-    let (got, _, mode): (Option<String>, Option<String>, String) = sqlx::query_as(settings)
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    assert_ne!(got.as_deref(), Some("17"), "transaction-local");
-    assert_eq!(mode, "auto", "transaction-local");
 }
 
 /// Each tenant's documents and BM25 postings live in their own partitions (migrations 0004, 0006), with their own
