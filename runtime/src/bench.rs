@@ -13,8 +13,9 @@
 //!    pointed at it. Both run in this process on loopback ports, so the query cache, the breaker and the vector
 //!    arm are the production ones.
 //! 3. **Drive**: at each concurrency, that many workers, each holding one MCP session per tenant (sessions are
-//!    tenant-scoped), call `tools/call hybrid_search` in a closed loop for a fixed duration, with a random tenant
-//!    and query per request, and record the client-side latency of each call.
+//!    tenant-scoped), call `tools/call hybrid_search` in a closed loop for a fixed duration, with a random query
+//!    of the pool per request, asked by the tenant pgbench asks it as (query i by tenant i mod the tenant count),
+//!    and record the client-side latency of each call.
 //! 4. **Ceiling**: pgbench, as the runtime's role, runs exactly [`crate::search::hybrid_sql`] with the same
 //!    parameters (precomputed query vectors) inside a transaction that sets the tenant context and the search's
 //!    settings as [`crate::db::Db::begin_search`] does, at the same concurrencies, prepared like sqlx prepares
@@ -922,20 +923,26 @@ enum Workload {
     Ping,
 }
 
-/// Where each request's query comes from.
+/// Where each request's query, and the tenant asking it, come from.
 #[derive(Clone)]
 enum QuerySource {
-    /// A random query of a fixed pool: repeated queries, as when users search the same things.
+    /// A random query of a fixed pool (repeated queries, as when users search the same things), query i asked by
+    /// tenant i mod the tenant count: the pairs pgbench's scripts run ([`pgbench_scripts`]), so both sides
+    /// search the same graphs from the same vectors.
     Pool(Arc<Vec<String>>),
-    /// A query never asked before in this run, so every embedding misses the runtime's cache.
+    /// A query never asked before in this run, so every embedding misses the runtime's cache, by a random tenant.
     Fresh(Arc<FreshQueries>),
 }
 
 impl QuerySource {
-    fn next(&self, rng: &mut StdRng) -> String {
+    /// The index of the asking tenant (of `tenants`) and the query.
+    fn next(&self, rng: &mut StdRng, tenants: usize) -> (usize, String) {
         match self {
-            QuerySource::Pool(queries) => queries[rng.gen_range(0..queries.len())].clone(),
-            QuerySource::Fresh(fresh) => fresh.next(),
+            QuerySource::Pool(queries) => {
+                let i = rng.gen_range(0..queries.len());
+                (i % tenants, queries[i].clone())
+            }
+            QuerySource::Fresh(fresh) => (rng.gen_range(0..tenants), fresh.next()),
         }
     }
 }
@@ -1024,7 +1031,8 @@ where
     total
 }
 
-/// MCP requests in closed loops: each worker holds one session per tenant and picks a random tenant per call.
+/// MCP requests in closed loops: each worker holds one session per tenant and calls as the tenant its query
+/// comes with ([`QuerySource`]).
 async fn drive(
     sessions: Vec<Vec<McpClient>>,
     queries: QuerySource,
@@ -1046,8 +1054,8 @@ async fn drive(
     closed_loop(workers, duration, move |(tenants, mut rng): (Arc<Vec<McpClient>>, StdRng)| {
         let queries = queries.clone();
         async move {
-            let client = &tenants[rng.gen_range(0..tenants.len())];
-            let query = queries.next(&mut rng);
+            let (tenant, query) = queries.next(&mut rng, tenants.len());
+            let client = &tenants[tenant];
             let r = match workload {
                 Workload::HybridSearch { lexical, vector } => {
                     let args = json!({"query": query, "limit": LIMIT, "weights": {"lexical": lexical, "vector": vector}});
