@@ -559,6 +559,8 @@ async fn token_signed_by_a_stranger_key_with_a_known_kid_is_refused() {
 async fn tampered_payload_is_refused() {
     let h = harness().await;
     let token = sign(Signer::Es, &claims());
+    // Accepted first, so the refusals below cannot come from its earlier verification.
+    assert_eq!(with_token(&h.app, &token).await.status, StatusCode::OK);
     let parts: Vec<&str> = token.split('.').collect();
     let forged = b64json(&claims_with(|c| {
         c.insert("tenant_id".into(), json!("globex"));
@@ -971,6 +973,57 @@ async fn jwks_file_is_reloaded_when_it_changes() {
         with_token(&app, &sign(Signer::Es, &claims())).await.status,
         StatusCode::OK
     );
+}
+
+/// Waits until the clock, in whole seconds as tokens count it, is past `t`.
+async fn sleep_past(t: u64) {
+    while now() <= t {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_token_is_refused_once_it_expires() {
+    let h = harness().await;
+    let exp = now() + 1;
+    let token = sign(
+        Signer::Es,
+        &claims_with(|c| {
+            c.insert("exp".into(), json!(exp));
+        }),
+    );
+    assert_eq!(with_token(&h.app, &token).await.status, StatusCode::OK);
+    assert_eq!(with_token(&h.app, &token).await.status, StatusCode::OK);
+    sleep_past(exp).await;
+    assert_refused(&h.app, &token, "token expired").await;
+}
+
+#[tokio::test]
+async fn an_accepted_token_is_refused_once_its_key_leaves_the_jwks_file() {
+    let h = harness().await;
+    let es = sign(Signer::Es, &claims());
+    let rs = sign(Signer::Rs, &claims());
+    assert_eq!(with_token(&h.app, &es).await.status, StatusCode::OK);
+    assert_eq!(with_token(&h.app, &rs).await.status, StatusCode::OK);
+
+    // The ES256 key is withdrawn.
+    let path = h._dir.path().join("jwks.json");
+    std::fs::write(
+        &path,
+        json!({"keys": [KEYS.rsa.jwk.clone(), KEYS.ed.jwk.clone()]}).to_string(),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    // The file is looked at again at most once a second.
+    let changed = now();
+    sleep_past(changed + 1).await;
+    assert_refused(&h.app, &es, "unknown signing key").await;
+    assert_eq!(with_token(&h.app, &rs).await.status, StatusCode::OK);
 }
 
 #[tokio::test]

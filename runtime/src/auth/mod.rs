@@ -9,6 +9,8 @@
 //!    a TTL and refreshed at a bounded rate when an unknown `kid` appears), verifies the signature
 //!    and the `exp`/`nbf`/`iss`/`aud` claims, then builds a [`Principal`] from the tenant, user and
 //!    scope claims.
+//!    A token verified once is recognised by its digest on later requests (`verified`): its time claims are
+//!    checked again and its key must still be the one its issuer's JWKS selects, but the signature is not.
 //! 3. On success the [`Principal`] goes into the request extensions; on failure the client gets a
 //!    401 whose `WWW-Authenticate` header points at the RFC 9728 metadata served by
 //!    [`metadata_router`]. Handlers that need a scope answer 403 through
@@ -21,6 +23,7 @@ mod config;
 pub mod dev;
 mod http;
 mod jwks;
+mod verified;
 mod verify;
 
 use std::borrow::Cow;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::config::{AuthConfig, IssuerConfig, JwksSource};
 use super::jwks::{JwksCache, KeyKind, KeyMatch};
+use super::verified::{Verified, VerifiedTokens};
 use super::{AuthError, Principal, is_dns1123_label, is_scope_token, is_valid_user};
 
 /// Longest token accepted, in bytes; larger ones are refused before any parsing.
@@ -29,6 +30,8 @@ pub struct Authenticator {
 pub(super) struct Inner {
     issuers: Vec<Issuer>,
     leeway_secs: u64,
+    /// Tokens whose signature was verified recently.
+    verified: VerifiedTokens,
     /// `resource` exactly as configured.
     pub(super) resource: String,
     /// Absolute URL of our protected-resource metadata (the path-inserted form).
@@ -127,6 +130,7 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 issuers,
                 leeway_secs: cfg.leeway_secs,
+                verified: VerifiedTokens::new(),
                 resource: cfg.resource,
                 metadata_url,
                 metadata_paths,
@@ -163,6 +167,34 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::invalid_token("token too large"));
         }
+        let digest = VerifiedTokens::digest(token);
+        if let Some(hit) = self.inner.verified.get(&digest) {
+            if self.still_holds(&hit).await {
+                return Ok(hit.principal.clone());
+            }
+            self.inner.verified.remove(&digest);
+        }
+        let verified = self.verify_signed(token).await?;
+        let principal = verified.principal.clone();
+        self.inner.verified.insert(digest, verified);
+        Ok(principal)
+    }
+
+    /// Whether an earlier verification still stands: the token is within its validity window, and its
+    /// issuer's keys (reloaded as a full verification would reload them) still select the key that verified it.
+    async fn still_holds(&self, v: &Verified) -> bool {
+        if !v.is_current(
+            jsonwebtoken::get_current_timestamp(),
+            self.inner.leeway_secs,
+        ) {
+            return false;
+        }
+        let keys = &self.inner.issuers[v.issuer].keys;
+        matches!(keys.key_for(v.kid.as_deref(), v.kind).await, Ok(KeyMatch::Found(key)) if v.verified_by(&key))
+    }
+
+    /// The full verification: header, issuer, key, signature and claims.
+    async fn verify_signed(&self, token: &str) -> Result<Verified, AuthError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -197,12 +229,13 @@ impl Authenticator {
             Some(Value::String(iss)) => iss,
             _ => return Err(AuthError::invalid_token("token is missing the iss claim")),
         };
-        let issuer = self
+        let issuer_index = self
             .inner
             .issuers
             .iter()
-            .find(|i| &i.cfg.issuer == iss)
+            .position(|i| &i.cfg.issuer == iss)
             .ok_or_else(|| AuthError::invalid_token("unknown token issuer"))?;
+        let issuer = &self.inner.issuers[issuer_index];
 
         let kind = KeyKind::for_alg(alg)
             .ok_or_else(|| AuthError::invalid_token("unsupported token algorithm"))?;
@@ -233,7 +266,20 @@ impl Authenticator {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(map_jwt_error)?;
         check_time_claims(&data.claims)?;
-        principal_from_claims(&issuer.cfg, &data.claims)
+        let principal = principal_from_claims(&issuer.cfg, &data.claims)?;
+        // The decoder required `exp` as an unsigned integer, and `check_time_claims` any `nbf`.
+        let time = |claim: &str| data.claims.get(claim).and_then(Value::as_u64);
+        let exp =
+            time("exp").ok_or_else(|| AuthError::invalid_token("token has no valid exp claim"))?;
+        Ok(Verified {
+            principal,
+            issuer: issuer_index,
+            kid: kid.map(str::to_owned),
+            kind,
+            key,
+            exp,
+            nbf: time("nbf"),
+        })
     }
 }
 
