@@ -14,7 +14,11 @@ use paddock_operator::{
     names::CONFIG_HASH_ANNOTATION,
     toolserver::build::{self, Inputs, Refusal, ResolvedIssuer},
 };
-use paddock_runtime::{auth::JwksSource, config::RuntimeConfig, embed::ProviderKind};
+use paddock_runtime::{
+    auth::JwksSource,
+    config::{McpConfig, RuntimeConfig, SearchConfig},
+    embed::ProviderKind,
+};
 
 const UID: &str = "6f1c1d4e-3a52-4f0e-9a43-0c1e2f3a4b5c";
 
@@ -156,6 +160,32 @@ fn minimal_toolserver_renders_a_config_the_runtime_loads() {
     );
 }
 
+/// A spec that names no MCP or search settings leaves the runtime's defaults, which the
+/// runtime owns: the file names none of them.
+#[test]
+fn unset_mcp_and_search_settings_keep_the_runtime_defaults() {
+    let world = World::new();
+    let ts = toolserver("toolserver-minimal.yaml");
+    let cm = build::config_map(&world.inputs(&ts)).unwrap();
+    let file = &cm.data.as_ref().unwrap()[build::CONFIG_FILE];
+    assert!(
+        !file.contains("session_idle_timeout_ms") && !file.contains("search:"),
+        "{file}"
+    );
+    let cfg = load_runtime_config(&cm);
+    let (mcp, search) = (McpConfig::default(), SearchConfig::default());
+    assert_eq!(cfg.mcp.session_idle_timeout_ms, mcp.session_idle_timeout_ms);
+    assert_eq!(
+        (
+            cfg.search.fusion,
+            cfg.search.alpha,
+            cfg.search.depth,
+            cfg.search.ef_search
+        ),
+        (search.fusion, search.alpha, search.depth, search.ef_search)
+    );
+}
+
 #[test]
 fn local_embedding_points_at_the_model_in_the_image() {
     let world = World::new();
@@ -249,6 +279,23 @@ fn full_toolserver_renders_providers_and_secret_references() {
         a2a.drain_timeout,
         std::time::Duration::from_secs(120),
         "spec.a2a.drainTimeoutSeconds"
+    );
+    assert_eq!(
+        cfg.mcp.session_idle_timeout_ms,
+        12 * 3600 * 1000,
+        "spec.mcp.sessionIdleTimeout"
+    );
+    let search = &cfg.search;
+    assert_eq!(
+        (
+            search.fusion,
+            search.alpha,
+            search.rrf_k,
+            search.depth,
+            search.ef_search
+        ),
+        (paddock_runtime::search::Fusion::Convex, 0.65, 30.0, 60, 80),
+        "spec.search"
     );
 
     let dep = build::deployment(&inputs, "abc");

@@ -78,6 +78,15 @@ pub struct ToolServerSpec {
     #[serde(default)]
     pub a2a: A2aSpec,
 
+    /// MCP endpoint settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpSpec>,
+
+    /// How `hybrid_search` ranks. Unset fields keep the runtime's defaults, which were measured on
+    /// BEIR SciFact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
+
     /// CPU and memory requests and limits of the runtime container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
@@ -94,7 +103,7 @@ fn default_replicas() -> i32 {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Tool {
-    /// Lexical and vector search fused with Reciprocal Rank Fusion.
+    /// Keyword (BM25) and vector search fused into one ranking.
     HybridSearch,
     /// Lexical search only.
     Search,
@@ -245,6 +254,76 @@ pub enum LlmProvider {
     Openai,
     /// No model: answers quote retrieved passages.
     Extractive,
+}
+
+/// MCP endpoint settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct McpSpec {
+    /// How long an MCP session may go unused before it expires, e.g. `24h` (the default; 1s to
+    /// 720h). A request on an expired session gets 404, and the client initializes a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 32), regex(pattern = DURATION))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('720h')")
+        .message("sessionIdleTimeout must be between 1s and 720h"))]
+    pub session_idle_timeout: Option<String>,
+}
+
+/// Ranking settings of `hybrid_search`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchSpec {
+    /// How the keyword and vector candidates become one ranking. `convex` (the default): a
+    /// weighted sum of each arm's min-max normalised scores; `rrf`: Reciprocal Rank Fusion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "fusion_schema")]
+    pub fusion: Option<Fusion>,
+
+    /// The vector arm's share in `convex` fusion, a decimal from `0` to `1` (default `0.5`);
+    /// the keyword arm gets the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 5),
+        regex(pattern = r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")
+    )]
+    pub alpha: Option<String>,
+
+    /// The constant k of `rrf` fusion, which scores a hit `weight / (k + rank)` in each arm
+    /// (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub rrf_k: Option<i32>,
+
+    /// Candidates each arm contributes before fusion (default 40; at least a call's `limit`).
+    /// More finds more, at more database work per search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub depth: Option<i32>,
+
+    /// The HNSW candidate list when the vector arm ranks alone (default 100); fused with the
+    /// keyword arm it searches `depth` candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub ef_search: Option<i32>,
+}
+
+/// An optional enum as a structural schema: a plain string with its values (schemars' own form,
+/// `anyOf` with a null branch, is not structural and the API server refuses it).
+fn fusion_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["convex", "rrf"]
+    })
+}
+
+/// How `hybrid_search` fuses its two arms.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fusion {
+    /// A weighted sum of min-max normalised scores.
+    Convex,
+    /// Reciprocal Rank Fusion.
+    Rrf,
 }
 
 /// A2A endpoint settings.

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     crd::{
         Tenant, ToolServer, parse_duration,
-        toolserver::{A2aSpec, EmbeddingProvider, LlmProvider},
+        toolserver::{A2aSpec, EmbeddingProvider, Fusion, LlmProvider, SearchSpec},
     },
     names::{self, CONFIG_HASH_ANNOTATION},
     tenant::build::DSN_KEY,
@@ -184,6 +184,8 @@ struct RuntimeFile {
     llm: Option<LlmFile>,
     mcp: McpFile,
     #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<SearchFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     a2a: Option<A2aFile>,
     log_format: &'static str,
 }
@@ -252,6 +254,50 @@ struct LlmFile {
 #[derive(Serialize)]
 struct McpFile {
     tools: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_idle_timeout_ms: Option<u64>,
+}
+
+/// Only the settings the spec names; the runtime's defaults fill in the rest.
+#[derive(Serialize)]
+struct SearchFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fusion: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpha: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rrf_k: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ef_search: Option<i32>,
+}
+
+fn search_file(s: &SearchSpec) -> Result<SearchFile, Refusal> {
+    let alpha = s
+        .alpha
+        .as_deref()
+        .map(|a| {
+            a.parse::<f64>()
+                .ok()
+                .filter(|a| (0.0..=1.0).contains(a))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "spec.search.alpha: {a:?} is not a decimal from 0 to 1"
+                    ))
+                })
+        })
+        .transpose()?;
+    Ok(SearchFile {
+        fusion: s.fusion.map(|f| match f {
+            Fusion::Convex => "convex",
+            Fusion::Rrf => "rrf",
+        }),
+        alpha,
+        rrf_k: s.rrf_k.map(f64::from),
+        depth: s.depth,
+        ef_search: s.ef_search,
+    })
 }
 
 /// The runtime configuration file (YAML). Call [`validate`] first.
@@ -332,6 +378,18 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
             })
         }
     };
+    let session_idle_timeout_ms = ts
+        .spec
+        .mcp
+        .as_ref()
+        .and_then(|m| m.session_idle_timeout.as_deref())
+        .map(|t| {
+            parse_duration(t)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|err| invalid(format!("spec.mcp.sessionIdleTimeout: {err}")))
+        })
+        .transpose()?;
+    let search = ts.spec.search.as_ref().map(search_file).transpose()?;
     let file = RuntimeFile {
         listen: format!("0.0.0.0:{PORT}"),
         auth: AuthFile {
@@ -344,7 +402,9 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         llm,
         mcp: McpFile {
             tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect(),
+            session_idle_timeout_ms,
         },
+        search,
         a2a: a2a_file(&ts.spec.a2a),
         log_format: "json",
     };
