@@ -941,6 +941,18 @@ async fn unusable_configurations_are_refused_at_start() {
     }
 }
 
+/// Replaces a JWKS file, its modification time moved ahead so the change shows even on file
+/// systems with coarse timestamps.
+fn rewrite_jwks(path: &std::path::Path, jwks: &Value) {
+    std::fs::write(path, jwks.to_string()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+}
+
 #[tokio::test]
 async fn jwks_file_is_reloaded_when_it_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -960,14 +972,7 @@ async fn jwks_file_is_reloaded_when_it_changes() {
     let rs = sign(Signer::Rs, &claims());
     assert_refused(&app, &rs, "unknown signing key").await;
 
-    std::fs::write(&path, all_public_keys().to_string()).unwrap();
-    // Make the change visible even on file systems with coarse timestamps.
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(SystemTime::now() + Duration::from_secs(5))
-        .unwrap();
+    rewrite_jwks(&path, &all_public_keys());
     assert_eq!(with_token(&app, &rs).await.status, StatusCode::OK);
     assert_eq!(
         with_token(&app, &sign(Signer::Es, &claims())).await.status,
@@ -1007,18 +1012,10 @@ async fn an_accepted_token_is_refused_once_its_key_leaves_the_jwks_file() {
     assert_eq!(with_token(&h.app, &rs).await.status, StatusCode::OK);
 
     // The ES256 key is withdrawn.
-    let path = h._dir.path().join("jwks.json");
-    std::fs::write(
-        &path,
-        json!({"keys": [KEYS.rsa.jwk.clone(), KEYS.ed.jwk.clone()]}).to_string(),
-    )
-    .unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(SystemTime::now() + Duration::from_secs(5))
-        .unwrap();
+    rewrite_jwks(
+        &h._dir.path().join("jwks.json"),
+        &json!({"keys": [KEYS.rsa.jwk.clone(), KEYS.ed.jwk.clone()]}),
+    );
     // The file is looked at again at most once a second.
     let changed = now();
     sleep_past(changed + 1).await;
