@@ -300,6 +300,13 @@ fn search_file(s: &SearchSpec) -> Result<SearchFile, Refusal> {
     })
 }
 
+/// A spec duration in the runtime file's milliseconds.
+fn duration_ms(field: &str, value: &str) -> Result<u64, Refusal> {
+    parse_duration(value)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|err| invalid(format!("{field}: {err}")))
+}
+
 /// The runtime configuration file (YAML). Call [`validate`] first.
 pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
     let ts = inputs.toolserver;
@@ -332,9 +339,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         user_claim: "sub".to_owned(),
     });
     let e = &ts.spec.embedding;
-    let timeout_ms = parse_duration(&e.timeout)
-        .map_err(|err| invalid(format!("spec.embedding.timeout: {err}")))?
-        .as_millis() as u64;
+    let timeout_ms = duration_ms("spec.embedding.timeout", &e.timeout)?;
     let embedding = match e.provider {
         EmbeddingProvider::None => None,
         EmbeddingProvider::Openai => Some(EmbeddingFile {
@@ -357,9 +362,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
     let llm = match &ts.spec.llm {
         None => None,
         Some(l) => {
-            let timeout_ms = parse_duration(&l.timeout)
-                .map_err(|err| invalid(format!("spec.llm.timeout: {err}")))?
-                .as_millis() as u64;
+            let timeout_ms = duration_ms("spec.llm.timeout", &l.timeout)?;
             Some(match l.provider {
                 LlmProvider::Extractive => LlmFile {
                     provider: "extractive",
@@ -383,11 +386,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         .mcp
         .as_ref()
         .and_then(|m| m.session_idle_timeout.as_deref())
-        .map(|t| {
-            parse_duration(t)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|err| invalid(format!("spec.mcp.sessionIdleTimeout: {err}")))
-        })
+        .map(|t| duration_ms("spec.mcp.sessionIdleTimeout", t))
         .transpose()?;
     let search = ts.spec.search.as_ref().map(search_file).transpose()?;
     let file = RuntimeFile {
