@@ -471,3 +471,97 @@ async fn failures_are_reported_without_database_text(superuser: PgPool) {
     drop(closed);
     admin.drop_role().await;
 }
+
+/// A tenant login that can `SET ROLE paddock_tenant` could (before migration 0012) leave its tenant. The role the
+/// operator provisions cannot switch to any role, and one made the old way (a member with SET) is repaired when
+/// the Tenant is reconciled again: the grant is replaced, not added beside.
+#[sqlx::test(migrations = false)]
+async fn the_tenant_login_cannot_switch_roles_and_an_old_grant_is_repaired(superuser: PgPool) {
+    let admin = Admin::new(superuser).await;
+    let name = format!("p-{}", suffix());
+    let rec = record(&name, "");
+    let password = credentials::generate_password();
+    db::provision(&admin.pool, &rec, &password).await.unwrap();
+
+    let set_role = |pool: PgPool| async move {
+        let r = sqlx::query("SET ROLE paddock_tenant").execute(&pool).await;
+        pool.close().await;
+        r.err().and_then(|e| {
+            e.as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned())
+        })
+    };
+    let grants = |pool: PgPool, role: String| async move {
+        sqlx::query_as::<_, (bool, bool, bool)>(
+            "SELECT inherit_option, set_option, admin_option FROM pg_auth_members WHERE member = $1::regrole",
+        )
+        .bind(role)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let as_tenant = login(&admin.superuser, rec.role.as_str()).await;
+    assert_eq!(set_role(as_tenant).await.as_deref(), Some("42501"));
+    assert_eq!(
+        grants(admin.pool.clone(), rec.role.quoted()).await,
+        [(true, false, false)]
+    );
+
+    // The old shape: the operator's own grant allows SET ROLE (`CREATE ROLE ... IN ROLE paddock_tenant`).
+    sqlx::query(&format!(
+        "GRANT paddock_tenant TO {} WITH SET TRUE",
+        rec.role.quoted()
+    ))
+    .execute(&admin.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        set_role(login(&admin.superuser, rec.role.as_str()).await).await,
+        None
+    );
+
+    db::provision(&admin.pool, &rec, &password).await.unwrap();
+    assert_eq!(
+        set_role(login(&admin.superuser, rec.role.as_str()).await)
+            .await
+            .as_deref(),
+        Some("42501")
+    );
+    assert_eq!(
+        grants(admin.pool.clone(), rec.role.quoted()).await,
+        [(true, false, false)],
+        "one pinned grant"
+    );
+    // Reconciling again changes nothing.
+    db::provision(&admin.pool, &rec, &password).await.unwrap();
+    assert_eq!(
+        grants(admin.pool.clone(), rec.role.quoted()).await,
+        [(true, false, false)]
+    );
+
+    // A grant with SET that someone else made, which the operator may not revoke, is a conflict it names,
+    // never a role it hands out as it is.
+    sqlx::query(&format!(
+        "GRANT paddock_tenant TO {} WITH SET TRUE",
+        rec.role.quoted()
+    ))
+    .execute(&admin.superuser)
+    .await
+    .unwrap();
+    match db::provision(&admin.pool, &rec, &password).await {
+        Err(DbFailure::RoleConflict { why, .. }) => {
+            assert!(why.contains("lets it SET ROLE"), "{why}")
+        }
+        other => panic!("expected a role conflict, got {other:?}"),
+    }
+    sqlx::query(&format!("REVOKE paddock_tenant FROM {}", rec.role.quoted()))
+        .execute(&admin.superuser)
+        .await
+        .unwrap();
+
+    db::deprovision(&admin.pool, &name, &rec.role, DeletionPolicy::Delete)
+        .await
+        .unwrap();
+    admin.drop_role().await;
+}

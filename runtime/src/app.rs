@@ -44,6 +44,8 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// How long an MCP session lives without requests.
     pub session_idle_timeout: Duration,
+    /// The most messages one JSON-RPC batch may hold.
+    pub max_batch_size: usize,
     pub search: SearchSettings,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -56,6 +58,7 @@ impl Default for Settings {
             tools_page_size: 50,
             allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
             session_idle_timeout: Duration::from_secs(24 * 60 * 60),
+            max_batch_size: 100,
             search: SearchSettings::default(),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
@@ -203,20 +206,10 @@ async fn check_tenant(State(state): State<AppState>, req: Request, next: Next) -
                 "this server serves tenant {served:?} only; the token is for {:?}",
                 principal.tenant
             );
-            json_rpc_refusal(StatusCode::FORBIDDEN, &message)
+            crate::jsonrpc::refusal(StatusCode::FORBIDDEN, &message)
         }
         Ok(_) => next.run(req).await,
-        Err(e) => {
-            tracing::error!(error = %e, "failed to read which tenant the database role serves");
-            state.metrics.reject("unavailable", "");
-            let mut r = json_rpc_refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service temporarily unavailable; retry shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            r
-        }
+        Err(e) => crate::admission::unavailable(&state, &e),
     }
 }
 
@@ -226,19 +219,7 @@ async fn payload_too_large_as_json(req: Request, next: Next) -> Response {
     if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
         return resp;
     }
-    json_rpc_refusal(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-}
-
-/// A refusal before any JSON-RPC request was read, in the error shape clients of both protocols parse.
-fn json_rpc_refusal(status: StatusCode, message: &str) -> Response {
-    let body =
-        crate::jsonrpc::RpcError::new(None, crate::jsonrpc::INVALID_REQUEST, message).to_json();
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    crate::jsonrpc::refusal(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
 }
 
 async fn readyz(State(db): State<Db>) -> Response {

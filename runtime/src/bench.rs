@@ -1485,11 +1485,19 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         }
     }
     if opts.model_dir.is_some() {
-        // Every pool query in the runtime's cache before the cached runs, whatever the warm-up reached.
-        for q in queries.iter() {
-            serving.embedder.embed_query(q).await.map_err(|e| {
-                BenchError::Options(format!("the runtime failed to embed a query: {e}"))
+        // Every pool query in the runtime's cache, under the tenant that asks it (query i as tenant i mod the
+        // tenant count, see [`QuerySource::next`]), before the cached runs, whatever the warm-up reached.
+        for (i, q) in queries.iter().enumerate() {
+            let tenant = TenantId::parse(&tenant_name(i % opts.tenants)).map_err(|_| {
+                BenchError::Options("the tenant prefix makes invalid tenant ids".into())
             })?;
+            serving
+                .embedder
+                .embed_query(&tenant, q)
+                .await
+                .map_err(|e| {
+                    BenchError::Options(format!("the runtime failed to embed a query: {e}"))
+                })?;
         }
     }
 

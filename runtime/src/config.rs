@@ -73,6 +73,9 @@ pub struct McpConfig {
     /// A session no request has used for this long is gone (404; the client initializes a new one), and is
     /// deleted soon after.
     pub session_idle_timeout_ms: u64,
+    /// The most messages one JSON-RPC batch may hold (protocol 2025-03-26 only); a larger batch is refused
+    /// whole before it costs anything. Each message of an admitted batch takes a rate-limit token.
+    pub max_batch_size: usize,
 }
 
 impl Default for McpConfig {
@@ -83,6 +86,7 @@ impl Default for McpConfig {
             tools_page_size: s.tools_page_size,
             allowed_origins: s.allowed_origins,
             session_idle_timeout_ms: s.session_idle_timeout.as_millis() as u64,
+            max_batch_size: s.max_batch_size,
         }
     }
 }
@@ -191,6 +195,11 @@ impl RuntimeConfig {
                 "mcp.session_idle_timeout_ms must be at least 1000".into(),
             ));
         }
+        if !(1..=1000).contains(&self.mcp.max_batch_size) {
+            return Err(ConfigError::Invalid(
+                "mcp.max_batch_size must be between 1 and 1000".into(),
+            ));
+        }
         if !(1.0..=10_000.0).contains(&self.search.rrf_k) {
             return Err(ConfigError::Invalid(
                 "search.rrf_k must be between 1 and 10000".into(),
@@ -246,6 +255,7 @@ impl RuntimeConfig {
             tools_page_size: self.mcp.tools_page_size,
             allowed_origins: self.mcp.allowed_origins.clone(),
             session_idle_timeout: Duration::from_millis(self.mcp.session_idle_timeout_ms),
+            max_batch_size: self.mcp.max_batch_size,
             search: SearchSettings {
                 rrf_k: self.search.rrf_k,
                 depth: self.search.depth,

@@ -17,6 +17,17 @@ use sqlx::{
 /// The schema, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// The group role whose table privileges every tenant login role holds (see the first migration).
+pub const TENANT_GROUP: &str = "paddock_tenant";
+
+/// Makes `quoted_role` (an already quoted identifier) a member of [`TENANT_GROUP`] the only way a tenant login
+/// may be one: it holds the group's privileges (INHERIT) but can never `SET ROLE` to it (SET FALSE), so its
+/// session stays its own login identity, the one `paddock_current_tenant()` pins to its tenant (migration
+/// 0012). Idempotent: a grant that already exists takes these options.
+pub fn grant_tenant_group_sql(quoted_role: &str) -> String {
+    format!("GRANT {TENANT_GROUP} TO {quoted_role} WITH INHERIT TRUE, SET FALSE, ADMIN FALSE")
+}
+
 /// Lets an existing role log in (`paddock_runtime` in development set-ups, where one superuser provisions
 /// everything; in a cluster the operator creates tenant login roles instead). Roles are cluster-wide, so
 /// databases set up side by side race on the same catalog row, and PostgreSQL answers the loser with "tuple
@@ -110,6 +121,25 @@ impl DbError {
             e,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
         ) || is_connection_lost(e)
+    }
+
+    /// The SQLSTATE the server answered with, if it answered.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::Connect(e) | DbError::Begin(e) | DbError::Query(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned()),
+            DbError::Migrate(_) => None,
+        }
+    }
+
+    /// True when the server refused a value the request carried (a data exception, an integrity violation, a
+    /// program limit such as a too-long tsvector): the caller's input was bad, not the service. Such a failure is
+    /// answered as invalid params and logged as a warning with its SQLSTATE only, never with the database's text.
+    pub fn is_bad_input(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54"))
     }
 }
 

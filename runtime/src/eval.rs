@@ -587,12 +587,16 @@ async fn provision(admin: &PgPool, scratch: &Scratch) -> Result<(), EvalError> {
     .await
     .map_err(db_err("provision the tenant"))?;
     sqlx::query(&format!(
-        "CREATE ROLE {} LOGIN PASSWORD '{}' IN ROLE paddock_tenant",
+        "CREATE ROLE {} LOGIN PASSWORD '{}'",
         scratch.role, scratch.password
     ))
     .execute(admin)
     .await
     .map_err(db_err("create the tenant's login role"))?;
+    sqlx::query(&db::grant_tenant_group_sql(&scratch.role))
+        .execute(admin)
+        .await
+        .map_err(db_err("make the login role a tenant"))?;
     sqlx::query("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ($1, $2)")
         .bind(&scratch.role)
         .bind(scratch.tenant.as_str())
@@ -844,12 +848,13 @@ async fn direct(
 /// The query's vector from the runtime's embedder (a cache hit once the tool has embedded it).
 async fn query_vector(
     state: &AppState,
+    tenant: &TenantId,
     mode: &'static str,
     query: &str,
 ) -> Result<Vec<f32>, EvalError> {
     state
         .embedder
-        .embed_query(query)
+        .embed_query(tenant, query)
         .await
         .map_err(|e| EvalError::Degraded {
             mode,
@@ -997,7 +1002,7 @@ async fn run_mode(
             })
             .collect::<Result<_, _>>()?;
         let qvec = if vector > 0.0 {
-            Some(query_vector(state, mode, text).await?)
+            Some(query_vector(state, tenant, mode, text).await?)
         } else {
             None
         };
@@ -1075,7 +1080,7 @@ async fn sweep(
         let mut deep_rankings = BTreeMap::new();
         for (qid, text) in &collection.queries {
             let qvec = if vector_weight > 0.0 {
-                Some(query_vector(state, "sweep", text).await?)
+                Some(query_vector(state, tenant, "sweep", text).await?)
             } else {
                 None
             };

@@ -83,6 +83,19 @@ pub fn success(id: &Id, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
+/// A refusal before any JSON-RPC request was read (so with a null id), in the error shape clients of both
+/// protocols parse.
+pub fn refusal(status: axum::http::StatusCode, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = RpcError::new(None, INVALID_REQUEST, message).to_json();
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// Parses a body into one value or a batch. A body that is not JSON is a parse error (-32700).
 pub fn parse_body(body: &[u8]) -> Result<Value, RpcError> {
     serde_json::from_slice::<Value>(body)
@@ -133,7 +146,19 @@ pub fn classify(v: Value) -> Result<Message, RpcError> {
                 ));
             }
             Ok(match id {
-                Some(id) => Message::Request { id, method, params },
+                Some(id) => {
+                    // Text the database cannot store is refused here, at the edge, naming where it was.
+                    if let Some(path) = params.as_ref().and_then(|p| unstorable_path(p, "params")) {
+                        return Err(RpcError::new(
+                            Some(id),
+                            INVALID_PARAMS,
+                            format!(
+                                "invalid params: {path} contains the character U+0000 (NUL), which cannot be stored"
+                            ),
+                        ));
+                    }
+                    Message::Request { id, method, params }
+                }
                 None => Message::Notification { method, params },
             })
         }
@@ -150,6 +175,27 @@ pub fn classify(v: Value) -> Result<Message, RpcError> {
             INVALID_REQUEST,
             "invalid request: missing method",
         )),
+    }
+}
+
+/// The path (`params.arguments.query`, `params.message.parts[0].text`) of the first string or object key under
+/// `v` that PostgreSQL cannot store: its `text` and `jsonb` refuse U+0000, the only character a valid JSON
+/// string can carry that they cannot (unpaired surrogates already fail to parse).
+pub fn unstorable_path(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(at.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| unstorable_path(item, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                Some(format!("a key of {at}"))
+            } else {
+                unstorable_path(item, &format!("{at}.{k}"))
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -210,6 +256,38 @@ mod tests {
             INVALID_REQUEST
         );
         assert_eq!(parse_body(b"{nope").unwrap_err().code, PARSE_ERROR);
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_requests_params_is_invalid_params_naming_its_place() {
+        let e = classify(json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+            "params":{"name":"search","arguments":{"query":"a\u{0}b"}}}))
+        .unwrap_err();
+        assert_eq!((e.code, e.id.clone()), (INVALID_PARAMS, Some(Id::Num(3))));
+        assert!(
+            e.message.contains("params.arguments.query"),
+            "{}",
+            e.message
+        );
+        let e = classify(json!({"jsonrpc":"2.0","id":4,"method":"SendMessage",
+            "params":{"message":{"parts":[{"text":"ok"},{"text":"\u{0}"}]}}}))
+        .unwrap_err();
+        assert!(
+            e.message.contains("params.message.parts[1].text"),
+            "{}",
+            e.message
+        );
+        let e =
+            classify(json!({"jsonrpc":"2.0","id":5,"method":"x","params":{"meta":{"a\u{0}":1}}}))
+                .unwrap_err();
+        assert!(e.message.contains("a key of params.meta"), "{}", e.message);
+        // Other control characters can be stored, so they pass.
+        assert!(
+            classify(
+                json!({"jsonrpc":"2.0","id":6,"method":"x","params":{"q":"\u{1}\u{1f}\u{7f}"}})
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    admission::{self, Admission, SessionLookup},
+    admission::{self, SessionLookup},
     app::AppState,
     auth::Principal,
     db::{DbError, TenantId},
@@ -70,10 +70,7 @@ fn rpc_error_response(status: StatusCode, e: RpcError) -> Response {
 
 /// Plain HTTP refusals of the transport (no JSON-RPC id is known yet).
 fn http_error(status: StatusCode, message: &str) -> Response {
-    rpc_error_response(
-        status,
-        RpcError::new(None, jsonrpc::INVALID_REQUEST, message),
-    )
+    jsonrpc::refusal(status, message)
 }
 
 fn tenant_of(p: &Principal) -> Result<TenantId, Box<Response>> {
@@ -82,54 +79,20 @@ fn tenant_of(p: &Principal) -> Result<TenantId, Box<Response>> {
         .map_err(|_| Box::new(http_error(StatusCode::UNAUTHORIZED, "invalid tenant claim")))
 }
 
-fn unavailable(state: &AppState, e: &DbError) -> Response {
-    tracing::error!(error = %e, source = ?std::error::Error::source(e), "database unavailable during admission");
-    state.metrics.reject("unavailable", "");
-    let mut r = http_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "service temporarily unavailable; retry shortly",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
-}
-
-/// Rate limit and session check for one POST/DELETE. `Ok(session_version)` when admitted.
+/// Rate limit (a token per call) and session check for one POST/DELETE. `Ok(session_version)` when admitted.
 async fn admit(
     state: &AppState,
+    principal: &Principal,
     tenant: &TenantId,
     session: Option<&str>,
+    calls: u32,
 ) -> Result<Option<String>, Response> {
     let session = session.map(|id| SessionLookup {
         id,
+        user: &principal.user,
         idle_timeout: state.settings.session_idle_timeout,
     });
-    match admission::admit(&state.db, tenant, session).await {
-        Ok(Admission::Admitted { session }) => Ok(session),
-        Ok(Admission::RateLimited { retry_after_secs }) => {
-            state.metrics.reject("rate_limited", tenant.as_str());
-            let secs = retry_after_secs.ceil().max(1.0) as u64;
-            let mut r = rpc_error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                RpcError::new(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    format!("rate limit exceeded; retry after {secs}s"),
-                ),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            Err(r)
-        }
-        Ok(Admission::UnknownTenant) => {
-            state.metrics.reject("unknown_tenant", tenant.as_str());
-            Err(http_error(
-                StatusCode::FORBIDDEN,
-                "tenant is not provisioned on this server",
-            ))
-        }
-        Err(e) => Err(unavailable(state, &e)),
-    }
+    admission::admit_request(state, tenant, session, calls).await
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -181,13 +144,13 @@ async fn handle_post(
     };
     let method = parsed.get("method").and_then(Value::as_str);
     if method == Some("server/discover") {
-        return discover_probe(&state, &tenant, parsed).await;
+        return discover_probe(&state, &principal, &tenant, parsed).await;
     }
     let is_initialize = method == Some("initialize");
 
     if is_initialize {
         // The header is not checked on initialize itself: the version is negotiated in the body.
-        if let Err(r) = admit(&state, &tenant, None).await {
+        if let Err(r) = admit(&state, &principal, &tenant, None, 1).await {
             return r;
         }
         return initialize(&state, &principal, &tenant, parsed).await;
@@ -210,7 +173,26 @@ async fn handle_post(
             "missing Mcp-Session-Id header; call initialize first",
         );
     };
-    let session_version = match admit(&state, &tenant, Some(session_id)).await {
+    // A batch is refused by its size before it costs anything; admitted, it takes a token per message.
+    let calls = match &parsed {
+        Value::Array(items) if items.is_empty() => {
+            return http_error(StatusCode::BAD_REQUEST, "invalid request: empty batch");
+        }
+        Value::Array(items) if items.len() > state.settings.max_batch_size => {
+            state.metrics.reject("batch_too_large", tenant.as_str());
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "invalid request: a batch holds at most {} messages (mcp.max_batch_size); this one has {}",
+                    state.settings.max_batch_size,
+                    items.len()
+                ),
+            );
+        }
+        Value::Array(items) => u32::try_from(items.len()).unwrap_or(u32::MAX),
+        _ => 1,
+    };
+    let session_version = match admit(&state, &principal, &tenant, Some(session_id), calls).await {
         Ok(Some(v)) => v,
         Ok(None) => {
             state.metrics.reject("unknown_session", tenant.as_str());
@@ -238,16 +220,6 @@ async fn handle_post(
                         format!(
                             "invalid request: JSON-RPC batches are not supported in protocol version {version}"
                         ),
-                    ),
-                );
-            }
-            if items.is_empty() {
-                return rpc_error_response(
-                    StatusCode::BAD_REQUEST,
-                    RpcError::new(
-                        None,
-                        jsonrpc::INVALID_REQUEST,
-                        "invalid request: empty batch",
                     ),
                 );
             }
@@ -296,8 +268,13 @@ async fn handle_post(
 /// A client of the stateless 2026 era probes with `server/discover` before falling back to `initialize`; the probe
 /// carries that era's `MCP-Protocol-Version` and no session. The handshake era answers it with a plain "method not
 /// found" (not a header error, nor the modern codes -32020..-32022), so every such client falls back.
-async fn discover_probe(state: &AppState, tenant: &TenantId, body: Value) -> Response {
-    if let Err(r) = admit(state, tenant, None).await {
+async fn discover_probe(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &TenantId,
+    body: Value,
+) -> Response {
+    if let Err(r) = admit(state, principal, tenant, None, 1).await {
         return r;
     }
     match jsonrpc::classify(body) {
@@ -368,7 +345,7 @@ async fn initialize(
     }
     .await;
     if let Err(e) = created {
-        return unavailable(state, &e);
+        return admission::unavailable(state, &e);
     }
     tracing::info!(session = %session_id, protocol_version = version, "mcp session initialized");
     state
@@ -542,6 +519,17 @@ async fn dispatch(
             };
             match tools::call(&ctx, tool, args).await {
                 Ok(outcome) => Ok(outcome.into_result()),
+                Err(e) if e.source.is_bad_input() => {
+                    tracing::warn!(
+                        tool = e.tool,
+                        sqlstate = e.source.sqlstate(),
+                        "the database refused a tool's arguments"
+                    );
+                    Err(rpc(
+                        jsonrpc::INVALID_PARAMS,
+                        "invalid params: the arguments hold a value that cannot be stored".into(),
+                    ))
+                }
                 Err(e) => {
                     tracing::error!(error = %e, source = ?std::error::Error::source(&e), "tool failed");
                     Err(rpc(jsonrpc::INTERNAL_ERROR, "internal error".into()))
@@ -616,10 +604,11 @@ async fn handle_delete(
         let mut tx = state.db.begin(&tenant).await?;
         let r = sqlx::query(
             "UPDATE mcp_sessions SET ended_at = now() \
-             WHERE id = $1 AND ended_at IS NULL AND last_seen_at > now() - $2",
+             WHERE id = $1 AND user_id = $3 AND ended_at IS NULL AND last_seen_at > now() - $2",
         )
         .bind(session_id)
         .bind(state.settings.session_idle_timeout)
+        .bind(&principal.user)
         .execute(tx.conn())
         .await?;
         tx.commit().await?;
@@ -629,7 +618,7 @@ async fn handle_delete(
     match ended {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => http_error(StatusCode::NOT_FOUND, "session not found or already ended"),
-        Err(e) => unavailable(&state, &e),
+        Err(e) => admission::unavailable(&state, &e),
     }
 }
 

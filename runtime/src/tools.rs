@@ -278,7 +278,7 @@ async fn hybrid_search(ctx: &ToolCtx<'_>, a: HybridArgs) -> Result<ToolOutcome, 
         filter_ok(&a.filter) => "filter must be an object",
     );
     let (vector, degraded) = if a.weights.vector > 0.0 {
-        match ctx.embedder.embed_query(&a.query).await {
+        match ctx.embedder.embed_query(ctx.tenant, &a.query).await {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(e.to_string())),
         }

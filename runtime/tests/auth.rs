@@ -134,7 +134,12 @@ fn sign_with_kid(signer: Signer, kid: Option<&str>, claims: &Value) -> String {
     };
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
+    let token = jsonwebtoken::encode(&header, claims, &key).unwrap();
+    match signer {
+        // The verifier takes ES256 signatures in low-S form only; the signer may pick either.
+        Signer::Es => dev::canonical_es256(&token),
+        Signer::Rs | Signer::Ed => token,
+    }
 }
 
 fn sign(signer: Signer, claims: &Value) -> String {
@@ -546,13 +551,41 @@ async fn token_signed_by_a_stranger_key_with_a_known_kid_is_refused() {
     let stranger = dev::generate();
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(KEYS.es.kid.clone());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims(),
-        &EncodingKey::from_ec_pem(stranger.private_pem.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let token = dev::canonical_es256(
+        &jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &EncodingKey::from_ec_pem(stranger.private_pem.as_bytes()).unwrap(),
+        )
+        .unwrap(),
+    );
     assert_refused(&h.app, &token, "invalid token signature").await;
+}
+
+/// For every valid ES256 signature (r, s), (r, n - s) verifies too. Only the low-S form is accepted, so a token
+/// has one valid byte string, and its high-S twin is refused even though it carries a genuine signature.
+#[tokio::test]
+async fn a_high_s_es256_signature_is_refused_although_it_verifies() {
+    use p256::elliptic_curve::PrimeField;
+    let h = harness().await;
+    let token = sign(Signer::Es, &claims());
+    assert_eq!(with_token(&h.app, &token).await.status, StatusCode::OK);
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let low =
+        p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+    let (r, s) = low.split_scalars();
+    let high_s = -*s;
+    let high = p256::ecdsa::Signature::from_scalars(r.to_repr(), high_s.to_repr()).unwrap();
+    assert!(high.normalize_s().is_some(), "the twin is the high-S form");
+    let twin = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(high.to_bytes()));
+    assert_refused(
+        &h.app,
+        &twin,
+        "ES256 signature is not in canonical (low-S) form",
+    )
+    .await;
+    // The original still stands.
+    assert_eq!(with_token(&h.app, &token).await.status, StatusCode::OK);
 }
 
 #[tokio::test]

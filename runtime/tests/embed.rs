@@ -14,11 +14,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use paddock_runtime::db::TenantId;
 use paddock_runtime::embed::bench;
 use paddock_runtime::embed::{EmbedError, EmbedStatus, Embedder, EmbeddingConfig, ProviderKind};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+
+/// The tenant most tests embed for; the query cache is per tenant.
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
 
 // ---------------------------------------------------------------------------------------------
 // Local model
@@ -196,7 +202,7 @@ async fn local_vectors_are_unit_length_deterministic_and_batch_independent() {
             max_abs_diff(&single[0], vector) <= 1e-5,
             "batch vs single for {text:.40}"
         );
-        let query = embedder.embed_query(text).await.unwrap();
+        let query = embedder.embed_query(&tenant(), text).await.unwrap();
         assert!(
             max_abs_diff(&query, vector) <= 1e-5,
             "query vs document for {text:.40}"
@@ -227,7 +233,7 @@ async fn concurrent_local_queries_each_get_their_own_vector() {
         .cloned()
         .map(|q| {
             let embedder = embedder.clone();
-            tokio::spawn(async move { embedder.embed_query(&q).await })
+            tokio::spawn(async move { embedder.embed_query(&tenant(), &q).await })
         })
         .collect();
     for (task, want) in tasks.into_iter().zip(&expected) {
@@ -250,7 +256,7 @@ async fn local_queries_do_not_wait_for_a_whole_document_batch() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await; // the batch is now on the model
     embedder
-        .embed_query("which tenant owns this row?")
+        .embed_query(&tenant(), "which tenant owns this row?")
         .await
         .unwrap();
     assert!(
@@ -271,7 +277,7 @@ async fn query_timeout_bounds_a_slow_local_model() {
     let embedder = Embedder::from_config(&cfg, &mut Registry::default());
     let long = "Row-level security keeps tenants apart. ".repeat(60);
     let started = Instant::now();
-    let err = embedder.embed_query(&long).await.unwrap_err();
+    let err = embedder.embed_query(&tenant(), &long).await.unwrap_err();
     assert_eq!(err, EmbedError::Timeout(Duration::from_millis(1)));
     assert!(
         started.elapsed() < Duration::from_millis(200),
@@ -397,7 +403,7 @@ async fn missing_model_dir_disables_embeddings_with_the_path_in_the_reason() {
     assert!(reason.contains("failed to read"), "{reason}");
     assert_eq!(embedder.model(), None);
     assert!(matches!(
-        embedder.embed_query("hello").await,
+        embedder.embed_query(&tenant(), "hello").await,
         Err(EmbedError::Disabled(_))
     ));
     assert!(matches!(
@@ -664,7 +670,7 @@ async fn openai_client_sends_dimensions_only_when_asked() {
         ..openai_config(endpoint, 4)
     };
     let embedder = Embedder::from_config(&cfg, &mut Registry::default());
-    embedder.embed_query("alpha").await.unwrap();
+    embedder.embed_query(&tenant(), "alpha").await.unwrap();
     let seen = server.seen.lock().unwrap().clone();
     assert_eq!(
         seen[0].0, None,
@@ -683,7 +689,7 @@ async fn slow_server_times_out_within_the_deadline() {
     };
     let embedder = Embedder::from_config(&cfg, &mut Registry::default());
     let started = Instant::now();
-    let err = embedder.embed_query("alpha").await.unwrap_err();
+    let err = embedder.embed_query(&tenant(), "alpha").await.unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(err, EmbedError::Timeout(Duration::from_millis(300)));
     assert!(
@@ -703,7 +709,7 @@ async fn closed_port_fails_fast_with_the_cause() {
         &mut Registry::default(),
     );
     let started = Instant::now();
-    let err = embedder.embed_query("alpha").await.unwrap_err();
+    let err = embedder.embed_query(&tenant(), "alpha").await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_millis(200),
         "{:?}",
@@ -730,7 +736,7 @@ async fn breaker_opens_fails_fast_and_recovers_through_one_probe() {
     let embedder = Embedder::from_config(&cfg, &mut registry);
 
     for i in 0..3 {
-        match embedder.embed_query(&format!("q{i}")).await {
+        match embedder.embed_query(&tenant(), &format!("q{i}")).await {
             Err(EmbedError::Upstream(message)) => {
                 assert!(
                     message.contains("500") && message.contains("upstream exploded"),
@@ -750,7 +756,7 @@ async fn breaker_opens_fails_fast_and_recovers_through_one_probe() {
     let started = Instant::now();
     for _ in 0..10 {
         assert_eq!(
-            embedder.embed_query("q").await,
+            embedder.embed_query(&tenant(), "q").await,
             Err(EmbedError::BreakerOpen)
         );
     }
@@ -760,11 +766,11 @@ async fn breaker_opens_fails_fast_and_recovers_through_one_probe() {
     // After the cooldown one probe goes; it fails, so the breaker opens again.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(matches!(
-        embedder.embed_query("q").await,
+        embedder.embed_query(&tenant(), "q").await,
         Err(EmbedError::Upstream(_))
     ));
     assert_eq!(
-        embedder.embed_query("q").await,
+        embedder.embed_query(&tenant(), "q").await,
         Err(EmbedError::BreakerOpen)
     );
     assert_eq!(server.requests(), 4);
@@ -773,11 +779,11 @@ async fn breaker_opens_fails_fast_and_recovers_through_one_probe() {
     server.set_mode(Mode::Healthy);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
-        embedder.embed_query("q").await.unwrap(),
+        embedder.embed_query(&tenant(), "q").await.unwrap(),
         fake_vector("q", 4)
     );
     assert_eq!(embedder.status(), EmbedStatus::Enabled);
-    embedder.embed_query("r").await.unwrap();
+    embedder.embed_query(&tenant(), "r").await.unwrap();
     assert_eq!(server.requests(), 6);
 
     let text = metrics_text(&registry);
@@ -811,7 +817,10 @@ async fn refused_inputs_do_not_open_the_breaker() {
     let (server, endpoint) = spawn_server(4).await;
     let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut Registry::default());
     for i in 0..6 {
-        match embedder.embed_query(&format!("too long {i}")).await {
+        match embedder
+            .embed_query(&tenant(), &format!("too long {i}"))
+            .await
+        {
             Err(EmbedError::InvalidInput(message)) => {
                 assert!(message.contains("context length"), "{message}")
             }
@@ -820,7 +829,7 @@ async fn refused_inputs_do_not_open_the_breaker() {
     }
     assert_eq!(embedder.status(), EmbedStatus::Enabled);
     assert_eq!(server.requests(), 6);
-    embedder.embed_query("fine").await.unwrap();
+    embedder.embed_query(&tenant(), "fine").await.unwrap();
 }
 
 #[tokio::test]
@@ -846,16 +855,16 @@ async fn repeated_query_is_served_from_the_cache() {
     let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut registry);
 
     let first = embedder
-        .embed_query("what is row-level security?")
+        .embed_query(&tenant(), "what is row-level security?")
         .await
         .unwrap();
     let second = embedder
-        .embed_query("what is row-level security?")
+        .embed_query(&tenant(), "what is row-level security?")
         .await
         .unwrap();
     let clone = embedder.clone(); // clones share the cache
     let third = clone
-        .embed_query("what is row-level security?")
+        .embed_query(&tenant(), "what is row-level security?")
         .await
         .unwrap();
     assert_eq!(first, second);
@@ -868,7 +877,7 @@ async fn repeated_query_is_served_from_the_cache() {
 
     // The key is the exact text.
     embedder
-        .embed_query("What is row-level security?")
+        .embed_query(&tenant(), "What is row-level security?")
         .await
         .unwrap();
     assert_eq!(server.requests(), 2);
@@ -885,6 +894,50 @@ async fn repeated_query_is_served_from_the_cache() {
     assert!(text.contains("paddock_embedding_enabled 1"), "{text}");
 }
 
+/// A cache shared across tenants would let tenant B confirm, by a hit (its latency, the hit counter), a query
+/// tenant A asked: B's identical query must reach the provider.
+#[tokio::test]
+async fn another_tenants_identical_query_is_not_a_cache_hit() {
+    let (server, endpoint) = spawn_server(4).await;
+    let mut registry = Registry::with_prefix("paddock");
+    let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut registry);
+    let (a, b) = (
+        TenantId::parse("tenant-a").unwrap(),
+        TenantId::parse("tenant-b").unwrap(),
+    );
+
+    let from_a = embedder
+        .embed_query(&a, "merger with Globex")
+        .await
+        .unwrap();
+    let from_b = embedder
+        .embed_query(&b, "merger with Globex")
+        .await
+        .unwrap();
+    assert_eq!(from_a, from_b, "the same text has the same vector");
+    assert_eq!(
+        server.requests(),
+        2,
+        "B's query is embedded afresh, not answered from A's entry"
+    );
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("paddock_embedding_query_cache_hits_total 0"),
+        "{text}"
+    );
+
+    // Each tenant still hits its own entry.
+    embedder
+        .embed_query(&b, "merger with Globex")
+        .await
+        .unwrap();
+    embedder
+        .embed_query(&a, "merger with Globex")
+        .await
+        .unwrap();
+    assert_eq!(server.requests(), 2);
+}
+
 #[tokio::test]
 async fn cache_holds_at_most_its_capacity() {
     let (server, endpoint) = spawn_server(4).await;
@@ -894,12 +947,18 @@ async fn cache_holds_at_most_its_capacity() {
     };
     let embedder = Embedder::from_config(&cfg, &mut Registry::default());
     for i in 0..100 {
-        embedder.embed_query(&format!("query {i}")).await.unwrap();
+        embedder
+            .embed_query(&tenant(), &format!("query {i}"))
+            .await
+            .unwrap();
     }
     // Asking all 100 again: at most 8 can be hits.
     let before = server.requests();
     for i in 0..100 {
-        embedder.embed_query(&format!("query {i}")).await.unwrap();
+        embedder
+            .embed_query(&tenant(), &format!("query {i}"))
+            .await
+            .unwrap();
     }
     assert!(
         server.requests() - before >= 92,
@@ -913,7 +972,7 @@ async fn empty_query_is_refused_without_a_call() {
     let (server, endpoint) = spawn_server(4).await;
     let embedder = Embedder::from_config(&openai_config(endpoint, 4), &mut Registry::default());
     assert!(matches!(
-        embedder.embed_query("  ").await,
+        embedder.embed_query(&tenant(), "  ").await,
         Err(EmbedError::InvalidInput(_))
     ));
     assert_eq!(server.requests(), 0);
@@ -930,7 +989,7 @@ async fn provider_none_is_disabled_quietly() {
     );
     assert_eq!(embedder.dimensions(), None);
     assert!(matches!(
-        Embedder::disabled().embed_query("x").await,
+        Embedder::disabled().embed_query(&tenant(), "x").await,
         Err(EmbedError::Disabled(_))
     ));
 }

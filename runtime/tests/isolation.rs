@@ -304,13 +304,13 @@ async fn tenant_claim_with_sql_is_refused_before_the_database(admin: PgPool) {
     let keys = keys();
     let app = app(runtime_pool(&admin).await, &keys).await;
     // The minting helper refuses such a tenant, so sign the claims directly with the same key.
-    let evil = jsonwebtoken::encode(
+    let evil = paddock_runtime::auth::dev::canonical_es256(&jsonwebtoken::encode(
         &jsonwebtoken::Header { kid: Some(keys.kid.clone()), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256) },
         &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "tenant_id": "tenant-a' OR '1'='1",
                 "scope": "documents:read documents:write", "exp": chrono::Utc::now().timestamp() + 600}),
         &jsonwebtoken::EncodingKey::from_ec_pem(keys.pem.as_bytes()).unwrap(),
     )
-    .unwrap();
+    .unwrap());
     let r = app
         .post_raw(&evil, None, None, json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}).to_string())
         .await;

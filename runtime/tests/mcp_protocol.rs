@@ -565,6 +565,8 @@ async fn admission_finds_the_session_by_index_among_many(admin: PgPool) {
     .bind("acme-1501")
     .bind(Settings::default().session_idle_timeout)
     .bind(Settings::default().session_idle_timeout / 10)
+    .bind("u")
+    .bind(1_i32)
     .fetch_all(&pool)
     .await
     .unwrap();
@@ -588,9 +590,10 @@ async fn admission_finds_the_session_by_index_among_many(admin: PgPool) {
             let tenant = paddock_runtime::db::TenantId::parse(tenant).unwrap();
             let session = paddock_runtime::admission::SessionLookup {
                 id,
+                user: "u",
                 idle_timeout: Settings::default().session_idle_timeout,
             };
-            paddock_runtime::admission::admit(&db, &tenant, Some(session))
+            paddock_runtime::admission::admit(&db, &tenant, Some(session), 1)
                 .await
                 .unwrap()
         }

@@ -301,3 +301,74 @@ async fn embeddings_are_stored_uncompressed_in_every_partition(admin: PgPool) {
         .unwrap();
     assert_eq!(compression("acme", "before").await, (None, 1544));
 }
+
+/// Before 0012 a tenant login was a member of paddock_tenant that could switch to it, and after `SET ROLE
+/// paddock_tenant` the tenant came from the session's own setting: its credentials read every tenant. The
+/// migration repairs roles that already exist: the same role, unchanged, can neither switch nor leave its tenant.
+#[sqlx::test(migrations = false)]
+async fn tenant_logins_made_before_0012_are_pinned_by_it(admin: PgPool) {
+    migrate_up_to(&admin, 11).await;
+    for t in ["acme", "globex"] {
+        provision_tenant(&admin, t, 6000, 1000).await;
+    }
+    sqlx::query(
+        "INSERT INTO documents (tenant_id, id, content, content_hash) VALUES ('globex', 'secret', 'merger plans', 'h')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let role = format!("old_login_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ($1, 'acme')")
+        .bind(&role)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let escape = |pool: PgPool| async move {
+        let mut conn = pool.acquire().await.unwrap();
+        let switched = sqlx::query("SET ROLE paddock_tenant")
+            .execute(&mut *conn)
+            .await;
+        sqlx::query("SELECT set_config('paddock.tenant_id', 'globex', false)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let seen: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM documents WHERE tenant_id = 'globex'")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        drop(conn);
+        pool.close().await;
+        (switched.is_ok(), seen)
+    };
+
+    // The hole, as it was.
+    assert_eq!(escape(login_pool(&admin, &role).await).await, (true, 1));
+
+    MIGRATOR.run(&admin).await.unwrap();
+    let (switched, seen) = escape(login_pool(&admin, &role).await).await;
+    assert!(!switched, "SET ROLE paddock_tenant is refused");
+    assert_eq!(seen, 0, "globex's rows stay out of reach");
+    let set_option: bool = sqlx::query_scalar(
+        "SELECT bool_or(set_option) FROM pg_auth_members WHERE member = $1::regrole",
+    )
+    .bind(&role)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(!set_option);
+
+    sqlx::query("DELETE FROM tenant_roles WHERE role_name = $1")
+        .bind(&role)
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}

@@ -20,8 +20,8 @@ use crate::{
     names::{RoleName, quote_literal},
 };
 
-/// Group role whose privileges every tenant login role inherits (see the first migration).
-pub const TENANT_GROUP: &str = "paddock_tenant";
+pub use paddock_runtime::db::TENANT_GROUP;
+use paddock_runtime::db::grant_tenant_group_sql;
 
 /// A failed database step, reduced to what a condition may say.
 #[derive(Debug, thiserror::Error)]
@@ -233,10 +233,11 @@ async fn ensure_role(
         None => {
             sqlx::query(&format!(
                 "CREATE ROLE {quoted} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-                 PASSWORD {verifier} IN ROLE {TENANT_GROUP}"
+                 PASSWORD {verifier}"
             ))
             .execute(&mut **tx)
             .await?;
+            pin_membership(tx, role).await?;
             Ok(true)
         }
         Some((superuser, bypassrls, createrole, createdb, replication)) => {
@@ -262,24 +263,66 @@ async fn ensure_role(
             ))
             .execute(&mut **tx)
             .await?;
-            let member: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
-                                  JOIN pg_roles g ON g.oid = m.roleid
-                                  JOIN pg_roles r ON r.oid = m.member
-                                 WHERE g.rolname = $1 AND r.rolname = $2)",
-            )
-            .bind(TENANT_GROUP)
-            .bind(role.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
-            if !member {
-                sqlx::query(&format!("GRANT {TENANT_GROUP} TO {quoted}"))
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            pin_membership(tx, role).await?;
             Ok(false)
         }
     }
+}
+
+/// Makes the role's one group membership the pinned one: a member of [`TENANT_GROUP`] that holds its
+/// privileges but cannot `SET ROLE` to it (see [`grant_tenant_group_sql`]). A grant with any other options (with
+/// SET, as roles made before migration 0012 had) is revoked as its grantor made it; membership in any other role
+/// means the role is not ours to hand out. An already pinned role is left untouched.
+async fn pin_membership(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &RoleName,
+) -> Result<(), DbFailure> {
+    let grants: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT m.roleid::regrole::text, m.grantor::regrole::text,
+                m.inherit_option AND NOT m.set_option AND NOT m.admin_option
+           FROM pg_auth_members m
+          WHERE m.member = $1::regrole",
+    )
+    .bind(role.quoted())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut pinned = false;
+    for (group, grantor, as_pinned) in grants {
+        if group != TENANT_GROUP {
+            return Err(DbFailure::RoleConflict {
+                role: role.to_string(),
+                why: format!("it is a member of {group}"),
+            });
+        }
+        if as_pinned {
+            pinned = true;
+            continue;
+        }
+        let revoked = sqlx::query(&format!(
+            "REVOKE {TENANT_GROUP} FROM {} GRANTED BY {grantor}",
+            role.quoted()
+        ))
+        .execute(&mut **tx)
+        .await;
+        match revoked.map_err(DbFailure::from) {
+            Ok(_) => {}
+            Err(DbFailure::PermissionDenied(_)) => {
+                return Err(DbFailure::RoleConflict {
+                    role: role.to_string(),
+                    why: format!(
+                        "its grant of {TENANT_GROUP} by {grantor} lets it SET ROLE, and only {grantor} may revoke it"
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !pinned {
+        sqlx::query(&grant_tenant_group_sql(&role.quoted()))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What [`deprovision`] did.

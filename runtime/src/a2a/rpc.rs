@@ -13,7 +13,7 @@ use axum::{
     Extension, Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -34,7 +34,7 @@ use super::{
     workflow::{Skill, TaskCtx, pick_model},
 };
 use crate::{
-    admission::{self, Admission},
+    admission,
     app::AppState,
     auth::{Principal, scopes},
     db::{DbError, TenantId},
@@ -144,7 +144,8 @@ async fn handle(
             .with_data(json!({ "supportedVersions": ["1.0", "0.3"] })),
         ),
         _ => {
-            if let Err(r) = admit(&state, &tenant).await {
+            // The tenant's rate limit: refusals are HTTP answers (429/403/503) before any method runs.
+            if let Err(r) = admission::admit_request(&state, &tenant, None, 1).await {
                 return r;
             }
             dispatch(&state, &principal, &tenant, &id, m, d, params).await
@@ -175,60 +176,18 @@ async fn handle(
     }
 }
 
-/// The tenant's rate limit. Refusals are HTTP answers (429/403/503) before any method runs.
-async fn admit(state: &AppState, tenant: &TenantId) -> Result<(), Response> {
-    match admission::admit(&state.db, tenant, None).await {
-        Ok(Admission::Admitted { .. }) => Ok(()),
-        Ok(Admission::RateLimited { retry_after_secs }) => {
-            state.metrics.reject("rate_limited", tenant.as_str());
-            let secs = retry_after_secs.ceil().max(1.0) as u64;
-            let mut r = json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                RpcError::new(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    format!("rate limit exceeded; retry after {secs}s"),
-                )
-                .to_json(),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            Err(r)
-        }
-        Ok(Admission::UnknownTenant) => {
-            state.metrics.reject("unknown_tenant", tenant.as_str());
-            Err(json_response(
-                StatusCode::FORBIDDEN,
-                RpcError::new(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "tenant is not provisioned on this server",
-                )
-                .to_json(),
-            ))
-        }
-        Err(e) => Err(unavailable(state, &e)),
-    }
-}
-
-fn unavailable(state: &AppState, e: &DbError) -> Response {
-    tracing::error!(error = %e, source = ?std::error::Error::source(e), "database unavailable");
-    state.metrics.reject("unavailable", "");
-    let mut r = json_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        RpcError::new(
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "service temporarily unavailable; retry shortly",
-        )
-        .to_json(),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
-}
-
 fn internal(id: &Id, e: &DbError) -> Reply {
+    if e.is_bad_input() {
+        tracing::warn!(
+            sqlstate = e.sqlstate(),
+            "the database refused a value of an a2a request"
+        );
+        return Reply::Error(RpcError::new(
+            Some(id.clone()),
+            jsonrpc::INVALID_PARAMS,
+            "invalid params: the request holds a value that cannot be stored",
+        ));
+    }
     tracing::error!(error = %e, source = ?std::error::Error::source(e), "a2a method failed");
     Reply::Error(RpcError::new(
         Some(id.clone()),

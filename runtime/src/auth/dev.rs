@@ -215,7 +215,28 @@ pub fn mint_with_pem(pem: &str, kid: &str, claims: &MintClaims) -> Result<String
     header.typ = Some("at+jwt".to_owned());
     let key =
         EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| DevError::ParseKey(e.to_string()))?;
-    Ok(jsonwebtoken::encode(&header, &body, &key)?)
+    Ok(canonical_es256(&jsonwebtoken::encode(
+        &header, &body, &key,
+    )?))
+}
+
+/// The same ES256 token with its signature in the canonical low-S form that verification requires (see
+/// [`super::verify`]): the signer picks either of the two valid `s` values, and `n - s` replaces a high one.
+/// Anything that is not a three-part token with a 64-byte signature comes back unchanged.
+pub fn canonical_es256(token: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let Some((signed, signature)) = token.rsplit_once('.') else {
+        return token.to_owned();
+    };
+    let low = URL_SAFE_NO_PAD
+        .decode(signature)
+        .ok()
+        .and_then(|b| p256::ecdsa::Signature::from_slice(&b).ok())
+        .and_then(|sig| sig.normalize_s());
+    match low {
+        Some(sig) => format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes())),
+        None => token.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -222,6 +222,11 @@ impl Authenticator {
         if signature.is_empty() {
             return Err(AuthError::invalid_token("token has no signature"));
         }
+        if alg == Algorithm::ES256 && !es256_signature_is_canonical(signature) {
+            return Err(AuthError::invalid_token(
+                "ES256 signature is not in canonical (low-S) form",
+            ));
+        }
 
         // The issuer is read before verification only to choose whose keys verify the token.
         let unverified = decode_segment(payload)?;
@@ -292,6 +297,21 @@ fn decode_segment(segment: &str) -> Result<Map<String, Value>, AuthError> {
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(malformed()),
+    }
+}
+
+/// Whether an ES256 signature segment is `r || s` with `s` in the lower half of the group order. For every valid
+/// signature (r, s), (r, n - s) verifies too; accepting only the low half gives each token one valid byte string,
+/// so an altered copy of a token is never taken for a different, valid one. A segment that is not 64 bytes is
+/// left for the signature check to refuse.
+pub(crate) fn es256_signature_is_canonical(segment: &str) -> bool {
+    match URL_SAFE_NO_PAD
+        .decode(segment)
+        .ok()
+        .and_then(|b| p256::ecdsa::Signature::from_slice(&b).ok())
+    {
+        Some(sig) => sig.normalize_s().is_none(),
+        None => true,
     }
 }
 

@@ -5,7 +5,7 @@
 //! answering when the provider misbehaves:
 //!
 //! ```text
-//! embed_query ──> query cache ──hit──> vector
+//! embed_query ──> the tenant's query cache ──hit──> vector
 //!                     │ miss
 //!                     ▼
 //!                 circuit breaker ──open──> Err(BreakerOpen)       (fails fast)
@@ -17,6 +17,9 @@
 //!                 checks (count, dimensions, finite) ──> cache ──> vector
 //! ```
 //! `embed_documents` takes the same path without the cache, one batch at a time.
+//!
+//! The query cache is keyed by tenant as well as text: a hit only ever answers a text the same tenant asked
+//! before, so neither its latency nor the cache metrics tell one tenant what another searched for.
 //!
 //! A provider that cannot start (missing model files, bad endpoint) gives a *disabled* embedder,
 //! never a failed start: search then answers lexically and says it is degraded. Every vector is
@@ -42,6 +45,7 @@ use self::breaker::{BreakerState, CircuitBreaker};
 use self::local::LocalProvider;
 use self::metrics::EmbedMetrics;
 use self::openai::OpenAiProvider;
+use crate::db::TenantId;
 
 /// What a text is embedded for. Some models embed queries and documents differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +230,8 @@ enum Inner {
     Active(Active),
 }
 
-type QueryCache = quick_cache::sync::Cache<(Arc<str>, String), Arc<[f32]>>;
+/// Query vectors by (tenant, query text). One embedder has one model, so the model needs no place in the key.
+type QueryCache = quick_cache::sync::Cache<(TenantId, String), Arc<[f32]>>;
 
 struct Active {
     provider: Arc<dyn EmbeddingProvider>,
@@ -349,14 +354,14 @@ impl Embedder {
         }
     }
 
-    /// Embeds a search query. A repeated query is answered from the cache; otherwise the call
-    /// goes through the circuit breaker and returns within the query timeout.
-    pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+    /// Embeds a search query of `tenant`. A query the tenant repeats is answered from the cache; otherwise the
+    /// call goes through the circuit breaker and returns within the query timeout.
+    pub async fn embed_query(&self, tenant: &TenantId, text: &str) -> Result<Vec<f32>, EmbedError> {
         let active = self.active()?;
         if text.trim().is_empty() {
             return Err(EmbedError::InvalidInput("the query is empty".to_owned()));
         }
-        let key = (Arc::clone(&active.model), text.to_owned());
+        let key = (tenant.clone(), text.to_owned());
         if let Some(cache) = &active.cache {
             if let Some(vector) = cache.get(&key) {
                 active.metrics.cache_hit();

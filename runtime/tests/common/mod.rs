@@ -75,14 +75,19 @@ pub async fn login_url(admin: &PgPool, role: &str) -> reqwest::Url {
     url
 }
 
-/// Creates `role`, a tenant's own login role as the operator makes it (member of `paddock_tenant`, recorded in
-/// `tenant_roles` for `tenant`). Roles are cluster-wide, so [`drop_tenant_login_role`] must follow.
+/// Creates `role`, a tenant's own login role as the operator makes it (a member of `paddock_tenant` that cannot
+/// switch to it, recorded in `tenant_roles` for `tenant`). Roles are cluster-wide, so [`drop_tenant_login_role`]
+/// must follow.
 pub async fn create_tenant_login_role(admin: &PgPool, role: &str, tenant: &str) {
     sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
         .execute(admin)
         .await
         .unwrap();
-    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE paddock_tenant"))
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN"))
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::query(&paddock_runtime::db::grant_tenant_group_sql(role))
         .execute(admin)
         .await
         .unwrap();
