@@ -2,7 +2,8 @@
 //!
 //! `app(state)` builds the whole router without a socket, so tests drive it with `oneshot`; `serve` binds it.
 //! Layer order (outermost first): request id → trace span → CORS → body limit → timeout → routes. Protected
-//! routes (`/mcp`) add Origin validation and bearer authentication in front of their handlers.
+//! routes (`/mcp`, `/a2a`) add a JSON content-type check, Origin validation and bearer authentication in front of
+//! their handlers.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -116,7 +117,8 @@ pub fn app(state: AppState) -> Router {
             state.auth.clone(),
             auth::require_bearer,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), check_origin));
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(middleware::from_fn(require_json_body));
 
     let metrics_endpoint = MetricsEndpoint {
         registry: state.registry.clone(),
@@ -177,6 +179,27 @@ pub fn app(state: AppState) -> Router {
                 .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout)),
         )
+}
+
+/// A POST to a protocol endpoint carries JSON (`Content-Type: application/json`, parameters allowed). Anything else
+/// is refused before authentication with 415: a browser may send `text/plain` across origins without asking, and
+/// no client of either protocol sends it.
+async fn require_json_body(req: Request, next: Next) -> Response {
+    if req.method() == Method::POST {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return crate::jsonrpc::refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            );
+        }
+    }
+    next.run(req).await
 }
 
 /// DNS-rebinding protection: a present Origin must be allowed.
