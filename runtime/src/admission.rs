@@ -16,7 +16,16 @@
 
 use std::time::Duration;
 
-use crate::db::{Db, DbError, TenantId};
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
+};
+
+use crate::{
+    app::AppState,
+    db::{Db, DbError, TenantId},
+    jsonrpc::refusal,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
@@ -104,15 +113,11 @@ pub async fn admit(
 /// validly signed token for an unprovisioned tenant counts under the empty tenant label, so token contents can
 /// never grow the label set.
 pub async fn admit_request(
-    state: &crate::app::AppState,
+    state: &AppState,
     tenant: &TenantId,
     session: Option<SessionLookup<'_>>,
     calls: u32,
-) -> Result<Option<String>, axum::response::Response> {
-    use axum::http::{HeaderValue, StatusCode, header};
-
-    use crate::jsonrpc::refusal;
-
+) -> Result<Option<String>, Response> {
     let limited = |secs: u64, message: String| {
         let mut r = refusal(StatusCode::TOO_MANY_REQUESTS, &message);
         r.headers_mut()
@@ -151,12 +156,10 @@ pub async fn admit_request(
 }
 
 /// 503 with `Retry-After` for a database that cannot be reached; the cause goes to the log only.
-pub fn unavailable(state: &crate::app::AppState, e: &DbError) -> axum::response::Response {
-    use axum::http::{HeaderValue, StatusCode, header};
-
+pub fn unavailable(state: &AppState, e: &DbError) -> Response {
     tracing::error!(error = %e, source = ?std::error::Error::source(e), "database unavailable");
     state.metrics.reject("unavailable", "");
-    let mut r = crate::jsonrpc::refusal(
+    let mut r = refusal(
         StatusCode::SERVICE_UNAVAILABLE,
         "service temporarily unavailable; retry shortly",
     );

@@ -484,30 +484,16 @@ async fn dispatch(
             })
         }
         "tools/call" => {
-            #[derive(Deserialize)]
-            struct P {
-                name: String,
-                #[serde(default)]
-                arguments: Option<Value>,
-            }
-            let p: P = jsonrpc::params(id, params).map_err(Refusal::Rpc)?;
-            let Some(tool) = tools::find(&p.name).filter(|t| state.settings.tool_enabled(t.name))
-            else {
+            let (name, args) = tool_call_params(id, params).map_err(Refusal::Rpc)?;
+            let Some(tool) = tools::find(&name).filter(|t| state.settings.tool_enabled(t.name)) else {
                 return Err(rpc(
                     jsonrpc::INVALID_PARAMS,
-                    format!("invalid params: unknown tool {:?}", p.name),
+                    format!("invalid params: unknown tool {name:?}"),
                 ));
             };
             if !principal.has_scope(tool.scope) {
                 state.metrics.reject("insufficient_scope", tenant.as_str());
                 return Err(Refusal::Scope(tool.scope));
-            }
-            let args = p.arguments.unwrap_or_else(|| json!({}));
-            if !args.is_object() {
-                return Err(rpc(
-                    jsonrpc::INVALID_PARAMS,
-                    "invalid params: arguments must be an object".into(),
-                ));
             }
             let ctx = ToolCtx {
                 db: &state.db,
@@ -541,6 +527,27 @@ async fn dispatch(
             format!("method not found: {other}"),
         )),
     }
+}
+
+/// The parameters of `tools/call`: the tool's name, and its arguments (absent means `{}`), which must be an
+/// object.
+pub fn tool_call_params(id: &Id, params: Option<Value>) -> Result<(String, Value), RpcError> {
+    #[derive(Deserialize)]
+    struct P {
+        name: String,
+        #[serde(default)]
+        arguments: Option<Value>,
+    }
+    let p: P = jsonrpc::params(id, params)?;
+    let args = p.arguments.unwrap_or_else(|| json!({}));
+    if !args.is_object() {
+        return Err(RpcError::new(
+            Some(id.clone()),
+            jsonrpc::INVALID_PARAMS,
+            "invalid params: arguments must be an object",
+        ));
+    }
+    Ok((p.name, args))
 }
 
 struct BadCursor;
