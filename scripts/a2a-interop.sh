@@ -49,6 +49,7 @@ BASE="http://127.0.0.1:$PORT"
 EMBEDDING_YAML="$(interop_embedding_yaml "$EMBEDDING")"
 cat >"$WORK/runtime.yaml" <<YAML
 listen: 127.0.0.1:$PORT
+metrics_listen: 127.0.0.1:0
 database:
   url: $RUNTIME_URL
 auth:

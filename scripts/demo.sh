@@ -3,7 +3,9 @@
 #   PostgreSQL 18 + pgvector → migrations → a demo tenant → paddock-runtime serving MCP with the in-process
 #   embedding model → sample documents loaded through MCP → a token and a curl line printed.
 #
-#   scripts/demo.sh [--port PORT]      # Ctrl-C stops the runtime (PostgreSQL keeps running; see below)
+#   scripts/demo.sh [--port PORT] [--metrics-port PORT]   # Ctrl-C stops the runtime (PostgreSQL keeps running)
+#
+# --port serves MCP and A2A (default 8080), --metrics-port serves /metrics (default 9090).
 #
 # The demo database is recreated on each run. Stop PostgreSQL afterwards with:
 #   scripts/postgres.sh stop --data "$PADDOCK_CACHE/pgdata-demo"
@@ -14,14 +16,17 @@ set -euo pipefail
 cd "$PADDOCK_REPO_ROOT"
 
 PORT=8080
+METRICS_PORT=9090
 while (($#)); do
     case "$1" in
         --port) PORT="$2"; shift 2 ;;
-        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+        --metrics-port) METRICS_PORT="$2"; shift 2 ;;
+        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
 port_bindable "$PORT" || die "port $PORT is busy; pass --port"
+port_bindable "$METRICS_PORT" || die "port $METRICS_PORT is busy; pass --metrics-port"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
 DEMO="$PADDOCK_CACHE/demo"
@@ -54,6 +59,7 @@ SQL
 [[ -f "$DEMO/keys/signing-key.pem" ]] || "$BIN" keygen --dir "$DEMO/keys"
 cat >"$DEMO/runtime.yaml" <<YAML
 listen: 127.0.0.1:$PORT
+metrics_listen: 127.0.0.1:$METRICS_PORT
 database:
   url: $RUNTIME_URL
 auth:
@@ -101,7 +107,7 @@ Paddock is serving MCP at http://127.0.0.1:$PORT/mcp for tenant "demo" (document
   curl -N http://127.0.0.1:$PORT/a2a -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
     -d '{"jsonrpc":"2.0","id":1,"method":"SendStreamingMessage","params":{"message":{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"What does the right to erasure require?"}],"metadata":{"skill":"research"}}}}'
 
-Agent card: http://127.0.0.1:$PORT/.well-known/agent-card.json    Metrics: http://127.0.0.1:$PORT/metrics
+Agent card: http://127.0.0.1:$PORT/.well-known/agent-card.json    Metrics: http://127.0.0.1:$METRICS_PORT/metrics
 Ctrl-C stops the runtime.
 INFO
 wait "$RUNTIME_PID"

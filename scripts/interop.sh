@@ -58,6 +58,7 @@ MCP_URL="http://127.0.0.1:$PORT/mcp"
 EMBEDDING_YAML="$(interop_embedding_yaml "$EMBEDDING")"
 cat >"$WORK/runtime.yaml" <<YAML
 listen: 127.0.0.1:$PORT
+metrics_listen: 127.0.0.1:0
 database:
   url: $RUNTIME_URL
 auth:

@@ -12,8 +12,9 @@
 //!   environment holding only those variables (plus `PATH` and the proxy below).
 //!
 //! The test-only differences, all explicit here:
-//! 1. the config file's `listen` address becomes `127.0.0.1:<free port>` (pods have their own
-//!    network namespace; processes on one host do not);
+//! 1. the config file's `listen` address becomes `127.0.0.1:<free port>`, and its
+//!    `metrics_listen` `127.0.0.1:0` (pods have their own network namespace; processes on one
+//!    host do not, and nothing scrapes the metrics here);
 //! 2. mount paths are moved under the private directory, and every occurrence of a mount path
 //!    in arguments, env values and mounted files is rewritten to match (the host has one `/etc`);
 //! 3. the process gets `HTTP_PROXY` pointing at [`crate::proxy`], its stand-in for cluster DNS;
@@ -485,7 +486,7 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
     args.extend(container.args.iter().flatten().cloned());
     let args: Vec<String> = args.iter().map(|a| rewrites.apply(a)).collect();
 
-    // The listen address, in the config file.
+    // The listen addresses, in the config file.
     let config = config_path(&args, &env).ok_or_else(|| {
         anyhow!("the runtime container names no config file (--config or PADDOCK_CONFIG)")
     })?;
@@ -494,9 +495,11 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         .with_context(|| format!("config file {config} is not mounted"))?;
     let mut doc: serde_yaml::Value =
         serde_yaml::from_str(&text).with_context(|| format!("config file {config} is not YAML"))?;
-    doc.as_mapping_mut()
-        .ok_or_else(|| anyhow!("config file {config} is not a mapping"))?
-        .insert("listen".into(), format!("127.0.0.1:{port}").into());
+    let map = doc
+        .as_mapping_mut()
+        .ok_or_else(|| anyhow!("config file {config} is not a mapping"))?;
+    map.insert("listen".into(), format!("127.0.0.1:{port}").into());
+    map.insert("metrics_listen".into(), "127.0.0.1:0".into());
     std::fs::write(&config, serde_yaml::to_string(&doc)?)?;
 
     let mut cmd = Command::new(&ctx.runtime_bin);

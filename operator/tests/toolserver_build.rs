@@ -6,7 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{ByteString, api::core::v1::ConfigMap};
+use k8s_openapi::{
+    ByteString, api::core::v1::ConfigMap, apimachinery::pkg::util::intstr::IntOrString,
+};
 use kube::CustomResourceExt;
 use paddock_operator::{
     crd::{Tenant, ToolServer},
@@ -99,6 +101,7 @@ fn minimal_toolserver_renders_a_config_the_runtime_loads() {
 
     let cfg = load_runtime_config(&cm);
     assert_eq!(cfg.listen, "0.0.0.0:8080");
+    assert_eq!(cfg.metrics_listen, "0.0.0.0:9090");
     assert_eq!(cfg.auth.resource, "http://docs.acme.svc:8080/mcp");
     assert_eq!(
         cfg.auth.authorization_servers,
@@ -465,6 +468,40 @@ fn deployment_runs_the_runtime_locked_down_with_probes() {
     );
     assert_eq!(s.ports.unwrap()[0].port, 8080);
     assert_eq!(build::service_url(&ts), "http://docs.acme.svc:8080");
+}
+
+/// The runtime's metrics name every tenant with its budget and spend: the pod declares their port for the
+/// scraper, and the Service, which the tenant's clients reach, carries the protocol port only.
+#[test]
+fn the_metrics_port_is_on_the_pod_and_not_on_the_service() {
+    let world = World::new();
+    let ts = toolserver("toolserver-minimal.yaml");
+    let cfg = load_runtime_config(&build::config_map(&world.inputs(&ts)).unwrap());
+    let dep = build::deployment(&world.inputs(&ts), "0123abcd");
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let ports: BTreeMap<String, i32> = pod.containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        BTreeMap::from([("http".to_owned(), 8080), ("metrics".to_owned(), 9090)])
+    );
+    // The runtime listens where the pod says.
+    assert_eq!(cfg.listen, format!("0.0.0.0:{}", ports["http"]));
+    assert_eq!(cfg.metrics_listen, format!("0.0.0.0:{}", ports["metrics"]));
+
+    let svc = build::service(&world.inputs(&ts)).spec.unwrap();
+    let svc_ports = svc.ports.unwrap();
+    assert_eq!(svc_ports.len(), 1, "{svc_ports:?}");
+    assert_eq!(svc_ports[0].name.as_deref(), Some("http"));
+    assert_eq!(svc_ports[0].port, 8080);
+    assert_eq!(
+        svc_ports[0].target_port,
+        Some(IntOrString::String("http".to_owned()))
+    );
 }
 
 #[test]

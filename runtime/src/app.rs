@@ -1,9 +1,14 @@
-//! The HTTP application: shared state, the router with its middleware stack, and graceful serving.
+//! The HTTP application: shared state, the two routers with their middleware, and graceful serving.
 //!
-//! `app(state)` builds the whole router without a socket, so tests drive it with `oneshot`; `serve` binds it.
-//! Layer order (outermost first): request id → trace span → CORS → body limit → timeout → routes. Protected
-//! routes (`/mcp`, `/a2a`) add a JSON content-type check, Origin validation and bearer authentication in front of
-//! their handlers.
+//! `app(state)` builds the public router (the protocol endpoints, discovery, `/healthz` and `/readyz`) and
+//! `ops_app(state)` the operations router (`/metrics`, `/healthz`, `/readyz`), both without a socket, so tests
+//! drive them with `oneshot`; `serve` binds one. They listen on different addresses (`listen` and
+//! `metrics_listen`): the metrics name every tenant with its budget and spend, so only the cluster's scraper
+//! reaches them, never a client of the Service.
+//!
+//! Public layer order (outermost first): request id → trace span → CORS → body limit → timeout → routes.
+//! Protected routes (`/mcp`, `/a2a`) add a JSON content-type check, Origin validation and bearer authentication
+//! in front of their handlers.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -107,7 +112,7 @@ pub struct AppState {
     pub a2a: crate::a2a::A2a,
 }
 
-/// Builds the router. The registry must already hold every component's metrics.
+/// Builds the public router. It serves no `/metrics`: that is [`ops_app`]'s, on its own address.
 pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(mcp::router())
@@ -119,21 +124,6 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::from_fn(require_json_body));
-
-    let metrics_endpoint = MetricsEndpoint {
-        registry: state.registry.clone(),
-        metrics: state.metrics.clone(),
-        db: state.db.clone(),
-        a2a: state.a2a.clone(),
-    };
-    let ops = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state.db.clone())
-        .route(
-            "/metrics",
-            get(metrics::serve_metrics).with_state(metrics_endpoint),
-        );
 
     let settings = state.settings.clone();
     let cors_settings = settings.clone();
@@ -164,7 +154,8 @@ pub fn app(state: AppState) -> Router {
         .merge(protected.with_state(state.clone()))
         .merge(crate::a2a::public_router().with_state(state.clone()))
         .merge(auth::metadata_router(state.auth.clone()))
-        .merge(ops)
+        // The kubelet probes the public port, whose listener stops at SIGTERM.
+        .merge(health(&state))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -200,6 +191,34 @@ async fn require_json_body(req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+/// Builds the operations router: `/metrics` for the scraper, and `/healthz` and `/readyz` as on the public
+/// port. The registry must already hold every component's metrics.
+pub fn ops_app(state: AppState) -> Router {
+    let metrics_endpoint = MetricsEndpoint {
+        registry: state.registry.clone(),
+        metrics: state.metrics.clone(),
+        db: state.db.clone(),
+        a2a: state.a2a.clone(),
+    };
+    Router::new()
+        .route(
+            "/metrics",
+            get(metrics::serve_metrics).with_state(metrics_endpoint),
+        )
+        .merge(health(&state))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.settings.request_timeout,
+        ))
+}
+
+fn health(state: &AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state.db.clone())
 }
 
 /// DNS-rebinding protection: a present Origin must be allowed.

@@ -783,8 +783,8 @@ async fn start_embedding_server(embedder: Arc<HashEmbedder>) -> Result<SocketAdd
 
 struct Serving {
     url: String,
-    /// `http://host:port`, for `/metrics`.
-    base: String,
+    /// `http://host:port` of the operations server, for `/metrics`.
+    metrics_base: String,
     embedder: crate::embed::Embedder,
     auth: crate::auth::Authenticator,
     tokens: Vec<String>,
@@ -792,6 +792,8 @@ struct Serving {
     unseen_tokens: Vec<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The operations server; aborted at the end.
+    ops_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// The runtime's query embedder.
@@ -825,8 +827,19 @@ async fn start_runtime(
         what: "the runtime listener",
         source,
     })?;
-    let base = format!("http://{addr}");
-    let url = format!("{base}/mcp");
+    let url = format!("http://{addr}/mcp");
+    let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| BenchError::Setup {
+            what: "the runtime's metrics listener",
+            source,
+        })?;
+    let ops_addr = ops_listener
+        .local_addr()
+        .map_err(|source| BenchError::Setup {
+            what: "the runtime's metrics listener",
+            source,
+        })?;
     let embedding = match &embedding {
         QueryEmbedding::Server(addr) => {
             json!({ "provider": "openai", "endpoint": format!("http://{addr}/v1"), "model": MODEL })
@@ -838,6 +851,7 @@ async fn start_runtime(
     // Parsed from JSON like a config file, so the defaults are the deployment's.
     let cfg: RuntimeConfig = serde_json::from_value(json!({
         "listen": addr.to_string(),
+        "metrics_listen": ops_addr.to_string(),
         "database": { "url": runtime_url, "max_connections": opts.pool_size },
         "auth": {
             "resource": url,
@@ -857,6 +871,11 @@ async fn start_runtime(
     let auth = state.auth.clone();
     let embedder = state.embedder.clone();
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = tokio::spawn(app::serve(
+        ops_listener,
+        app::ops_app(state.clone()),
+        std::future::pending(),
+    ));
     let task = tokio::spawn(app::serve(listener, app::app(state), async {
         let _ = rx.await;
     }));
@@ -882,13 +901,14 @@ async fn start_runtime(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Serving {
         url,
-        base,
+        metrics_base: format!("http://{ops_addr}"),
         embedder,
         auth,
         tokens,
         unseen_tokens,
         shutdown,
         task,
+        ops_task,
     })
 }
 
@@ -1580,6 +1600,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     let load_after = load_average();
     let _ = serving.shutdown.send(());
     let _ = serving.task.await;
+    serving.ops_task.abort();
     Ok(Report {
         rows,
         documents_embedded,
@@ -1721,7 +1742,7 @@ impl CacheDelta {
 async fn cache_counters(serving: &Serving) -> Result<CacheDelta, BenchError> {
     let fail =
         |e: String| BenchError::Options(format!("failed to read the runtime's metrics: {e}"));
-    let body = reqwest::get(format!("{}/metrics", serving.base))
+    let body = reqwest::get(format!("{}/metrics", serving.metrics_base))
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| fail(e.to_string()))?

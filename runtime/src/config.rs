@@ -14,9 +14,13 @@ use crate::{
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Address to listen on.
+    /// Address of the protocol endpoints (MCP, A2A, discovery) and the kubelet's `/healthz` and `/readyz`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Address of `/metrics` (with `/healthz` and `/readyz`), kept off `listen`: the metrics name every tenant
+    /// with its budget and spend, so they are for the cluster's scraper, never for the Service's clients.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
     #[serde(default)]
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
@@ -222,6 +226,12 @@ impl RuntimeConfig {
             ));
         }
         self.search.bm25.validate().map_err(ConfigError::Invalid)?;
+        // One address for both would serve /metrics to the protocol's clients, or fail to bind; port 0 picks two.
+        if self.metrics_listen == self.listen && !self.listen.ends_with(":0") {
+            return Err(ConfigError::Invalid(
+                "metrics_listen must differ from listen".into(),
+            ));
+        }
         if self.auth.issuers.is_empty() {
             return Err(ConfigError::Invalid(
                 "auth.issuers must name at least one issuer".into(),
@@ -274,6 +284,10 @@ fn default_listen() -> String {
     "0.0.0.0:8080".into()
 }
 
+fn default_metrics_listen() -> String {
+    "0.0.0.0:9090".into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +307,28 @@ mod tests {
         let mut no_tools = cfg.clone();
         no_tools.mcp.tools = vec!["drop_tables".into()];
         assert!(no_tools.validate().is_err());
+    }
+
+    #[test]
+    fn metrics_have_their_own_address() {
+        let base = "auth: {resource: r, issuers: [{issuer: i, audience: a, jwks: {file: /j}}]}\n";
+        let cfg = RuntimeConfig::parse(base).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            (cfg.listen.as_str(), cfg.metrics_listen.as_str()),
+            ("0.0.0.0:8080", "0.0.0.0:9090")
+        );
+        let same = RuntimeConfig::parse(&format!(
+            "{base}listen: 0.0.0.0:8080\nmetrics_listen: 0.0.0.0:8080\n"
+        ))
+        .unwrap();
+        let e = same.validate().unwrap_err().to_string();
+        assert!(e.contains("metrics_listen"), "{e}");
+        let ephemeral = RuntimeConfig::parse(&format!(
+            "{base}listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n"
+        ))
+        .unwrap();
+        ephemeral.validate().unwrap();
     }
 
     #[test]

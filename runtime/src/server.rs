@@ -1,5 +1,5 @@
 //! Start-up: configuration → shared state (database pool, authenticator, embedder, metrics) → background
-//! indexer → HTTP server with graceful shutdown.
+//! indexer → the public HTTP server and the operations server (`/metrics`), with graceful shutdown.
 
 use std::sync::Arc;
 
@@ -76,17 +76,14 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
     })
 }
 
-/// Runs the server until SIGTERM/Ctrl-C, then drains (see [`serve_until_drained`]) and closes the pool.
+/// Runs both servers until SIGTERM/Ctrl-C, then drains (see [`serve_until_drained`]) and closes the pool.
 pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     let state = build_state(&cfg).await?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: cfg.listen.clone(),
-            source,
-        })?;
+    let listener = bind(&cfg.listen).await?;
+    let ops_listener = bind(&cfg.metrics_listen).await?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
-    tracing::info!(%addr, "paddock-runtime listening");
+    let metrics_addr = ops_listener.local_addr().map_err(StartError::Serve)?;
+    tracing::info!(%addr, %metrics_addr, "paddock-runtime listening");
     let indexer = tokio::spawn(indexer::run(
         state.db.clone(),
         state.embedder.clone(),
@@ -99,7 +96,7 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
         state.settings.session_idle_timeout,
         state.metrics.clone(),
     ));
-    let result = serve_until_drained(listener, &state, app::shutdown_signal()).await;
+    let result = serve_until_drained(listener, ops_listener, &state, app::shutdown_signal()).await;
     indexer.abort();
     a2a_background.abort();
     session_sweep.abort();
@@ -107,11 +104,58 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
     result.map_err(StartError::Serve)
 }
 
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// How long the operations server gets to finish its last scrape once the drain is over.
+const OPS_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves the public router on `listener` and the operations router on `ops_listener` until `signal`, then
+/// drains the public one (see [`drain_public`]). The operations server keeps answering during the drain, so
+/// the scraper sees the replica's tasks wind down, and stops last.
+pub async fn serve_until_drained(
+    listener: tokio::net::TcpListener,
+    ops_listener: tokio::net::TcpListener,
+    state: &AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_ops, mut ops_stopping) = tokio::sync::watch::channel(false);
+    let mut ops = tokio::spawn(app::serve(
+        ops_listener,
+        app::ops_app(state.clone()),
+        async move {
+            let _ = ops_stopping.wait_for(|stop| *stop).await;
+        },
+    ));
+    let served = tokio::select! {
+        served = drain_public(listener, state, signal) => served,
+        // Before its stop signal, the operations server ends only by failing.
+        ended = &mut ops => return Err(match ended {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => std::io::Error::other("the operations server stopped"),
+            Err(e) => std::io::Error::other(e),
+        }),
+    };
+    stop_ops.send_replace(true);
+    match tokio::time::timeout(OPS_STOP_TIMEOUT, &mut ops).await {
+        Ok(Ok(ended)) => ended?,
+        Ok(Err(e)) => return Err(std::io::Error::other(e)),
+        Err(_) => ops.abort(),
+    }
+    served
+}
+
 /// Serves until `signal`, then drains for at most `a2a.drain_timeout`: the listener stops accepting, in-flight
 /// requests finish, tasks waiting for a slot go to the other replicas, and running tasks get the rest of the
 /// time to finish (see [`crate::a2a::worker::drain`]). Connections still open at the deadline (streams, mostly)
 /// are closed; their clients reconnect to another replica.
-pub async fn serve_until_drained(
+async fn drain_public(
     listener: tokio::net::TcpListener,
     state: &AppState,
     signal: impl Future<Output = ()> + Send + 'static,

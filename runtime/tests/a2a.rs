@@ -819,8 +819,7 @@ async fn research_with_a_model_reports_verified_citations_and_its_cost(admin: Pg
     assert_eq!(usage["userSpent"], "2.1");
     assert_eq!(usage["remaining"], "2.9");
     assert_eq!(usage["byModel"][0]["inputTokens"], 2400);
-    let m = app.get("/metrics").await;
-    let text = String::from_utf8_lossy(&m.body);
+    let text = app.metrics().await;
     assert!(
         text.contains("paddock_budget_spent{tenant=\"acme\",currency=\"USD\"} 2.1"),
         "{text}"
@@ -1024,10 +1023,10 @@ async fn an_empty_budget_refuses_the_call_and_charges_nothing(admin: PgPool) {
         .await
         .unwrap();
     assert_eq!(held, 0);
-    let m = app.get("/metrics").await;
+    let text = app.metrics().await;
     assert!(
-        String::from_utf8_lossy(&m.body)
-            .contains("paddock_budget_rejections_total{tenant=\"acme\"} 1")
+        text.contains("paddock_budget_rejections_total{tenant=\"acme\"} 1"),
+        "{text}"
     );
 }
 
@@ -1067,8 +1066,7 @@ async fn tasks_beyond_the_replica_cap_wait_their_turn(admin: PgPool) {
     loop {
         let states = task_states(&admin).await;
         if states == [("submitted".to_owned(), 3), ("working".to_owned(), 2)] {
-            let metrics = app.get("/metrics").await;
-            let text = String::from_utf8(metrics.body).unwrap();
+            let text = app.metrics().await;
             for line in ["paddock_a2a_tasks_running 2", "paddock_a2a_tasks_waiting 3"] {
                 assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
             }
@@ -1212,7 +1210,7 @@ async fn a_draining_replica_hands_its_waiting_tasks_over_and_fails_what_outlives
             ],
         ),
     ] {
-        let text = String::from_utf8(app.get("/metrics").await.body).unwrap();
+        let text = app.metrics().await;
         for line in lines {
             assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
         }

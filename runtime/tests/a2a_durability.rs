@@ -21,6 +21,8 @@ use sqlx::PgPool;
 struct Runtime {
     child: Child,
     base: String,
+    /// The operations server (`metrics_listen`).
+    metrics_base: String,
 }
 
 impl Drop for Runtime {
@@ -49,8 +51,10 @@ async fn start_runtime(
 ) -> Runtime {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let metrics_port = free_port();
     let mut config = json!({
         "listen": format!("127.0.0.1:{port}"),
+        "metrics_listen": format!("127.0.0.1:{metrics_port}"),
         "database": { "url": db_url, "max_connections": 8 },
         "auth": {
             "resource": format!("{base}/mcp"),
@@ -74,7 +78,11 @@ async fn start_runtime(
         .stderr(log)
         .spawn()
         .expect("start paddock-runtime");
-    let rt = Runtime { child, base };
+    let rt = Runtime {
+        child,
+        base,
+        metrics_base: format!("http://127.0.0.1:{metrics_port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if client
@@ -150,6 +158,19 @@ async fn a_task_survives_the_death_of_its_runtime_and_ends_in_a_defined_state(ad
         json!({ "max_running_tasks": 1 }),
     )
     .await;
+    // The binary serves /metrics on its own port only.
+    let public = reqwest::get(format!("{}/metrics", a.base)).await.unwrap();
+    assert_eq!(public.status(), 404);
+    let ops = reqwest::get(format!("{}/metrics", a.metrics_base))
+        .await
+        .unwrap();
+    assert_eq!(ops.status(), 200);
+    assert!(
+        ops.text()
+            .await
+            .unwrap()
+            .contains("paddock_a2a_tasks_running")
+    );
     // A task that finishes on A before it dies (extractive: no model call).
     let done = rpc(
         &a,
@@ -335,9 +356,17 @@ async fn sigterm_hands_waiting_tasks_to_the_next_runtime_and_lets_the_running_on
         .status()
         .unwrap();
     assert!(killed.success());
+    // Once the drain has closed the public port, the scraper still reads A's metrics.
+    let mut scraped_while_draining = None;
     let status = loop {
         if let Some(status) = a.child.try_wait().unwrap() {
             break status;
+        }
+        if scraped_while_draining.is_none()
+            && reqwest::get(format!("{}/healthz", a.base)).await.is_err()
+        {
+            let m = reqwest::get(format!("{}/metrics", a.metrics_base)).await;
+            scraped_while_draining = Some(m.map(|r| r.status()));
         }
         assert!(
             stopped.elapsed() < Duration::from_secs(15),
@@ -346,6 +375,11 @@ async fn sigterm_hands_waiting_tasks_to_the_next_runtime_and_lets_the_running_on
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "A exited with {status}");
+    assert_eq!(
+        scraped_while_draining.map(|r| r.map_err(|e| e.to_string())),
+        Some(Ok(reqwest::StatusCode::OK)),
+        "A's metrics while it drained"
+    );
     // It waited for its running task (a 1.5 s model call), not for the whole drain timeout: the open
     // stream ended when the drain began, after the Task snapshot; its client would resubscribe elsewhere.
     assert!(

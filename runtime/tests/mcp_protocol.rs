@@ -6,6 +6,7 @@ use common::*;
 use paddock_runtime::app::Settings;
 use serde_json::json;
 use sqlx::PgPool;
+use tower::ServiceExt;
 
 #[sqlx::test(migrations = "../migrations")]
 async fn initialize_negotiates_the_version(admin: PgPool) {
@@ -661,14 +662,52 @@ async fn health_readiness_and_metrics(admin: PgPool) {
     let app = app(runtime_pool(&admin).await, &keys).await;
     let s = app.session(&keys.token("acme", RO)).await;
     s.call_ok("search", json!({"query": "anything"})).await;
+    // The kubelet probes the public port; both answer.
     assert_eq!(app.get("/healthz").await.status, 200);
     assert_eq!(app.get("/readyz").await.status, 200);
-    let m = app.get("/metrics").await;
-    let text = String::from_utf8(m.body).unwrap();
+    assert_eq!(app.get_ops("/healthz").await.status, 200);
+    assert_eq!(app.get_ops("/readyz").await.status, 200);
+    let text = app.metrics().await;
     assert!(text.contains("paddock_rpc_requests_total{endpoint=\"mcp\",method=\"tools/call\",tool=\"search\",status=\"ok\"} 1"), "{text}");
     assert!(
         text.contains("paddock_rpc_duration_seconds_bucket"),
         "{text}"
     );
     assert!(text.contains("paddock_db_pool_connections"), "{text}");
+}
+
+/// The metrics name every tenant with its budget, spend and rejections: the public port, which the ToolServer's
+/// Service exposes, serves them to nobody, with a token or without; only the operations port does.
+#[sqlx::test(migrations = "../migrations")]
+async fn metrics_are_served_on_the_operations_port_only(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    let app = app(runtime_pool(&admin).await, &keys).await;
+    let token = keys.token("acme", &["documents:read", "usage:read"]);
+    app.session(&token)
+        .await
+        .call_ok("search", json!({"query": "anything"}))
+        .await;
+
+    for auth in [None, Some(format!("Bearer {token}"))] {
+        let mut req = Request::get("/metrics");
+        if let Some(v) = &auth {
+            req = req.header("authorization", v);
+        }
+        let r = app.send(req.body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, 404, "public /metrics with {auth:?}");
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(!body.contains("paddock_"), "{body}");
+    }
+
+    let text = app.metrics().await;
+    assert!(text.contains("paddock_rpc_requests_total"), "{text}");
+    // Nor does the operations port answer the protocol.
+    let mcp = Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#))
+        .unwrap();
+    let r = app.ops.clone().oneshot(mcp).await.unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -41,6 +41,11 @@ use crate::{
 
 /// Port the runtime listens on, in the container and on the Service.
 pub const PORT: i32 = 8080;
+/// Port of the runtime's `/metrics`: declared on the container (named [`METRICS_PORT_NAME`]) for the chart's
+/// PodMonitor, and never on the Service, since the metrics name every tenant with its budget and spend.
+pub const METRICS_PORT: i32 = 9090;
+/// Name of the metrics port on the container.
+pub const METRICS_PORT_NAME: &str = "metrics";
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/paddock";
 /// The runtime configuration file inside the ConfigMap.
@@ -177,6 +182,7 @@ fn tool_name(tool: crate::crd::toolserver::Tool) -> String {
 #[derive(Serialize)]
 struct RuntimeFile {
     listen: String,
+    metrics_listen: String,
     auth: AuthFile,
     #[serde(skip_serializing_if = "Option::is_none")]
     embedding: Option<EmbeddingFile>,
@@ -391,6 +397,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
     let search = ts.spec.search.as_ref().map(search_file).transpose()?;
     let file = RuntimeFile {
         listen: format!("0.0.0.0:{PORT}"),
+        metrics_listen: format!("0.0.0.0:{METRICS_PORT}"),
         auth: AuthFile {
             resource,
             // Clients are sent to the tenant's own identity provider, never to the dev issuer.
@@ -582,12 +589,20 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
         ]),
         env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: PORT,
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.to_owned()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+        ]),
         // The local embedder loads its model before the server listens.
         startup_probe: Some(http_probe("/healthz", 2, 90)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
@@ -705,7 +720,7 @@ pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
     }
 }
 
-/// The ClusterIP Service in front of the runtime pods.
+/// The ClusterIP Service in front of the runtime pods: the protocol port only, never the metrics port.
 pub fn service(inputs: &Inputs<'_>) -> Service {
     let ts = inputs.toolserver;
     Service {

@@ -57,6 +57,7 @@ pub async fn a2a_app_on(pool: PgPool, keys: &Keys, settings: A2aSettings, llm: L
     let mut t = common::app(pool, keys).await;
     t.state.a2a = A2a::new(settings, llm);
     t.router = app::app(t.state.clone());
+    t.ops = app::ops_app(t.state.clone());
     t
 }
 

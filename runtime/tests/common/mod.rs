@@ -180,7 +180,10 @@ pub const RO: &[&str] = &["documents:read"];
 
 /// A runtime instance over `pool` (the runtime role) with the given embedder.
 pub struct TestApp {
+    /// The public router (`listen`).
     pub router: Router,
+    /// The operations router (`metrics_listen`): `/metrics`.
+    pub ops: Router,
     pub state: AppState,
 }
 
@@ -209,6 +212,7 @@ pub async fn app_on(db: Db, keys: &Keys, embedder: Embedder, settings: Settings)
     };
     TestApp {
         router: app::app(state.clone()),
+        ops: app::ops_app(state.clone()),
         state,
     }
 }
@@ -251,10 +255,23 @@ impl TestApp {
         reply(self.router.clone().oneshot(req).await.unwrap()).await
     }
 
-    /// GET `path` without credentials (health, readiness, metrics, agent card).
+    /// GET `path` without credentials (health, readiness, agent card).
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Request::get(path).body(Body::empty()).unwrap())
             .await
+    }
+
+    /// GET `path` from the operations router.
+    pub async fn get_ops(&self, path: &str) -> Reply {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        reply(self.ops.clone().oneshot(req).await.unwrap()).await
+    }
+
+    /// The `/metrics` text, as the scraper reads it from the operations router.
+    pub async fn metrics(&self) -> String {
+        let r = self.get_ops("/metrics").await;
+        assert_eq!(r.status, StatusCode::OK);
+        String::from_utf8(r.body).expect("the metrics are UTF-8")
     }
 
     /// POST /mcp with a raw body.
