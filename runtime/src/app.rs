@@ -7,7 +7,7 @@
 //! reaches them, never a client of the Service.
 //!
 //! Public layer order (outermost first): request id → trace span → CORS → body limit → timeout → routes.
-//! Protected routes (`/mcp`, `/a2a`) add a JSON content-type check, Origin validation and bearer authentication
+//! Protected routes (`/mcp`, `/a2a`) add Origin validation, bearer authentication and a JSON content-type check
 //! in front of their handlers.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -117,13 +117,13 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(mcp::router())
         .merge(crate::a2a::protected_router())
+        .layer(middleware::from_fn(require_json_body))
         .layer(middleware::from_fn_with_state(state.clone(), check_tenant))
         .layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_bearer,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
-        .layer(middleware::from_fn(require_json_body));
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin));
 
     let settings = state.settings.clone();
     let cors_settings = settings.clone();
@@ -173,8 +173,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// A POST to a protocol endpoint carries JSON (`Content-Type: application/json`, parameters allowed). Anything else
-/// is refused before authentication with 415: a browser may send `text/plain` across origins without asking, and
-/// no client of either protocol sends it.
+/// is refused with 415 (after authentication, so an unauthenticated probe still gets its 401 challenge): a browser
+/// may send `text/plain` across origins without asking, and no client of either protocol sends it.
 async fn require_json_body(req: Request, next: Next) -> Response {
     if req.method() == Method::POST {
         let json = req

@@ -485,7 +485,8 @@ async fn dispatch(
         }
         "tools/call" => {
             let (name, args) = tool_call_params(id, params).map_err(Refusal::Rpc)?;
-            let Some(tool) = tools::find(&name).filter(|t| state.settings.tool_enabled(t.name)) else {
+            let Some(tool) = tools::find(&name).filter(|t| state.settings.tool_enabled(t.name))
+            else {
                 return Err(rpc(
                     jsonrpc::INVALID_PARAMS,
                     format!("invalid params: unknown tool {name:?}"),

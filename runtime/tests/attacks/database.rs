@@ -65,10 +65,20 @@ async fn visible_rows_of(conn: &mut PoolConnection<Postgres>, admin: &PgPool, vi
         "task_artifacts",
         "budget_reservations",
     ] {
-        seen += count(conn, &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"), victim).await;
+        seen += count(
+            conn,
+            &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+            victim,
+        )
+        .await;
     }
     seen += count(conn, "SELECT count(*) FROM tenants WHERE id = $1", victim).await;
-    seen += count(conn, "SELECT count(*) FROM tenant_roles WHERE tenant_id = $1", victim).await;
+    seen += count(
+        conn,
+        "SELECT count(*) FROM tenant_roles WHERE tenant_id = $1",
+        victim,
+    )
+    .await;
     for naming in ["paddock_documents_partition", "paddock_postings_partition"] {
         let partition = partition_name(admin, naming, victim).await;
         seen += count(conn, &format!("SELECT count(*) FROM {partition}"), victim).await;
@@ -122,11 +132,13 @@ async fn assert_writes_refused(conn: &mut PoolConnection<Postgres>, victim: &str
 
 /// Every role in the cluster except `me`: the targets of `SET ROLE` and `SET SESSION AUTHORIZATION`.
 async fn every_other_role(admin: &PgPool, me: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT quote_ident(rolname) FROM pg_roles WHERE rolname <> $1 ORDER BY rolname")
-        .bind(me)
-        .fetch_all(admin)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT quote_ident(rolname) FROM pg_roles WHERE rolname <> $1 ORDER BY rolname",
+    )
+    .bind(me)
+    .fetch_all(admin)
+    .await
+    .unwrap()
 }
 
 /// A role switch was refused for want of privilege; a role another test dropped meanwhile is gone (42704).
@@ -142,7 +154,10 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
     let pool = login_pool_of(admin, me, 1).await;
     let mut conn = pool.acquire().await.unwrap();
     for role in every_other_role(admin, me).await {
-        for switch in [format!("SET ROLE {role}"), format!("SET SESSION AUTHORIZATION {role}")] {
+        for switch in [
+            format!("SET ROLE {role}"),
+            format!("SET SESSION AUTHORIZATION {role}"),
+        ] {
             let e = sqlx::query(&switch).execute(&mut *conn).await;
             assert_switch_refused(&e.expect_err(&format!("{me}: {switch} must be refused")));
         }
@@ -154,32 +169,57 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
         "SET row_security = off",
     ] {
         let q = sqlx::query(setup);
-        let q = if setup.contains("$1") { q.bind(victim) } else { q };
+        let q = if setup.contains("$1") {
+            q.bind(victim)
+        } else {
+            q
+        };
         // row_security = off makes a policed query fail rather than bypass its policy; the rest just runs.
         q.execute(&mut *conn).await.unwrap();
-        assert_eq!(visible_rows_of(&mut conn, admin, victim).await, 0, "{me} after {setup}");
+        assert_eq!(
+            visible_rows_of(&mut conn, admin, victim).await,
+            0,
+            "{me} after {setup}"
+        );
     }
-    sqlx::query("SET row_security = on").execute(&mut *conn).await.unwrap();
+    sqlx::query("SET row_security = on")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     assert_writes_refused(&mut conn, victim).await;
 
     // Every SECURITY DEFINER function the role may call, with the victim claimed.
     for (sql, what) in [
-        ("SELECT count(*) FROM paddock_tenants_pending_embedding('m') t WHERE t = $1", "pending embeddings"),
-        ("SELECT count(*) FROM paddock_tenants_with_expired_leases() t WHERE t = $1", "expired leases"),
-        ("SELECT count(*) FROM paddock_budget_overview() b WHERE b.tenant_id = $1", "budget overview"),
+        (
+            "SELECT count(*) FROM paddock_tenants_pending_embedding('m') t WHERE t = $1",
+            "pending embeddings",
+        ),
+        (
+            "SELECT count(*) FROM paddock_tenants_with_expired_leases() t WHERE t = $1",
+            "expired leases",
+        ),
+        (
+            "SELECT count(*) FROM paddock_budget_overview() b WHERE b.tenant_id = $1",
+            "budget overview",
+        ),
     ] {
         assert_eq!(count(&mut conn, sql, victim).await, 0, "{me}: {what}");
     }
-    let purged: i32 = sqlx::query_scalar("SELECT paddock_purge_mcp_sessions(interval '1 hour', 1000)")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    let victims_sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_sessions WHERE tenant_id = $1")
-        .bind(victim)
-        .fetch_one(admin)
-        .await
-        .unwrap();
-    assert_eq!(victims_sessions, 1, "{me} purged {purged} sessions, none of them may be {victim}'s");
+    let purged: i32 =
+        sqlx::query_scalar("SELECT paddock_purge_mcp_sessions(interval '1 hour', 1000)")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let victims_sessions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mcp_sessions WHERE tenant_id = $1")
+            .bind(victim)
+            .fetch_one(admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        victims_sessions, 1,
+        "{me} purged {purged} sessions, none of them may be {victim}'s"
+    );
     drop(conn);
     pool.close().await;
 }
@@ -200,10 +240,19 @@ async fn a_tenant_login_cannot_leave_its_tenant_by_any_role_switch_or_setting(ad
         .execute(&mut *conn)
         .await
         .unwrap();
-    let own: Vec<String> = sqlx::query_scalar("SELECT id FROM documents").fetch_all(&mut *conn).await.unwrap();
+    let own: Vec<String> = sqlx::query_scalar("SELECT id FROM documents")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
     assert_eq!(own, ["doc-tenant-a"]);
-    let mappings: i64 = sqlx::query_scalar("SELECT count(*) FROM tenant_roles").fetch_one(&mut *conn).await.unwrap();
-    assert_eq!(mappings, 1, "a tenant login reads its own mapping only, not every tenant's name");
+    let mappings: i64 = sqlx::query_scalar("SELECT count(*) FROM tenant_roles")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        mappings, 1,
+        "a tenant login reads its own mapping only, not every tenant's name"
+    );
     drop(conn);
     pool.close().await;
     drop_tenant_login_role(&admin, &role).await;
@@ -221,7 +270,9 @@ async fn the_runtime_role_set_to_one_tenant_reaches_no_other(admin: PgPool) {
         .await
         .unwrap();
     for role in every_other_role(&admin, "paddock_runtime").await {
-        let e = sqlx::query(&format!("SET ROLE {role}")).execute(&mut *conn).await;
+        let e = sqlx::query(&format!("SET ROLE {role}"))
+            .execute(&mut *conn)
+            .await;
         assert_switch_refused(&e.expect_err(&format!("SET ROLE {role}")));
     }
     assert_eq!(visible_rows_of(&mut conn, &admin, "tenant-b").await, 0);
@@ -245,7 +296,10 @@ async fn a_tenant_login_without_a_mapping_sees_no_tenant(admin: PgPool) {
     for victim in ["tenant-a", "tenant-b"] {
         try_every_escape(&admin, &role, victim).await;
     }
-    sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 /// Every SECURITY DEFINER function a runtime role may call is one this suite attacks above: a new one fails this

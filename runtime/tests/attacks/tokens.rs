@@ -84,7 +84,9 @@ async fn forged_altered_and_crafted_tokens_are_refused_cleanly(admin: PgPool) {
     let kid = keys.kid.clone();
     let es = |extra: Value| {
         let mut h = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
-        h.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        h.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         h
     };
     let genuine = sign_raw(&keys.pem, &es(json!({})), &claims());
@@ -136,22 +138,81 @@ async fn forged_altered_and_crafted_tokens_are_refused_cleanly(admin: PgPool) {
         ("alg none", unsigned("none")),
         ("alg NoNe", unsigned("NoNe")),
         ("HS256 keyed with the issuer's public key", hs256),
-        ("expired", sign_raw(&keys.pem, &es(json!({})), &claims_with("exp", json!(now() - 3600)))),
-        ("nbf in the future", sign_raw(&keys.pem, &es(json!({})), &claims_with("nbf", json!(now() + 3600)))),
-        ("no exp", sign_raw(&keys.pem, &es(json!({})), &claims_without("exp"))),
-        ("exp as a string", sign_raw(&keys.pem, &es(json!({})), &claims_with("exp", json!("9999999999")))),
-        ("another audience", sign_raw(&keys.pem, &es(json!({})), &claims_with("aud", json!("someone-else")))),
-        ("another issuer", sign_raw(&keys.pem, &es(json!({})), &claims_with("iss", json!("https://evil.example")))),
-        ("kid with a path", sign_raw(&keys.pem, &es(json!({"kid": "../../../../etc/passwd"})), &claims())),
-        ("kid with SQL", sign_raw(&keys.pem, &es(json!({"kid": "' OR '1'='1"})), &claims())),
-        ("kid of the wrong type", sign_raw(&keys.pem, &es(json!({"kid": {"$ne": null}})), &claims())),
+        (
+            "expired",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("exp", json!(now() - 3600)),
+            ),
+        ),
+        (
+            "nbf in the future",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("nbf", json!(now() + 3600)),
+            ),
+        ),
+        (
+            "no exp",
+            sign_raw(&keys.pem, &es(json!({})), &claims_without("exp")),
+        ),
+        (
+            "exp as a string",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("exp", json!("9999999999")),
+            ),
+        ),
+        (
+            "another audience",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("aud", json!("someone-else")),
+            ),
+        ),
+        (
+            "another issuer",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("iss", json!("https://evil.example")),
+            ),
+        ),
+        (
+            "kid with a path",
+            sign_raw(
+                &keys.pem,
+                &es(json!({"kid": "../../../../etc/passwd"})),
+                &claims(),
+            ),
+        ),
+        (
+            "kid with SQL",
+            sign_raw(&keys.pem, &es(json!({"kid": "' OR '1'='1"})), &claims()),
+        ),
+        (
+            "kid of the wrong type",
+            sign_raw(&keys.pem, &es(json!({"kid": {"$ne": null}})), &claims()),
+        ),
         (
             "jku naming the attacker's keys",
-            sign_raw(&attacker.private_pem, &es(json!({"kid": attacker.kid, "jku": key_url})), &claims()),
+            sign_raw(
+                &attacker.private_pem,
+                &es(json!({"kid": attacker.kid, "jku": key_url})),
+                &claims(),
+            ),
         ),
         (
             "x5u naming the attacker's keys",
-            sign_raw(&attacker.private_pem, &es(json!({"kid": attacker.kid, "x5u": key_url})), &claims()),
+            sign_raw(
+                &attacker.private_pem,
+                &es(json!({"kid": attacker.kid, "x5u": key_url})),
+                &claims(),
+            ),
         ),
         (
             "the attacker's key embedded as jwk",
@@ -161,60 +222,172 @@ async fn forged_altered_and_crafted_tokens_are_refused_cleanly(admin: PgPool) {
                 &claims(),
             ),
         ),
-        ("a stranger's key under the issuer's kid", sign_raw(&attacker.private_pem, &es(json!({})), &claims())),
-        ("truncated signature", genuine[..genuine.len() - 10].to_owned()),
+        (
+            "a stranger's key under the issuer's kid",
+            sign_raw(&attacker.private_pem, &es(json!({})), &claims()),
+        ),
+        (
+            "truncated signature",
+            genuine[..genuine.len() - 10].to_owned(),
+        ),
         ("no signature", format!("{signed}.")),
         ("a flipped signature bit", flipped),
         ("the high-S twin of a genuine signature", high_s),
         ("four segments", format!("{genuine}.x")),
         (
             "an oversized header",
-            sign_raw(&keys.pem, &es(json!({"pad": "A".repeat(64 * 1024)})), &claims()),
+            sign_raw(
+                &keys.pem,
+                &es(json!({"pad": "A".repeat(64 * 1024)})),
+                &claims(),
+            ),
         ),
         ("not base64", "@@@.@@@.@@@".to_owned()),
         // Crafted tenant claims, all validly signed.
-        ("tenant with SQL", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!("tenant-a' OR '1'='1")))),
-        ("tenant in another case", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!("Tenant-A")))),
+        (
+            "tenant with SQL",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!("tenant-a' OR '1'='1")),
+            ),
+        ),
+        (
+            "tenant in another case",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!("Tenant-A")),
+            ),
+        ),
         (
             "tenant with a look-alike letter",
-            sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!("ten\u{0430}nt-a"))),
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!("ten\u{0430}nt-a")),
+            ),
         ),
-        ("tenant overlong", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!("a".repeat(64))))),
-        ("tenant empty", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!("")))),
-        ("tenant a number", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!(7)))),
-        ("tenant an array", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!(["tenant-a"])))),
-        ("tenant an object", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", json!({"id": "tenant-a"})))),
-        ("tenant null", sign_raw(&keys.pem, &es(json!({})), &claims_with("tenant_id", Value::Null))),
-        ("no tenant", sign_raw(&keys.pem, &es(json!({})), &claims_without("tenant_id"))),
-        ("user with a NUL", sign_raw(&keys.pem, &es(json!({})), &claims_with("sub", json!("mal\u{0}lory")))),
-        ("user empty", sign_raw(&keys.pem, &es(json!({})), &claims_with("sub", json!("")))),
-        ("user a number", sign_raw(&keys.pem, &es(json!({})), &claims_with("sub", json!(1)))),
-        ("scope a number", sign_raw(&keys.pem, &es(json!({})), &claims_with("scope", json!(5)))),
+        (
+            "tenant overlong",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!("a".repeat(64))),
+            ),
+        ),
+        (
+            "tenant empty",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!("")),
+            ),
+        ),
+        (
+            "tenant a number",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!(7)),
+            ),
+        ),
+        (
+            "tenant an array",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!(["tenant-a"])),
+            ),
+        ),
+        (
+            "tenant an object",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", json!({"id": "tenant-a"})),
+            ),
+        ),
+        (
+            "tenant null",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("tenant_id", Value::Null),
+            ),
+        ),
+        (
+            "no tenant",
+            sign_raw(&keys.pem, &es(json!({})), &claims_without("tenant_id")),
+        ),
+        (
+            "user with a NUL",
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("sub", json!("mal\u{0}lory")),
+            ),
+        ),
+        (
+            "user empty",
+            sign_raw(&keys.pem, &es(json!({})), &claims_with("sub", json!(""))),
+        ),
+        (
+            "user a number",
+            sign_raw(&keys.pem, &es(json!({})), &claims_with("sub", json!(1))),
+        ),
+        (
+            "scope a number",
+            sign_raw(&keys.pem, &es(json!({})), &claims_with("scope", json!(5))),
+        ),
         (
             "scope with a NUL",
-            sign_raw(&keys.pem, &es(json!({})), &claims_with("scope", json!("documents:read\u{0}tasks:admin"))),
+            sign_raw(
+                &keys.pem,
+                &es(json!({})),
+                &claims_with("scope", json!("documents:read\u{0}tasks:admin")),
+            ),
         ),
     ];
     for (what, token) in &attacks {
         let r = app.post_raw(token, None, None, initialize_body()).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let challenge = r.header("www-authenticate").unwrap_or_default();
         assert!(challenge.starts_with("Bearer "), "{what}: {challenge}");
         assert_clean(r.status, &r.body);
     }
-    assert_eq!(key_server_hits.load(Ordering::SeqCst), 0, "no key was fetched from an address a token named");
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_sessions").fetch_one(&admin).await.unwrap();
+    assert_eq!(
+        key_server_hits.load(Ordering::SeqCst),
+        0,
+        "no key was fetched from an address a token named"
+    );
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_sessions")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     assert_eq!(sessions, 0, "no refused token wrote anything");
 
     // The genuine token, for contrast, opens a session.
     let r = app.post_raw(&genuine, None, None, initialize_body()).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 /// A genuine token for a tenant not provisioned here is refused with 403, and counted under the empty tenant
 /// label: whatever tenant names signed tokens carry, the metric's label set stays bounded.
 #[sqlx::test(migrations = "../migrations")]
-async fn a_genuine_token_of_an_unprovisioned_tenant_is_refused_without_naming_it_in_metrics(admin: PgPool) {
+async fn a_genuine_token_of_an_unprovisioned_tenant_is_refused_without_naming_it_in_metrics(
+    admin: PgPool,
+) {
     provision_tenant(&admin, "tenant-a", 6000, 1000).await;
     let keys = keys();
     let app = app(runtime_pool(&admin).await, &keys).await;
