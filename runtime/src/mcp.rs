@@ -179,7 +179,8 @@ async fn handle_post(
             return http_error(StatusCode::BAD_REQUEST, "invalid request: empty batch");
         }
         Value::Array(items) if items.len() > state.settings.max_batch_size => {
-            state.metrics.reject("batch_too_large", tenant.as_str());
+            // Before admission the tenant is not known to exist: the fixed empty label.
+            state.metrics.reject("batch_too_large", "");
             return http_error(
                 StatusCode::BAD_REQUEST,
                 &format!(

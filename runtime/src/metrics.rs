@@ -224,6 +224,8 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// Counts a refused request. `tenant` names a tenant only once admission has shown it is provisioned; before
+    /// that (or for a tenant that is not) it is `""`, so what tokens claim can never grow the label set.
     pub fn reject(&self, reason: &'static str, tenant: &str) {
         self.rejections
             .get_or_create(&RejectLabels {
