@@ -1,6 +1,7 @@
-//! Paddock runtime: one axum service serving MCP tools (tenant-isolated hybrid search over PostgreSQL) and,
-//! later, A2A tasks. Requests flow through [`app`] (middleware, routes) into [`mcp`] (protocol), [`tools`]
-//! (tool logic) and [`db`] (tenant-scoped transactions under row-level security).
+//! Paddock runtime: one axum service serving MCP tools (tenant-isolated hybrid search over documents) and A2A
+//! tasks, on PostgreSQL under row-level security. A request flows through [`app`] (bearer auth and the other
+//! middleware, routes) into [`mcp`] or [`a2a`] (protocol, with [`admission`]'s rate limit), then [`tools`] (tool
+//! logic) and [`db`] (tenant-scoped transactions); any replica serves any request.
 #![forbid(unsafe_code)]
 
 pub mod a2a;
