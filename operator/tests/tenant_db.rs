@@ -508,14 +508,14 @@ async fn the_tenant_login_cannot_switch_roles_and_an_old_grant_is_repaired(super
         [(true, false, false)]
     );
 
+    let grant_with_set = |grantor: PgPool, role: String| async move {
+        sqlx::query(&format!("GRANT paddock_tenant TO {role} WITH SET TRUE"))
+            .execute(&grantor)
+            .await
+            .unwrap();
+    };
     // The old shape: the operator's own grant allows SET ROLE (`CREATE ROLE ... IN ROLE paddock_tenant`).
-    sqlx::query(&format!(
-        "GRANT paddock_tenant TO {} WITH SET TRUE",
-        rec.role.quoted()
-    ))
-    .execute(&admin.pool)
-    .await
-    .unwrap();
+    grant_with_set(admin.pool.clone(), rec.role.quoted()).await;
     assert_eq!(
         set_role(login(&admin.superuser, rec.role.as_str()).await).await,
         None
@@ -542,13 +542,7 @@ async fn the_tenant_login_cannot_switch_roles_and_an_old_grant_is_repaired(super
 
     // A grant with SET that someone else made, which the operator may not revoke, is a conflict it names,
     // never a role it hands out as it is.
-    sqlx::query(&format!(
-        "GRANT paddock_tenant TO {} WITH SET TRUE",
-        rec.role.quoted()
-    ))
-    .execute(&admin.superuser)
-    .await
-    .unwrap();
+    grant_with_set(admin.superuser.clone(), rec.role.quoted()).await;
     match db::provision(&admin.pool, &rec, &password).await {
         Err(DbFailure::RoleConflict { why, .. }) => {
             assert!(why.contains("lets it SET ROLE"), "{why}")
