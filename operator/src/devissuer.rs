@@ -12,7 +12,7 @@ use k8s_openapi::{
     ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{Api, Client, api::PostParams};
-use paddock_runtime::auth::dev::{self, DevError, MintClaims};
+use paddock_contract::dev::{self, DevError, MintClaims};
 
 use crate::names;
 

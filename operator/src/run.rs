@@ -155,7 +155,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(metrics.clone().serve(args.metrics_addr));
 
     let pool = connect(&args.admin_database_url).await?;
-    paddock_runtime::db::MIGRATOR
+    paddock_contract::schema::MIGRATOR
         .run(&pool)
         .await
         .context("failed to apply the database migrations")?;

@@ -14,19 +14,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-/// The schema, embedded at compile time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
-
-/// The group role whose table privileges every tenant login role holds (see the first migration).
-pub const TENANT_GROUP: &str = "paddock_tenant";
-
-/// Makes `quoted_role` (an already quoted identifier) a member of [`TENANT_GROUP`] the only way a tenant login
-/// may be one: it holds the group's privileges (INHERIT) but can never `SET ROLE` to it (SET FALSE), so its
-/// session stays its own login identity, the one `paddock_current_tenant()` pins to its tenant (migration
-/// 0012). Idempotent: a grant that already exists takes these options.
-pub fn grant_tenant_group_sql(quoted_role: &str) -> String {
-    format!("GRANT {TENANT_GROUP} TO {quoted_role} WITH INHERIT TRUE, SET FALSE, ADMIN FALSE")
-}
+pub use paddock_contract::schema::{MIGRATOR, TENANT_GROUP, grant_tenant_group_sql};
 
 /// Lets an existing role log in (`paddock_runtime` in development set-ups, where one superuser provisions
 /// everything; in a cluster the operator creates tenant login roles instead). Roles are cluster-wide, so

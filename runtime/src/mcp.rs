@@ -31,15 +31,11 @@ use crate::{
     tools::{self, ToolCtx},
 };
 
-/// Supported protocol versions, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+pub use paddock_contract::protocol::mcp::{SESSION_HEADER, SUPPORTED_VERSIONS, VERSION_HEADER};
 /// Assumed when a post-initialize request carries no `MCP-Protocol-Version` header.
 const DEFAULT_VERSION: &str = "2025-03-26";
 /// The only version in which a POST may carry a JSON-RPC batch.
 const BATCH_VERSION: &str = "2025-03-26";
-
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
 
 pub fn router() -> Router<AppState> {
     Router::new().route(

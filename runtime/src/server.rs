@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The vector column's dimensions (see the schema); other embedders are refused at start-up.
-pub const VECTOR_DIMENSIONS: usize = 384;
+pub use paddock_contract::schema::VECTOR_DIMENSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -703,6 +703,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tools_are_the_ones_the_contract_names_in_order() {
+        let names: Vec<&str> = ALL.iter().map(|t| t.name).collect();
+        assert_eq!(names, paddock_contract::protocol::TOOL_NAMES);
+    }
+
+    #[test]
     fn the_vector_arm_searches_its_depth_when_fused_and_ef_search_alone() {
         let s = SearchSettings {
             ef_search: 150,

@@ -52,8 +52,8 @@ const CANCEL_GRACE: Duration = Duration::from_secs(120);
 const TOKEN_TTL: Duration = Duration::from_secs(300);
 /// Scopes of the operator's task tokens: run tasks, and read the documents their skills search.
 pub const TASK_SCOPES: [&str; 2] = [
-    paddock_runtime::auth::scopes::TASKS_RUN,
-    paddock_runtime::auth::scopes::DOCUMENTS_READ,
+    paddock_contract::identity::scopes::TASKS_RUN,
+    paddock_contract::identity::scopes::DOCUMENTS_READ,
 ];
 
 /// `SendMessageRequest.metadata` for a task: skill, per-task budget, model, timeout.

@@ -20,8 +20,8 @@ use crate::{
     names::{RoleName, quote_literal},
 };
 
-pub use paddock_runtime::db::TENANT_GROUP;
-use paddock_runtime::db::grant_tenant_group_sql;
+pub use paddock_contract::schema::TENANT_GROUP;
+use paddock_contract::schema::grant_tenant_group_sql;
 
 /// A failed database step, reduced to what a condition may say.
 #[derive(Debug, thiserror::Error)]

@@ -68,7 +68,7 @@ fn money(field: &str, text: &str) -> Result<Decimal, InvalidSpec> {
 }
 
 fn is_dns1123_label(s: &str) -> bool {
-    paddock_runtime::auth::is_dns1123_label(s)
+    paddock_contract::identity::is_dns1123_label(s)
 }
 
 /// Model names as the CRD allows them (`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`, at most 128).

@@ -132,7 +132,7 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
     }
     for tool in &ts.spec.tools {
         let name = tool_name(*tool);
-        if paddock_runtime::tools::find(&name).is_none() {
+        if !paddock_contract::protocol::TOOL_NAMES.contains(&name.as_str()) {
             return Err(invalid(format!(
                 "spec.tools: tool {name} is not available in this runtime version"
             )));
@@ -141,11 +141,11 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
     let e = &ts.spec.embedding;
     parse_duration(&e.timeout).map_err(|err| invalid(format!("spec.embedding.timeout: {err}")))?;
     if e.provider != EmbeddingProvider::None
-        && e.dimensions as usize != paddock_runtime::server::VECTOR_DIMENSIONS
+        && e.dimensions as usize != paddock_contract::schema::VECTOR_DIMENSIONS
     {
         return Err(invalid(format!(
             "spec.embedding.dimensions: the database stores {}-dimensional vectors, not {}",
-            paddock_runtime::server::VECTOR_DIMENSIONS,
+            paddock_contract::schema::VECTOR_DIMENSIONS,
             e.dimensions
         )));
     }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use paddock_runtime::mcp::{SESSION_HEADER, SUPPORTED_VERSIONS, VERSION_HEADER};
+use paddock_contract::protocol::mcp::{SESSION_HEADER, SUPPORTED_VERSIONS, VERSION_HEADER};
 use serde_json::{Value, json};
 
 use crate::devissuer::DevIssuer;

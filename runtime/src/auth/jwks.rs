@@ -174,22 +174,6 @@ fn parse_key(value: serde_json::Value) -> Result<(Option<String>, VerifyKey), &'
     Ok((jwk.common.key_id.clone(), VerifyKey { kind, key }))
 }
 
-/// RFC 7638 thumbprint of a public JWK (RSA, EC or OKP), base64url without padding.
-pub(crate) fn thumbprint(jwk: &serde_json::Value) -> Option<String> {
-    use sha2::Digest as _;
-    let s = |name: &str| jwk.get(name).and_then(|v| v.as_str());
-    // Members in lexicographic order, no whitespace, as RFC 7638 §3 prescribes.
-    let canonical = match s("kty")? {
-        "RSA" => serde_json::json!({"e": s("e")?, "kty": "RSA", "n": s("n")?}),
-        "EC" => serde_json::json!({"crv": s("crv")?, "kty": "EC", "x": s("x")?, "y": s("y")?}),
-        "OKP" => serde_json::json!({"crv": s("crv")?, "kty": "OKP", "x": s("x")?}),
-        _ => return None,
-    };
-    // serde_json's default map is ordered by key, which yields exactly the canonical form.
-    let bytes = serde_json::to_vec(&canonical).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bytes)))
-}
-
 /// Why a fetch is attempted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refresh {
@@ -478,26 +462,10 @@ mod tests {
     use serde_json::json;
 
     fn ec_jwk(kid: &str) -> serde_json::Value {
-        let key = super::super::dev::generate();
+        let key = paddock_contract::dev::generate();
         let mut jwk = key.jwks["keys"][0].clone();
         jwk["kid"] = json!(kid);
         jwk
-    }
-
-    #[test]
-    fn rfc7638_thumbprint_matches_the_rfc_example() {
-        // The RSA key of RFC 7638 §3.1 and its published thumbprint.
-        let jwk = json!({
-            "kty": "RSA",
-            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-            "e": "AQAB",
-            "alg": "RS256",
-            "kid": "2011-04-29"
-        });
-        assert_eq!(
-            thumbprint(&jwk).unwrap(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The built-in development issuer: an ES256 (P-256) signing key, its public JWKS, and token
 //! minting.
 //!
-//! The operator keeps the key in a Secret and mints tokens for AgentTasks; the `token` CLI
+//! The operator keeps the key in a Secret and mints tokens for AgentTasks; the runtime's `token` CLI
 //! subcommand mints tokens for people. Runtimes trust the issuer through its `jwks.json`, like any
 //! other issuer. Nothing here parses arguments.
 
@@ -15,7 +15,7 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
 use serde_json::json;
 
-use super::{is_dns1123_label, is_scope_token, is_valid_user};
+use crate::identity::{is_dns1123_label, is_scope_token, is_valid_user};
 
 /// File name of the PKCS#8 PEM signing key written by [`generate_keypair`].
 pub const SIGNING_KEY_FILE: &str = "signing-key.pem";
@@ -92,7 +92,7 @@ fn from_secret(secret: &p256::SecretKey) -> Result<DevSigningKey, DevError> {
         .map_err(|e| DevError::EncodeKey(e.to_string()))?;
     let mut jwk = serde_json::to_value(secret.public_key().to_jwk())
         .map_err(|e| DevError::EncodeKey(e.to_string()))?;
-    let kid = super::jwks::thumbprint(&jwk)
+    let kid = thumbprint(&jwk)
         .ok_or_else(|| DevError::EncodeKey("public JWK lacks EC members".into()))?;
     jwk["kid"] = json!(kid);
     jwk["alg"] = json!("ES256");
@@ -220,8 +220,25 @@ pub fn mint_with_pem(pem: &str, kid: &str, claims: &MintClaims) -> Result<String
     )?))
 }
 
+/// RFC 7638 thumbprint of a public JWK (RSA, EC or OKP), base64url without padding.
+pub fn thumbprint(jwk: &serde_json::Value) -> Option<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let s = |name: &str| jwk.get(name).and_then(|v| v.as_str());
+    // Members in lexicographic order, no whitespace, as RFC 7638 §3 prescribes.
+    let canonical = match s("kty")? {
+        "RSA" => serde_json::json!({"e": s("e")?, "kty": "RSA", "n": s("n")?}),
+        "EC" => serde_json::json!({"crv": s("crv")?, "kty": "EC", "x": s("x")?, "y": s("y")?}),
+        "OKP" => serde_json::json!({"crv": s("crv")?, "kty": "OKP", "x": s("x")?}),
+        _ => return None,
+    };
+    // serde_json's default map is ordered by key, which yields exactly the canonical form.
+    let bytes = serde_json::to_vec(&canonical).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bytes)))
+}
+
 /// The same ES256 token with its signature in the canonical low-S form that verification requires (see
-/// [`super::verify`]): the signer picks either of the two valid `s` values, and `n - s` replaces a high one.
+/// the runtime's verifier): the signer picks either of the two valid `s` values, and `n - s` replaces a high one.
 /// Anything that is not a three-part token with a 64-byte signature comes back unchanged.
 pub fn canonical_es256(token: &str) -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -242,6 +259,22 @@ pub fn canonical_es256(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc7638_thumbprint_matches_the_rfc_example() {
+        // The RSA key of RFC 7638 §3.1 and its published thumbprint.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        assert_eq!(
+            thumbprint(&jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
 
     fn claims() -> MintClaims {
         MintClaims {
