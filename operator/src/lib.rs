@@ -17,5 +17,6 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod run;
+pub mod status;
 pub mod tenant;
 pub mod toolserver;

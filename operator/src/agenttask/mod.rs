@@ -22,7 +22,7 @@ use futures::{Future, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::DeleteParams,
     runtime::{
         Controller,
         controller::Action,
@@ -39,7 +39,7 @@ use crate::{
     conditions::{self, Desired, Status},
     context::{self, Context},
     crd::{AgentTask, AgentTaskStatus, ToolServer, agenttask::TaskState, parse_duration},
-    names::MANAGER,
+    status::{StatusBuilder, StatusOf},
     toolserver::build::{resource_url, service_url},
 };
 
@@ -161,32 +161,29 @@ pub fn ttl_remaining(
     Some((due - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-struct StatusBuilder {
-    status: AgentTaskStatus,
-    generation: Option<i64>,
-    transitions: Vec<Desired>,
+impl StatusOf for AgentTask {
+    type Status = AgentTaskStatus;
+
+    fn current_status(&self) -> Option<&AgentTaskStatus> {
+        self.status.as_ref()
+    }
+
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+
+    fn event_for(t: &Desired) -> Option<(EventType, &'static str)> {
+        match (t.type_, t.status) {
+            ("Accepted", Status::True) => Some((EventType::Normal, "Submitted")),
+            ("Accepted", _) => Some((EventType::Warning, t.reason)),
+            ("Complete", Status::True) => Some((EventType::Normal, "Completed")),
+            ("Failed", Status::True) => Some((EventType::Warning, t.reason)),
+            _ => None,
+        }
+    }
 }
 
-impl StatusBuilder {
-    fn new(task: &AgentTask) -> Self {
-        Self {
-            status: task.status.clone().unwrap_or_default(),
-            generation: task.metadata.generation,
-            transitions: vec![],
-        }
-    }
-
-    fn set(&mut self, desired: Desired) {
-        if conditions::set(
-            &mut self.status.conditions,
-            &desired,
-            self.generation,
-            Utc::now(),
-        ) {
-            self.transitions.push(desired);
-        }
-    }
-
+impl StatusBuilder<AgentTask> {
     /// Copies the A2A task into status and sets the terminal conditions.
     fn mirror(&mut self, view: &TaskView) {
         let was_terminal = self.status.state.is_some_and(TaskState::is_terminal);
@@ -228,34 +225,6 @@ impl StatusBuilder {
             self.set(Desired::new("Complete", Status::False, reason, ""));
         }
     }
-
-    async fn save(mut self, task: &AgentTask, ctx: &Context) -> Result<(), Error> {
-        self.status.observed_generation = self.generation;
-        if task.status.as_ref() != Some(&self.status) {
-            let api: Api<AgentTask> =
-                Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-            let patch = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentTask", "status": self.status});
-            api.patch_status(
-                &task.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await
-            .map_err(Error::PatchStatus)?;
-        }
-        for t in &self.transitions {
-            let (type_, reason) = match (t.type_, t.status) {
-                ("Accepted", Status::True) => (EventType::Normal, "Submitted"),
-                ("Accepted", _) => (EventType::Warning, t.reason),
-                ("Complete", Status::True) => (EventType::Normal, "Completed"),
-                ("Failed", Status::True) => (EventType::Warning, t.reason),
-                _ => continue,
-            };
-            ctx.event(task, type_, reason, "Reconcile", t.message.clone())
-                .await;
-        }
-        Ok(())
-    }
 }
 
 fn terminal_reason(state: TaskState) -> &'static str {
@@ -276,7 +245,7 @@ struct Target {
 async fn target(
     task: &AgentTask,
     ctx: &Context,
-    st: &mut StatusBuilder,
+    st: &mut StatusBuilder<AgentTask>,
 ) -> Result<Result<Target, Duration>, Error> {
     let ns = task.namespace().unwrap_or_default();
     let ts_name = &task.spec.tool_server_ref;
@@ -366,7 +335,7 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
                 "InvalidSpec",
                 format!("spec.timeout: {e}"),
             );
-            st.save(task, ctx).await?;
+            st.save(task, ctx).await.map_err(Error::PatchStatus)?;
             return Ok(Action::await_change());
         }
     };
@@ -384,14 +353,14 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
                 "InvalidSpec",
                 "spec.budget is not a decimal amount".to_owned(),
             );
-            st.save(task, ctx).await?;
+            st.save(task, ctx).await.map_err(Error::PatchStatus)?;
             return Ok(Action::await_change());
         }
     };
     let target = match target(task, ctx, &mut st).await? {
         Ok(t) => t,
         Err(retry) => {
-            st.save(task, ctx).await?;
+            st.save(task, ctx).await.map_err(Error::PatchStatus)?;
             return Ok(Action::requeue(retry));
         }
     };
@@ -415,7 +384,7 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
                 ));
                 st.mirror(&view);
                 let done = view.state.is_terminal();
-                st.save(task, ctx).await?;
+                st.save(task, ctx).await.map_err(Error::PatchStatus)?;
                 return Ok(if done {
                     Action::requeue(Duration::ZERO)
                 } else {
@@ -432,12 +401,12 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
                         task.spec.tool_server_ref
                     ),
                 ));
-                st.save(task, ctx).await?;
+                st.save(task, ctx).await.map_err(Error::PatchStatus)?;
                 return Ok(Action::requeue(Duration::from_secs(60)));
             }
             Err(e @ A2aError::Rpc { .. }) => {
                 st.finish(TaskState::Rejected, "SubmissionRefused", e.to_string());
-                st.save(task, ctx).await?;
+                st.save(task, ctx).await.map_err(Error::PatchStatus)?;
                 return Ok(Action::requeue(Duration::ZERO));
             }
             Err(e) if e.is_transient() => return Err(Error::CallRuntime(e)),
@@ -448,7 +417,7 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
                     "SubmissionFailed",
                     e.to_string(),
                 ));
-                st.save(task, ctx).await?;
+                st.save(task, ctx).await.map_err(Error::PatchStatus)?;
                 return Ok(Action::requeue(Duration::from_secs(60)));
             }
         }
@@ -487,14 +456,14 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
             }
         }
         st.finish(TaskState::Canceled, reason, message);
-        st.save(task, ctx).await?;
+        st.save(task, ctx).await.map_err(Error::PatchStatus)?;
         return Ok(Action::requeue(Duration::ZERO));
     }
     match client.get_task(&task_id).await {
         Ok(view) => {
             st.mirror(&view);
             if !view.state.is_terminal() && over_budget(&view.cost) {
-                st.save(task, ctx).await?;
+                st.save(task, ctx).await.map_err(Error::PatchStatus)?;
                 return Ok(Action::requeue(Duration::ZERO));
             }
         }
@@ -516,7 +485,7 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
         }
     }
     let terminal = st.status.state.is_some_and(TaskState::is_terminal);
-    st.save(task, ctx).await?;
+    st.save(task, ctx).await.map_err(Error::PatchStatus)?;
     if terminal {
         return Ok(Action::requeue(Duration::ZERO));
     }

@@ -22,7 +22,6 @@ pub mod spec;
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
 use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
@@ -37,15 +36,15 @@ use kube::{
         watcher,
     },
 };
-use serde_json::json;
 
 use self::{build::Claim, db::DbFailure, spec::TenantRecord};
 use crate::{
-    conditions::{self, Desired, Status},
+    conditions::{Desired, Status},
     context::{self, Context},
     crd::{AgentTask, TENANT_LABEL, Tenant, TenantStatus, tenant::TenantSpend},
     credentials,
     names::{self, MANAGER, RoleName},
+    status::{StatusBuilder, StatusOf},
 };
 
 /// Finalizer guarding the tenant's database role and rows.
@@ -163,65 +162,31 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
-/// Conditions under construction, with the events their transitions deserve.
-struct StatusBuilder {
-    status: TenantStatus,
-    generation: Option<i64>,
-    transitions: Vec<Desired>,
-}
+impl StatusOf for Tenant {
+    type Status = TenantStatus;
 
-impl StatusBuilder {
-    fn new(tenant: &Tenant) -> Self {
-        Self {
-            status: tenant.status.clone().unwrap_or_default(),
-            generation: tenant.metadata.generation,
-            transitions: vec![],
-        }
+    fn current_status(&self) -> Option<&TenantStatus> {
+        self.status.as_ref()
     }
 
-    fn set(&mut self, desired: Desired) {
-        if conditions::set(
-            &mut self.status.conditions,
-            &desired,
-            self.generation,
-            Utc::now(),
-        ) {
-            self.transitions.push(desired);
-        }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
     }
 
-    /// Writes the status (if it changed) and publishes an event per meaningful transition.
-    async fn save(mut self, tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
-        self.status.observed_generation = self.generation;
-        if tenant.status.as_ref() != Some(&self.status) {
-            let api: Api<Tenant> = Api::all(ctx.client.clone());
-            let patch = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Tenant", "status": self.status});
-            api.patch_status(
-                &tenant.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await
-            .map_err(Error::PatchStatus)?;
+    fn event_for(t: &Desired) -> Option<(EventType, &'static str)> {
+        match (t.type_, t.status) {
+            ("Ready", Status::True) => Some((EventType::Normal, "Ready")),
+            ("Ready", _) => Some((EventType::Warning, t.reason)),
+            ("BudgetExceeded", Status::True) => Some((EventType::Warning, "BudgetExceeded")),
+            ("BudgetWarning", Status::True) => Some((EventType::Warning, "BudgetWarning")),
+            _ => None,
         }
-        for t in &self.transitions {
-            let (type_, reason) = match (t.type_, t.status) {
-                ("Ready", Status::True) => (EventType::Normal, "Ready"),
-                ("Ready", _) => (EventType::Warning, t.reason),
-                ("BudgetExceeded", Status::True) => (EventType::Warning, "BudgetExceeded"),
-                ("BudgetWarning", Status::True) => (EventType::Warning, "BudgetWarning"),
-                _ => continue,
-            };
-            ctx.event(tenant, type_, reason, "Reconcile", t.message.clone())
-                .await;
-        }
-        Ok(())
     }
 }
 
 async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     let name = tenant.name_any();
-    let mut st = StatusBuilder::new(&tenant);
+    let mut st = StatusBuilder::new(tenant.as_ref());
 
     // 1. validate
     let rec = match TenantRecord::from_tenant(&tenant) {
@@ -233,7 +198,9 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
                 "InvalidSpec",
                 invalid.to_string(),
             ));
-            st.save(&tenant, ctx).await?;
+            st.save(tenant.as_ref(), ctx)
+                .await
+                .map_err(Error::PatchStatus)?;
             return Ok(Action::await_change());
         }
     };
@@ -310,7 +277,9 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
                 failure.reason(),
                 failure.to_string(),
             ));
-            st.save(&tenant, ctx).await?;
+            st.save(tenant.as_ref(), ctx)
+                .await
+                .map_err(Error::PatchStatus)?;
             return Err(Error::ProvisionDatabase(failure));
         }
     }
@@ -423,7 +392,9 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
         }
     }
     st.set(ready);
-    st.save(&tenant, ctx).await?;
+    st.save(tenant.as_ref(), ctx)
+        .await
+        .map_err(Error::PatchStatus)?;
     Ok(Action::requeue(if namespaces_ok {
         RESYNC
     } else {
@@ -510,14 +481,16 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
         }
         Err(failure) => {
             tracing::error!(tenant = %name, error = ?failure, "tenant deprovisioning failed");
-            let mut st = StatusBuilder::new(&tenant);
+            let mut st = StatusBuilder::new(tenant.as_ref());
             st.set(Desired::new(
                 "Ready",
                 Status::False,
                 "DeletionBlocked",
                 format!("cannot finish deleting: {failure}"),
             ));
-            st.save(&tenant, ctx).await?;
+            st.save(tenant.as_ref(), ctx)
+                .await
+                .map_err(Error::PatchStatus)?;
             Err(Error::DeprovisionDatabase(failure))
         }
     }

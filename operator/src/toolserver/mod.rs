@@ -24,7 +24,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
 use futures::{Future, StreamExt};
 use k8s_openapi::{
     ByteString,
@@ -47,6 +46,7 @@ use crate::{
     context::{self, Context},
     crd::{TENANT_LABEL, Tenant, ToolServer, ToolServerStatus},
     names::{self, MANAGER},
+    status::{StatusBuilder, StatusOf},
 };
 
 const CONTROLLER: &str = "toolserver";
@@ -160,74 +160,47 @@ pub async fn reconcile(ts: Arc<ToolServer>, ctx: Arc<Context>) -> Result<Action,
     result
 }
 
-struct StatusBuilder {
-    status: ToolServerStatus,
-    generation: Option<i64>,
-    transitions: Vec<Desired>,
+impl StatusOf for ToolServer {
+    type Status = ToolServerStatus;
+
+    fn current_status(&self) -> Option<&ToolServerStatus> {
+        self.status.as_ref()
+    }
+
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+
+    fn event_for(t: &Desired) -> Option<(EventType, &'static str)> {
+        let type_ = match (t.type_, t.status) {
+            ("Ready" | "Verified", Status::True) => EventType::Normal,
+            ("Ready" | "Verified" | "IssuersResolved", Status::False) => EventType::Warning,
+            _ => return None,
+        };
+        let reason = if t.status == Status::True {
+            t.type_
+        } else {
+            t.reason
+        };
+        Some((type_, reason))
+    }
 }
 
-impl StatusBuilder {
-    fn new(ts: &ToolServer) -> Self {
-        let mut status = ts.status.clone().unwrap_or_default();
-        status.url = Some(build::service_url(ts));
-        status.selector = Some(names::selector_string(&names::toolserver_selector(
-            &ts.name_any(),
-        )));
-        Self {
-            status,
-            generation: ts.metadata.generation,
-            transitions: vec![],
-        }
-    }
-
-    fn set(&mut self, desired: Desired) {
-        if conditions::set(
-            &mut self.status.conditions,
-            &desired,
-            self.generation,
-            Utc::now(),
-        ) {
-            self.transitions.push(desired);
-        }
-    }
-
-    async fn save(mut self, ts: &ToolServer, ctx: &Context) -> Result<(), Error> {
-        self.status.observed_generation = self.generation;
-        if ts.status.as_ref() != Some(&self.status) {
-            let api: Api<ToolServer> =
-                Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
-            let patch = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ToolServer", "status": self.status});
-            api.patch_status(
-                &ts.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await
-            .map_err(Error::PatchStatus)?;
-        }
-        for t in &self.transitions {
-            let type_ = match (t.type_, t.status) {
-                ("Ready" | "Verified", Status::True) => EventType::Normal,
-                ("Ready" | "Verified" | "IssuersResolved", Status::False) => EventType::Warning,
-                _ => continue,
-            };
-            let reason = if t.status == Status::True {
-                t.type_
-            } else {
-                t.reason
-            };
-            ctx.event(ts, type_, reason, "Reconcile", t.message.clone())
-                .await;
-        }
-        Ok(())
-    }
+/// The status a reconcile starts from: the current one, with the URL and selector the ToolServer always has.
+fn status_builder(ts: &ToolServer) -> StatusBuilder<ToolServer> {
+    let mut st = StatusBuilder::new(ts);
+    st.status.url = Some(build::service_url(ts));
+    st.status.selector = Some(names::selector_string(&names::toolserver_selector(
+        &ts.name_any(),
+    )));
+    st
 }
 
 /// Refuses the ToolServer: condition, no children.
 async fn refuse(
     ts: &ToolServer,
     ctx: &Context,
-    mut st: StatusBuilder,
+    mut st: StatusBuilder<ToolServer>,
     reason: &'static str,
     message: String,
 ) -> Result<Action, Error> {
@@ -237,7 +210,7 @@ async fn refuse(
     conditions::remove(&mut st.status.conditions, "IssuersResolved");
     st.status.ready_replicas = None;
     st.status.replicas = None;
-    st.save(ts, ctx).await?;
+    st.save(ts, ctx).await.map_err(Error::PatchStatus)?;
     Ok(Action::await_change())
 }
 
@@ -349,7 +322,7 @@ async fn secret_data(
 async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
     let ns = ts.namespace().unwrap_or_default();
     let name = ts.name_any();
-    let mut st = StatusBuilder::new(ts);
+    let mut st = status_builder(ts);
 
     // 1. validate
     let tenant_ref = &ts.spec.tenant_ref;
@@ -393,7 +366,7 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
                 "waiting for Tenant {tenant_ref} to provision Secret {db_secret} in this namespace"
             ),
         ));
-        st.save(ts, ctx).await?;
+        st.save(ts, ctx).await.map_err(Error::PatchStatus)?;
         return Ok(Action::requeue(RETRY));
     };
     let mut key_secrets: Vec<(String, BTreeMap<String, ByteString>)> = Vec::new();
@@ -414,7 +387,7 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
                     "SecretNotFound",
                     format!("Secret {} with key {} not found", r.name, r.key),
                 ));
-                st.save(ts, ctx).await?;
+                st.save(ts, ctx).await.map_err(Error::PatchStatus)?;
                 return Ok(Action::requeue(RETRY));
             }
         }
@@ -474,7 +447,7 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
             "ChildConflict",
             format!("{conflict} exists and is not owned by this ToolServer"),
         ));
-        st.save(ts, ctx).await?;
+        st.save(ts, ctx).await.map_err(Error::PatchStatus)?;
         return Ok(Action::requeue(RESYNC));
     }
     apply_child(ctx, &ns, &config_map).await?;
@@ -552,6 +525,6 @@ async fn apply(ts: &ToolServer, ctx: &Context) -> Result<Action, Error> {
         ));
         requeue = RETRY;
     }
-    st.save(ts, ctx).await?;
+    st.save(ts, ctx).await.map_err(Error::PatchStatus)?;
     Ok(Action::requeue(requeue))
 }
