@@ -1,7 +1,12 @@
 # shellcheck shell=bash disable=SC2034
 # Shared settings for the control-plane scripts. Sourced, never executed.
+# The cache root, log and die come from the repository's one script library.
 #
 # Versions live here and in wrapper/go.mod; keep them in step.
+
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+PADDOCK_LOG_TAG=controlplane
 
 KUBE_VERSION=v1.34.4
 # etcd is the version k8s.io/kubernetes ${KUBE_VERSION} requires (see wrapper/go.mod).
@@ -9,14 +14,10 @@ ETCD_VERSION=v3.6.4
 KWOK_VERSION=v0.8.0
 
 CONTROLPLANE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PADDOCK_CACHE=${PADDOCK_CACHE:-$HOME/.cache/paddock}
 CONTROLPLANE_BIN=$PADDOCK_CACHE/controlplane/$KUBE_VERSION/bin
 
 # Binaries build.sh produces, in build order.
 CONTROLPLANE_BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
-
-log() { printf '[controlplane] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # Cluster state directory for a cluster name.
 cluster_state_dir() { printf '%s/cluster/%s\n' "$PADDOCK_CACHE" "${1:-paddock}"; }
