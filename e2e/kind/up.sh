@@ -19,12 +19,14 @@
 # in the local mode only (scripts/e2e.sh).
 set -euo pipefail
 
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+PADDOCK_LOG_TAG=kind
+
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))
 cd "$repo"
 
-log() { printf '[kind] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 keep=0
 case ${1:-} in

@@ -15,13 +15,14 @@
 # Usage: e2e/tools/build.sh [--rebuild]
 set -euo pipefail
 
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+PADDOCK_LOG_TAG=tools
+
 HELM_VERSION=${HELM_VERSION:-v4.3.1}
 KUBECONFORM_VERSION=${KUBECONFORM_VERSION:-v0.8.0}
-PADDOCK_CACHE=${PADDOCK_CACHE:-$HOME/.cache/paddock}
 TOOLS_CACHE=$PADDOCK_CACHE/tools
 
-log() { printf '[tools] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 rebuild=0
 case ${1:-} in

@@ -18,11 +18,11 @@
 # a CRD yields a fresh set; the four sets used last are kept.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-PADDOCK_CACHE=${PADDOCK_CACHE:-$HOME/.cache/paddock}
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+PADDOCK_LOG_TAG=kubeconform
 
-log() { printf '[kubeconform] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+here=$(cd "$(dirname "$0")" && pwd)
 
 [[ $# -gt 0 ]] || die "usage: $0 [kubeconform flags] FILE... (- for stdin)"
 [[ -n ${KUBECONFIG:-} ]] || die "KUBECONFIG is not set; start a cluster with e2e/controlplane/up.sh and eval its output"
