@@ -12,23 +12,26 @@
 #
 # Each binary has a stamp file keyed on the Go version, the wrapper's go.mod and
 # go.sum and the build flags. A binary whose stamp matches is not rebuilt, so a
-# re-run is instant; --rebuild forces every binary to be built again.
+# re-run is instant; --rebuild forces every binary to be built again, and
+# --check builds nothing and succeeds only when every binary is up to date.
 #
 # The build reads the committed go.mod/go.sum with -mod=readonly and writes
 # nothing into the repository; a go.sum that misses an entry fails the build
 # instead of being edited (run `go mod tidy` in wrapper/ and commit the result).
 #
-# Usage: e2e/controlplane/build.sh [--rebuild] [binary...]
+# Usage: e2e/controlplane/build.sh [--rebuild | --check] [binary...]
 set -euo pipefail
 
 # shellcheck source=e2e/controlplane/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 rebuild=0
+check=0
 wanted=()
 for arg in "$@"; do
   case $arg in
     --rebuild) rebuild=1 ;;
+    --check) check=1 ;;
     -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown flag $arg" ;;
     *) wanted+=("$arg") ;;
@@ -41,9 +44,12 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off
 wrapper=$CONTROLPLANE_DIR/wrapper
 
 mkdir -p "$CONTROLPLANE_BIN"
-# Two builds at once (say, two up.sh runs) would race on the same outputs.
-exec 9>"$CONTROLPLANE_BIN/.build.lock"
-flock 9
+# Two builds at once (say, two up.sh runs) would race on the same outputs. A check
+# only reads the stamps, so it does not wait for a build that is running.
+if ((check == 0)); then
+  exec 9>"$CONTROLPLANE_BIN/.build.lock"
+  flock 9
+fi
 
 package_of() {
   case $1 in
@@ -91,6 +97,12 @@ stamp_key() {
   } | sha256sum | cut -d' ' -f1
 }
 
+# up_to_date NAME KEY: the binary is there and was built with the same inputs.
+up_to_date() {
+  local out=$CONTROLPLANE_BIN/$1 stamp=$CONTROLPLANE_BIN/.$1.stamp
+  [[ -x $out && -f $stamp && $(<"$stamp") == "$2" ]]
+}
+
 build_one() {
   local name=$1 pkg flags key out stamp start tmp
   pkg=$(package_of "$name")
@@ -98,7 +110,7 @@ build_one() {
   key=$(stamp_key "$name" "$flags")
   out=$CONTROLPLANE_BIN/$name
   stamp=$CONTROLPLANE_BIN/.$name.stamp
-  if [[ $rebuild == 0 && -x $out && -f $stamp && $(<"$stamp") == "$key" ]]; then
+  if [[ $rebuild == 0 ]] && up_to_date "$name" "$key"; then
     log "$name is up to date"
     return
   fi
@@ -119,6 +131,12 @@ build_one() {
   log "built $name in ${secs}s ($(du -h "$out" | cut -f1))"
 }
 
+if ((check)); then
+  for name in "${wanted[@]}"; do
+    up_to_date "$name" "$(stamp_key "$name" "$(ldflags_of "$name")")" || exit 1
+  done
+  exit 0
+fi
 for name in "${wanted[@]}"; do
   build_one "$name"
 done
