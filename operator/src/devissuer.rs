@@ -143,6 +143,48 @@ impl DevIssuer {
         }
     }
 
+    /// The key kept in Secret `namespace/name`, if there is one; it is never created here.
+    pub async fn read(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        issuer: &str,
+    ) -> Result<Option<Self>, Error> {
+        let api: Api<Secret> = Api::namespaced(client, namespace);
+        let ids = || (namespace.to_owned(), name.to_owned());
+        let existing = api.get_opt(name).await.map_err(|source| {
+            let (namespace, name) = ids();
+            Error::ReadSecret {
+                namespace,
+                name,
+                source,
+            }
+        })?;
+        let Some(secret) = existing else {
+            return Ok(None);
+        };
+        let pem = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(SIGNING_KEY))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok());
+        let (namespace, name) = ids();
+        let Some(pem) = pem else {
+            return Err(Error::BadSecret {
+                namespace,
+                name,
+                source: None,
+            });
+        };
+        Self::from_pem(issuer, &pem)
+            .map(Some)
+            .map_err(|e| Error::BadSecret {
+                namespace,
+                name,
+                source: Some(e),
+            })
+    }
+
     /// Loads the key from `namespace/name`, creating the Secret with a new key when it does not
     /// exist. An existing but unreadable Secret is an error, never overwritten: tokens signed
     /// with that key would stop verifying.
@@ -152,36 +194,11 @@ impl DevIssuer {
         name: &str,
         issuer: &str,
     ) -> Result<Self, Error> {
-        let api: Api<Secret> = Api::namespaced(client, namespace);
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let ids = || (namespace.to_owned(), name.to_owned());
         for _ in 0..2 {
-            let existing = api.get_opt(name).await.map_err(|source| {
-                let (namespace, name) = ids();
-                Error::ReadSecret {
-                    namespace,
-                    name,
-                    source,
-                }
-            })?;
-            if let Some(secret) = existing {
-                let pem = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(SIGNING_KEY))
-                    .and_then(|b| String::from_utf8(b.0.clone()).ok());
-                let (namespace, name) = ids();
-                let Some(pem) = pem else {
-                    return Err(Error::BadSecret {
-                        namespace,
-                        name,
-                        source: None,
-                    });
-                };
-                return Self::from_pem(issuer, &pem).map_err(|e| Error::BadSecret {
-                    namespace,
-                    name,
-                    source: Some(e),
-                });
+            if let Some(existing) = Self::read(client.clone(), namespace, name, issuer).await? {
+                return Ok(existing);
             }
             let fresh = Self::generate(issuer);
             match api

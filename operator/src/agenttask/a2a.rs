@@ -81,7 +81,8 @@ pub fn parse_state(s: &str) -> Option<TaskState> {
     })
 }
 
-fn texts(parts: &Value) -> String {
+/// The text parts of a message or artifact, one per line.
+pub fn texts(parts: &Value) -> String {
     parts
         .as_array()
         .into_iter()
@@ -274,6 +275,12 @@ impl<'a> A2aClient<'a> {
                 .call("GetTask", json!({"id": id, "historyLength": 0}))
                 .await?,
         )
+    }
+
+    /// The task as the runtime renders it, with up to `history_length` messages of history.
+    pub async fn task_with_history(&self, id: &str, history_length: u32) -> Result<Value, A2aError> {
+        self.call("GetTask", json!({"id": id, "historyLength": history_length}))
+            .await
     }
 
     pub async fn cancel_task(&self, id: &str) -> Result<TaskView, A2aError> {
