@@ -146,12 +146,12 @@ PG_UP=1
 eval "$(scripts/postgres.sh start --data "$PG_DATA")"
 export DATABASE_URL
 
-stage "build paddock-operator, paddock-runtime, its cluster tests and the scenarios"
-cargo build --locked -p paddock-operator -p paddock-runtime --bins
+stage "build paddock-operator, paddock-runtime, kubectl-paddock, its cluster tests and the scenarios"
+cargo build --locked -p paddock-operator -p paddock-runtime -p kubectl-paddock --bins
 # Hard links of this build: a build of another checkout that shares CARGO_TARGET_DIR replaces
 # target/debug/<bin> (a new file), never these.
 mkdir -p "$RUN_DIR/bin"
-for bin in paddock-operator paddock-runtime; do
+for bin in paddock-operator paddock-runtime kubectl-paddock; do
     ln -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin" 2>/dev/null \
         || cp -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin"
 done
@@ -187,6 +187,8 @@ for name in cluster_leader cluster_admission; do
     (cd operator && "${TEST_BIN[$name]}" --ignored "${FILTERS[@]}") || FAILED+=("$name")
 done
 
+# kubectl finds the plugin on PATH, as it would after `cargo install` or krew.
+export PATH="$RUN_DIR/bin:$PATH"
 export PADDOCK_OPERATOR_BIN="$RUN_DIR/bin/paddock-operator"
 export PADDOCK_RUNTIME_BIN="$RUN_DIR/bin/paddock-runtime"
 export PADDOCK_E2E_PG_DATA="$PG_DATA"

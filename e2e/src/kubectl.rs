@@ -66,6 +66,27 @@ impl Kubectl {
         })
     }
 
+    /// Runs `kubectl paddock ARGS` as a person would: kubectl finds the plugin on PATH and hands
+    /// it the environment, so the kubeconfig goes in `KUBECONFIG` (kubectl passes no flags on to
+    /// a plugin), with `envs` added.
+    pub async fn plugin(&self, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Output> {
+        let out = Command::new("kubectl")
+            .arg("paddock")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("failed to run kubectl paddock")?;
+        Ok(Output {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Runs `kubectl ARGS`, failing with its stderr unless it succeeds; returns stdout.
     pub async fn ok(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
         let out = self.run(args, stdin).await?;

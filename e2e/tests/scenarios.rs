@@ -744,7 +744,89 @@ async fn examples_walkthrough(env: Arc<Env>) -> anyhow::Result<()> {
             state == "completed",
             "examples/agenttask.yaml ended {state}: {status}"
         );
-        Ok(())
+        kubectl_paddock_walkthrough(&s, &ts, &base).await
     })
     .await
+}
+
+/// `kubectl paddock`, found by kubectl on PATH, on the examples' tenant: the status table, a
+/// token that searches, the finished task's progress, and a clear refusal for a missing tenant.
+async fn kubectl_paddock_walkthrough(
+    s: &Scope,
+    ts: &ToolServerInfo,
+    base: &str,
+) -> anyhow::Result<()> {
+    let k = &s.env.kubectl;
+    let proxy = s.env.local().map(|l| l.proxy.url());
+    let mut envs = vec![("NO_PROXY", "127.0.0.1,localhost")];
+    if let Some(p) = &proxy {
+        envs.push(("HTTP_PROXY", p.as_str()));
+    }
+    let ok = |what: &str, out: &paddock_e2e::kubectl::Output| {
+        ensure!(
+            out.success,
+            "kubectl paddock {what} failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        Ok(())
+    };
+
+    let status = k.plugin(&["status", "acme"], &[]).await?;
+    ok("status", &status)?;
+    let row = |start: &str| {
+        status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_default()
+    };
+    ensure!(
+        row("acme ").contains(" True ") && row("acme ").contains(" USD "),
+        "the status table shows no Ready tenant acme with its budget:\n{}",
+        status.stdout
+    );
+    ensure!(
+        row("acme/docs ").contains(" True ") && row("acme/docs ").contains(&ts.url),
+        "the status table shows no Verified ToolServer acme/docs at its URL:\n{}",
+        status.stdout
+    );
+    ensure!(
+        row("acme/erasure-question ").contains(" completed "),
+        "the status table shows no completed AgentTask:\n{}",
+        status.stdout
+    );
+
+    let token = k
+        .plugin(&["token", "acme", "--scope", "documents:read"], &[])
+        .await?;
+    ok("token", &token)?;
+    let mcp = connect(s, ts, token.stdout.trim()).await?;
+    let hits = search(&mcp, "right to be forgotten").await?;
+    ensure!(
+        hits.first().map(String::as_str) == Some("gdpr-art-17"),
+        "a kubectl paddock token searched and found {hits:?}"
+    );
+
+    let logs = k
+        .plugin(&["logs", "erasure-question", "-n", "acme", "--url", base], &envs)
+        .await?;
+    ok("logs", &logs)?;
+    ensure!(
+        logs.stdout.contains("[user] Which article")
+            && logs.stdout.contains("state: completed"),
+        "kubectl paddock logs shows neither the question nor the end:\n{}",
+        logs.stdout
+    );
+
+    let missing = k
+        .plugin(&["token", "nosuch", "--scope", "documents:read"], &[])
+        .await?;
+    ensure!(
+        !missing.success && missing.stderr.contains("tenant nosuch does not exist"),
+        "a token for a missing tenant: {}{}",
+        missing.stdout,
+        missing.stderr
+    );
+    Ok(())
 }
