@@ -20,6 +20,7 @@ pub mod budget;
 pub mod card;
 pub mod extractive;
 pub mod llm;
+pub mod params;
 pub mod rpc;
 pub mod store;
 pub mod stream;
