@@ -396,6 +396,17 @@ impl A2a {
 
 /// The A2A routes: the public agent card and the protected JSON-RPC endpoint. The caller adds the auth layers
 /// to the protected part.
+/// The slot gauges of `/metrics`, read at scrape time.
+impl crate::metrics::TaskSlots for A2a {
+    fn running(&self) -> usize {
+        A2a::running(self)
+    }
+
+    fn waiting(&self) -> usize {
+        A2a::waiting(self)
+    }
+}
+
 pub fn public_router() -> axum::Router<AppState> {
     card::router()
 }
@@ -420,7 +431,7 @@ pub async fn background(state: AppState) {
             }
             _ = gauges.tick() => {
                 match budget::overview(&state.db).await {
-                    Ok(all) => for s in &all { state.metrics.set_budget(s) },
+                    Ok(all) => for s in &all { s.publish(&state.metrics) },
                     Err(e) => tracing::debug!(error = %e, "budget gauges not refreshed"),
                 }
             }

@@ -168,7 +168,7 @@ async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
             Ok(seq) => {
                 if seq.is_some() {
                     tracing::info!(task = %t.id, tenant = %t.tenant, state = to.db(), reason, "task finished");
-                    state.metrics.count_tasks_ended(to, reason, 1);
+                    state.metrics.count_tasks_ended(to.db(), reason, 1);
                 }
                 state.a2a.notify(t.id);
                 return;
@@ -231,7 +231,7 @@ async fn fail_abandoned(
     }
     state
         .metrics
-        .count_tasks_ended(TaskState::Failed, Some(reason), ids.len() as u64);
+        .count_tasks_ended(TaskState::Failed.db(), Some(reason), ids.len() as u64);
     Ok(ids.len())
 }
 
@@ -267,7 +267,7 @@ async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
         tracing::warn!(task = %id, tenant = %tenant, reason, "failed an adopted task that can no longer run");
         state
             .metrics
-            .count_tasks_ended(TaskState::Failed, Some(reason), 1);
+            .count_tasks_ended(TaskState::Failed.db(), Some(reason), 1);
         a2a.notify(id);
     }
     state

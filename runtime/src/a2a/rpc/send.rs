@@ -239,7 +239,7 @@ pub(super) async fn send_message(
     if let Err(r) = &choice {
         state
             .metrics
-            .count_tasks_ended(TaskState::Rejected, Some(r.reason), 1);
+            .count_tasks_ended(TaskState::Rejected.db(), Some(r.reason), 1);
     }
 
     if let Ok(model) = choice {

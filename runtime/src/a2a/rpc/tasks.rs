@@ -125,7 +125,7 @@ pub(super) async fn cancel_task(
             tracing::info!(task = %uuid, "task canceled");
             state
                 .metrics
-                .count_tasks_ended(TaskState::Canceled, None, 1);
+                .count_tasks_ended(TaskState::Canceled.db(), None, 1);
             task_reply(state, tenant, uuid, owner.as_deref(), d, &ip, id).await
         }
     }

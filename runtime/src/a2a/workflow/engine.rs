@@ -414,7 +414,7 @@ impl Run {
             return;
         };
         if let Ok(Some(s)) = budget::standing(&mut tx).await {
-            self.app.metrics.set_budget(&s);
+            s.publish(&self.app.metrics);
         }
         let _ = tx.commit().await;
     }
