@@ -417,6 +417,7 @@ pub fn protected_router() -> axum::Router<AppState> {
 
 /// Background work every replica runs: the lease sweeper and the budget gauges. Never returns.
 pub async fn background(state: AppState) {
+    let worker = worker::Handle::from(&state);
     let sweep_every = state.a2a.settings().sweep_interval;
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -425,7 +426,7 @@ pub async fn background(state: AppState) {
     loop {
         tokio::select! {
             _ = sweep.tick() => {
-                if let Err(e) = worker::sweep(&state).await {
+                if let Err(e) = worker::sweep(worker.clone()).await {
                     tracing::warn!(error = %e, "lease sweep failed; retrying next interval");
                 }
             }

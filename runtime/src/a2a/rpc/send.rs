@@ -244,7 +244,7 @@ pub(super) async fn send_message(
 
     if let Ok(model) = choice {
         worker::spawn(
-            state.clone(),
+            worker::Handle::from(state),
             TaskCtx {
                 id: task_id,
                 context_id: context_id.clone(),

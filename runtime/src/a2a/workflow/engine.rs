@@ -22,8 +22,8 @@ use crate::{
         llm::{ChatMessage, EXTRACTIVE, LlmError},
         store,
         wire::{TaskState, agent_message},
+        worker::Handle,
     },
-    app::AppState,
     db::DbError,
     tools::{self, ToolCtx, ToolOutcome},
 };
@@ -70,7 +70,7 @@ const MAX_SOURCE_CHARS: usize = 2000;
 
 /// One task's run: its context, its cancel signal, and what it has spent and used so far.
 pub(crate) struct Run {
-    app: AppState,
+    w: Handle,
     pub(super) t: TaskCtx,
     cancel: watch::Receiver<bool>,
     pub(super) cost: Decimal,
@@ -79,9 +79,9 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    pub(crate) fn new(app: AppState, t: TaskCtx, cancel: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(w: Handle, t: TaskCtx, cancel: watch::Receiver<bool>) -> Self {
         Self {
-            app,
+            w,
             t,
             cancel,
             cost: Decimal::ZERO,
@@ -114,7 +114,7 @@ impl Run {
         if *self.cancel.borrow() {
             return Err(StepError::Stopped);
         }
-        let mut tx = self.app.db.begin(&self.t.tenant).await?;
+        let mut tx = self.w.db.begin(&self.t.tenant).await?;
         let state = store::state(&mut tx, self.t.id).await?;
         tx.commit().await?;
         match state {
@@ -136,11 +136,11 @@ impl Run {
             text.as_ref(),
             Some(json!({ "step": step })),
         );
-        let mut tx = self.app.db.begin(&self.t.tenant).await?;
+        let mut tx = self.w.db.begin(&self.t.tenant).await?;
         let seq =
             store::transition(&mut tx, self.t.id, TaskState::Working, Some(&msg), None).await?;
         tx.commit().await?;
-        self.app.a2a.notify(self.t.id);
+        self.w.a2a.notify(self.t.id);
         seq.map(|_| ()).ok_or(StepError::Stopped)
     }
 
@@ -153,11 +153,11 @@ impl Run {
         parts: Value,
         metadata: Value,
     ) -> Result<(), StepError> {
-        let mut tx = self.app.db.begin(&self.t.tenant).await?;
+        let mut tx = self.w.db.begin(&self.t.tenant).await?;
         let seq = store::add_artifact(&mut tx, self.t.id, id, name, description, &parts, &metadata)
             .await?;
         tx.commit().await?;
-        self.app.a2a.notify(self.t.id);
+        self.w.a2a.notify(self.t.id);
         seq.map(|_| ()).ok_or(StepError::Stopped)
     }
 
@@ -167,7 +167,7 @@ impl Run {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StepError>>,
     {
-        let settings = self.app.a2a.settings();
+        let settings = self.w.a2a.settings();
         let attempts = settings.step_retries + 1;
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -192,10 +192,10 @@ impl Run {
 
     fn tool_ctx(&self) -> ToolCtx<'_> {
         ToolCtx {
-            db: &self.app.db,
-            embedder: &self.app.embedder,
-            search: &self.app.settings.search,
-            indexer: &self.app.indexer,
+            db: &self.w.db,
+            embedder: &self.w.embedder,
+            search: &self.w.search,
+            indexer: &self.w.indexer,
             principal: &self.t.principal,
             tenant: &self.t.tenant,
         }
@@ -311,17 +311,17 @@ impl Run {
                 degraded: self.degraded.clone(),
             });
         }
-        let llm = self.app.a2a.llm();
+        let llm = self.w.a2a.llm();
         let max_tokens = llm.max_output_tokens;
         let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
         let est = budget::estimate_tokens(bytes, messages.len(), max_tokens);
-        let attempts = self.app.a2a.settings().step_retries + 1;
+        let attempts = self.w.a2a.settings().step_retries + 1;
         let mut last: Option<LlmError> = None;
         for attempt in 1..=attempts {
             self.checkpoint().await?;
             let amount = price.cost(est.0, est.1);
             let reservation = match budget::reserve(
-                &self.app.db,
+                &self.w.db,
                 &self.t.tenant,
                 Some(self.t.id),
                 &self.t.principal.user,
@@ -333,7 +333,7 @@ impl Run {
             {
                 Ok(r) => r,
                 Err(Refusal::BudgetExceeded) => {
-                    self.app.metrics.budget_rejected(self.t.tenant.as_str());
+                    self.w.metrics.budget_rejected(self.t.tenant.as_str());
                     self.refresh_gauges().await;
                     return Err(StepError::Fatal {
                         reason: "budget_exceeded",
@@ -410,11 +410,11 @@ impl Run {
     }
 
     pub(super) async fn refresh_gauges(&self) {
-        let Ok(mut tx) = self.app.db.begin(&self.t.tenant).await else {
+        let Ok(mut tx) = self.w.db.begin(&self.t.tenant).await else {
             return;
         };
         if let Ok(Some(s)) = budget::standing(&mut tx).await {
-            s.publish(&self.app.metrics);
+            s.publish(&self.w.metrics);
         }
         let _ = tx.commit().await;
     }
