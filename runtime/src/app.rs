@@ -200,7 +200,7 @@ pub fn ops_app(state: AppState) -> Router {
         registry: state.registry.clone(),
         metrics: state.metrics.clone(),
         db: state.db.clone(),
-        a2a: state.a2a.clone(),
+        tasks: Arc::new(state.a2a.clone()),
     };
     Router::new()
         .route(

@@ -2,6 +2,10 @@
 //!
 //! Components register their own families into the one registry at start-up (the embedder registers its
 //! failures, breaker state and cache hits); request-level families live here.
+//!
+//! This module knows no protocol domain: A2A code pushes plain values into it (a task's final state by name,
+//! a tenant's budget figures), and the task-slot gauges are read at scrape time through [`TaskSlots`], which
+//! the A2A side implements. Data flows domain code → [`Metrics`] methods → the families → `GET /metrics`.
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{a2a::A2a, db::Db};
+use crate::db::Db;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
@@ -78,6 +82,23 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// A tenant's budget standing as exposition values (the money itself is decimal in PostgreSQL).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BudgetFigures {
+    pub limit: f64,
+    pub spent: f64,
+    pub reserved: f64,
+    pub remaining: f64,
+}
+
+/// The task slots of this replica, read when `/metrics` is scraped (implemented by the A2A task runner).
+pub trait TaskSlots: Send + Sync {
+    /// Tasks running now.
+    fn running(&self) -> usize;
+    /// Tasks accepted that wait for a free slot.
+    fn waiting(&self) -> usize;
 }
 
 /// Request-level metrics. Cheap to clone (families are shared).
@@ -202,16 +223,12 @@ impl Metrics {
         m
     }
 
-    /// Counts `n` tasks this replica ended in `state` (for `reason`, if it failed or was refused).
-    pub fn count_tasks_ended(
-        &self,
-        state: crate::a2a::wire::TaskState,
-        reason: Option<&'static str>,
-        n: u64,
-    ) {
+    /// Counts `n` tasks this replica ended in `state`, the state's stored name (for `reason`, if it failed or
+    /// was refused).
+    pub fn count_tasks_ended(&self, state: &'static str, reason: Option<&'static str>, n: u64) {
         self.tasks_ended
             .get_or_create(&TaskEndLabels {
-                state: state.db(),
+                state,
                 reason: reason.unwrap_or_default(),
             })
             .inc_by(n);
@@ -236,21 +253,19 @@ impl Metrics {
     }
 
     /// Publishes one tenant's budget standing.
-    pub fn set_budget(&self, s: &crate::a2a::budget::Standing) {
-        use rust_decimal::prelude::ToPrimitive;
+    pub fn set_budget(&self, tenant: &str, currency: &str, figures: BudgetFigures) {
         let labels = BudgetLabels {
-            tenant: s.tenant.clone(),
-            currency: s.currency.clone(),
+            tenant: tenant.to_owned(),
+            currency: currency.to_owned(),
         };
-        let f = |d: rust_decimal::Decimal| d.to_f64().unwrap_or(0.0);
-        self.budget_limit.get_or_create(&labels).set(f(s.budget));
-        self.budget_spent.get_or_create(&labels).set(f(s.spent));
+        self.budget_limit.get_or_create(&labels).set(figures.limit);
+        self.budget_spent.get_or_create(&labels).set(figures.spent);
         self.budget_reserved
             .get_or_create(&labels)
-            .set(f(s.reserved));
+            .set(figures.reserved);
         self.budget_remaining
             .get_or_create(&labels)
-            .set(f(s.remaining()));
+            .set(figures.remaining);
     }
 
     pub fn budget_rejected(&self, tenant: &str) {
@@ -294,14 +309,14 @@ pub struct MetricsEndpoint {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub db: Db,
-    pub a2a: A2a,
+    pub tasks: Arc<dyn TaskSlots>,
 }
 
 pub async fn serve_metrics(State(m): State<MetricsEndpoint>) -> impl IntoResponse {
     m.metrics.pool_size.set(i64::from(m.db.pool_size()));
     m.metrics.pool_idle.set(m.db.pool_idle() as i64);
-    m.metrics.tasks_running.set(m.a2a.running() as i64);
-    m.metrics.tasks_waiting.set(m.a2a.waiting() as i64);
+    m.metrics.tasks_running.set(m.tasks.running() as i64);
+    m.metrics.tasks_waiting.set(m.tasks.waiting() as i64);
     let mut body = String::new();
     if encode(&mut body, &m.registry).is_err() {
         return (

@@ -13,7 +13,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::db::{Db, DbError, TenantId, TenantTx};
+use crate::{
+    db::{Db, DbError, TenantId, TenantTx},
+    metrics::{BudgetFigures, Metrics},
+};
 
 /// A model's price per 1K tokens, in the tenant's currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +243,22 @@ impl Standing {
     /// What new reservations may still take.
     pub fn remaining(&self) -> Decimal {
         (self.budget - self.spent - self.reserved).max(Decimal::ZERO)
+    }
+
+    /// Sets the tenant's budget gauges to this standing.
+    pub fn publish(&self, metrics: &Metrics) {
+        use rust_decimal::prelude::ToPrimitive;
+        let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
+        metrics.set_budget(
+            &self.tenant,
+            &self.currency,
+            BudgetFigures {
+                limit: f(self.budget),
+                spent: f(self.spent),
+                reserved: f(self.reserved),
+                remaining: f(self.remaining()),
+            },
+        );
     }
 }
 

@@ -20,6 +20,7 @@ pub mod budget;
 pub mod card;
 pub mod extractive;
 pub mod llm;
+pub mod params;
 pub mod rpc;
 pub mod store;
 pub mod stream;
@@ -395,6 +396,17 @@ impl A2a {
 
 /// The A2A routes: the public agent card and the protected JSON-RPC endpoint. The caller adds the auth layers
 /// to the protected part.
+/// The slot gauges of `/metrics`, read at scrape time.
+impl crate::metrics::TaskSlots for A2a {
+    fn running(&self) -> usize {
+        A2a::running(self)
+    }
+
+    fn waiting(&self) -> usize {
+        A2a::waiting(self)
+    }
+}
+
 pub fn public_router() -> axum::Router<AppState> {
     card::router()
 }
@@ -405,6 +417,7 @@ pub fn protected_router() -> axum::Router<AppState> {
 
 /// Background work every replica runs: the lease sweeper and the budget gauges. Never returns.
 pub async fn background(state: AppState) {
+    let worker = worker::Handle::from(&state);
     let sweep_every = state.a2a.settings().sweep_interval;
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -413,13 +426,13 @@ pub async fn background(state: AppState) {
     loop {
         tokio::select! {
             _ = sweep.tick() => {
-                if let Err(e) = worker::sweep(&state).await {
+                if let Err(e) = worker::sweep(worker.clone()).await {
                     tracing::warn!(error = %e, "lease sweep failed; retrying next interval");
                 }
             }
             _ = gauges.tick() => {
                 match budget::overview(&state.db).await {
-                    Ok(all) => for s in &all { state.metrics.set_budget(s) },
+                    Ok(all) => for s in &all { s.publish(&state.metrics) },
                     Err(e) => tracing::debug!(error = %e, "budget gauges not refreshed"),
                 }
             }

@@ -6,8 +6,13 @@
 //! store in a [`crate::db::TenantTx`] → a JSON answer, or an SSE stream for the streaming methods (whose
 //! errors are SSE events too). Tasks are visible only to their tenant (row-level security) and, without the
 //! `tasks:admin` scope, only to the user who started them; anything else is "task not found".
+//!
+//! This module is the dispatcher: it frames the request, checks version, admission and scopes, and reads the
+//! method's typed parameters ([`super::params`]) once. The methods live in [`send`] (`SendMessage`,
+//! `SendStreamingMessage`), [`tasks`] (`GetTask`, `CancelTask`, `SubscribeToTask`) and [`list`] (`ListTasks`);
+//! the agent card for `GetExtendedAgentCard` stays here.
 
-use std::{str::FromStr, time::Instant};
+use std::time::Instant;
 
 use axum::{
     Extension, Router,
@@ -17,21 +22,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
     budget, card,
     llm::EXTRACTIVE,
-    store::{self, CancelOutcome, ListFilter, NewTask},
-    stream,
-    wire::{self, Dialect, Method, TaskState},
-    worker,
-    workflow::{Skill, TaskCtx, pick_model},
+    store, stream,
+    wire::{Dialect, Method},
 };
 use crate::{
     admission,
@@ -196,14 +195,20 @@ fn internal(id: &Id, e: &DbError) -> Reply {
     ))
 }
 
+/// Unwraps a database result, or returns the method's internal-error reply.
 macro_rules! try_db {
     ($id:expr, $e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(err) => return internal($id, &err),
+            Err(err) => return $crate::a2a::rpc::internal($id, &err),
         }
     };
 }
+
+// Declared after `try_db!`, which they use.
+mod list;
+mod send;
+mod tasks;
 
 fn err(id: &Id, code: i64, msg: impl Into<String>) -> Reply {
     Reply::Error(RpcError::new(Some(id.clone()), code, msg))
@@ -223,6 +228,12 @@ fn owner_filter(p: &Principal) -> Option<String> {
 
 fn can_read_tasks(p: &Principal) -> bool {
     p.has_scope(scopes::TASKS_RUN) || p.has_scope(scopes::TASKS_ADMIN)
+}
+
+/// A method's parameters, read once into its type; what serde refuses is invalid params, in serde's words.
+fn typed<T: DeserializeOwned>(id: &Id, params: Value) -> Result<T, Reply> {
+    serde_json::from_value(params)
+        .map_err(|e| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))
 }
 
 async fn dispatch(
@@ -252,41 +263,34 @@ async fn dispatch(
                     return Reply::Scope(scope);
                 }
             }
-            send_message(
-                state,
-                p,
-                tenant,
-                id,
-                d,
-                params,
-                m == Method::SendStreamingMessage,
-            )
-            .await
+            let params = match typed(id, params) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let streaming = m == Method::SendStreamingMessage;
+            send::send_message(state, p, tenant, id, d, params, streaming).await
         }
-        Method::GetTask => {
-            if !can_read_tasks(p) {
-                return Reply::Scope(scopes::TASKS_RUN);
-            }
-            get_task(state, p, tenant, id, d, params).await
+        Method::GetTask | Method::CancelTask | Method::SubscribeToTask | Method::ListTasks
+            if !can_read_tasks(p) =>
+        {
+            Reply::Scope(scopes::TASKS_RUN)
         }
-        Method::ListTasks => {
-            if !can_read_tasks(p) {
-                return Reply::Scope(scopes::TASKS_RUN);
-            }
-            list_tasks(state, p, tenant, id, d, params).await
-        }
-        Method::CancelTask => {
-            if !can_read_tasks(p) {
-                return Reply::Scope(scopes::TASKS_RUN);
-            }
-            cancel_task(state, p, tenant, id, d, params).await
-        }
-        Method::SubscribeToTask => {
-            if !can_read_tasks(p) {
-                return Reply::Scope(scopes::TASKS_RUN);
-            }
-            subscribe(state, p, tenant, id, d, params).await
-        }
+        Method::GetTask => match typed(id, params) {
+            Ok(params) => tasks::get_task(state, p, tenant, id, d, params).await,
+            Err(r) => r,
+        },
+        Method::ListTasks => match typed(id, params) {
+            Ok(params) => list::list_tasks(state, p, tenant, id, d, params).await,
+            Err(r) => r,
+        },
+        Method::CancelTask => match typed(id, params) {
+            Ok(params) => tasks::cancel_task(state, p, tenant, id, d, params).await,
+            Err(r) => r,
+        },
+        Method::SubscribeToTask => match typed(id, params) {
+            Ok(params) => tasks::subscribe(state, p, tenant, id, d, params).await,
+            Err(r) => r,
+        },
         Method::GetExtendedAgentCard => extended_card(state, tenant, id, d).await,
         Method::PushNotificationConfig => err(
             id,
@@ -296,302 +300,7 @@ async fn dispatch(
     }
 }
 
-// ---- SendMessage / SendStreamingMessage ---------------------------------------------------------------------
-
-/// Output modes the skills produce; a request accepting none of them is refused.
-const OUTPUT_MODES: &[&str] = &["text/markdown", "text/plain", "application/json"];
-
-fn accepts_our_output(modes: &[Value]) -> bool {
-    modes.is_empty()
-        || modes.iter().filter_map(Value::as_str).any(|m| {
-            let m = m.split(';').next().unwrap_or("").trim();
-            OUTPUT_MODES.contains(&m)
-                || m == "*/*"
-                || m == "text/*"
-                || m == "text"
-                || m == "application/*"
-        })
-}
-
-fn meta_str<'a>(meta: &'a [&'a Value], key: &str) -> Option<&'a Value> {
-    meta.iter()
-        .rev()
-        .find_map(|m| m.get(key))
-        .filter(|v| !v.is_null())
-}
-
-async fn send_message(
-    state: &AppState,
-    p: &Principal,
-    tenant: &TenantId,
-    id: &Id,
-    d: Dialect,
-    params: Value,
-    streaming: bool,
-) -> Reply {
-    let invalid = |msg: String| {
-        err(
-            id,
-            jsonrpc::INVALID_PARAMS,
-            format!("invalid params: {msg}"),
-        )
-    };
-    let Some(raw_message) = params.get("message") else {
-        return invalid("message is required".into());
-    };
-    let mut message = match wire::message_from_wire(raw_message) {
-        Ok(m) => m,
-        Err(e) => return invalid(e),
-    };
-    let config = params.get("configuration").cloned().unwrap_or(json!({}));
-    if !config.is_object() {
-        return invalid("configuration must be an object".into());
-    }
-    if ["taskPushNotificationConfig", "pushNotificationConfig"]
-        .iter()
-        .any(|k| config.get(*k).is_some_and(|v| !v.is_null()))
-    {
-        return err(
-            id,
-            PUSH_NOT_SUPPORTED,
-            "push notifications are not supported; use SendStreamingMessage or SubscribeToTask",
-        );
-    }
-    let modes = config
-        .get("acceptedOutputModes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if !accepts_our_output(&modes) {
-        return err(
-            id,
-            CONTENT_TYPE_NOT_SUPPORTED,
-            format!("this agent produces {}", OUTPUT_MODES.join(", ")),
-        );
-    }
-    let history_length = match config.get("historyLength").filter(|v| !v.is_null()) {
-        None => None,
-        Some(v) => match v.as_u64() {
-            Some(n) => Some(n as usize),
-            None => {
-                return invalid(
-                    "configuration.historyLength must be a non-negative integer".into(),
-                );
-            }
-        },
-    };
-    let blocking = match d {
-        Dialect::V1 => !config
-            .get("returnImmediately")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        Dialect::V03 => config
-            .get("blocking")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
-    };
-
-    let owner = owner_filter(p);
-    if let Some(task_ref) = message.get("taskId").and_then(Value::as_str) {
-        // Follow-up messages on a task: these skills never ask for input, so a task never waits for one.
-        let found = match Uuid::from_str(task_ref) {
-            Err(_) => None,
-            Ok(tid) => {
-                let mut tx = try_db!(id, state.db.begin(tenant).await);
-                let t = try_db!(id, store::get(&mut tx, tid, owner.as_deref()).await);
-                try_db!(id, tx.commit().await);
-                t
-            }
-        };
-        return match found {
-            None => not_found(id, task_ref),
-            Some(t) => err(
-                id,
-                UNSUPPORTED_OPERATION,
-                format!(
-                    "task {} is {} and takes no further messages; send a new message (with the same contextId to \
-                     continue the conversation)",
-                    t.id,
-                    t.state.db()
-                ),
-            ),
-        };
-    }
-
-    let question = wire::message_text(&message);
-    if question.is_empty() {
-        return invalid("the message needs a text part holding the question".into());
-    }
-    if question.chars().count() > MAX_QUESTION_CHARS {
-        return invalid(format!(
-            "the question is longer than {MAX_QUESTION_CHARS} characters"
-        ));
-    }
-    let request_meta = params.get("metadata").cloned().unwrap_or(Value::Null);
-    let message_meta = message.get("metadata").cloned().unwrap_or(Value::Null);
-    let metas = [&request_meta, &message_meta];
-    let skill_name = match meta_str(&metas, "skill") {
-        None => state.a2a.settings().default_skill.clone(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return invalid("metadata.skill must be a string".into()),
-    };
-    let Some(skill) = Skill::parse(&skill_name) else {
-        return invalid(format!(
-            "unknown skill {skill_name:?}; this agent has {}",
-            Skill::names().join(", ")
-        ));
-    };
-    let requested_model = match meta_str(&metas, "model") {
-        None => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s.clone()),
-        Some(_) => return invalid("metadata.model must be a non-empty string".into()),
-    };
-    let budget_limit = match meta_str(&metas, "budget") {
-        None => None,
-        Some(v) => {
-            let parsed = match v {
-                Value::String(s) => Decimal::from_str(s.trim()).ok(),
-                Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
-                _ => None,
-            };
-            match parsed {
-                Some(b) if b >= Decimal::ZERO && b.scale() <= 6 => Some(b),
-                _ => {
-                    return invalid(
-                        "metadata.budget must be a non-negative decimal amount (e.g. \"0.50\")"
-                            .into(),
-                    );
-                }
-            }
-        }
-    };
-
-    let task_id = Uuid::new_v4();
-    let context_id = message
-        .get("contextId")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
-    message["taskId"] = json!(task_id.to_string());
-    message["contextId"] = json!(context_id);
-
-    let mut tx = try_db!(id, state.db.begin(tenant).await);
-    let Some(policy) = try_db!(id, budget::policy(&mut tx).await) else {
-        return err(
-            id,
-            jsonrpc::INVALID_REQUEST,
-            "tenant is not provisioned on this server",
-        );
-    };
-    let llm = state.a2a.llm();
-    let choice = try_db!(
-        id,
-        pick_model(&mut tx, requested_model.as_deref(), llm, &policy).await
-    );
-    let model_name = match &choice {
-        Ok(c) => c.name().to_owned(),
-        Err(_) => requested_model
-            .clone()
-            .or_else(|| llm.default_model().map(str::to_owned))
-            .unwrap_or_default(),
-    };
-    let mut metadata = json!({ "currency": policy.currency });
-    if let Some(b) = budget_limit {
-        metadata["budget"] = json!(budget::money(b));
-    }
-    let rejection_message = choice.as_ref().err().map(|r| {
-        wire::agent_message(
-            &task_id.to_string(),
-            &context_id,
-            &r.message,
-            Some(json!({ "reason": r.reason })),
-        )
-    });
-    let new = NewTask {
-        id: task_id,
-        context_id: &context_id,
-        user: &p.user,
-        skill: skill.id(),
-        model: Some(&model_name)
-            .filter(|m| !m.is_empty())
-            .map(String::as_str),
-        state: if choice.is_ok() {
-            TaskState::Submitted
-        } else {
-            TaskState::Rejected
-        },
-        status_message: rejection_message.as_ref(),
-        reason: choice.as_ref().err().map(|r| r.reason),
-        input: &message,
-        metadata: &metadata,
-        scopes: &p.scopes.iter().cloned().collect::<Vec<_>>(),
-        budget_limit,
-        lease: choice
-            .is_ok()
-            .then(|| (state.a2a.replica(), state.a2a.settings().lease_ttl)),
-    };
-    let task = try_db!(id, store::insert(&mut tx, &new).await);
-    try_db!(id, tx.commit().await);
-    tracing::info!(task = %task_id, skill = skill.id(), model = %model_name, state = task.state.db(), "task created");
-    if let Err(r) = &choice {
-        state
-            .metrics
-            .count_tasks_ended(TaskState::Rejected, Some(r.reason), 1);
-    }
-
-    if let Ok(model) = choice {
-        worker::spawn(
-            state.clone(),
-            TaskCtx {
-                id: task_id,
-                context_id: context_id.clone(),
-                tenant: tenant.clone(),
-                principal: p.clone(),
-                skill,
-                question,
-                model,
-                allow_fallback: policy.allow_extractive_fallback,
-                currency: policy.currency.clone(),
-            },
-        );
-    }
-
-    if streaming {
-        return Reply::Stream(Box::new(stream::task_stream(
-            state.clone(),
-            stream::Follow {
-                tenant: tenant.clone(),
-                task: task_id,
-                owner,
-                rpc_id: id.clone(),
-                dialect: d,
-                from: stream::Start::Creation,
-            },
-        )));
-    }
-    if blocking && !task.state.ends_stream() {
-        // Answer before the request timeout cuts the exchange: a task still running then is returned as it is.
-        let limit = state
-            .settings
-            .request_timeout
-            .saturating_sub(std::time::Duration::from_secs(2));
-        let wait = state
-            .a2a
-            .settings()
-            .blocking_wait
-            .min(limit.max(std::time::Duration::from_millis(500)));
-        try_db!(
-            id,
-            stream::wait_until_settled(state, tenant, task_id, wait).await
-        );
-    }
-    match load_rendered(state, tenant, task_id, None, d, history_length, true).await {
-        Ok(Some(t)) => Reply::Result(wire::wrap_task_result(t, d)),
-        Ok(None) => not_found(id, &task_id.to_string()),
-        Err(e) => internal(id, &e),
-    }
-}
-
+/// The task rendered in dialect `d`, or `None` when the caller may not see it.
 async fn load_rendered(
     state: &AppState,
     tenant: &TenantId,
@@ -609,282 +318,6 @@ async fn load_rendered(
     let v = stream::render(&mut tx, &row, d, history_length, with_artifacts).await?;
     tx.commit().await?;
     Ok(Some(v))
-}
-
-// ---- GetTask / CancelTask / SubscribeToTask -----------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IdParams {
-    id: String,
-    #[serde(default)]
-    history_length: Option<u64>,
-}
-
-fn id_params(id: &Id, params: Value) -> Result<(IdParams, Uuid), Reply> {
-    let p: IdParams = serde_json::from_value(params)
-        .map_err(|e| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))?;
-    // A malformed id names no task.
-    match Uuid::from_str(&p.id) {
-        Ok(uuid) => Ok((p, uuid)),
-        Err(_) => Err(not_found(id, &p.id)),
-    }
-}
-
-/// The task as the reply to a request about it, or task-not-found when the caller may not see it.
-async fn task_reply(
-    state: &AppState,
-    tenant: &TenantId,
-    uuid: Uuid,
-    owner: Option<&str>,
-    d: Dialect,
-    ip: &IdParams,
-    id: &Id,
-) -> Reply {
-    match load_rendered(
-        state,
-        tenant,
-        uuid,
-        owner,
-        d,
-        ip.history_length.map(|n| n as usize),
-        true,
-    )
-    .await
-    {
-        Ok(Some(t)) => Reply::Result(t),
-        Ok(None) => not_found(id, &ip.id),
-        Err(e) => internal(id, &e),
-    }
-}
-
-async fn get_task(
-    state: &AppState,
-    p: &Principal,
-    tenant: &TenantId,
-    id: &Id,
-    d: Dialect,
-    params: Value,
-) -> Reply {
-    let (ip, uuid) = match id_params(id, params) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    task_reply(state, tenant, uuid, owner_filter(p).as_deref(), d, &ip, id).await
-}
-
-async fn cancel_task(
-    state: &AppState,
-    p: &Principal,
-    tenant: &TenantId,
-    id: &Id,
-    d: Dialect,
-    params: Value,
-) -> Reply {
-    let (ip, uuid) = match id_params(id, params) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let owner = owner_filter(p);
-    let mut tx = try_db!(id, state.db.begin(tenant).await);
-    let context_id: Option<String> =
-        try_db!(id, store::get(&mut tx, uuid, owner.as_deref()).await).map(|t| t.context_id);
-    let Some(context_id) = context_id else {
-        try_db!(id, tx.commit().await);
-        return not_found(id, &ip.id);
-    };
-    let msg = wire::agent_message(
-        &ip.id,
-        &context_id,
-        &format!("Canceled by {}.", p.user),
-        Some(json!({ "reason": "canceled" })),
-    );
-    let outcome = try_db!(
-        id,
-        store::cancel(&mut tx, uuid, owner.as_deref(), &msg).await
-    );
-    try_db!(id, tx.commit().await);
-    match outcome {
-        CancelOutcome::NotFound => not_found(id, &ip.id),
-        CancelOutcome::NotCancelable(s) => Reply::Error(
-            RpcError::new(
-                Some(id.clone()),
-                TASK_NOT_CANCELABLE,
-                format!("task is {} and can no longer be canceled", s.db()),
-            )
-            .with_data(json!({ "taskId": ip.id, "state": s.render(d) })),
-        ),
-        CancelOutcome::Canceled(_) => {
-            state.a2a.signal_cancel(uuid);
-            state.a2a.notify(uuid);
-            tracing::info!(task = %uuid, "task canceled");
-            state
-                .metrics
-                .count_tasks_ended(TaskState::Canceled, None, 1);
-            task_reply(state, tenant, uuid, owner.as_deref(), d, &ip, id).await
-        }
-    }
-}
-
-async fn subscribe(
-    state: &AppState,
-    p: &Principal,
-    tenant: &TenantId,
-    id: &Id,
-    d: Dialect,
-    params: Value,
-) -> Reply {
-    let (ip, uuid) = match id_params(id, params) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let owner = owner_filter(p);
-    let mut tx = try_db!(id, state.db.begin(tenant).await);
-    let task = try_db!(id, store::get(&mut tx, uuid, owner.as_deref()).await);
-    try_db!(id, tx.commit().await);
-    match task {
-        None => not_found(id, &ip.id),
-        Some(t) if t.state.is_terminal() => err(
-            id,
-            UNSUPPORTED_OPERATION,
-            format!(
-                "task is {}; there is nothing left to stream (use GetTask)",
-                t.state.db()
-            ),
-        ),
-        Some(_) => Reply::Stream(Box::new(stream::task_stream(
-            state.clone(),
-            stream::Follow {
-                tenant: tenant.clone(),
-                task: uuid,
-                owner,
-                rpc_id: id.clone(),
-                dialect: d,
-                from: stream::Start::Now,
-            },
-        ))),
-    }
-}
-
-// ---- ListTasks ----------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListParams {
-    #[serde(default)]
-    context_id: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    page_size: Option<i64>,
-    #[serde(default)]
-    page_token: Option<String>,
-    #[serde(default)]
-    history_length: Option<u64>,
-    #[serde(default)]
-    status_timestamp_after: Option<String>,
-    #[serde(default)]
-    include_artifacts: Option<bool>,
-}
-
-fn encode_page_token(t: &store::TaskRow) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", t.created_at.timestamp_micros(), t.id))
-}
-
-fn decode_page_token(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
-    let (micros, id) = raw.split_once('|')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        Uuid::from_str(id).ok()?,
-    ))
-}
-
-async fn list_tasks(
-    state: &AppState,
-    p: &Principal,
-    tenant: &TenantId,
-    id: &Id,
-    d: Dialect,
-    params: Value,
-) -> Reply {
-    let invalid = |msg: &str| {
-        err(
-            id,
-            jsonrpc::INVALID_PARAMS,
-            format!("invalid params: {msg}"),
-        )
-    };
-    let lp: ListParams = match serde_json::from_value(params) {
-        Ok(v) => v,
-        Err(e) => return err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")),
-    };
-    let page_size = match lp.page_size {
-        None | Some(0) => 50,
-        Some(n) if (1..=100).contains(&n) => n,
-        Some(_) => return invalid("pageSize must be between 1 and 100"),
-    };
-    let state_filter = match lp.status.as_deref() {
-        None | Some("") | Some("TASK_STATE_UNSPECIFIED") => None,
-        Some(s) => match TaskState::from_wire(s) {
-            Some(st) => Some(st),
-            None => return invalid("status is not a task state"),
-        },
-    };
-    let before = match lp.page_token.as_deref() {
-        None | Some("") => None,
-        Some(t) => match decode_page_token(t) {
-            Some(b) => Some(b),
-            None => return invalid("pageToken is not valid"),
-        },
-    };
-    let updated_after = match lp.status_timestamp_after.as_deref() {
-        None | Some("") => None,
-        Some(t) => match DateTime::parse_from_rfc3339(t) {
-            Ok(ts) => Some(ts.with_timezone(&Utc)),
-            Err(_) => return invalid("statusTimestampAfter must be an RFC 3339 timestamp"),
-        },
-    };
-    let owner = owner_filter(p);
-    let filter = ListFilter {
-        owner: owner.as_deref(),
-        context_id: lp.context_id.as_deref().filter(|c| !c.is_empty()),
-        state: state_filter,
-        updated_after,
-        before,
-        limit: page_size + 1,
-    };
-    let mut tx = try_db!(id, state.db.begin(tenant).await);
-    let (mut rows, total) = try_db!(id, store::list(&mut tx, &filter).await);
-    let more = rows.len() as i64 > page_size;
-    rows.truncate(page_size as usize);
-    let history_length = Some(lp.history_length.unwrap_or(0) as usize);
-    let mut tasks = Vec::with_capacity(rows.len());
-    for r in &rows {
-        tasks.push(try_db!(
-            id,
-            stream::render(
-                &mut tx,
-                r,
-                d,
-                history_length,
-                lp.include_artifacts.unwrap_or(false)
-            )
-            .await
-        ));
-    }
-    try_db!(id, tx.commit().await);
-    let next = if more {
-        rows.last().map(encode_page_token).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    Reply::Result(json!({
-        "tasks": tasks,
-        "nextPageToken": next,
-        "pageSize": page_size,
-        "totalSize": total,
-    }))
 }
 
 // ---- GetExtendedAgentCard -----------------------------------------------------------------------------------
@@ -912,24 +345,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_and_output_modes() {
+    fn versions_1_0_and_0_3_are_supported() {
         assert!(
             version_supported("1.0") && version_supported("0.3.0") && version_supported("1.0.2")
         );
         assert!(
             !version_supported("2.0") && !version_supported("0.2.5") && !version_supported("x")
         );
-        assert!(accepts_our_output(&[]));
-        assert!(accepts_our_output(&[json!("text/plain")]));
-        assert!(!accepts_our_output(&[json!("image/png")]));
-    }
-
-    #[test]
-    fn page_tokens_round_trip() {
-        let now = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let id = Uuid::new_v4();
-        let raw = URL_SAFE_NO_PAD.encode(format!("{}|{}", now.timestamp_micros(), id));
-        assert_eq!(decode_page_token(&raw), Some((now, id)));
-        assert_eq!(decode_page_token("garbage"), None);
     }
 }

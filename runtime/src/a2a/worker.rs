@@ -9,14 +9,17 @@
 //! Cancellation reaches a running workflow two ways: the replica that served CancelTask signals it directly,
 //! and any other replica's cancel shows up at the next lease renewal or checkpoint, when the row is found
 //! terminal. Either way the database state was already set by the cancel's conditional UPDATE.
+//!
+//! The worker runs on a [`Handle`]: the database, the tools' dependencies, the model client and the task
+//! bookkeeping ([`A2a`]), and metrics; not the HTTP server's state, since it answers no request.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    Llm, Slot,
+    A2a, Llm, Slot,
     budget::{self, Policy},
     store::{self, TaskRow},
     wire::{TaskState, agent_message, message_text},
@@ -25,32 +28,61 @@ use super::{
 use crate::{
     app::AppState,
     auth::Principal,
-    db::{DbError, TenantId, TenantTx},
+    db::{Db, DbError, TenantId, TenantTx},
+    embed::Embedder,
+    indexer::IndexerHandle,
+    metrics::Metrics,
+    tools::SearchSettings,
 };
+
+/// What running tasks takes: the task store, what the tools a workflow calls need (embedder, indexer, search
+/// settings), the model client and this replica's task bookkeeping, and metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    pub db: Db,
+    pub embedder: Embedder,
+    pub indexer: IndexerHandle,
+    pub search: Arc<SearchSettings>,
+    pub a2a: A2a,
+    pub metrics: Metrics,
+}
+
+impl From<&AppState> for Handle {
+    fn from(s: &AppState) -> Self {
+        Self {
+            db: s.db.clone(),
+            embedder: s.embedder.clone(),
+            indexer: s.indexer.clone(),
+            search: Arc::new(s.settings.search.clone()),
+            a2a: s.a2a.clone(),
+            metrics: s.metrics.clone(),
+        }
+    }
+}
 
 /// Starts running `t` on this replica. Its row must already hold this replica's lease. Beyond
 /// `max_running_tasks` the task waits for a slot, still `submitted`, its lease renewed meanwhile; a cancel
 /// ends the wait (the database already says canceled), and so does a shutdown, which hands the task back.
-pub fn spawn(state: AppState, t: TaskCtx) {
-    let mut cancel = state.a2a.register(t.id, t.tenant.clone());
+pub fn spawn(w: Handle, t: TaskCtx) {
+    let mut cancel = w.a2a.register(t.id, t.tenant.clone());
     tokio::spawn(async move {
         let id = t.id;
-        let a2a = state.a2a.clone();
-        let renew = renew_lease(state.clone(), id, t.tenant.clone());
+        let a2a = w.a2a.clone();
+        let renew = renew_lease(w.clone(), id, t.tenant.clone());
         let work = async {
             let _slot = match a2a.run_slot(&mut cancel).await {
                 Slot::Run(permit) => permit,
                 Slot::Canceled => return,
-                Slot::HandBack => return hand_back(&state, &t).await,
+                Slot::HandBack => return hand_back(&w, &t).await,
             };
             // Still ours? A replica cut off from the database for longer than a lease may have lost the task
             // to another one; it must not run twice.
-            if !still_ours(&state, &t).await {
+            if !still_ours(&w, &t).await {
                 return;
             }
-            let mut run = Run::new(state.clone(), t.clone(), cancel);
+            let mut run = Run::new(w.clone(), t.clone(), cancel);
             let outcome = run.execute().await;
-            finish(&state, &t, outcome).await;
+            finish(&w, &t, outcome).await;
         };
         tokio::select! {
             biased;
@@ -64,8 +96,8 @@ pub fn spawn(state: AppState, t: TaskCtx) {
 
 /// Renews the task's lease once: whether this replica still holds it (false on a database error too: the lease
 /// then runs out and a replica adopts the task).
-async fn still_ours(state: &AppState, t: &TaskCtx) -> bool {
-    match renew(state, t.id, &t.tenant).await {
+async fn still_ours(w: &Handle, t: &TaskCtx) -> bool {
+    match renew(w, t.id, &t.tenant).await {
         Ok(s) => s.is_some(),
         Err(e) => {
             tracing::warn!(task = %t.id, error = %e, "could not confirm a task's lease before starting it; leaving it to the sweeper");
@@ -75,29 +107,19 @@ async fn still_ours(state: &AppState, t: &TaskCtx) -> bool {
 }
 
 /// Extends this replica's lease of a task; `None` when the task is no longer this replica's to run.
-async fn renew(
-    state: &AppState,
-    id: Uuid,
-    tenant: &TenantId,
-) -> Result<Option<TaskState>, DbError> {
-    let mut tx = state.db.begin(tenant).await?;
-    let s = store::renew_lease(
-        &mut tx,
-        id,
-        state.a2a.replica(),
-        state.a2a.settings().lease_ttl,
-    )
-    .await?;
+async fn renew(w: &Handle, id: Uuid, tenant: &TenantId) -> Result<Option<TaskState>, DbError> {
+    let mut tx = w.db.begin(tenant).await?;
+    let s = store::renew_lease(&mut tx, id, w.a2a.replica(), w.a2a.settings().lease_ttl).await?;
     tx.commit().await?;
     Ok(s)
 }
 
 /// Gives a task that has not started back for another replica to adopt (this one is shutting down). If the
 /// database is away, the lease simply runs out, with the same result a little later.
-async fn hand_back(state: &AppState, t: &TaskCtx) {
+async fn hand_back(w: &Handle, t: &TaskCtx) {
     let handed = async {
-        let mut tx = state.db.begin(&t.tenant).await?;
-        let done = store::hand_back(&mut tx, t.id, state.a2a.replica()).await?;
+        let mut tx = w.db.begin(&t.tenant).await?;
+        let done = store::hand_back(&mut tx, t.id, w.a2a.replica()).await?;
         tx.commit().await?;
         Ok::<_, DbError>(done)
     }
@@ -105,7 +127,7 @@ async fn hand_back(state: &AppState, t: &TaskCtx) {
     match handed {
         Ok(true) => {
             tracing::info!(task = %t.id, tenant = %t.tenant, "handed a waiting task to the other replicas");
-            state.metrics.count_handovers("handed_back", 1);
+            w.metrics.count_handovers("handed_back", 1);
         }
         Ok(false) => {}
         Err(e) => {
@@ -115,16 +137,16 @@ async fn hand_back(state: &AppState, t: &TaskCtx) {
 }
 
 /// Renews the lease until the task is no longer ours; then signals the workflow to stop. Never returns.
-async fn renew_lease(state: AppState, id: Uuid, tenant: TenantId) {
-    let ttl = state.a2a.settings().lease_ttl;
+async fn renew_lease(w: Handle, id: Uuid, tenant: TenantId) {
+    let ttl = w.a2a.settings().lease_ttl;
     let every = (ttl / 3).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(every).await;
-        match renew(&state, id, &tenant).await {
+        match renew(&w, id, &tenant).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 // Canceled (possibly on another replica) or taken over by the sweeper: stop at the next checkpoint.
-                state.a2a.signal_cancel(id);
+                w.a2a.signal_cancel(id);
                 std::future::pending::<()>().await;
             }
             Err(e) => {
@@ -137,7 +159,7 @@ async fn renew_lease(state: AppState, id: Uuid, tenant: TenantId) {
 /// Records the workflow's end state, unless the task already ended (canceled): conditional, so it never
 /// overwrites a terminal state. Retries briefly; if the database stays away, the lease expires and the
 /// sweeper records a failure instead.
-async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
+async fn finish(w: &Handle, t: &TaskCtx, outcome: Outcome) {
     let (to, message, reason) = match outcome {
         Outcome::Stopped => return,
         Outcome::Completed { text, metadata } => (
@@ -158,7 +180,7 @@ async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
     };
     for attempt in 1..=5u64 {
         let done = async {
-            let mut tx = state.db.begin(&t.tenant).await?;
+            let mut tx = w.db.begin(&t.tenant).await?;
             let seq = store::transition(&mut tx, t.id, to, Some(&message), reason).await?;
             tx.commit().await?;
             Ok::<_, DbError>(seq)
@@ -168,9 +190,9 @@ async fn finish(state: &AppState, t: &TaskCtx, outcome: Outcome) {
             Ok(seq) => {
                 if seq.is_some() {
                     tracing::info!(task = %t.id, tenant = %t.tenant, state = to.db(), reason, "task finished");
-                    state.metrics.count_tasks_ended(to, reason, 1);
+                    w.metrics.count_tasks_ended(to.db(), reason, 1);
                 }
-                state.a2a.notify(t.id);
+                w.a2a.notify(t.id);
                 return;
             }
             Err(e) => {
@@ -186,19 +208,21 @@ const REPLICA_SHUTDOWN: &str = "replica_shutdown";
 
 /// One sweep over the tenants (of every tenant this role may act for) with tasks whose lease ran out: the ones
 /// that never started are adopted, as many as this replica has free slots (none while it shuts down), and the
-/// ones that had started are failed. Returns how many failed.
-pub async fn sweep(state: &AppState) -> Result<usize, DbError> {
+/// ones that had started are failed. Returns how many failed. `worker`: the [`Handle`], or the state it is
+/// taken from.
+pub async fn sweep(worker: impl Into<Handle>) -> Result<usize, DbError> {
+    let w = &worker.into();
     let tenants: Vec<String> = sqlx::query_scalar("SELECT paddock_tenants_with_expired_leases()")
-        .fetch_all(state.db.pool())
+        .fetch_all(w.db.pool())
         .await?;
     let mut failed = 0;
     for t in tenants {
         let Ok(tenant) = TenantId::parse(&t) else {
             continue;
         };
-        adopt(state, &tenant).await?;
+        adopt(w, &tenant).await?;
         failed += fail_abandoned(
-            state,
+            w,
             &tenant,
             None,
             "The runtime replica running this task stopped before the task finished (its lease expired).",
@@ -212,39 +236,38 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbError> {
 /// Fails the started tasks of `tenant` that will not finish (see [`store::fail_abandoned`]) and charges the
 /// reservations they still hold at their estimate: the provider may have done the work.
 async fn fail_abandoned(
-    state: &AppState,
+    w: &Handle,
     tenant: &TenantId,
     owner: Option<&str>,
     message: &str,
     reason: &'static str,
 ) -> Result<usize, DbError> {
-    let mut tx = state.db.begin(tenant).await?;
+    let mut tx = w.db.begin(tenant).await?;
     let ids = store::fail_abandoned(&mut tx, owner, message, reason).await?;
     let settled = budget::settle_orphans(&mut tx, &ids).await?;
     tx.commit().await?;
     for id in &ids {
         tracing::warn!(task = %id, tenant = %tenant, reason, "failed a task its replica will not finish");
-        state.a2a.notify(*id);
+        w.a2a.notify(*id);
     }
     if settled > 0 {
         tracing::warn!(tenant = %tenant, reservations = settled, "charged the estimates of orphaned reservations");
     }
-    state
-        .metrics
-        .count_tasks_ended(TaskState::Failed, Some(reason), ids.len() as u64);
+    w.metrics
+        .count_tasks_ended(TaskState::Failed.db(), Some(reason), ids.len() as u64);
     Ok(ids.len())
 }
 
 /// Takes over the tasks of `tenant` that never started and whose replica is gone (or handed them back), and
 /// runs them here as if they had been sent here. Each gets its model chosen again under the tenant's current
 /// policy; one the policy now refuses (or whose skill this version does not know) fails with the reason.
-async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
-    let a2a = &state.a2a;
+async fn adopt(w: &Handle, tenant: &TenantId) -> Result<(), DbError> {
+    let a2a = &w.a2a;
     let free = a2a.free_slots();
     if free == 0 || a2a.is_draining() {
         return Ok(());
     }
-    let mut tx = state.db.begin(tenant).await?;
+    let mut tx = w.db.begin(tenant).await?;
     let adopted =
         store::adopt_unstarted(&mut tx, a2a.replica(), a2a.settings().lease_ttl, free).await?;
     if adopted.is_empty() {
@@ -265,17 +288,15 @@ async fn adopt(state: &AppState, tenant: &TenantId) -> Result<(), DbError> {
     tx.commit().await?;
     for &(id, reason) in &refused {
         tracing::warn!(task = %id, tenant = %tenant, reason, "failed an adopted task that can no longer run");
-        state
-            .metrics
-            .count_tasks_ended(TaskState::Failed, Some(reason), 1);
+        w.metrics
+            .count_tasks_ended(TaskState::Failed.db(), Some(reason), 1);
         a2a.notify(id);
     }
-    state
-        .metrics
+    w.metrics
         .count_handovers("adopted", (runs.len() + refused.len()) as u64);
     for t in runs {
         tracing::info!(task = %t.id, tenant = %t.tenant, "adopted a task another replica did not start");
-        spawn(state.clone(), t);
+        spawn(w.clone(), t);
     }
     Ok(())
 }
@@ -327,19 +348,21 @@ async fn resumed(
 /// Ends this replica's task work when it shuts down. Tasks waiting for a slot go back at once, for the other
 /// replicas to adopt; running ones get until `deadline` to finish. Whatever still runs then is stopped and failed
 /// as `replica_shutdown`, its reservations charged at their estimate, rather than left for its lease to run out.
-pub async fn drain(state: &AppState, deadline: tokio::time::Instant) {
-    state.a2a.start_draining();
-    if tokio::time::timeout_at(deadline, state.a2a.all_released())
+/// `worker`: the [`Handle`], or the state it is taken from.
+pub async fn drain(worker: impl Into<Handle>, deadline: tokio::time::Instant) {
+    let w = &worker.into();
+    w.a2a.start_draining();
+    if tokio::time::timeout_at(deadline, w.a2a.all_released())
         .await
         .is_ok()
     {
         return;
     }
-    for tenant in state.a2a.stop_all() {
+    for tenant in w.a2a.stop_all() {
         let failed = fail_abandoned(
-            state,
+            w,
             &tenant,
-            Some(state.a2a.replica()),
+            Some(w.a2a.replica()),
             "The runtime replica running this task shut down before the task finished; send the message again.",
             REPLICA_SHUTDOWN,
         )

@@ -1,0 +1,301 @@
+//! The MCP tools: the registry (names, required scopes, descriptions) and the dispatch of a call.
+//!
+//! A call flows `tools/call` → [`call`] → argument parsing into the tool's argument type (typed, strict) →
+//! the tool's family module ([`search`], [`documents`], [`usage`]) → one [`crate::db::TenantTx`] under the
+//! caller's tenant → a structured result. Failures of the tool itself (validation, not found, store
+//! unavailable) come back as `isError` results; only protocol problems become JSON-RPC errors.
+//!
+//! Each tool's input schema is derived from its argument type ([`input_schema`]), so what `tools/list`
+//! promises and what a call accepts are one definition; output schemas describe the JSON the tools build.
+
+// Declared before the tool families, which use it.
+macro_rules! validate {
+    ($($cond:expr => $msg:expr),+ $(,)?) => {
+        $( if let Err(o) = $crate::tools::check($cond, $msg) { return Ok(o); } )+
+    };
+}
+
+mod documents;
+mod search;
+mod usage;
+
+use schemars::{JsonSchema, generate::SchemaSettings};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+pub use self::{
+    documents::{decode_cursor, encode_cursor},
+    search::SearchSettings,
+};
+use crate::{
+    auth::{Principal, scopes},
+    db::{Db, DbError, TenantId},
+    embed::Embedder,
+    indexer::IndexerHandle,
+};
+
+/// One tool as listed by `tools/list`.
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub scope: &'static str,
+    pub describe: fn() -> Value,
+}
+
+/// Every tool this runtime knows, in listing order.
+pub const ALL: &[ToolSpec] = &[
+    ToolSpec {
+        name: "hybrid_search",
+        scope: scopes::DOCUMENTS_READ,
+        describe: search::hybrid_search_spec,
+    },
+    ToolSpec {
+        name: "search",
+        scope: scopes::DOCUMENTS_READ,
+        describe: search::search_spec,
+    },
+    ToolSpec {
+        name: "get_document",
+        scope: scopes::DOCUMENTS_READ,
+        describe: documents::get_document_spec,
+    },
+    ToolSpec {
+        name: "list_documents",
+        scope: scopes::DOCUMENTS_READ,
+        describe: documents::list_documents_spec,
+    },
+    ToolSpec {
+        name: "upsert_document",
+        scope: scopes::DOCUMENTS_WRITE,
+        describe: documents::upsert_document_spec,
+    },
+    ToolSpec {
+        name: "delete_document",
+        scope: scopes::DOCUMENTS_WRITE,
+        describe: documents::delete_document_spec,
+    },
+    ToolSpec {
+        name: "usage",
+        scope: scopes::USAGE_READ,
+        describe: usage::usage_spec,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static ToolSpec> {
+    ALL.iter().find(|t| t.name == name)
+}
+
+/// What a tool needs to run.
+pub struct ToolCtx<'a> {
+    pub db: &'a Db,
+    pub embedder: &'a Embedder,
+    pub search: &'a SearchSettings,
+    pub indexer: &'a IndexerHandle,
+    pub principal: &'a Principal,
+    pub tenant: &'a TenantId,
+}
+
+/// The result of a tool call, before it becomes an MCP `CallToolResult`.
+#[derive(Debug)]
+pub enum ToolOutcome {
+    Ok(Value),
+    Failed(String),
+}
+
+impl ToolOutcome {
+    /// Renders MCP's `CallToolResult`: structured content plus the same JSON as text; errors carry no
+    /// `structuredContent`, since some clients validate it against the output schema even then.
+    pub fn into_result(self) -> Value {
+        match self {
+            ToolOutcome::Ok(v) => json!({
+                "content": [{ "type": "text", "text": v.to_string() }],
+                "structuredContent": v,
+                "isError": false,
+            }),
+            ToolOutcome::Failed(msg) => json!({
+                "content": [{ "type": "text", "text": msg }],
+                "isError": true,
+            }),
+        }
+    }
+}
+
+/// A failure inside a tool that is the server's fault, not the caller's.
+#[derive(Debug, thiserror::Error)]
+#[error("tool {tool} failed")]
+pub struct ToolError {
+    pub tool: &'static str,
+    #[source]
+    pub source: DbError,
+}
+
+/// Runs one tool. `Err` is an internal failure (logged, answered with a generic JSON-RPC error).
+pub async fn call(
+    ctx: &ToolCtx<'_>,
+    tool: &'static ToolSpec,
+    args: Value,
+) -> Result<ToolOutcome, ToolError> {
+    let result = match tool.name {
+        "hybrid_search" => with_args(args, |a| search::hybrid_search(ctx, a)).await,
+        "search" => with_args(args, |a| search::lexical_search(ctx, a)).await,
+        "get_document" => with_args(args, |a| documents::get_document(ctx, a)).await,
+        "list_documents" => with_args(args, |a| documents::list_documents(ctx, a)).await,
+        "upsert_document" => with_args(args, |a| documents::upsert_document(ctx, a)).await,
+        "delete_document" => with_args(args, |a| documents::delete_document(ctx, a)).await,
+        "usage" => with_args(args, |a| usage::usage(ctx, a)).await,
+        _ => unreachable!("every ToolSpec has an implementation"),
+    };
+    match result {
+        Err(e) if e.is_unavailable() => Ok(ToolOutcome::Failed(
+            "the document store is temporarily unavailable; retry shortly".into(),
+        )),
+        Err(source) => Err(ToolError {
+            tool: tool.name,
+            source,
+        }),
+        Ok(outcome) => Ok(outcome),
+    }
+}
+
+async fn with_args<A, F, Fut>(args: Value, f: F) -> Result<ToolOutcome, DbError>
+where
+    A: DeserializeOwned,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = Result<ToolOutcome, DbError>>,
+{
+    match serde_json::from_value::<A>(args) {
+        Ok(a) => f(a).await,
+        Err(e) => Ok(ToolOutcome::Failed(format!("invalid arguments: {e}"))),
+    }
+}
+
+fn check(cond: bool, msg: &str) -> Result<(), ToolOutcome> {
+    if cond {
+        Ok(())
+    } else {
+        Err(ToolOutcome::Failed(format!("invalid arguments: {msg}")))
+    }
+}
+
+fn filter_ok(f: &Option<Value>) -> bool {
+    f.as_ref().is_none_or(Value::is_object)
+}
+
+/// The JSON Schema (2020-12) of a tool's arguments, derived from the type [`call`] reads them into, so the
+/// schema a client sees and the parser that checks its call cannot drift apart. Subschemas are inlined:
+/// clients read nested `properties` directly, and not all of them resolve `$ref`.
+fn input_schema<A: JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut schema = Value::from(generator.into_root_schema_for::<A>());
+    // The Rust type's name tells a client nothing; the tool has its own title.
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("title");
+    }
+    schema
+}
+
+fn read_only() -> Value {
+    json!({ "readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tools_are_the_ones_the_contract_names_in_order() {
+        let names: Vec<&str> = ALL.iter().map(|t| t.name).collect();
+        assert_eq!(names, paddock_contract::protocol::TOOL_NAMES);
+    }
+
+    #[test]
+    fn tool_specs_follow_the_mcp_rules() {
+        for t in ALL {
+            let spec = (t.describe)();
+            assert_eq!(spec["name"], t.name);
+            assert!(
+                t.name.len() <= 128
+                    && t.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            );
+            assert_eq!(spec["inputSchema"]["type"], "object", "{}", t.name);
+            assert_eq!(spec["outputSchema"]["type"], "object", "{}", t.name);
+            for hint in [
+                "readOnlyHint",
+                "destructiveHint",
+                "idempotentHint",
+                "openWorldHint",
+            ] {
+                assert!(spec["annotations"][hint].is_boolean(), "{} {hint}", t.name);
+            }
+        }
+    }
+
+    /// Clients (and the interop stage) read the constraints from `tools/list`; derived schemas must keep them.
+    #[test]
+    fn derived_input_schemas_keep_names_requirements_types_and_bounds() {
+        let required = |name: &str| {
+            let spec = (find(name).unwrap().describe)();
+            let schema = &spec["inputSchema"];
+            assert_eq!(
+                schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+                "{name}"
+            );
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+            assert!(!schema.to_string().contains("$ref"), "{name}: inlined");
+            assert!(schema.get("title").is_none(), "{name}");
+            schema.get("required").cloned().unwrap_or(json!([]))
+        };
+        assert_eq!(required("hybrid_search"), json!(["query"]));
+        assert_eq!(required("search"), json!(["query"]));
+        assert_eq!(required("get_document"), json!(["id"]));
+        assert_eq!(required("delete_document"), json!(["id"]));
+        assert_eq!(required("list_documents"), json!([]));
+        assert_eq!(required("upsert_document"), json!(["id", "content"]));
+        assert_eq!(required("usage"), json!([]));
+
+        let hybrid = search::hybrid_search_spec()["inputSchema"].clone();
+        let p = &hybrid["properties"];
+        assert_eq!(p["query"]["type"], "string");
+        assert_eq!(p["query"]["minLength"], 1);
+        assert_eq!(p["query"]["maxLength"], 2000);
+        assert_eq!(p["query"]["description"], "What to look for.");
+        assert_eq!(p["limit"]["type"], "integer");
+        assert_eq!(p["limit"]["minimum"], 1);
+        assert_eq!(p["limit"]["maximum"], 50);
+        assert_eq!(p["limit"]["default"], 10);
+        assert_eq!(p["weights"]["type"], "object");
+        assert_eq!(p["weights"]["additionalProperties"], false);
+        for arm in ["lexical", "vector"] {
+            let w = &p["weights"]["properties"][arm];
+            assert_eq!(w["type"], "number");
+            assert_eq!(
+                (w["minimum"].as_f64(), w["maximum"].as_f64()),
+                (Some(0.0), Some(10.0))
+            );
+            assert_eq!(w["default"].as_f64(), Some(1.0));
+        }
+        let filter_types = p["filter"]["type"].to_string();
+        assert!(filter_types.contains("\"object\""), "{filter_types}");
+
+        let list = documents::list_documents_spec()["inputSchema"].clone();
+        assert_eq!(list["properties"]["limit"]["maximum"], 100);
+        assert_eq!(list["properties"]["limit"]["default"], 20);
+        let upsert = documents::upsert_document_spec()["inputSchema"].clone();
+        assert_eq!(upsert["properties"]["id"]["maxLength"], 256);
+        assert_eq!(upsert["properties"]["title"]["maxLength"], 1000);
+        assert_eq!(upsert["properties"]["content"]["minLength"], 1);
+    }
+
+    #[test]
+    fn error_results_carry_no_structured_content() {
+        let r = ToolOutcome::Failed("nope".into()).into_result();
+        assert_eq!(r["isError"], true);
+        assert!(r.get("structuredContent").is_none());
+        let ok = ToolOutcome::Ok(json!({"a": 1})).into_result();
+        assert_eq!(ok["structuredContent"], json!({"a": 1}));
+        assert_eq!(ok["content"][0]["text"], "{\"a\":1}");
+    }
+}
