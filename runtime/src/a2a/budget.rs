@@ -348,6 +348,89 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Valu
     }))
 }
 
+/// What the tenant's usage ledger is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKey {
+    User,
+    Model,
+    Task,
+    /// The UTC day of each call.
+    Day,
+}
+
+impl LedgerKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Model => "model",
+            Self::Task => "task",
+            Self::Day => "day",
+        }
+    }
+}
+
+/// The most rows one breakdown returns; the rest is summed in no row and flagged as truncated.
+pub const LEDGER_ROWS_MAX: i64 = 1000;
+
+/// The tenant's usage ledger over `[since, until)` (UTC days), summed per `by`: calls, tokens and cost, the
+/// most expensive first. Calls outside any task count under the task key "".
+pub async fn ledger(
+    db: &Db,
+    tenant: &TenantId,
+    by: LedgerKey,
+    since: chrono::NaiveDate,
+    until: chrono::NaiveDate,
+) -> Result<Value, DbError> {
+    // One fixed statement per key: the key is never spliced in from the request.
+    let sql = match by {
+        LedgerKey::User => LEDGER_BY_USER,
+        LedgerKey::Model => LEDGER_BY_MODEL,
+        LedgerKey::Task => LEDGER_BY_TASK,
+        LedgerKey::Day => LEDGER_BY_DAY,
+    };
+    let mut tx = db.begin(tenant).await?;
+    let mut rows: Vec<(String, i64, i64, i64, Decimal)> = sqlx::query_as(sql)
+        .bind(since)
+        .bind(until)
+        .bind(LEDGER_ROWS_MAX + 1)
+        .fetch_all(tx.conn())
+        .await?;
+    tx.commit().await?;
+    let truncated = rows.len() as i64 > LEDGER_ROWS_MAX;
+    rows.truncate(LEDGER_ROWS_MAX as usize);
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(key, calls, input, output, cost)| {
+            json!({ "key": key, "calls": calls, "inputTokens": input, "outputTokens": output,
+                    "cost": money(cost) })
+        })
+        .collect();
+    Ok(json!({
+        "by": by.name(),
+        "since": since.to_string(),
+        "until": until.to_string(),
+        "rows": rows,
+        "truncated": truncated,
+    }))
+}
+
+macro_rules! ledger_sql {
+    ($key:literal) => {
+        concat!(
+            "SELECT ", $key, " AS key, count(*), COALESCE(sum(input_tokens), 0)::bigint, \
+                    COALESCE(sum(output_tokens), 0)::bigint, COALESCE(sum(cost), 0) \
+               FROM usage_ledger \
+              WHERE created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' \
+                AND created_at < ($2::date)::timestamp AT TIME ZONE 'UTC' \
+              GROUP BY 1 ORDER BY 5 DESC, 1 LIMIT $3"
+        )
+    };
+}
+const LEDGER_BY_USER: &str = ledger_sql!("user_id");
+const LEDGER_BY_MODEL: &str = ledger_sql!("model");
+const LEDGER_BY_TASK: &str = ledger_sql!("COALESCE(task_id::text, '')");
+const LEDGER_BY_DAY: &str = ledger_sql!("to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
+
 /// Money as a decimal string without trailing zeros ("0.0125", "25").
 pub fn money(d: Decimal) -> String {
     d.normalize().to_string()
