@@ -29,7 +29,7 @@ bench *args:
 
 # Retrieval quality on a BEIR data set (e.g. SciFact): nDCG@10, recall@100, MRR@10 per arm.
 eval beir database_url model_dir *args:
-    cargo run --release -p paddock-runtime -- eval --beir {{beir}} --database-url {{database_url}} --model-dir {{model_dir}} {{args}}
+    cargo run --release --locked -p paddock-lab -- eval --beir {{beir}} --database-url {{database_url}} --model-dir {{model_dir}} {{args}}
 
 # Regenerate the CRD YAML (crds/ and the chart's copies) from the Rust types.
 crds:

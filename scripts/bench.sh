@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The MCP hybrid_search benchmark: PostgreSQL up, paddock-runtime built in release mode, then
-# `paddock-runtime bench`, which loads 10 tenants × 10,000 documents (once; the database is kept),
-# drives tools/call hybrid_search over HTTP at concurrency 1, 8 and 32, and measures the same SQL
-# under pgbench as the ceiling. The result table goes to stdout; see BENCHMARKS.md.
+# The MCP hybrid_search benchmark: PostgreSQL up, the lab (paddock-lab, which drives the runtime in
+# process) built in release mode, then `paddock-lab bench`, which loads 10 tenants × 10,000
+# documents (once; the database is kept), drives tools/call hybrid_search over HTTP at concurrency
+# 1, 8 and 32, and measures the same SQL under pgbench as the ceiling. The result table goes to stdout; see BENCHMARKS.md.
 #
 #   scripts/bench.sh                                # the recorded configuration
-#   scripts/bench.sh -- --duration 5 --concurrency 8 # any `paddock-runtime bench` options
+#   scripts/bench.sh -- --duration 5 --concurrency 8 # any `paddock-lab bench` options
 #   scripts/bench.sh --db paddock_bench_1t -- --tenants 1   # another data set in its own database
 #   scripts/bench.sh --local-model                  # queries embedded by all-MiniLM-L6-v2 in process:
 #                                                   # raw model vs uncached and cached hybrid_search
 #
 # The benchmark cluster lives in $PADDOCK_CACHE/pgdata-bench (shared_buffers 1GB) and is stopped
-# afterwards if this script started it. PADDOCK_RUNTIME_BIN names an already built binary to use.
+# afterwards if this script started it. PADDOCK_LAB_BIN and PADDOCK_RUNTIME_BIN name already built
+# binaries to use (the runtime's `migrate` checks the data set's migrations first).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -58,14 +59,14 @@ if [[ -z "$("${PSQL[@]}" "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE d
     "${PSQL[@]}" "$DATABASE_URL" -c "CREATE DATABASE $DB"
 fi
 
-if [[ -n "${PADDOCK_RUNTIME_BIN:-}" ]]; then
-    BIN="$PADDOCK_RUNTIME_BIN"
-else
-    log "building paddock-runtime (release)"
-    cargo build --locked --release -p paddock-runtime --bin paddock-runtime >&2
-    BIN="$CARGO_TARGET_DIR/release/paddock-runtime"
+if [[ -z "${PADDOCK_LAB_BIN:-}" || -z "${PADDOCK_RUNTIME_BIN:-}" ]]; then
+    log "building paddock-lab and paddock-runtime (release)"
+    cargo build --locked --release -p paddock-lab --bin paddock-lab -p paddock-runtime --bin paddock-runtime >&2
 fi
+BIN="${PADDOCK_RUNTIME_BIN:-$CARGO_TARGET_DIR/release/paddock-runtime}"
+LAB_BIN="${PADDOCK_LAB_BIN:-$CARGO_TARGET_DIR/release/paddock-lab}"
 [[ -x "$BIN" ]] || die "no paddock-runtime binary at $BIN"
+[[ -x "$LAB_BIN" ]] || die "no paddock-lab binary at $LAB_BIN"
 
 # The benchmark database is disposable (the data set is regenerated from its seed): when the migrations it was
 # loaded under have changed since, start it afresh.
@@ -82,5 +83,5 @@ MODEL_ARGS=()
 if [[ -n "$LOCAL_MODEL" ]]; then
     MODEL_ARGS=(--embedding local --model-dir "$(scripts/model.sh)")
 fi
-"$BIN" bench --database-url "$ADMIN_URL" \
+"$LAB_BIN" bench --database-url "$ADMIN_URL" \
     --pg-bin "$PADDOCK_PG_BIN" "${MODEL_ARGS[@]}" "${BENCH_ARGS[@]}"

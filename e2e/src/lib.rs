@@ -9,6 +9,8 @@
 //! - [`operator`]: `paddock-operator run` as the chart's ServiceAccount;
 //! - [`kubelet`] and [`proxy`]: the runtime started on the host with what the operator rendered,
 //!   and the stand-in for cluster DNS that routes Service URLs to it;
+//! - [`llm`]: the stand-in model provider (the test kit's model server, answering as the scenarios expect);
+//! - [`steps`]: the steps scenarios share (a Ready ToolServer, tokens, MCP calls);
 //! - [`runner`]: the small test runner of the scenario binaries.
 #![forbid(unsafe_code)]
 
@@ -23,3 +25,4 @@ pub mod operator;
 pub mod process;
 pub mod proxy;
 pub mod runner;
+pub mod steps;

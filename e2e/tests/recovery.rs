@@ -3,8 +3,6 @@
 //!
 //! Local mode only: they kill processes and restart PostgreSQL on this machine.
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, bail, ensure};
@@ -14,7 +12,7 @@ use paddock_e2e::{
 };
 use serde_json::Value;
 
-use common::*;
+use paddock_e2e::steps::*;
 
 fn main() {
     runner::main(

@@ -4,8 +4,6 @@
 //! Run them through `scripts/e2e.sh` (or `e2e/kind/up.sh`); a plain `cargo test` lists them as
 //! ignored.
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, ensure};
@@ -15,7 +13,7 @@ use paddock_e2e::{
     manifests, runner, trial,
 };
 
-use common::*;
+use paddock_e2e::steps::*;
 
 fn main() {
     runner::main(

@@ -4,11 +4,8 @@
 //!
 //! Needs PostgreSQL (`scripts/postgres.sh start`), like the other database tests.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::runtime::World;
 use paddock_operator::{
     agenttask::{
         self, TASK_SCOPES,
@@ -17,6 +14,7 @@ use paddock_operator::{
     crd::{AgentTask, agenttask::TaskState},
     toolserver::build,
 };
+use paddock_testkit::operator::world::World;
 use sqlx::PgPool;
 
 fn task(skill: &str, input: &str) -> AgentTask {

@@ -11,7 +11,7 @@
 //!
 //! It creates its own namespaces and tenants with random names and deletes them again.
 
-mod common;
+use paddock_testkit::operator::fixtures;
 
 use std::{
     io::Write,
@@ -177,14 +177,14 @@ fn api_server_enforces_the_crd_schemas_and_admission_policies() {
 
     let mut problems = Vec::new();
 
-    for fixture in common::fixtures("valid") {
+    for fixture in fixtures("valid") {
         if let Err(e) = create(&fixture.render(&tenant, &ns), None) {
             problems.push(format!("valid {} was refused: {e}", fixture.file));
         }
     }
 
     // Policy-dependent fixtures are checked last, once the policies are surely active.
-    let (policy_cases, schema_cases): (Vec<_>, Vec<_>) = common::fixtures("invalid")
+    let (policy_cases, schema_cases): (Vec<_>, Vec<_>) = fixtures("invalid")
         .into_iter()
         .partition(|f| f.file == "toolserver-other-tenant.yaml");
     for fixture in schema_cases {

@@ -1,7 +1,7 @@
 //! Valid manifests (tests/fixtures/valid) read into the Rust types exactly as the API server
 //! stores them: nothing is dropped, and serde's defaults are the schema's defaults.
 
-mod common;
+use paddock_testkit::operator::{Fixture, fixtures};
 
 use std::time::Duration;
 
@@ -94,7 +94,7 @@ fn schema_of(kind: &str) -> Value {
 
 /// Reads the manifest as the API server would store it (defaults applied) and through the
 /// Rust type, and returns both as JSON.
-fn stored_and_typed(fixture: &common::Fixture) -> (Value, Value) {
+fn stored_and_typed(fixture: &Fixture) -> (Value, Value) {
     let text = fixture.render("acme", "acme");
     let mut stored: Value = serde_yaml::from_str(&text).unwrap();
     let schema = schema_of(fixture.kind());
@@ -112,7 +112,7 @@ fn stored_and_typed(fixture: &common::Fixture) -> (Value, Value) {
 
 #[test]
 fn valid_fixtures_round_trip_through_the_types_with_schema_defaults() {
-    for fixture in common::fixtures("valid") {
+    for fixture in fixtures("valid") {
         let (stored, typed) = stored_and_typed(&fixture);
         assert_eq!(
             typed, stored,
@@ -124,7 +124,7 @@ fn valid_fixtures_round_trip_through_the_types_with_schema_defaults() {
 
 #[test]
 fn minimal_tenant_gets_documented_defaults() {
-    let fixture = common::fixtures("valid")
+    let fixture = fixtures("valid")
         .into_iter()
         .find(|f| f.file == "tenant-minimal.yaml")
         .unwrap();
@@ -145,7 +145,7 @@ fn minimal_tenant_gets_documented_defaults() {
 
 #[test]
 fn minimal_toolserver_gets_documented_defaults() {
-    let fixture = common::fixtures("valid")
+    let fixture = fixtures("valid")
         .into_iter()
         .find(|f| f.file == "toolserver-minimal.yaml")
         .unwrap();
@@ -168,7 +168,7 @@ fn minimal_toolserver_gets_documented_defaults() {
 #[test]
 fn durations_in_valid_fixtures_parse() {
     let mut seen = 0;
-    for fixture in common::fixtures("valid") {
+    for fixture in fixtures("valid") {
         let text = fixture.render("acme", "acme");
         let timeouts: Vec<String> = match fixture.kind() {
             "ToolServer" => {
@@ -215,7 +215,7 @@ fn task_states_use_the_a2a_spelling() {
 /// Every invalid fixture says what refusal it expects; the cluster test checks it for real.
 #[test]
 fn invalid_fixtures_name_their_expected_refusal() {
-    for fixture in common::fixtures("invalid") {
+    for fixture in fixtures("invalid") {
         assert!(
             fixture.expect.as_deref().is_some_and(|e| !e.is_empty()),
             "{} must start with `# expect: <part of the API server's message>`",

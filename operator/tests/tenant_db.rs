@@ -7,11 +7,8 @@
 //! cargo test -p paddock-operator --test tenant_db
 //! ```
 
-mod common;
-
 use std::str::FromStr;
 
-use common::db::{Admin, login, suffix};
 use paddock_operator::{
     crd::{Tenant, tenant::DeletionPolicy},
     credentials,
@@ -21,6 +18,7 @@ use paddock_operator::{
         spec::TenantRecord,
     },
 };
+use paddock_testkit::operator::db::{Admin, login, suffix};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 

@@ -2,7 +2,7 @@
 //! Deployment, Service and ConfigMap contain, that the rendered configuration is one the real
 //! runtime loads, and that the pod hash follows every input.
 
-mod common;
+use paddock_testkit::operator::fixtures;
 
 use std::collections::BTreeMap;
 
@@ -25,7 +25,7 @@ use paddock_runtime::{
 const UID: &str = "6f1c1d4e-3a52-4f0e-9a43-0c1e2f3a4b5c";
 
 fn fixture<T: serde::de::DeserializeOwned>(file: &str) -> T {
-    let f = common::fixtures("valid")
+    let f = fixtures("valid")
         .into_iter()
         .find(|f| f.file == file)
         .unwrap_or_else(|| panic!("no fixture {file}"));

@@ -5,13 +5,11 @@
 //!
 //! Needs PostgreSQL (`scripts/postgres.sh start`), like the other database tests.
 
-mod common;
-
-use common::runtime::World;
 use paddock_operator::{
     devissuer::DevIssuer,
     toolserver::{build, verify},
 };
+use paddock_testkit::operator::world::World;
 use sqlx::PgPool;
 
 #[sqlx::test(migrations = false)]

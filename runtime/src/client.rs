@@ -1,5 +1,6 @@
-//! A small MCP client over Streamable HTTP: what the ingestion command, the benchmark and the evaluation use,
-//! so they exercise exactly the path every other client takes (token, session, `tools/call`).
+//! A small MCP client over Streamable HTTP: what the ingestion command, the lab's benchmark and evaluation, and
+//! the end-to-end scenarios use, so they exercise exactly the path every other client takes (token, session,
+//! `tools/call`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -5,11 +5,10 @@ use anyhow::Context;
 use clap::Parser;
 use paddock_runtime::{
     auth::dev,
-    bench,
     cli::{self, Cli, Command},
     client::McpClient,
-    config::{self, LogFormat, RuntimeConfig},
-    db, eval, ingest, server,
+    config::{LogFormat, RuntimeConfig},
+    db, ingest, server,
 };
 
 /// The embedding model allocates and frees tensors of megabytes on every forward pass. The system
@@ -51,82 +50,6 @@ async fn main() -> anyhow::Result<()> {
                 "ingested {} documents in {:.1}s",
                 report.documents, report.seconds
             );
-        }
-        Command::Bench {
-            database_url,
-            runtime_database_url,
-            pg_bin,
-            tenants,
-            docs_per_tenant,
-            queries,
-            concurrency,
-            duration,
-            warmup,
-            seed,
-            pool_size,
-            reload,
-            lexical_weight,
-            vector_weight,
-            embedding,
-            model_dir,
-        } => {
-            bench::init_tracing();
-            let opts = bench::BenchOptions {
-                database_url,
-                runtime_database_url,
-                tenants,
-                docs_per_tenant,
-                queries,
-                concurrency,
-                duration: cli::ttl(duration),
-                warmup: cli::ttl(warmup),
-                seed,
-                pg_bin,
-                pool_size: pool_size
-                    .unwrap_or_else(|| config::DatabaseConfig::default().max_connections),
-                reload,
-                lexical_weight,
-                vector_weight,
-                // Only `--embedding local` uses the model (PADDOCK_MODEL_DIR alone does not switch it on).
-                model_dir: model_dir.filter(|_| embedding == cli::BenchEmbedding::Local),
-            };
-            let report = bench::run(opts).await?;
-            println!("{}", report.table());
-        }
-        Command::Eval {
-            beir,
-            database_url,
-            model_dir,
-            split,
-            concurrency,
-            fusion,
-            alpha,
-            rrf_k,
-            bm25_k1,
-            bm25_b,
-            depth,
-            sweep,
-        } => {
-            eval::init_tracing();
-            let mut search = paddock_runtime::tools::SearchSettings::default();
-            search.fusion = fusion.unwrap_or(search.fusion);
-            search.alpha = alpha.unwrap_or(search.alpha);
-            search.rrf_k = rrf_k.unwrap_or(search.rrf_k);
-            search.bm25.k1 = bm25_k1.unwrap_or(search.bm25.k1);
-            search.bm25.b = bm25_b.unwrap_or(search.bm25.b);
-            search.depth = depth.unwrap_or(search.depth);
-            let opts = eval::EvalOptions {
-                beir,
-                database_url,
-                model_dir,
-                split,
-                concurrency,
-                search,
-                sweep,
-                stall_timeout: std::time::Duration::from_secs(300),
-            };
-            let report = eval::run(opts).await?;
-            println!("{}", report.table());
         }
         Command::Keygen { dir } => {
             let files = dev::generate_keypair(&dir)?;

@@ -1,15 +1,13 @@
 //! A2A behaviour against the real router and a real database: both dialects, errors, streams, isolation,
 //! the workflows (extractive and with a model server written here), cancellation races, and budgets under
 //! concurrency.
-mod a2a_support;
-mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use a2a_support::*;
 use axum::{body::Body, http::Request};
-use common::*;
 use paddock_runtime::a2a::{A2aSettings, Llm, worker};
+use paddock_testkit::prelude::*;
+use paddock_testkit::{a2a::*, model::*};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;

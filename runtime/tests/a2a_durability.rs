@@ -1,8 +1,6 @@
 //! Durability across processes: the real `paddock-runtime serve` binary runs a task whose model call stalls,
 //! is killed mid-task, and a second runtime on the same database answers for the task, streams it, and ends
 //! it in a defined state once the dead replica's lease runs out.
-mod a2a_support;
-mod common;
 
 use std::{
     path::Path,
@@ -10,9 +8,9 @@ use std::{
     time::Duration,
 };
 
-use a2a_support::*;
-use common::*;
 use paddock_runtime::auth::dev;
+use paddock_testkit::prelude::*;
+use paddock_testkit::{a2a::*, model::*};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -131,9 +129,7 @@ async fn submit(rt: &Runtime, token: &str, text: &str) -> Value {
 
 /// The runtime role's URL for the test database.
 async fn runtime_url(admin: &PgPool) -> String {
-    common::login_url(admin, "paddock_runtime")
-        .await
-        .to_string()
+    login_url(admin, "paddock_runtime").await.to_string()
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -1,11 +1,9 @@
 //! The BM25 lexical arm: scores against a hand computation, corpus statistics that stay exact under concurrent
 //! writers, and statistics that are tenant-isolated and written only by the database itself; then the fusion of
 //! its ranking with the vector arm's, both ways, recomputed from the per-arm ranks and scores each hit reports.
-mod common;
 
 use std::collections::HashMap;
 
-use common::*;
 use paddock_runtime::{
     app::Settings,
     db::{Db, TenantId},
@@ -14,6 +12,7 @@ use paddock_runtime::{
     search::{self, Bm25, Fusion, HybridParams},
     tools::SearchSettings,
 };
+use paddock_testkit::prelude::*;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 

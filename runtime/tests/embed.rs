@@ -4,7 +4,6 @@
 //! The local-model tests need `PADDOCK_MODEL_DIR` (config.json, tokenizer.json, model.safetensors);
 //! without it they print a notice and return. The project's test script always sets it.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use paddock_runtime::db::TenantId;
-use paddock_runtime::embed::bench;
 use paddock_runtime::embed::{EmbedError, EmbedStatus, Embedder, EmbeddingConfig, ProviderKind};
+use paddock_testkit::embedding::{local_config, local_embedder, model_dir};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -28,36 +27,6 @@ fn tenant() -> TenantId {
 
 // ---------------------------------------------------------------------------------------------
 // Local model
-
-fn model_dir() -> Option<PathBuf> {
-    match std::env::var_os("PADDOCK_MODEL_DIR") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
-            eprintln!("notice: PADDOCK_MODEL_DIR is unset; skipping a local-model test");
-            None
-        }
-    }
-}
-
-fn local_config(dir: PathBuf) -> EmbeddingConfig {
-    EmbeddingConfig {
-        provider: ProviderKind::Local,
-        model_dir: Some(dir),
-        // Generous: the first calls of a test binary run while other tests load the model too.
-        timeout_ms: 30_000,
-        ..EmbeddingConfig::default()
-    }
-}
-
-fn local_embedder(dir: PathBuf) -> Embedder {
-    let embedder = Embedder::from_config(&local_config(dir), &mut Registry::default());
-    assert_eq!(
-        embedder.status(),
-        EmbedStatus::Enabled,
-        "the local model should load"
-    );
-    embedder
-}
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -284,99 +253,6 @@ async fn query_timeout_bounds_a_slow_local_model() {
         "{:?}",
         started.elapsed()
     );
-}
-
-#[tokio::test]
-#[ignore = "measurement, not a check: cargo test --test embed -- --ignored --nocapture"]
-async fn local_model_throughput_and_latency() {
-    let Some(dir) = model_dir() else { return };
-    let embedder = local_embedder(dir);
-    let texts = abstracts(128);
-    let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
-    bench::model_throughput(&embedder, &texts[..8], 8)
-        .await
-        .unwrap(); // warm caches
-    for batch in [1, 8, 32] {
-        let t = bench::model_throughput(&embedder, &texts, batch)
-            .await
-            .unwrap();
-        eprintln!(
-            "batch {batch:>2}: {:.1} docs/s ({} docs, {:.0} words each, {:.2?})",
-            t.texts_per_sec,
-            t.texts,
-            words as f64 / texts.len() as f64,
-            t.elapsed
-        );
-    }
-    let queries: Vec<String> = (0..50)
-        .map(|i| format!("effect of treatment {i} on patient outcomes"))
-        .collect();
-    let l = bench::query_latency(&embedder, &queries).await.unwrap();
-    eprintln!(
-        "single query: p50 {:.2?}, p95 {:.2?}, max {:.2?}",
-        l.p50, l.p95, l.max
-    );
-}
-
-/// Abstract-like texts: `PADDOCK_BENCH_CORPUS` (JSON lines with `title` and `text`) when set,
-/// otherwise ~200-word synthetic paragraphs.
-fn abstracts(n: usize) -> Vec<String> {
-    if let Some(path) = std::env::var_os("PADDOCK_BENCH_CORPUS") {
-        let raw = std::fs::read_to_string(&path).expect("PADDOCK_BENCH_CORPUS should be readable");
-        let texts: Vec<String> = raw
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter_map(|doc| {
-                let title = doc.get("title").and_then(Value::as_str).unwrap_or("");
-                let text = doc.get("text").and_then(Value::as_str)?;
-                Some(format!("{title}. {text}"))
-            })
-            .filter(|t| t.split_whitespace().count() >= 150)
-            .take(n)
-            .collect();
-        assert!(
-            texts.len() == n,
-            "PADDOCK_BENCH_CORPUS has too few long documents"
-        );
-        return texts;
-    }
-    let words = [
-        "patients",
-        "treatment",
-        "significantly",
-        "increased",
-        "risk",
-        "cells",
-        "protein",
-        "expression",
-        "associated",
-        "with",
-        "the",
-        "of",
-        "in",
-        "and",
-        "results",
-        "suggest",
-        "that",
-        "mice",
-        "levels",
-        "clinical",
-        "trial",
-        "randomized",
-        "cohort",
-        "analysis",
-        "reduced",
-        "mortality",
-        "response",
-    ];
-    (0..n)
-        .map(|i| {
-            (0..200)
-                .map(|j| words[(i * 7 + j * 13 + j / 5) % words.len()])
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 //! Hybrid search with a real embedding provider over HTTP: meaning and exact matches, per-arm explanations,
 //! documents without vectors, a provider that is down, and the vector arm under a tenant filter.
-mod common;
 
 use std::{
     net::SocketAddr,
@@ -8,12 +7,12 @@ use std::{
 };
 
 use axum::{Json, Router, routing::post};
-use common::*;
 use paddock_runtime::{
     app::Settings,
     embed::{Embedder, EmbeddingConfig, ProviderKind},
     indexer,
 };
+use paddock_testkit::prelude::*;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use sqlx::PgPool;

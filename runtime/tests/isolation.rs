@@ -1,8 +1,7 @@
 //! Tenant isolation, proved at the database and through every tool.
-mod common;
 
-use common::*;
 use paddock_runtime::db::{Db, TenantId};
+use paddock_testkit::prelude::*;
 use serde_json::json;
 use sqlx::PgPool;
 

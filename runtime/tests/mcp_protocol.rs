@@ -1,9 +1,8 @@
 //! MCP Streamable HTTP behaviour: handshake, sessions, headers, malformed input, limits.
-mod common;
 
 use axum::{body::Body, http::Request};
-use common::*;
 use paddock_runtime::app::Settings;
+use paddock_testkit::prelude::*;
 use serde_json::json;
 use sqlx::PgPool;
 use tower::ServiceExt;

@@ -2,17 +2,16 @@
 //! every row with its text analysis, embedding and BM25 statistics intact, the BM25 postings (0006) are written
 //! for the documents already there, the partitions already there are policed for the search to name (0007), and
 //! the runtime's paths work on the result.
-mod common;
 
 use std::borrow::Cow;
 
-use common::*;
 use paddock_runtime::{
     db::{Db, MIGRATOR, TenantId},
     documents,
     search::{self, Bm25},
     tools::SearchSettings,
 };
+use paddock_testkit::prelude::*;
 use serde_json::json;
 use sqlx::{PgPool, migrate::Migrator};
 

@@ -5,7 +5,6 @@
 //!
 //! The runtime's pool is the server's own (`Db::connect_lazy`), connected through a TCP relay the
 //! test can close, in front of the real test server.
-mod common;
 
 use std::{
     net::SocketAddr,
@@ -21,12 +20,12 @@ use axum::{
     body::Body,
     http::{Request, StatusCode},
 };
-use common::*;
 use paddock_runtime::{
     app::Settings,
     db::{Db, DbConfig},
     embed::Embedder,
 };
+use paddock_testkit::prelude::*;
 use serde_json::{Value, json};
 use sqlx::{PgPool, postgres::PgConnectOptions};
 use tokio::net::{TcpListener, TcpStream};

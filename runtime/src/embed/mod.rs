@@ -25,7 +25,6 @@
 //! never a failed start: search then answers lexically and says it is degraded. Every vector is
 //! stored with [`Embedder::model`], so vectors of another model are detected after a change.
 
-pub mod bench;
 mod bert;
 pub mod breaker;
 pub mod local;
@@ -409,8 +408,8 @@ impl Embedder {
         }
     }
 
-    /// The provider itself, without cache, breaker or timeout (for benchmarks).
-    pub(crate) fn provider(&self) -> Option<&Arc<dyn EmbeddingProvider>> {
+    /// The provider itself, without cache, breaker or timeout (for the lab's measurements).
+    pub fn provider(&self) -> Option<&Arc<dyn EmbeddingProvider>> {
         match &*self.inner {
             Inner::Active(active) => Some(&active.provider),
             Inner::Disabled { .. } => None,

@@ -5,7 +5,7 @@
 use sqlx::{PgPool, pool::PoolConnection, postgres::Postgres};
 use uuid::Uuid;
 
-use crate::common::*;
+use paddock_testkit::prelude::*;
 
 /// Two tenants with a document, a session, an expired task lease, a budget period and a document waiting for an
 /// embedding each; `victim`'s rows are what the attacker is after.

@@ -10,10 +10,6 @@
 //!
 //! Every refusal must be a clean protocol error: never a 5xx, never the database's or the driver's text
 //! ([`assert_clean`]). `docs/security.md` states the threat model these tests hold the code to.
-#[path = "../a2a_support/mod.rs"]
-mod a2a_support;
-#[path = "../common/mod.rs"]
-mod common;
 
 mod database;
 mod requests;

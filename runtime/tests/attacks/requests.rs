@@ -9,7 +9,9 @@ use paddock_runtime::a2a::Llm;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::{a2a_support::*, assert_clean, common::*};
+use paddock_testkit::{a2a::*, prelude::*};
+
+use crate::assert_clean;
 
 fn rpc(id: i64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})

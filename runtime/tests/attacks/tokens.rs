@@ -15,7 +15,9 @@ use p256::{
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::{assert_clean, common::*};
+use paddock_testkit::prelude::*;
+
+use crate::assert_clean;
 
 /// Signs `header.claims` with the PKCS#8 PEM P-256 key `pem`, exactly as given (any header, any claims), with the
 /// signature in low-S form as the verifier requires: only what the attack changes differs from a genuine token.

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use paddock_runtime::bench::{self, BenchOptions};
+use paddock_lab::bench::{self, BenchOptions};
 use sqlx::PgPool;
 
 /// A tiny data set in the test's own database, the shape both tests start from.

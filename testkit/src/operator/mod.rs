@@ -1,12 +1,16 @@
-//! Fixture loading shared by the test binaries.
+//! The operator's test world: its manifest fixtures ([`fixtures`]), a database whose schema belongs to a
+//! non-superuser admin role as in production ([`db`]), and a provisioned tenant with a ToolServer whose rendered
+//! configuration starts a real runtime ([`world`]).
 //!
-//! Fixtures are Kubernetes manifests under `tests/fixtures/{valid,invalid}/`. They use two
+//! Fixtures are Kubernetes manifests under the operator's `tests/fixtures/{valid,invalid}/`. They use two
 //! placeholders, `__TENANT__` and `__NAMESPACE__`, so the cluster test can give every run its
 //! own names. An invalid fixture starts with `# expect: <text>`, a part of the API server's
 //! refusal message.
-#![allow(dead_code)]
 
 use std::{fs, path::PathBuf};
+
+/// The operator crate's fixtures (this kit sits beside it in the workspace).
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../operator/tests/fixtures");
 
 pub struct Fixture {
     pub file: String,
@@ -33,9 +37,7 @@ impl Fixture {
 }
 
 pub fn fixtures(set: &str) -> Vec<Fixture> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(set);
+    let dir = PathBuf::from(FIXTURES).join(set);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())
@@ -62,4 +64,4 @@ pub fn fixtures(set: &str) -> Vec<Fixture> {
 }
 
 pub mod db;
-pub mod runtime;
+pub mod world;

@@ -1,24 +1,12 @@
-//! Helpers for the A2A tests: a runtime with chosen A2A settings and model provider, JSON-RPC and SSE calls,
-//! seeded documents, and an OpenAI-compatible model server written here that answers with canned completions
-//! and usage, fails, or stalls on demand.
-#![allow(dead_code)]
+//! The A2A test client and its set-up: a runtime with chosen A2A settings and model provider (often the
+//! [`crate::model::ModelServer`]), seeded documents, tenant budgets and prices, and JSON-RPC and SSE calls on
+//! `POST /a2a` that read the whole answer (an SSE stream until the server closes it).
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use axum::{
-    Json, Router,
     body::Body,
-    extract::State,
     http::{Request, StatusCode},
-    response::{IntoResponse, Response},
-    routing::post,
 };
 use http_body_util::BodyExt;
 use paddock_runtime::{
@@ -29,7 +17,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::common::{self, Keys, TestApp};
+use crate::{Keys, TestApp, db};
 
 pub const RUN: &[&str] = &["tasks:run", "documents:read"];
 
@@ -49,12 +37,12 @@ pub fn fast_settings() -> A2aSettings {
 
 /// A runtime over the runtime role with the given A2A settings and model provider.
 pub async fn a2a_app(admin: &PgPool, keys: &Keys, settings: A2aSettings, llm: Llm) -> TestApp {
-    a2a_app_on(common::runtime_pool(admin).await, keys, settings, llm).await
+    a2a_app_on(db::runtime_pool(admin).await, keys, settings, llm).await
 }
 
 /// [`a2a_app`] over `pool`.
 pub async fn a2a_app_on(pool: PgPool, keys: &Keys, settings: A2aSettings, llm: Llm) -> TestApp {
-    let mut t = common::app(pool, keys).await;
+    let mut t = crate::app(pool, keys).await;
     t.state.a2a = A2a::new(settings, llm);
     t.router = app::app(t.state.clone());
     t.ops = app::ops_app(t.state.clone());
@@ -321,170 +309,4 @@ pub fn artifact<'a>(task: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|a| a["artifactId"] == id)
         .unwrap_or_else(|| panic!("no artifact {id} in {task}"))
-}
-
-/// The behaviour of the test model server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Plans as a JSON array; answers cite the first two source ids of the prompt.
-    Canned,
-    /// Like Canned, but answers cite a document that was never retrieved.
-    CitesUnknown,
-    /// HTTP 500.
-    Fails,
-    /// Never answers.
-    Stalls,
-    /// Answers after this many milliseconds.
-    Slow(u64),
-}
-
-pub struct ModelServer {
-    pub url: String,
-    pub requests: Arc<AtomicUsize>,
-    in_flight: Arc<InFlight>,
-    pub mode: Arc<Mutex<Mode>>,
-    pub usage: (i64, i64),
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ModelServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-#[derive(Clone)]
-struct ServerState {
-    requests: Arc<AtomicUsize>,
-    in_flight: Arc<InFlight>,
-    mode: Arc<Mutex<Mode>>,
-    usage: (i64, i64),
-}
-
-impl ModelServer {
-    /// Serves `/v1/chat/completions` on a free port; each answer reports `usage` (prompt, completion) tokens.
-    pub async fn start(mode: Mode, usage: (i64, i64)) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let in_flight = Arc::new(InFlight::default());
-        let mode = Arc::new(Mutex::new(mode));
-        let state = ServerState {
-            requests: requests.clone(),
-            in_flight: in_flight.clone(),
-            mode: mode.clone(),
-            usage,
-        };
-        let router = Router::new()
-            .route("/v1/chat/completions", post(complete))
-            .with_state(state);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        Self {
-            url: format!("http://{addr}/v1"),
-            requests,
-            in_flight,
-            mode,
-            usage,
-            task,
-        }
-    }
-
-    pub fn set_mode(&self, m: Mode) {
-        *self.mode.lock().unwrap() = m;
-    }
-
-    pub fn count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-
-    /// The most requests that were ever being answered at the same time.
-    pub fn max_in_flight(&self) -> usize {
-        self.in_flight.most.load(Ordering::SeqCst)
-    }
-}
-
-/// The source ids listed in a prompt ("[id] title" lines).
-fn prompt_ids(prompt: &str) -> Vec<String> {
-    prompt
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix('[')
-                .and_then(|r| r.split_once(']'))
-                .map(|(id, _)| id.to_owned())
-        })
-        .collect()
-}
-
-/// Requests being answered now, and the most there ever were at once.
-#[derive(Default)]
-struct InFlight {
-    now: AtomicUsize,
-    most: AtomicUsize,
-}
-
-/// One request counted in [`InFlight`] until dropped.
-struct Answering(Arc<InFlight>);
-
-impl Answering {
-    fn start(counts: &Arc<InFlight>) -> Self {
-        let now = counts.now.fetch_add(1, Ordering::SeqCst) + 1;
-        counts.most.fetch_max(now, Ordering::SeqCst);
-        Self(counts.clone())
-    }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-async fn complete(State(s): State<ServerState>, Json(body): Json<Value>) -> Response {
-    s.requests.fetch_add(1, Ordering::SeqCst);
-    let _answering = Answering::start(&s.in_flight);
-    let mode = *s.mode.lock().unwrap();
-    match mode {
-        Mode::Fails => return (StatusCode::INTERNAL_SERVER_ERROR, "model crashed").into_response(),
-        Mode::Stalls => std::future::pending::<()>().await,
-        Mode::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        _ => {}
-    }
-    let system = body["messages"][0]["content"].as_str().unwrap_or("");
-    let user: String = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .skip(1)
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let text = if system.contains("JSON array") {
-        r#"["personal data erasure", "breach notification deadline"]"#.to_owned()
-    } else {
-        // Cite the first two sources of the prompt, as a model following the instructions would.
-        let ids = prompt_ids(&user);
-        let cite = |i: usize| ids.get(i).map(|id| format!(" [{id}]")).unwrap_or_default();
-        if mode == Mode::CitesUnknown {
-            format!(
-                "Data must be erased without undue delay{}. Also see [not-a-retrieved-doc].",
-                cite(0)
-            )
-        } else {
-            format!(
-                "## Findings\n\nData must be erased without undue delay{}. Breaches are notified within 72 hours{}.",
-                cite(0),
-                cite(1)
-            )
-        }
-    };
-    Json(json!({
-        "id": "cmpl-test",
-        "object": "chat.completion",
-        "model": body["model"],
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
-        "usage": { "prompt_tokens": s.usage.0, "completion_tokens": s.usage.1, "total_tokens": s.usage.0 + s.usage.1 },
-    }))
-    .into_response()
 }

@@ -1,11 +1,12 @@
-//! Raw speed of the embedding provider, for the benchmark command.
+//! Raw speed of the embedding provider, for the benchmark command: texts in, the provider's own embedding
+//! calls timed, throughput and latency out.
 //!
 //! These call the provider directly: no cache, breaker or timeout, so the numbers are the model's
 //! alone and a slow run is measured rather than cut short.
 
 use std::time::{Duration, Instant};
 
-use super::{EmbedError, EmbedKind, Embedder};
+use paddock_runtime::embed::{EmbedError, EmbedKind, Embedder};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Throughput {

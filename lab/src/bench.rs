@@ -1,4 +1,4 @@
-//! `paddock-runtime bench`: MCP `hybrid_search` throughput over real HTTP, against the pgbench ceiling of the
+//! `paddock-lab bench`: MCP `hybrid_search` throughput over real HTTP, against the pgbench ceiling of the
 //! same SQL.
 //!
 //! One run flows:
@@ -9,16 +9,16 @@
 //!    distribution; embeddings come from [`HashEmbedder`], a deterministic hashing embedder (384 dimensions,
 //!    L2-normalised). Everything is seeded, so two runs load the same bytes.
 //! 2. **Serve**: an OpenAI-compatible `/v1/embeddings` server running the same [`HashEmbedder`], and the runtime
-//!    itself (the real `server::build_state` and `app::app`) configured with an `openai` embedding provider
-//!    pointed at it. Both run in this process on loopback ports, so the query cache, the breaker and the vector
+//!    itself (started by the test kit: the real `server::build_state` and `app::app`) configured with an
+//!    `openai` embedding provider pointed at it. Both run in this process on loopback ports, so the query cache, the breaker and the vector
 //!    arm are the production ones.
 //! 3. **Drive**: at each concurrency, that many workers, each holding one MCP session per tenant (sessions are
 //!    tenant-scoped), call `tools/call hybrid_search` in a closed loop for a fixed duration, with a random query
 //!    of the pool per request, asked by the tenant pgbench asks it as (query i by tenant i mod the tenant count),
 //!    and record the client-side latency of each call.
-//! 4. **Ceiling**: pgbench, as the runtime's role, runs exactly [`crate::search::hybrid_sql`] with the same
+//! 4. **Ceiling**: pgbench, as the runtime's role, runs exactly [`paddock_runtime::search::hybrid_sql`] with the same
 //!    parameters (precomputed query vectors) inside a transaction that sets the tenant context and the search's
-//!    settings as [`crate::db::Db::begin_search`] does, at the same concurrencies, prepared like sqlx prepares
+//!    settings as [`paddock_runtime::db::Db::begin_search`] does, at the same concurrencies, prepared like sqlx prepares
 //!    (each tenant's statement its own, as the runtime's are).
 //!
 //! With a local model (`--embedding local --model-dir DIR`) the runtime embeds queries with all-MiniLM-L6-v2 in
@@ -47,16 +47,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, postgres::PgPoolOptions};
 
-use crate::{
-    app,
+use paddock_runtime::{
     auth::dev,
     client::McpClient,
-    config::RuntimeConfig,
     db::{self, TenantId},
     documents,
     embed::{EmbedKind, EmbeddingProvider},
     search, server,
     tools::SearchSettings,
+};
+use paddock_testkit::{
+    Keys,
+    runtime::{self, Listeners, Running},
 };
 
 /// The model name stored beside the synthetic vectors and served by the embedding server.
@@ -110,7 +112,7 @@ pub enum BenchError {
         source: sqlx::Error,
     },
     #[error("failed to start the runtime")]
-    Start(#[from] server::StartError),
+    Start(#[from] runtime::StartError),
     #[error("failed to set up {what}")]
     Setup {
         what: &'static str,
@@ -119,7 +121,7 @@ pub enum BenchError {
     #[error("failed to mint tokens: {0}")]
     Token(#[from] dev::DevError),
     #[error("failed to open MCP sessions: {0}")]
-    Client(#[from] crate::client::ClientError),
+    Client(#[from] paddock_runtime::client::ClientError),
     #[error("pgbench failed: {0}")]
     Pgbench(String),
 }
@@ -785,15 +787,14 @@ struct Serving {
     url: String,
     /// `http://host:port` of the operations server, for `/metrics`.
     metrics_base: String,
-    embedder: crate::embed::Embedder,
-    auth: crate::auth::Authenticator,
+    embedder: paddock_runtime::embed::Embedder,
+    auth: paddock_runtime::auth::Authenticator,
     tokens: Vec<String>,
     /// Distinct tokens never sent to the runtime, to time first verifications.
     unseen_tokens: Vec<String>,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The operations server; aborted at the end.
-    ops_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    runtime: Running,
+    /// The issuer the runtime trusts (its JWKS file lives as long as this).
+    _keys: Keys,
 }
 
 /// The runtime's query embedder.
@@ -809,37 +810,10 @@ async fn start_runtime(
     opts: &BenchOptions,
     runtime_url: &str,
     embedding: QueryEmbedding,
-    dir: &Path,
 ) -> Result<Serving, BenchError> {
-    let key = dev::generate();
-    let jwks = dir.join(dev::JWKS_FILE);
-    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| BenchError::Setup {
-        what: "the JWKS file",
-        source,
-    })?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|source| BenchError::Setup {
-            what: "the runtime listener",
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| BenchError::Setup {
-        what: "the runtime listener",
-        source,
-    })?;
-    let url = format!("http://{addr}/mcp");
-    let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|source| BenchError::Setup {
-            what: "the runtime's metrics listener",
-            source,
-        })?;
-    let ops_addr = ops_listener
-        .local_addr()
-        .map_err(|source| BenchError::Setup {
-            what: "the runtime's metrics listener",
-            source,
-        })?;
+    let keys = Keys::with_issuer(ISSUER, AUDIENCE)?;
+    let listeners = Listeners::bind().await?;
+    let url = listeners.mcp_url();
     let embedding = match &embedding {
         QueryEmbedding::Server(addr) => {
             json!({ "provider": "openai", "endpoint": format!("http://{addr}/v1"), "model": MODEL })
@@ -848,50 +822,23 @@ async fn start_runtime(
             json!({ "provider": "local", "model_dir": model_dir, "model": MODEL })
         }
     };
-    // Parsed from JSON like a config file, so the defaults are the deployment's.
-    let cfg: RuntimeConfig = serde_json::from_value(json!({
-        "listen": addr.to_string(),
-        "metrics_listen": ops_addr.to_string(),
-        "database": { "url": runtime_url, "max_connections": opts.pool_size },
-        "auth": {
-            "resource": url,
-            "issuers": [{ "issuer": ISSUER, "audience": AUDIENCE, "jwks": { "file": jwks } }]
-        },
-        "embedding": embedding,
-        "log_format": "text"
-    }))
-    .map_err(|e| BenchError::Options(format!("runtime config: {e}")))?;
-    let state = server::build_state(&cfg).await?;
-    if state.embedder.model().is_none() {
-        let status = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
+    let cfg = runtime::dev_config(
+        &listeners,
+        &keys,
+        runtime_url,
+        json!({ "database": { "max_connections": opts.pool_size }, "embedding": embedding }),
+    )?;
+    let runtime = runtime::start(listeners, &cfg).await?;
+    if runtime.state.embedder.model().is_none() {
+        let status = serde_json::to_string(&runtime.state.embedder.status()).unwrap_or_default();
+        runtime.stop().await;
         return Err(BenchError::Options(format!(
             "the runtime's embedding provider did not start: {status}"
         )));
     }
-    let auth = state.auth.clone();
-    let embedder = state.embedder.clone();
-    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-    let ops_task = tokio::spawn(app::serve(
-        ops_listener,
-        app::ops_app(state.clone()),
-        std::future::pending(),
-    ));
-    let task = tokio::spawn(app::serve(listener, app::app(state), async {
-        let _ = rx.await;
-    }));
+    let ttl = Duration::from_secs(6 * 3600);
     let mint = |tenant: usize, user: String| {
-        dev::mint_with_pem(
-            &key.private_pem,
-            &key.kid,
-            &dev::MintClaims {
-                issuer: ISSUER.into(),
-                audience: AUDIENCE.into(),
-                tenant: tenant_name(tenant),
-                user,
-                scopes: vec!["documents:read".into()],
-                ttl: Duration::from_secs(6 * 3600),
-            },
-        )
+        keys.mint(&tenant_name(tenant), &user, &["documents:read"], ttl)
     };
     let tokens = (0..opts.tenants)
         .map(|t| mint(t, format!("bench-user-{t}")))
@@ -901,14 +848,13 @@ async fn start_runtime(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Serving {
         url,
-        metrics_base: format!("http://{ops_addr}"),
-        embedder,
-        auth,
+        metrics_base: runtime.ops_base_url(),
+        embedder: runtime.state.embedder.clone(),
+        auth: runtime.state.auth.clone(),
         tokens,
         unseen_tokens,
-        shutdown,
-        task,
-        ops_task,
+        runtime,
+        _keys: keys,
     })
 }
 
@@ -1409,7 +1355,7 @@ pub fn init_tracing() {
 pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
     validate(&opts)?;
     let runtime_url = runtime_url(&opts)?;
-    // One directory per run: two runs in one process (tests) must not share their JWKS files.
+    // One directory per run (pgbench's scripts and logs): two runs in one process (tests) must not share it.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("paddock-bench-{}-{run}", std::process::id()));
@@ -1469,7 +1415,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         Some(model_dir) => QueryEmbedding::Local(model_dir.clone()),
         None => QueryEmbedding::Server(start_embedding_server(embedder.clone()).await?),
     };
-    let serving = start_runtime(opts, runtime_url, query_embedding, dir).await?;
+    let serving = start_runtime(opts, runtime_url, query_embedding).await?;
     eprintln!("bench: runtime serving {}", serving.url);
     // pgbench binds the vectors the runtime's embedder gives for the same queries.
     let vectors: Vec<Vec<f32>> = match &opts.model_dir {
@@ -1598,9 +1544,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     }
     let (verify_us, verified_again_us) = verify_cost(&serving).await?;
     let load_after = load_average();
-    let _ = serving.shutdown.send(());
-    let _ = serving.task.await;
-    serving.ops_task.abort();
+    serving.runtime.stop().await;
     Ok(Report {
         rows,
         documents_embedded,
@@ -1648,7 +1592,7 @@ async fn measure(
 /// The local model's query path alone: `c` callers in closed loops, each embedding a distinct query per call
 /// straight through the provider, as the runtime's embedder does on a cache miss (no cache, breaker or timeout).
 async fn measure_model(
-    embedder: &crate::embed::Embedder,
+    embedder: &paddock_runtime::embed::Embedder,
     fresh: &Arc<FreshQueries>,
     opts: &BenchOptions,
     c: usize,
@@ -1674,7 +1618,7 @@ async fn measure_model(
 /// Embeds synthetic documents like the data set's through the provider, in calls of the configured batch size,
 /// as the background indexer does, and measures the wall and CPU time.
 async fn document_throughput(
-    embedder: &crate::embed::Embedder,
+    embedder: &paddock_runtime::embed::Embedder,
     vocab: &Vocabulary,
     opts: &BenchOptions,
 ) -> Result<DocumentThroughput, BenchError> {
@@ -1686,13 +1630,13 @@ async fn document_throughput(
             format!("{}\n{}", d.title, d.content)
         })
         .collect();
-    let fail = |e: crate::embed::EmbedError| {
+    let fail = |e: paddock_runtime::embed::EmbedError| {
         BenchError::Options(format!("the local model failed on documents: {e}"))
     };
-    let tokens = crate::embed::bench::token_counts(embedder, &texts).map_err(fail)?;
-    let batch = crate::embed::EmbeddingConfig::default().batch_size;
+    let tokens = crate::embed::token_counts(embedder, &texts).map_err(fail)?;
+    let batch = paddock_runtime::embed::EmbeddingConfig::default().batch_size;
     let cpu_before = process_cpu_seconds();
-    let t = crate::embed::bench::model_throughput(embedder, &texts, batch)
+    let t = crate::embed::model_throughput(embedder, &texts, batch)
         .await
         .map_err(fail)?;
     let cpu = process_cpu_seconds()
@@ -1721,7 +1665,7 @@ fn process_cpu_seconds() -> Option<f64> {
 }
 
 fn raw_provider(
-    embedder: &crate::embed::Embedder,
+    embedder: &paddock_runtime::embed::Embedder,
 ) -> Result<Arc<dyn EmbeddingProvider>, BenchError> {
     embedder
         .provider()

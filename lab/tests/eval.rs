@@ -12,10 +12,8 @@ use std::{
     time::Duration,
 };
 
-use paddock_runtime::{
-    eval::{self, EvalOptions, EvalReport, Scores},
-    tools::SearchSettings,
-};
+use paddock_lab::eval::{self, EvalOptions, EvalReport, Scores};
+use paddock_runtime::tools::SearchSettings;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 /// nDCG@10 each mode must reach on the fixture (measured: lexical 0.40, vector 0.71, hybrid 0.72). The lexical

@@ -1,8 +1,9 @@
-//! A real `paddock-runtime` started from the configuration the operator renders, logged in as
-//! a tenant role the operator provisioned: the ToolServer pod's view of the world, without
-//! Kubernetes.
+//! A real runtime started from the configuration the operator renders, logged in as a tenant
+//! role the operator provisioned: the ToolServer pod's view of the world, without Kubernetes.
+//! [`World`] provisions the tenant and its ToolServer; [`start_runtime`] mounts the rendered
+//! ConfigMap in a temporary directory and starts the runtime from it ([`crate::runtime::start`]).
 
-use std::{net::SocketAddr, str::FromStr};
+use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use paddock_operator::{
@@ -12,22 +13,11 @@ use paddock_operator::{
     tenant::{build as tenant_build, db, spec::TenantRecord},
     toolserver::build::{self, Inputs, ResolvedIssuer},
 };
-use paddock_runtime::{app, config::RuntimeConfig, server};
+use paddock_runtime::config::RuntimeConfig;
 use sqlx::postgres::PgConnectOptions;
 
 use super::db::{Admin, suffix};
-
-pub struct Running {
-    pub addr: SocketAddr,
-    pub task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
+use crate::runtime::{self, Listeners, Running};
 
 /// Starts the runtime from `cm` as the pod would mount it, with `dsn` from the tenant Secret.
 pub async fn start_runtime(cm: &ConfigMap, dsn: &str) -> Running {
@@ -44,17 +34,11 @@ pub async fn start_runtime(cm: &ConfigMap, dsn: &str) -> Running {
     std::fs::write(&path, yaml).unwrap();
     let mut cfg = RuntimeConfig::load(&path).expect("the runtime loads the rendered config");
     cfg.database.url = Some(dsn.to_owned());
-    let state = server::build_state(&cfg).await.expect("runtime state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let _ = app::serve(listener, app::app(state), std::future::pending()).await;
-    });
-    Running {
-        addr,
-        task,
-        _dir: dir,
-    }
+    let listeners = Listeners::bind().await.expect("loopback listeners");
+    runtime::start(listeners, &cfg)
+        .await
+        .expect("the runtime starts")
+        .keeping(dir)
 }
 
 /// A provisioned tenant, its ToolServer and the development issuer, on an admin-owned database.

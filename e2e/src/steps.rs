@@ -1,21 +1,20 @@
 //! Steps the scenario binaries share: reading status, waiting for a Ready ToolServer, minting
-//! tokens with the operator's development issuer, and MCP calls.
-#![allow(dead_code)]
+//! tokens with the operator's development issuer, and MCP calls (the runtime's own client, from
+//! the test kit).
 
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use paddock_e2e::{
+use paddock_contract::dev::{self, MintClaims};
+use paddock_testkit::McpClient;
+use serde_json::{Value, json};
+
+use crate::{
     env::{Scope, eventually},
     manifests,
 };
-use paddock_runtime::{
-    auth::dev::{self, MintClaims},
-    client::McpClient,
-};
-use serde_json::{Value, json};
 
 /// The shared operator's recent log, for failure messages.
 pub fn op_log(s: &Scope) -> String {

@@ -1,13 +1,14 @@
-//! `paddock-runtime eval`: retrieval quality on a BEIR-layout collection (`corpus.jsonl`, `queries.jsonl`,
+//! `paddock-lab eval`: retrieval quality on a BEIR-layout collection (`corpus.jsonl`, `queries.jsonl`,
 //! `qrels/<split>.tsv`), measured through the paths users take.
 //!
 //! One run flows:
 //! 1. **Provision**: as the admin role, a fresh database with a random name, the migrations, one tenant with
-//!    its own login role (the operator's per-tenant path), and a development signing key.
-//! 2. **Serve**: the runtime itself (`server::build_state`, `app::app`, the background indexer) on
-//!    `127.0.0.1:0`, with the in-process embedding model when a model directory is given.
-//! 3. **Ingest**: every corpus row through MCP `upsert_document` ([`crate::ingest`], as `paddock-runtime
-//!    ingest` does), then wait until the background indexer has embedded every document.
+//!    its own login role (the operator's per-tenant path), and a development signing key (the test kit's
+//!    `db::Scratch`, `db::register_tenant_login_role` and `Keys`).
+//! 2. **Serve**: the runtime itself (the test kit's `runtime::start`: `server::build_state`, `app::app`, the
+//!    background indexer) on `127.0.0.1:0`, with the in-process embedding model when a model directory is given.
+//! 3. **Ingest**: every corpus row through MCP `upsert_document` ([`paddock_runtime::ingest`], as
+//!    `paddock-runtime ingest` does), then wait until the background indexer has embedded every document.
 //! 4. **Search**: every judged query through MCP `hybrid_search` in three modes (lexical only = weights
 //!    `{vector: 0}`, vector only = `{lexical: 0}`, hybrid = the deployment's defaults), `limit` 10, which gives
 //!    nDCG@10 and MRR@10. A direct call of the function the tool calls ([`search::hybrid`]) with the tool's
@@ -24,29 +25,26 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
     path::{Path, PathBuf},
-    str::FromStr,
     time::{Duration, Instant},
 };
 
-use rand::{Rng, distributions::Alphanumeric};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::{
-    Connection, PgConnection, PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
-
-use crate::{
-    app::{self, AppState},
+use paddock_runtime::{
+    app::AppState,
     auth::dev,
     client::{ClientError, McpClient},
-    config::RuntimeConfig,
-    db::{self, TenantId},
-    indexer, ingest,
+    db::TenantId,
+    ingest,
     search::{self, Bm25, Fusion, HybridParams},
-    server,
     tools::SearchSettings,
 };
+use paddock_testkit::{
+    Keys,
+    db::{self, random_password},
+    runtime::{self, Listeners},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
 
 const ISSUER: &str = "https://issuer.paddock-eval.test";
 const AUDIENCE: &str = "paddock-eval";
@@ -77,13 +75,8 @@ pub enum EvalError {
     },
     #[error("failed to migrate the evaluation database: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
-    #[error("failed to set up {what}: {source}")]
-    Setup {
-        what: &'static str,
-        source: std::io::Error,
-    },
     #[error("failed to start the runtime: {0}")]
-    Start(#[from] server::StartError),
+    Start(#[from] runtime::StartError),
     #[error("failed to mint a token: {0}")]
     Token(#[from] dev::DevError),
     #[error("the local embedding model in {dir} could not be loaded: {reason}")]
@@ -450,15 +443,7 @@ pub fn init_tracing() {
         .init();
 }
 
-fn random_suffix() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(10)
-        .map(|c| char::from(c).to_ascii_lowercase())
-        .collect()
-}
-
-/// Names and credentials of one run's scratch resources. The names are generated here (lowercase letters and
+/// Names and credentials of one run's scratch resources. The names are generated (lowercase letters and
 /// digits only), so they can be written into DDL, which takes no bound parameters.
 struct Scratch {
     database: String,
@@ -468,22 +453,21 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Self {
-        let suffix = random_suffix();
+    /// The tenant of the scratch database `database` (`paddock_eval_<suffix>`): role `paddock_eval_<suffix>`,
+    /// tenant `eval-<suffix>`.
+    fn new(database: &str) -> Self {
+        let suffix = database.trim_start_matches(DATABASE_PREFIX);
         let tenant = TenantId::parse(&format!("eval-{suffix}")).expect("a DNS label");
-        let password: String = rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
         Self {
-            database: format!("paddock_eval_{suffix}"),
-            role: format!("paddock_eval_{suffix}"),
-            password,
+            database: database.to_owned(),
+            role: database.to_owned(),
+            password: random_password(),
             tenant,
         }
     }
 }
+
+const DATABASE_PREFIX: &str = "paddock_eval_";
 
 /// Runs the whole evaluation; progress goes to stderr. The scratch database and role are dropped at the end,
 /// also when the run fails.
@@ -515,19 +499,16 @@ pub async fn run(opts: EvalOptions) -> Result<EvalReport, EvalError> {
         collection.queries.len(),
         collection.skipped_queries
     );
-    let admin_opts = PgConnectOptions::from_str(&opts.database_url)
-        .map_err(|e| EvalError::Options(format!("--database-url: {e}")))?;
-    let scratch = Scratch::new();
-    let mut admin = PgConnection::connect_with(&admin_opts)
-        .await
-        .map_err(db_err("connect as admin"))?;
-    sqlx::query(&format!("CREATE DATABASE {}", scratch.database))
-        .execute(&mut admin)
+    let database = db::Scratch::create(&opts.database_url, DATABASE_PREFIX)
         .await
         .map_err(db_err("create the evaluation database"))?;
+    let scratch = Scratch::new(&database.name);
     eprintln!("eval: created database {}", scratch.database);
-    let result = run_in(&opts, collection, &admin_opts, &scratch).await;
-    let dropped = drop_scratch(&mut admin, &scratch).await;
+    let result = run_in(&opts, collection, &database, &scratch).await;
+    let dropped = database
+        .remove(&[scratch.role.as_str()])
+        .await
+        .map_err(db_err("drop the evaluation database and role"));
     let report = result?;
     dropped?;
     eprintln!(
@@ -537,42 +518,18 @@ pub async fn run(opts: EvalOptions) -> Result<EvalReport, EvalError> {
     Ok(report)
 }
 
-async fn drop_scratch(admin: &mut PgConnection, scratch: &Scratch) -> Result<(), EvalError> {
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        scratch.database
-    ))
-    .execute(&mut *admin)
-    .await
-    .map_err(db_err("drop the evaluation database"))?;
-    sqlx::query(&format!("DROP ROLE IF EXISTS {}", scratch.role))
-        .execute(&mut *admin)
-        .await
-        .map_err(db_err("drop the evaluation role"))?;
-    Ok(())
-}
-
 async fn run_in(
     opts: &EvalOptions,
     collection: Collection,
-    admin_opts: &PgConnectOptions,
+    database: &db::Scratch,
     scratch: &Scratch,
 ) -> Result<EvalReport, EvalError> {
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(admin_opts.clone().database(&scratch.database))
+    let admin = database
+        .migrated_pool(2)
         .await
-        .map_err(db_err("connect to the evaluation database"))?;
-    db::MIGRATOR.run(&admin).await.map_err(EvalError::Migrate)?;
+        .map_err(EvalError::Migrate)?;
     provision(&admin, scratch).await?;
-
-    let dir = std::env::temp_dir().join(format!("paddock-eval-{}", random_suffix()));
-    std::fs::create_dir_all(&dir).map_err(|source| EvalError::Setup {
-        what: "a scratch directory",
-        source,
-    })?;
-    let result = serve_and_measure(opts, collection, &admin, scratch, &dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let result = serve_and_measure(opts, collection, &admin, scratch).await;
     admin.close().await;
     result
 }
@@ -586,24 +543,14 @@ async fn provision(admin: &PgPool, scratch: &Scratch) -> Result<(), EvalError> {
     .execute(admin)
     .await
     .map_err(db_err("provision the tenant"))?;
-    sqlx::query(&format!(
-        "CREATE ROLE {} LOGIN PASSWORD '{}'",
-        scratch.role, scratch.password
-    ))
-    .execute(admin)
+    db::register_tenant_login_role(
+        admin,
+        &scratch.role,
+        Some(&scratch.password),
+        scratch.tenant.as_str(),
+    )
     .await
-    .map_err(db_err("create the tenant's login role"))?;
-    sqlx::query(&db::grant_tenant_group_sql(&scratch.role))
-        .execute(admin)
-        .await
-        .map_err(db_err("make the login role a tenant"))?;
-    sqlx::query("INSERT INTO tenant_roles (role_name, tenant_id) VALUES ($1, $2)")
-        .bind(&scratch.role)
-        .bind(scratch.tenant.as_str())
-        .execute(admin)
-        .await
-        .map_err(db_err("register the tenant's login role"))?;
-    Ok(())
+    .map_err(db_err("create the tenant's login role"))
 }
 
 /// The tenant role's URL: the admin URL with user, password and database replaced.
@@ -622,69 +569,49 @@ async fn serve_and_measure(
     collection: Collection,
     admin: &PgPool,
     scratch: &Scratch,
-    dir: &Path,
 ) -> Result<EvalReport, EvalError> {
-    let key = dev::generate();
-    let jwks = dir.join(dev::JWKS_FILE);
-    std::fs::write(&jwks, key.jwks.to_string()).map_err(|source| EvalError::Setup {
-        what: "the JWKS file",
-        source,
-    })?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|source| EvalError::Setup {
-            what: "the runtime listener",
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| EvalError::Setup {
-        what: "the runtime listener",
-        source,
-    })?;
-    let url = format!("http://{addr}/mcp");
+    let keys = Keys::with_issuer(ISSUER, AUDIENCE)?;
+    let listeners = Listeners::bind().await?;
+    let url = listeners.mcp_url();
     let s = &opts.search;
-    let mut cfg = json!({
-        "listen": addr.to_string(),
-        "database": { "url": tenant_url(&opts.database_url, scratch)? },
-        "auth": {
-            "resource": url,
-            "issuers": [{ "issuer": ISSUER, "audience": AUDIENCE, "jwks": { "file": jwks } }]
-        },
+    let mut sections = json!({
         "search": {
             "rrf_k": s.rrf_k, "depth": s.depth, "ef_search": s.ef_search, "fusion": s.fusion, "alpha": s.alpha,
             "bm25": { "k1": s.bm25.k1, "b": s.bm25.b }
-        },
-        "log_format": "text"
+        }
     });
     if let Some(model_dir) = &opts.model_dir {
-        cfg["embedding"] = json!({ "provider": "local", "model_dir": model_dir });
+        sections["embedding"] = json!({ "provider": "local", "model_dir": model_dir });
     }
-    // Parsed like a config file, so every other setting is the deployment's default.
-    let cfg: RuntimeConfig = serde_json::from_value(cfg)
-        .map_err(|e| EvalError::Options(format!("runtime config: {e}")))?;
-    let state = server::build_state(&cfg).await?;
+    let cfg = runtime::dev_config(
+        &listeners,
+        &keys,
+        &tenant_url(&opts.database_url, scratch)?,
+        sections,
+    )?;
+    let running = runtime::start(listeners, &cfg).await?;
     if let Some(model_dir) = &opts.model_dir
-        && state.embedder.model().is_none()
+        && running.state.embedder.model().is_none()
     {
-        let reason = serde_json::to_string(&state.embedder.status()).unwrap_or_default();
+        let reason = serde_json::to_string(&running.state.embedder.status()).unwrap_or_default();
+        running.stop().await;
         return Err(EvalError::Model {
             dir: model_dir.clone(),
             reason,
         });
     }
-    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, app::app(state.clone()), async {
-        let _ = rx.await;
-    }));
-    let indexer = tokio::spawn(indexer::run(
-        state.db.clone(),
-        state.embedder.clone(),
-        state.indexer.clone(),
-    ));
-    let result = measure(opts, collection, admin, scratch, &key, &url, &state).await;
-    indexer.abort();
-    let _ = shutdown.send(());
-    let _ = server.await;
-    state.db.close().await;
+    let running = running.with_indexer();
+    let result = measure(
+        opts,
+        collection,
+        admin,
+        scratch,
+        &keys,
+        &url,
+        &running.state,
+    )
+    .await;
+    running.stop().await;
     result
 }
 
@@ -693,21 +620,15 @@ async fn measure(
     mut collection: Collection,
     admin: &PgPool,
     scratch: &Scratch,
-    key: &dev::DevSigningKey,
+    keys: &Keys,
     url: &str,
     state: &AppState,
 ) -> Result<EvalReport, EvalError> {
-    let token = dev::mint_with_pem(
-        &key.private_pem,
-        &key.kid,
-        &dev::MintClaims {
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-            tenant: scratch.tenant.as_str().to_owned(),
-            user: "eval".into(),
-            scopes: vec!["documents:read".into(), "documents:write".into()],
-            ttl: Duration::from_secs(24 * 3600),
-        },
+    let token = keys.mint(
+        scratch.tenant.as_str(),
+        "eval",
+        &["documents:read", "documents:write"],
+        Duration::from_secs(24 * 3600),
     )?;
     let client = McpClient::connect(reqwest::Client::new(), url, &token).await?;
 
@@ -834,7 +755,7 @@ async fn direct(
     settings: &SearchSettings,
     params: &HybridParams<'_>,
 ) -> Result<Vec<search::Hit>, EvalError> {
-    let failed = |e: db::DbError| EvalError::Direct(error_chain(&e));
+    let failed = |e: paddock_runtime::db::DbError| EvalError::Direct(error_chain(&e));
     let mut tx = state
         .db
         .begin_search(tenant, settings.scan(params))
@@ -1152,7 +1073,7 @@ mod tests {
 
     #[test]
     fn collections_load_judged_queries_and_refuse_bad_rows() {
-        let dir = std::env::temp_dir().join(format!("paddock-eval-test-{}", random_suffix()));
+        let dir = std::env::temp_dir().join(format!("paddock-eval-test-{}", db::random_suffix(10)));
         std::fs::create_dir_all(dir.join("qrels")).unwrap();
         std::fs::write(
             dir.join("corpus.jsonl"),
