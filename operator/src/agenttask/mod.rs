@@ -467,7 +467,10 @@ async fn apply(task: &AgentTask, ctx: &Context) -> Result<Action, Error> {
                 return Ok(Action::requeue(Duration::ZERO));
             }
         }
-        Err(A2aError::Rpc { code: -32001, .. }) => {
+        Err(A2aError::Rpc {
+            code: paddock_contract::protocol::a2a::TASK_NOT_FOUND,
+            ..
+        }) => {
             st.finish(
                 TaskState::Failed,
                 "TaskNotFound",
