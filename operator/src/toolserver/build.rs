@@ -366,6 +366,29 @@ fn owner_meta(ts: &ToolServer, name: String) -> ObjectMeta {
     }
 }
 
+/// A ToolServer's children, and the hash of their inputs on the pod template.
+pub struct Children {
+    pub config_map: ConfigMap,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub hash: String,
+}
+
+/// The ConfigMap, Deployment and Service; `secrets` are the Secrets whose data the pods read, for the hash.
+pub fn children(
+    inputs: &Inputs<'_>,
+    secrets: &[(&str, &BTreeMap<String, ByteString>)],
+) -> Result<Children, Refusal> {
+    let config_map = config_map(inputs)?;
+    let hash = config_hash(&config_map, secrets);
+    Ok(Children {
+        deployment: deployment(inputs, &hash),
+        service: service(inputs),
+        config_map,
+        hash,
+    })
+}
+
 /// The ConfigMap with the runtime configuration and the development issuer's JWKS.
 pub fn config_map(inputs: &Inputs<'_>) -> Result<ConfigMap, Refusal> {
     let ts = inputs.toolserver;
