@@ -348,3 +348,49 @@ async fn a_toolservers_children_are_applied_server_side_under_one_field_manager(
     assert_eq!(condition(status, "IssuersResolved")["status"], "True");
     assert_eq!(condition(status, "Verified")["reason"], "NotReady");
 }
+
+/// A task whose timeout never parses is rejected without calling its ToolServer, and waits for a change.
+#[tokio::test]
+async fn an_agenttask_with_an_unparsable_timeout_is_rejected_without_a_call() {
+    let object = json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "AgentTask",
+        "metadata": {
+            "name": "ask",
+            "namespace": "acme",
+            "uid": "2d6b0c1e-9a52-4f0e-9a43-0c1e2f3a4b5c",
+            "generation": 1,
+            "finalizers": [paddock_operator::agenttask::FINALIZER],
+        },
+        "spec": {"toolServerRef": "docs", "skill": "rag", "input": "q", "timeout": "whenever"},
+    });
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/namespaces/acme/agenttasks/ask/status" => {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    }));
+    let task: paddock_operator::crd::AgentTask = serde_json::from_value(object).unwrap();
+
+    let action = paddock_operator::agenttask::reconcile(Arc::new(task), ctx)
+        .await
+        .unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        !sent.iter().any(|s| s.path.contains("/toolservers/")),
+        "the ToolServer is never read: {sent:?}"
+    );
+    let status = &status_patches(&sent)[0].body["status"];
+    assert_eq!(status["state"], "rejected");
+    let failed = condition(status, "Failed");
+    assert_eq!(
+        (failed["status"].as_str(), failed["reason"].as_str()),
+        (Some("True"), Some("InvalidSpec"))
+    );
+}

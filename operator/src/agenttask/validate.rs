@@ -33,3 +33,39 @@ pub fn validate(spec: &AgentTaskSpec) -> Result<Checked, Invalid> {
         .map_err(|_| Invalid::Budget)?;
     Ok(Checked { timeout, budget })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(timeout: &str, budget: Option<&str>) -> AgentTaskSpec {
+        serde_json::from_value(serde_json::json!({
+            "toolServerRef": "docs",
+            "skill": "rag",
+            "input": "q",
+            "timeout": timeout,
+            "budget": budget,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_spec_that_parses_gives_its_timeout_and_budget() {
+        let checked = validate(&spec("2m", Some("0.50"))).unwrap();
+        assert_eq!(checked.timeout, Duration::from_secs(120));
+        assert_eq!(checked.budget, Some(Decimal::new(50, 2)));
+        assert_eq!(validate(&spec("10m", None)).unwrap().budget, None);
+    }
+
+    #[test]
+    fn an_unparsable_timeout_or_budget_is_named_in_the_refusal() {
+        assert!(matches!(
+            validate(&spec("soon", None)),
+            Err(Invalid::Timeout(_))
+        ));
+        assert_eq!(
+            validate(&spec("2m", Some("lots"))).unwrap_err().to_string(),
+            "spec.budget is not a decimal amount"
+        );
+    }
+}
