@@ -58,17 +58,13 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// The config file's defaults.
     fn default() -> Self {
-        Self {
-            tools: Vec::new(),
-            tools_page_size: 50,
-            allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
-            session_idle_timeout: Duration::from_secs(24 * 60 * 60),
-            max_batch_size: 100,
-            search: SearchSettings::default(),
-            max_body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-        }
+        crate::config::settings(
+            &crate::config::McpConfig::default(),
+            SearchSettings::default(),
+            &crate::config::LimitsConfig::default(),
+        )
     }
 }
 

@@ -140,9 +140,7 @@ fn is_connection_lost(e: &sqlx::Error) -> bool {
             .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
 }
 
-/// The HNSW candidate list (`hnsw.ef_search`) of a transaction that does not name one, and of the vector arm
-/// when it ranks alone (`search.ef_search`): on SciFact its top ten then match an exact search's (BENCHMARKS.md).
-pub const DEFAULT_HNSW_EF_SEARCH: u32 = 100;
+pub use paddock_contract::config::DEFAULT_HNSW_EF_SEARCH;
 
 /// The transaction-local settings a search runs under, set by [`Db::begin_search`] with the tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

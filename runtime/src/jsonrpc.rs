@@ -6,11 +6,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-pub const PARSE_ERROR: i64 = -32700;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const INTERNAL_ERROR: i64 = -32603;
+pub use paddock_contract::protocol::jsonrpc::{
+    INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+};
 
 /// A JSON-RPC request id: a string or a number, never null.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -27,59 +27,12 @@
 //! Each tenant's statement is prepared once per connection, and a search without a metadata filter runs its
 //! generic plan instead of planning every call ([`HybridParams::generic_plan`], [`hybrid_sql`]).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::db::{DbError, TenantId, TenantTx};
 
-/// How the two arms' candidates become one ranking.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    /// Weighted Reciprocal Rank Fusion: `Σ weight / (k + rank)` over the arms a document appears in.
-    Rrf,
-    /// `(1 - alpha)·lexical·norm_lex + alpha·vector·norm_vec`, each arm's scores min-max normalised over its
-    /// own candidates (a document absent from an arm scores 0 there). The default: on BEIR SciFact it beats
-    /// RRF at every k measured (BENCHMARKS.md).
-    #[default]
-    Convex,
-}
-
-impl Fusion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fusion::Rrf => "rrf",
-            Fusion::Convex => "convex",
-        }
-    }
-}
-
-/// BM25's term-frequency saturation (`k1`) and length normalisation (`b`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Bm25 {
-    pub k1: f64,
-    pub b: f64,
-}
-
-impl Default for Bm25 {
-    fn default() -> Self {
-        Self { k1: 1.2, b: 0.75 }
-    }
-}
-
-impl Bm25 {
-    /// The ranges the configuration accepts.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=10.0).contains(&self.k1) {
-            return Err("search.bm25.k1 must be between 0 and 10".into());
-        }
-        if !(0.0..=1.0).contains(&self.b) {
-            return Err("search.bm25.b must be between 0 and 1".into());
-        }
-        Ok(())
-    }
-}
+pub use paddock_contract::config::{Bm25, Fusion};
 
 /// Tunables for one hybrid query.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use crate::{
     app::{self, AppState},
     auth::{AuthError, Authenticator},
-    config::RuntimeConfig,
+    config::{RuntimeConfig, RuntimeConfigExt},
     db::{Db, DbError},
     embed::Embedder,
     indexer::{self, IndexerHandle},

@@ -9,6 +9,8 @@
 
 use serde_json::{Value, json};
 
+use paddock_contract::protocol::{a2a, jsonrpc};
+
 use crate::crd::agenttask::{ArtifactSummary, TaskState};
 
 /// Longest status message and artifact preview kept in the AgentTask status.
@@ -68,17 +70,7 @@ pub fn parse_state(s: &str) -> Option<TaskState> {
     let normal = s
         .strip_prefix("TASK_STATE_")
         .map(|rest| rest.to_ascii_lowercase().replace('_', "-"));
-    Some(match normal.as_deref().unwrap_or(s) {
-        "submitted" => TaskState::Submitted,
-        "working" => TaskState::Working,
-        "completed" => TaskState::Completed,
-        "failed" => TaskState::Failed,
-        "canceled" | "cancelled" => TaskState::Canceled,
-        "rejected" => TaskState::Rejected,
-        "input-required" => TaskState::InputRequired,
-        "auth-required" => TaskState::AuthRequired,
-        _ => return None,
-    })
+    TaskState::from_wire(normal.as_deref().unwrap_or(s))
 }
 
 /// The text parts of a message or artifact, one per line.
@@ -203,7 +195,7 @@ impl<'a> A2aClient<'a> {
     pub fn new(http: &'a reqwest::Client, base_url: &str, token: String) -> Self {
         Self {
             http,
-            url: format!("{}/a2a", base_url.trim_end_matches('/')),
+            url: format!("{}{}", base_url.trim_end_matches('/'), a2a::ENDPOINT_PATH),
             token,
         }
     }
@@ -214,7 +206,7 @@ impl<'a> A2aClient<'a> {
             .http
             .post(&self.url)
             .bearer_auth(&self.token)
-            .header("A2A-Version", "1.0")
+            .header(a2a::VERSION_HEADER, a2a::VERSION)
             .header("accept", "application/json")
             .json(&body)
             .send()
@@ -233,7 +225,7 @@ impl<'a> A2aClient<'a> {
             .filter(|e| e.get("code").is_some_and(Value::is_i64));
         if let Some(err) = rpc_error {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
-            if code == -32601 {
+            if code == jsonrpc::METHOD_NOT_FOUND {
                 return Err(A2aError::Unavailable);
             }
             let message = cut(

@@ -73,47 +73,8 @@ fn default_timeout() -> String {
     "10m".into()
 }
 
-/// An A2A skill of the runtime.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Skill {
-    /// Retrieval-augmented answer in one step.
-    Rag,
-    /// Multi-step research with a cited report.
-    Research,
-}
-
-/// A2A task state, in the A2A 0.3 spelling.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskState {
-    /// Accepted, not started.
-    Submitted,
-    /// Running.
-    Working,
-    /// Finished with a result (terminal).
-    Completed,
-    /// Finished with an error (terminal).
-    Failed,
-    /// Canceled, e.g. on timeout (terminal).
-    Canceled,
-    /// Refused, e.g. over budget or model not allowed (terminal).
-    Rejected,
-    /// Waiting for more input (interrupted).
-    InputRequired,
-    /// Waiting for authorization (interrupted).
-    AuthRequired,
-}
-
-impl TaskState {
-    /// Whether the task can never change state again.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Failed | Self::Canceled | Self::Rejected
-        )
-    }
-}
+/// The runtime's skills and a task's states, in the contract's words (serde and schema names included).
+pub use paddock_contract::a2a::{Skill, TaskState};
 
 /// Observed state of an AgentTask.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -97,27 +97,8 @@ fn default_replicas() -> i32 {
     1
 }
 
-/// An MCP tool the runtime can expose.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Tool {
-    /// Keyword (BM25) and vector search fused into one ranking.
-    HybridSearch,
-    /// Lexical search only.
-    Search,
-    /// Fetch one document by id.
-    GetDocument,
-    /// Page through documents.
-    ListDocuments,
-    /// Create or replace a document (and embed it).
-    UpsertDocument,
-    /// Delete a document.
-    DeleteDocument,
-    /// Report the caller's usage and remaining budget.
-    Usage,
-}
+/// The MCP tools, in the contract's words (serde and schema names included).
+pub use paddock_contract::protocol::Tool;
 
 /// Embedding provider settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -2,9 +2,10 @@
 //! its Tenant and a few resolved inputs to the runtime's configuration file, ConfigMap,
 //! Deployment and Service. No client, no network; unit-tested from YAML fixtures.
 //!
-//! The runtime configuration follows `paddock_runtime::config::RuntimeConfig` exactly (a test
-//! parses it with the real type). Secrets never enter the ConfigMap: the DSN and provider API
-//! keys reach the container as environment variables from Secrets.
+//! The runtime configuration is the contract's `RuntimeConfig`, written with only the fields the
+//! spec names, so the runtime's defaults fill in the rest (a test loads it as the runtime does).
+//! Secrets never enter the ConfigMap: the DSN and provider API keys reach the container as
+//! environment variables from Secrets.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +28,10 @@ use k8s_openapi::{
     },
 };
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
+use paddock_contract::config::{
+    self as runtime, AuthConfig, EmbeddingConfig, IssuerConfig, JwksSource, LlmConfig,
+    ProviderKind, RuntimeConfig,
+};
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -131,8 +135,8 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
         });
     }
     for tool in &ts.spec.tools {
-        let name = tool_name(*tool);
-        if !paddock_contract::protocol::TOOL_NAMES.contains(&name.as_str()) {
+        let name = tool.name();
+        if !paddock_contract::protocol::TOOL_NAMES.contains(&name) {
             return Err(invalid(format!(
                 "spec.tools: tool {name} is not available in this runtime version"
             )));
@@ -170,140 +174,46 @@ pub fn validate(ts: &ToolServer, tenant: &Tenant) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn tool_name(tool: crate::crd::toolserver::Tool) -> String {
-    serde_json::to_value(tool)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-// The runtime's configuration file, field for field (see paddock_runtime::config).
-
-#[derive(Serialize)]
-struct RuntimeFile {
-    listen: String,
-    metrics_listen: String,
-    auth: AuthFile,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    embedding: Option<EmbeddingFile>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    llm: Option<LlmFile>,
-    mcp: McpFile,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    search: Option<SearchFile>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    a2a: Option<A2aFile>,
-    log_format: &'static str,
-}
-
-#[derive(Serialize)]
-struct A2aFile {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_running_tasks: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drain_timeout_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct AuthFile {
-    resource: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    authorization_servers: Vec<String>,
-    issuers: Vec<IssuerFile>,
-}
-
-#[derive(Serialize)]
-struct IssuerFile {
-    issuer: String,
-    audience: String,
-    jwks: JwksFile,
-    tenant_claim: String,
-    user_claim: String,
-}
-
-/// `{file: ...}` or `{url: ...}`: the runtime reads YAML as JSON, so enums take the map
-/// form, never YAML tags.
-#[derive(Serialize)]
-struct JwksFile {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-}
-
-#[derive(Serialize)]
-struct EmbeddingFile {
-    provider: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    dimensions: i32,
-    timeout_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model_dir: Option<String>,
-}
-
-#[derive(Serialize)]
-struct LlmFile {
-    provider: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    /// The variable the Deployment fills from `apiKeySecretRef`; the key never enters the file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key_env: Option<&'static str>,
-    timeout_ms: u64,
-}
-
-#[derive(Serialize)]
-struct McpFile {
-    tools: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_idle_timeout_ms: Option<u64>,
-}
-
-/// Only the settings the spec names; the runtime's defaults fill in the rest.
-#[derive(Serialize)]
-struct SearchFile {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fusion: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alpha: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rrf_k: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    depth: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ef_search: Option<i32>,
-}
-
-fn search_file(s: &SearchSpec) -> Result<SearchFile, Refusal> {
-    let alpha = s
-        .alpha
-        .as_deref()
-        .map(|a| {
-            a.parse::<f64>()
-                .ok()
-                .filter(|a| (0.0..=1.0).contains(a))
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "spec.search.alpha: {a:?} is not a decimal from 0 to 1"
-                    ))
-                })
-        })
-        .transpose()?;
-    Ok(SearchFile {
-        fusion: s.fusion.map(|f| match f {
-            Fusion::Convex => "convex",
-            Fusion::Rrf => "rrf",
-        }),
-        alpha,
-        rrf_k: s.rrf_k.map(f64::from),
-        depth: s.depth,
-        ef_search: s.ef_search,
-    })
+/// The spec's `search:` settings on the runtime's defaults, and the names of those it sets.
+fn search_config(
+    s: &SearchSpec,
+    named: &mut Vec<&'static str>,
+) -> Result<runtime::SearchConfig, Refusal> {
+    let mut search = runtime::SearchConfig::default();
+    named.push("search");
+    if let Some(a) = s.alpha.as_deref() {
+        search.alpha = a
+            .parse::<f64>()
+            .ok()
+            .filter(|a| (0.0..=1.0).contains(a))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "spec.search.alpha: {a:?} is not a decimal from 0 to 1"
+                ))
+            })?;
+        named.push("search.alpha");
+    }
+    if let Some(f) = s.fusion {
+        search.fusion = match f {
+            Fusion::Convex => runtime::Fusion::Convex,
+            Fusion::Rrf => runtime::Fusion::Rrf,
+        };
+        named.push("search.fusion");
+    }
+    if let Some(k) = s.rrf_k {
+        search.rrf_k = f64::from(k);
+        named.push("search.rrf_k");
+    }
+    if let Some(d) = s.depth {
+        search.depth = i64::from(d);
+        named.push("search.depth");
+    }
+    if let Some(ef) = s.ef_search {
+        search.ef_search = u32::try_from(ef)
+            .map_err(|_| invalid(format!("spec.search.efSearch: {ef} is negative")))?;
+        named.push("search.ef_search");
+    }
+    Ok(search)
 }
 
 /// A spec duration in the runtime file's milliseconds.
@@ -313,108 +223,133 @@ fn duration_ms(field: &str, value: &str) -> Result<u64, Refusal> {
         .map_err(|err| invalid(format!("{field}: {err}")))
 }
 
+/// The fields of the runtime file the operator always writes; the spec's optional settings add theirs.
+const ALWAYS_NAMED: &[&str] = &[
+    "listen",
+    "metrics_listen",
+    "auth.resource",
+    "auth.authorization_servers",
+    "auth.issuers.issuer",
+    "auth.issuers.audience",
+    "auth.issuers.jwks.*",
+    "auth.issuers.tenant_claim",
+    "auth.issuers.user_claim",
+    "embedding.provider",
+    "embedding.endpoint",
+    "embedding.model",
+    "embedding.dimensions",
+    "embedding.timeout_ms",
+    "embedding.model_dir",
+    "mcp.tools",
+    "log_format",
+];
+
 /// The runtime configuration file (YAML). Call [`validate`] first.
 pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
     let ts = inputs.toolserver;
     let auth = &inputs.tenant.spec.auth;
     let resource = resource_url(ts);
-    let mut issuers: Vec<IssuerFile> = inputs
+    let mut named = ALWAYS_NAMED.to_vec();
+    let issuer =
+        |issuer: &str, audience: &str, jwks, tenant_claim: &str, user_claim: &str| IssuerConfig {
+            tenant_claim: tenant_claim.to_owned(),
+            user_claim: user_claim.to_owned(),
+            ..IssuerConfig::new(issuer, audience, jwks)
+        };
+    let mut issuers: Vec<IssuerConfig> = inputs
         .issuers
         .iter()
-        .map(|i| IssuerFile {
-            issuer: i.issuer.clone(),
-            audience: auth.audience.clone(),
-            jwks: JwksFile {
-                file: None,
-                url: Some(i.jwks_url.clone()),
-            },
-            tenant_claim: auth.tenant_claim.clone(),
-            user_claim: auth.user_claim.clone(),
+        .map(|i| {
+            issuer(
+                &i.issuer,
+                &auth.audience,
+                JwksSource::Url(i.jwks_url.clone()),
+                &auth.tenant_claim,
+                &auth.user_claim,
+            )
         })
         .collect();
     // Dev tokens carry the tenant in `tenant_id` and the user in `sub`, and name this server
     // as their audience.
-    issuers.push(IssuerFile {
-        issuer: inputs.dev_issuer.to_owned(),
-        audience: resource.clone(),
-        jwks: JwksFile {
-            file: Some(format!("{CONFIG_DIR}/{DEV_JWKS_FILE}")),
-            url: None,
-        },
-        tenant_claim: "tenant_id".to_owned(),
-        user_claim: "sub".to_owned(),
+    issuers.push(issuer(
+        inputs.dev_issuer,
+        &resource,
+        JwksSource::File(format!("{CONFIG_DIR}/{DEV_JWKS_FILE}").into()),
+        "tenant_id",
+        "sub",
+    ));
+    let mut cfg = RuntimeConfig::new(AuthConfig {
+        // Clients are sent to the tenant's own identity provider, never to the dev issuer.
+        authorization_servers: inputs.issuers.iter().map(|i| i.issuer.clone()).collect(),
+        ..AuthConfig::new(resource, issuers)
     });
+    cfg.listen = format!("0.0.0.0:{PORT}");
+    cfg.metrics_listen = format!("0.0.0.0:{METRICS_PORT}");
     let e = &ts.spec.embedding;
     let timeout_ms = duration_ms("spec.embedding.timeout", &e.timeout)?;
-    let embedding = match e.provider {
+    let dimensions = usize::try_from(e.dimensions).map_err(|_| {
+        invalid(format!(
+            "spec.embedding.dimensions: {} is negative",
+            e.dimensions
+        ))
+    })?;
+    cfg.embedding = match e.provider {
         EmbeddingProvider::None => None,
-        EmbeddingProvider::Openai => Some(EmbeddingFile {
-            provider: "openai",
+        EmbeddingProvider::Openai => Some(EmbeddingConfig {
+            provider: ProviderKind::OpenAi,
             endpoint: e.endpoint.clone(),
             model: e.model.clone(),
-            dimensions: e.dimensions,
+            dimensions,
             timeout_ms,
-            model_dir: None,
+            ..EmbeddingConfig::default()
         }),
-        EmbeddingProvider::Local => Some(EmbeddingFile {
-            provider: "local",
-            endpoint: None,
+        EmbeddingProvider::Local => Some(EmbeddingConfig {
+            provider: ProviderKind::Local,
             model: e.model.clone(),
-            dimensions: e.dimensions,
+            dimensions,
             timeout_ms,
-            model_dir: Some(LOCAL_MODEL_DIR.to_owned()),
+            model_dir: Some(LOCAL_MODEL_DIR.into()),
+            ..EmbeddingConfig::default()
         }),
     };
-    let llm = match &ts.spec.llm {
-        None => None,
-        Some(l) => {
-            let timeout_ms = duration_ms("spec.llm.timeout", &l.timeout)?;
-            Some(match l.provider {
-                LlmProvider::Extractive => LlmFile {
-                    provider: "extractive",
-                    endpoint: None,
-                    model: None,
-                    api_key_env: None,
-                    timeout_ms,
-                },
-                LlmProvider::Openai => LlmFile {
-                    provider: "openai",
+    if let Some(l) = &ts.spec.llm {
+        let timeout_ms = duration_ms("spec.llm.timeout", &l.timeout)?;
+        named.extend(["llm.provider", "llm.timeout_ms"]);
+        cfg.llm = match l.provider {
+            LlmProvider::Extractive => LlmConfig {
+                provider: runtime::EXTRACTIVE.to_owned(),
+                timeout_ms,
+                ..LlmConfig::default()
+            },
+            LlmProvider::Openai => {
+                // The variable the Deployment fills from `apiKeySecretRef`; the key never enters the file.
+                named.extend(["llm.endpoint", "llm.model", "llm.api_key_env"]);
+                LlmConfig {
+                    provider: "openai".to_owned(),
                     endpoint: l.endpoint.clone(),
                     model: l.model.clone(),
-                    api_key_env: Some(LLM_API_KEY_ENV),
+                    api_key_env: LLM_API_KEY_ENV.to_owned(),
                     timeout_ms,
-                },
-            })
-        }
-    };
-    let session_idle_timeout_ms = ts
+                    ..LlmConfig::default()
+                }
+            }
+        };
+    }
+    cfg.mcp.tools = ts.spec.tools.iter().map(|t| t.name().to_owned()).collect();
+    if let Some(t) = ts
         .spec
         .mcp
         .as_ref()
         .and_then(|m| m.session_idle_timeout.as_deref())
-        .map(|t| duration_ms("spec.mcp.sessionIdleTimeout", t))
-        .transpose()?;
-    let search = ts.spec.search.as_ref().map(search_file).transpose()?;
-    let file = RuntimeFile {
-        listen: format!("0.0.0.0:{PORT}"),
-        metrics_listen: format!("0.0.0.0:{METRICS_PORT}"),
-        auth: AuthFile {
-            resource,
-            // Clients are sent to the tenant's own identity provider, never to the dev issuer.
-            authorization_servers: inputs.issuers.iter().map(|i| i.issuer.clone()).collect(),
-            issuers,
-        },
-        embedding,
-        llm,
-        mcp: McpFile {
-            tools: ts.spec.tools.iter().map(|t| tool_name(*t)).collect(),
-            session_idle_timeout_ms,
-        },
-        search,
-        a2a: a2a_file(&ts.spec.a2a),
-        log_format: "json",
-    };
-    serde_yaml::to_string(&file)
+    {
+        cfg.mcp.session_idle_timeout_ms = duration_ms("spec.mcp.sessionIdleTimeout", t)?;
+        named.push("mcp.session_idle_timeout_ms");
+    }
+    if let Some(s) = &ts.spec.search {
+        cfg.search = search_config(s, &mut named)?;
+    }
+    set_a2a(&mut cfg.a2a, &ts.spec.a2a, &mut named)?;
+    cfg.render(&named)
         .map_err(|e| invalid(format!("cannot render the runtime configuration: {e}")))
 }
 
@@ -429,6 +364,29 @@ fn owner_meta(ts: &ToolServer, name: String) -> ObjectMeta {
         owner_references: ts.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
+}
+
+/// A ToolServer's children, and the hash of their inputs on the pod template.
+pub struct Children {
+    pub config_map: ConfigMap,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub hash: String,
+}
+
+/// The ConfigMap, Deployment and Service; `secrets` are the Secrets whose data the pods read, for the hash.
+pub fn children(
+    inputs: &Inputs<'_>,
+    secrets: &[(&str, &BTreeMap<String, ByteString>)],
+) -> Result<Children, Refusal> {
+    let config_map = config_map(inputs)?;
+    let hash = config_hash(&config_map, secrets);
+    Ok(Children {
+        deployment: deployment(inputs, &hash),
+        service: service(inputs),
+        config_map,
+        hash,
+    })
 }
 
 /// The ConfigMap with the runtime configuration and the development issuer's JWKS.
@@ -518,15 +476,22 @@ fn default_resources(local_model: bool) -> ResourceRequirements {
     }
 }
 
-/// The runtime Deployment. `config_hash` goes on the pod template, so a changed configuration
-/// or credential rolls the pods.
 /// The runtime's `a2a:` section: only what the spec sets, the runtime's defaults for the rest.
-fn a2a_file(a2a: &A2aSpec) -> Option<A2aFile> {
-    let file = A2aFile {
-        max_running_tasks: a2a.max_running_tasks,
-        drain_timeout_ms: a2a.drain_timeout_seconds.map(|s| s as u64 * 1000),
-    };
-    (file.max_running_tasks.is_some() || file.drain_timeout_ms.is_some()).then_some(file)
+fn set_a2a(
+    cfg: &mut runtime::A2aConfig,
+    a2a: &A2aSpec,
+    named: &mut Vec<&'static str>,
+) -> Result<(), Refusal> {
+    if let Some(n) = a2a.max_running_tasks {
+        cfg.max_running_tasks = usize::try_from(n)
+            .map_err(|_| invalid(format!("spec.a2a.maxRunningTasks: {n} is negative")))?;
+        named.push("a2a.max_running_tasks");
+    }
+    if let Some(s) = a2a.drain_timeout_seconds {
+        cfg.drain_timeout_ms = s as u64 * 1000;
+        named.push("a2a.drain_timeout_ms");
+    }
+    Ok(())
 }
 
 /// A stopping pod first sleeps this long (a `preStop` sleep action), still serving, while its endpoint is
@@ -548,6 +513,8 @@ pub fn termination_grace_seconds(a2a: &A2aSpec) -> i64 {
         + GRACE_BEYOND_DRAIN_SECONDS
 }
 
+/// The runtime Deployment. `config_hash` goes on the pod template, so a changed configuration
+/// or credential rolls the pods.
 pub fn deployment(inputs: &Inputs<'_>, config_hash: &str) -> Deployment {
     let ts = inputs.toolserver;
     let name = ts.name_any();

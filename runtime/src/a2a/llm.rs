@@ -13,45 +13,7 @@ use serde_json::json;
 
 use crate::embed::breaker::CircuitBreaker;
 
-/// The provider name that means "no model: answer from retrieved passages".
-pub const EXTRACTIVE: &str = "extractive";
-
-/// Configuration of the model provider (`llm:` in the runtime's config file).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LlmConfig {
-    /// `openai` (any OpenAI-compatible chat-completions server) or `extractive` (no model).
-    pub provider: String,
-    /// API base URL, ending in `/v1` for most servers (e.g. `http://ollama:11434/v1`).
-    pub endpoint: Option<String>,
-    /// The model tasks use unless they ask for another one the tenant allows.
-    pub model: Option<String>,
-    /// Environment variable holding the API key (never the key itself in the file).
-    pub api_key_env: String,
-    pub timeout_ms: u64,
-    pub connect_timeout_ms: u64,
-    /// Output cap of one call; also the output side of every budget reservation.
-    pub max_output_tokens: u32,
-    /// Consecutive failures that open the circuit breaker, and how long it stays open.
-    pub failure_threshold: u32,
-    pub cooldown_ms: u64,
-}
-
-impl Default for LlmConfig {
-    fn default() -> Self {
-        Self {
-            provider: EXTRACTIVE.into(),
-            endpoint: None,
-            model: None,
-            api_key_env: "PADDOCK_LLM_API_KEY".into(),
-            timeout_ms: 60_000,
-            connect_timeout_ms: 3_000,
-            max_output_tokens: 512,
-            failure_threshold: 3,
-            cooldown_ms: 30_000,
-        }
-    }
-}
+pub use paddock_contract::config::{EXTRACTIVE, LlmConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmConfigError {

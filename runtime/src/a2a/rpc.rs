@@ -40,12 +40,10 @@ use crate::{
     jsonrpc::{self, Id, Message, RpcError},
 };
 
-pub const TASK_NOT_FOUND: i64 = -32001;
-pub const TASK_NOT_CANCELABLE: i64 = -32002;
-pub const PUSH_NOT_SUPPORTED: i64 = -32003;
-pub const UNSUPPORTED_OPERATION: i64 = -32004;
-pub const CONTENT_TYPE_NOT_SUPPORTED: i64 = -32005;
-pub const VERSION_NOT_SUPPORTED: i64 = -32009;
+pub use paddock_contract::protocol::a2a::{
+    CONTENT_TYPE_NOT_SUPPORTED, PUSH_NOT_SUPPORTED, TASK_NOT_CANCELABLE, TASK_NOT_FOUND,
+    UNSUPPORTED_OPERATION, VERSION_NOT_SUPPORTED,
+};
 
 /// The longest question a task takes.
 const MAX_QUESTION_CHARS: usize = 4000;

@@ -8,12 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-/// The protocol dialect of one request, picked by its method name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    V1,
-    V03,
-}
+pub use paddock_contract::a2a::{Dialect, TaskState};
 
 /// The A2A operations, whatever their dialect's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,90 +71,6 @@ impl Method {
 
     pub fn is_streaming(self) -> bool {
         matches!(self, Method::SendStreamingMessage | Method::SubscribeToTask)
-    }
-}
-
-/// A task's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TaskState {
-    Submitted,
-    Working,
-    InputRequired,
-    AuthRequired,
-    Completed,
-    Failed,
-    Canceled,
-    Rejected,
-}
-
-impl TaskState {
-    pub const ALL: [TaskState; 8] = [
-        TaskState::Submitted,
-        TaskState::Working,
-        TaskState::InputRequired,
-        TaskState::AuthRequired,
-        TaskState::Completed,
-        TaskState::Failed,
-        TaskState::Canceled,
-        TaskState::Rejected,
-    ];
-
-    /// The stored (and 0.3) name.
-    pub fn db(self) -> &'static str {
-        match self {
-            TaskState::Submitted => "submitted",
-            TaskState::Working => "working",
-            TaskState::InputRequired => "input-required",
-            TaskState::AuthRequired => "auth-required",
-            TaskState::Completed => "completed",
-            TaskState::Failed => "failed",
-            TaskState::Canceled => "canceled",
-            TaskState::Rejected => "rejected",
-        }
-    }
-
-    pub fn v1(self) -> &'static str {
-        match self {
-            TaskState::Submitted => "TASK_STATE_SUBMITTED",
-            TaskState::Working => "TASK_STATE_WORKING",
-            TaskState::InputRequired => "TASK_STATE_INPUT_REQUIRED",
-            TaskState::AuthRequired => "TASK_STATE_AUTH_REQUIRED",
-            TaskState::Completed => "TASK_STATE_COMPLETED",
-            TaskState::Failed => "TASK_STATE_FAILED",
-            TaskState::Canceled => "TASK_STATE_CANCELED",
-            TaskState::Rejected => "TASK_STATE_REJECTED",
-        }
-    }
-
-    pub fn render(self, d: Dialect) -> &'static str {
-        match d {
-            Dialect::V1 => self.v1(),
-            Dialect::V03 => self.db(),
-        }
-    }
-
-    pub fn from_db(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.db() == s)
-    }
-
-    /// Reads either dialect's name (and 0.3's British `cancelled`, which some agents send).
-    pub fn from_wire(s: &str) -> Option<Self> {
-        if s == "cancelled" {
-            return Some(TaskState::Canceled);
-        }
-        Self::ALL.into_iter().find(|t| t.db() == s || t.v1() == s)
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Completed | TaskState::Failed | TaskState::Canceled | TaskState::Rejected
-        )
-    }
-
-    /// Terminal or waiting for the client: a stream closes on these.
-    pub fn ends_stream(self) -> bool {
-        self.is_terminal() || matches!(self, TaskState::InputRequired | TaskState::AuthRequired)
     }
 }
 

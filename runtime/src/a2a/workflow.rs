@@ -33,66 +33,7 @@ use crate::{
     db::{DbError, TenantId, TenantTx},
 };
 
-/// A skill of this agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Skill {
-    Rag,
-    Research,
-}
-
-impl Skill {
-    pub const ALL: [Skill; 2] = [Skill::Research, Skill::Rag];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.id() == s)
-    }
-
-    pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|s| s.id()).collect()
-    }
-
-    pub fn id(self) -> &'static str {
-        match self {
-            Skill::Rag => "rag",
-            Skill::Research => "research",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Skill::Rag => "Answer with citations",
-            Skill::Research => "Research report",
-        }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            Skill::Rag => {
-                "Searches the tenant's documents, reads the best matches and answers the question, \
-                citing each claim as [document-id]; every citation is checked against the retrieved documents."
-            }
-            Skill::Research => {
-                "Splits the question into sub-queries, searches each, and writes a Markdown report \
-                with cited findings and a list of sources; every citation is checked against the retrieved \
-                documents. Select it with message metadata {\"skill\": \"research\"} (the default)."
-            }
-        }
-    }
-
-    pub fn tags(self) -> &'static [&'static str] {
-        match self {
-            Skill::Rag => &["rag", "question-answering", "citations", "search"],
-            Skill::Research => &["research", "report", "citations", "search"],
-        }
-    }
-
-    pub fn examples(self) -> &'static [&'static str] {
-        match self {
-            Skill::Rag => &["What does the right to erasure require?"],
-            Skill::Research => &["Compare data retention rules and breach notification deadlines"],
-        }
-    }
-}
+pub use paddock_contract::a2a::Skill;
 
 /// How a task answers: a priced model the tenant allows, or extractively.
 #[derive(Clone, Debug)]

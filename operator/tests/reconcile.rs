@@ -1,0 +1,396 @@
+//! Reconciles against a mocked API server (tower-test), for the logic that needs no cluster: what each
+//! controller asks Kubernetes for, and what it writes back.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use http::{Request, Response, StatusCode};
+use kube::{
+    Client,
+    client::Body,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+    },
+};
+use paddock_operator::{
+    context::{Backoff, Context, Settings},
+    crd::{Tenant, ToolServer},
+    devissuer::DevIssuer,
+    metrics::Metrics,
+    names::MANAGER,
+    tenant, toolserver,
+};
+use reqwest::Url;
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use tower_test::mock;
+
+/// One request a reconcile sent.
+#[derive(Clone, Debug)]
+struct Sent {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+impl Sent {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+type Answer = Box<dyn Fn(&Sent) -> (StatusCode, Value) + Send>;
+
+/// A context whose client talks to a fake API server that answers with `answer` and records every request.
+/// The database pool never connects: none of these reconciles reach the database.
+fn context(answer: Answer) -> (Arc<Context>, Arc<Mutex<Vec<Sent>>>) {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let s = Sent {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (status, reply) = answer(&s);
+            log.lock().unwrap().push(s);
+            respond.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let client = Client::new(service, "default");
+    let ctx = Context {
+        client: client.clone(),
+        pool: PgPoolOptions::new()
+            .connect_lazy("postgres://paddock@127.0.0.1:9/never")
+            .unwrap(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: MANAGER.into(),
+                instance: None,
+            },
+        ),
+        metrics: Metrics::new(),
+        dev_issuer: DevIssuer::generate("urn:paddock:dev-issuer"),
+        settings: Settings {
+            runtime_image: "paddock-runtime:test".into(),
+            tenant_database_url: Url::parse("postgres://db.paddock.svc:5432/paddock").unwrap(),
+            service_url_overrides: HashMap::new(),
+            http_timeout: Duration::from_secs(1),
+        },
+        http: reqwest::Client::new(),
+        backoff: Backoff::default(),
+        verified: Mutex::default(),
+        discovery: Mutex::default(),
+    };
+    (Arc::new(ctx), sent)
+}
+
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+}
+
+/// What the API server answers a status patch with: the object carrying the patched status.
+fn with_status(object: &Value, patch: &Value) -> (StatusCode, Value) {
+    let mut object = object.clone();
+    object["status"] = patch["status"].clone();
+    (StatusCode::OK, object)
+}
+
+fn tenant_object(namespaces: &[&str]) -> Value {
+    json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {
+            "name": "acme",
+            "uid": "0b9f1a52-5f0e-4d6c-9f43-2c1e2f3a4b5c",
+            "generation": 3,
+            "finalizers": [tenant::FINALIZER],
+        },
+        "spec": {
+            "namespaces": namespaces,
+            "auth": {
+                "issuer": "https://idp.example.com",
+                "audience": "paddock",
+                "jwksUri": "https://idp.example.com/jwks.json",
+            },
+            "budget": {"monthlyLimit": "25.00"},
+        },
+    })
+}
+
+fn toolserver_object() -> Value {
+    json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "ToolServer",
+        "metadata": {
+            "name": "docs",
+            "namespace": "acme",
+            "uid": "6f1c1d4e-3a52-4f0e-9a43-0c1e2f3a4b5c",
+            "generation": 2,
+        },
+        "spec": {"tenantRef": "acme", "tools": ["search", "get_document"]},
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
+    sent.iter()
+        .filter(|s| s.method == "PATCH" && s.path.ends_with("/status"))
+        .collect()
+}
+
+/// A spec that can never be provisioned is reported and left alone until it changes: no namespace, Secret
+/// or database is touched.
+#[tokio::test]
+async fn an_invalid_tenant_is_not_ready_and_waits_for_a_change() {
+    let object = tenant_object(&["kube-system"]);
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    }));
+    let tenant: Tenant = serde_json::from_value(object).unwrap();
+
+    let action = tenant::reconcile(Arc::new(tenant), ctx).await.unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    let paths: Vec<_> = sent
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("PATCH", "/apis/paddock.dev/v1alpha1/tenants/acme/status"),
+            ("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
+        ],
+        "only the status and its event"
+    );
+    let patch = &sent[0];
+    assert_eq!(patch.param("fieldManager"), Some(MANAGER));
+    assert_eq!(patch.param("force"), Some("true"));
+    let status = &patch.body["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("kube-* system namespaces cannot be claimed")),
+        "{ready}"
+    );
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(sent[1].body["reason"], "InvalidSpec");
+}
+
+/// A ToolServer whose Tenant does not exist gets no children (it had none to remove) and says why.
+#[tokio::test]
+async fn a_toolserver_of_a_missing_tenant_is_refused() {
+    let object = toolserver_object();
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "PATCH"
+            if s.path == "/apis/paddock.dev/v1alpha1/namespaces/acme/toolservers/docs/status" =>
+        {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    }));
+    let ts: ToolServer = serde_json::from_value(object).unwrap();
+
+    let action = toolserver::reconcile(Arc::new(ts), ctx).await.unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("GET", "/apis/paddock.dev/v1alpha1/tenants/acme")
+    );
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.method == "DELETE" || (s.method == "PATCH" && !s.path.ends_with("/status"))),
+        "nothing is applied or deleted: {sent:?}"
+    );
+    let patches = status_patches(&sent);
+    assert_eq!(patches.len(), 1);
+    let status = &patches[0].body["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (
+            ready["status"].as_str(),
+            ready["reason"].as_str(),
+            ready["message"].as_str()
+        ),
+        (
+            Some("False"),
+            Some("TenantNotFound"),
+            Some("Tenant acme does not exist")
+        )
+    );
+    assert_eq!(status["url"], "http://docs.acme.svc:8080");
+    assert_eq!(status["observedGeneration"], 2);
+}
+
+/// The children are applied server-side under the operator's field manager, each at its own path, and the
+/// Deployment that is not ready yet leaves the ToolServer progressing.
+#[tokio::test]
+async fn a_toolservers_children_are_applied_server_side_under_one_field_manager() {
+    let ts_object = toolserver_object();
+    let tenant = tenant_object(&["acme"]);
+    let stored = ts_object.clone();
+    let (ctx, sent) = context(Box::new(move |s| {
+        match (s.method.as_str(), s.path.as_str()) {
+            ("GET", "/apis/paddock.dev/v1alpha1/tenants/acme") => (StatusCode::OK, tenant.clone()),
+            ("GET", "/api/v1/namespaces/acme/secrets/paddock-db-acme") => (
+                StatusCode::OK,
+                json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "paddock-db-acme", "namespace": "acme"},
+                    "data": {"PADDOCK_DATABASE_URL": "cG9zdGdyZXM6Ly94"},
+                }),
+            ),
+            ("PATCH", "/apis/paddock.dev/v1alpha1/namespaces/acme/toolservers/docs/status") => {
+                with_status(&stored, &s.body)
+            }
+            ("PATCH", _) => (StatusCode::OK, s.body.clone()),
+            ("POST", p) if p.starts_with("/apis/events.k8s.io/") => {
+                (StatusCode::CREATED, s.body.clone())
+            }
+            _ => not_found(),
+        }
+    }));
+    let ts: ToolServer = serde_json::from_value(ts_object).unwrap();
+
+    let action = toolserver::reconcile(Arc::new(ts), ctx).await.unwrap();
+
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let sent = sent.lock().unwrap().clone();
+    let applied: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.method == "PATCH" && !s.path.ends_with("/status"))
+        .collect();
+    let paths: Vec<&str> = applied.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/acme/configmaps/docs-runtime",
+            "/api/v1/namespaces/acme/services/docs",
+            "/apis/apps/v1/namespaces/acme/deployments/docs",
+        ]
+    );
+    for s in &applied {
+        assert_eq!(s.content_type, "application/apply-patch+yaml", "{}", s.path);
+        assert_eq!(s.param("fieldManager"), Some(MANAGER), "{}", s.path);
+        assert_eq!(s.param("force"), Some("true"), "{}", s.path);
+    }
+    let deployment = &applied[2].body;
+    assert_eq!(
+        (
+            deployment["apiVersion"].as_str(),
+            deployment["kind"].as_str()
+        ),
+        (Some("apps/v1"), Some("Deployment"))
+    );
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"][0]["uid"],
+        "6f1c1d4e-3a52-4f0e-9a43-0c1e2f3a4b5c"
+    );
+    let status = &status_patches(&sent)[0].body["status"];
+    assert_eq!(condition(status, "Ready")["reason"], "Progressing");
+    assert_eq!(condition(status, "IssuersResolved")["status"], "True");
+    assert_eq!(condition(status, "Verified")["reason"], "NotReady");
+}
+
+/// A task whose timeout never parses is rejected without calling its ToolServer, and waits for a change.
+#[tokio::test]
+async fn an_agenttask_with_an_unparsable_timeout_is_rejected_without_a_call() {
+    let object = json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "AgentTask",
+        "metadata": {
+            "name": "ask",
+            "namespace": "acme",
+            "uid": "2d6b0c1e-9a52-4f0e-9a43-0c1e2f3a4b5c",
+            "generation": 1,
+            "finalizers": [paddock_operator::agenttask::FINALIZER],
+        },
+        "spec": {"toolServerRef": "docs", "skill": "rag", "input": "q", "timeout": "whenever"},
+    });
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/namespaces/acme/agenttasks/ask/status" => {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    }));
+    let task: paddock_operator::crd::AgentTask = serde_json::from_value(object).unwrap();
+
+    let action = paddock_operator::agenttask::reconcile(Arc::new(task), ctx)
+        .await
+        .unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        !sent.iter().any(|s| s.path.contains("/toolservers/")),
+        "the ToolServer is never read: {sent:?}"
+    );
+    let status = &status_patches(&sent)[0].body["status"];
+    assert_eq!(status["state"], "rejected");
+    let failed = condition(status, "Failed");
+    assert_eq!(
+        (failed["status"].as_str(), failed["reason"].as_str()),
+        (Some("True"), Some("InvalidSpec"))
+    );
+}
