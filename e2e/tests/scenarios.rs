@@ -807,12 +807,14 @@ async fn kubectl_paddock_walkthrough(
     );
 
     let logs = k
-        .plugin(&["logs", "erasure-question", "-n", "acme", "--url", base], &envs)
+        .plugin(
+            &["logs", "erasure-question", "-n", "acme", "--url", base],
+            &envs,
+        )
         .await?;
     ok("logs", &logs)?;
     ensure!(
-        logs.stdout.contains("[user] Which article")
-            && logs.stdout.contains("state: completed"),
+        logs.stdout.contains("[user] Which article") && logs.stdout.contains("state: completed"),
         "kubectl paddock logs shows neither the question nor the end:\n{}",
         logs.stdout
     );

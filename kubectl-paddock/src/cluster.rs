@@ -24,18 +24,20 @@ pub enum Error {
     #[error("failed to configure a Kubernetes client")]
     Infer(#[source] kube::config::InferConfigError),
     #[error("failed to create a Kubernetes client")]
-    Client(#[source] kube::Error),
+    Client(#[source] Box<kube::Error>),
     #[error("failed to read {what}")]
     Read {
         what: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("tenant {0} does not exist")]
     NoTenant(String),
     #[error("no ToolServer serves tenant {0}; apply one with spec.tenantRef: {0}")]
     NoToolServer(String),
-    #[error("tenant {tenant} has several ToolServers ({names}); name one with --toolserver NAMESPACE/NAME")]
+    #[error(
+        "tenant {tenant} has several ToolServers ({names}); name one with --toolserver NAMESPACE/NAME"
+    )]
     SeveralToolServers { tenant: String, names: String },
     #[error("ToolServer {0} does not serve tenant {1}")]
     OtherTenant(String, String),
@@ -60,7 +62,7 @@ pub enum Error {
         issuer: String,
     },
     #[error(transparent)]
-    DevIssuer(devissuer::Error),
+    DevIssuer(Box<devissuer::Error>),
     #[error("failed to create an HTTP client")]
     Http(#[source] reqwest::Error),
 }
@@ -97,7 +99,7 @@ impl Cluster {
         };
         let default_namespace = config.default_namespace.clone();
         Ok(Self {
-            client: Client::try_from(config).map_err(Error::Client)?,
+            client: Client::try_from(config).map_err(|e| Error::Client(Box::new(e)))?,
             default_namespace,
             operator_namespace: operator_namespace.to_owned(),
         })
@@ -133,7 +135,9 @@ impl Cluster {
         pick: Option<&str>,
     ) -> Result<ToolServer, Error> {
         if let Some(pick) = pick {
-            let (namespace, name) = pick.split_once('/').unwrap_or((&self.default_namespace, pick));
+            let (namespace, name) = pick
+                .split_once('/')
+                .unwrap_or((&self.default_namespace, pick));
             let ts = self.toolserver(namespace, name).await?;
             if ts.spec.tenant_ref != tenant {
                 return Err(Error::OtherTenant(pick.to_owned(), tenant.to_owned()));
@@ -174,7 +178,10 @@ impl Cluster {
     /// The operator's development issuer, to mint tokens for `tenant`. Refused with the tenant's
     /// own issuer named when the key is absent or not readable by the caller.
     pub async fn dev_issuer(&self, tenant: &Tenant, issuer: &str) -> Result<DevIssuer, Error> {
-        let (namespace, name) = (self.operator_namespace.clone(), DEV_ISSUER_SECRET.to_owned());
+        let (namespace, name) = (
+            self.operator_namespace.clone(),
+            DEV_ISSUER_SECRET.to_owned(),
+        );
         let external = || (tenant.name_any(), tenant.spec.auth.issuer.clone());
         match DevIssuer::read(self.client.clone(), &namespace, &name, issuer).await {
             Ok(Some(key)) => Ok(key),
@@ -199,7 +206,7 @@ impl Cluster {
                     issuer,
                 })
             }
-            Err(e) => Err(Error::DevIssuer(e)),
+            Err(e) => Err(Error::DevIssuer(Box::new(e))),
         }
     }
 }
@@ -237,5 +244,8 @@ where
 }
 
 fn read(what: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Read { what, source }
+    move |source| Error::Read {
+        what,
+        source: Box::new(source),
+    }
 }

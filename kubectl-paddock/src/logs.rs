@@ -53,14 +53,17 @@ pub enum Error {
 }
 
 pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(), crate::Error> {
-    let namespace = args.namespace.clone().unwrap_or_else(|| kube.default_namespace.clone());
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| kube.default_namespace.clone());
     let qualified = format!("{namespace}/{}", args.task);
     let task = Api::<AgentTask>::namespaced(kube.client.clone(), &namespace)
         .get_opt(&args.task)
         .await
         .map_err(|source| cluster::Error::Read {
             what: format!("AgentTask {qualified}"),
-            source,
+            source: Box::new(source),
         })?
         .ok_or_else(|| Error::NoTask(qualified.clone()))?;
     let task_id = task
@@ -68,7 +71,9 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
         .as_ref()
         .and_then(|s| s.task_id.clone())
         .ok_or_else(|| Error::NotSubmitted(qualified.clone()))?;
-    let ts = kube.toolserver(&namespace, &task.spec.tool_server_ref).await?;
+    let ts = kube
+        .toolserver(&namespace, &task.spec.tool_server_ref)
+        .await?;
     let tenant = kube.tenant(&ts.spec.tenant_ref).await?;
     let issuer = kube.dev_issuer(&tenant, &args.issuer).await?;
     let token = crate::token::mint(
@@ -121,7 +126,10 @@ async fn follow(
     if !is_stream {
         // A JSON answer: the task ended between GetTask and now, or the call was refused.
         let body: Value = resp.json().await.map_err(Error::Stream)?;
-        let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no stream");
+        let message = body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("no stream");
         if message.contains("nothing left to stream") {
             return Ok(());
         }
@@ -157,20 +165,34 @@ struct Printer {
 
 impl Printer {
     fn task(&mut self, out: &mut impl Write, task: &Value) -> std::io::Result<()> {
-        for m in task.get("history").and_then(Value::as_array).into_iter().flatten() {
+        for m in task
+            .get("history")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             self.message(out, m)?;
         }
         if let Some(m) = task.pointer("/status/message") {
             self.message(out, m)?;
         }
-        for a in task.get("artifacts").and_then(Value::as_array).into_iter().flatten() {
+        for a in task
+            .get("artifacts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             self.artifact(out, a)?;
         }
         let cost = task.pointer("/metadata/cost").map(|c| match c {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
-        self.state(out, task.pointer("/status/state").and_then(Value::as_str), cost)
+        self.state(
+            out,
+            task.pointer("/status/state").and_then(Value::as_str),
+            cost,
+        )
     }
 
     fn event(&mut self, out: &mut impl Write, rpc: &Value) -> std::io::Result<()> {
@@ -188,8 +210,15 @@ impl Printer {
             if let Some(m) = update.pointer("/status/message") {
                 self.message(out, m)?;
             }
-            let cost = update.pointer("/metadata/cost").and_then(Value::as_str).map(str::to_owned);
-            return self.state(out, update.pointer("/status/state").and_then(Value::as_str), cost);
+            let cost = update
+                .pointer("/metadata/cost")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            return self.state(
+                out,
+                update.pointer("/status/state").and_then(Value::as_str),
+                cost,
+            );
         }
         if let Some(a) = result.pointer("/artifactUpdate/artifact") {
             return self.artifact(out, a);
@@ -198,7 +227,11 @@ impl Printer {
     }
 
     fn message(&mut self, out: &mut impl Write, m: &Value) -> std::io::Result<()> {
-        let id = m.get("messageId").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = m
+            .get("messageId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if self.messages.contains(&id) {
             return Ok(());
         }
@@ -212,7 +245,11 @@ impl Printer {
     }
 
     fn artifact(&mut self, out: &mut impl Write, a: &Value) -> std::io::Result<()> {
-        let id = a.get("artifactId").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = a
+            .get("artifactId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if self.artifacts.contains(&id) {
             return Ok(());
         }
@@ -222,7 +259,12 @@ impl Printer {
         writeln!(out, "[artifact {name}]\n{text}")
     }
 
-    fn state(&mut self, out: &mut impl Write, state: Option<&str>, cost: Option<String>) -> std::io::Result<()> {
+    fn state(
+        &mut self,
+        out: &mut impl Write,
+        state: Option<&str>,
+        cost: Option<String>,
+    ) -> std::io::Result<()> {
         let Some(state) = state else { return Ok(()) };
         let parsed = parse_state(state);
         let name = parsed
@@ -259,7 +301,8 @@ mod tests {
         p.task(&mut out, &task).unwrap();
         assert!(!p.ended);
         // The stream opens with the task again, then carries the rest.
-        p.event(&mut out, &json!({"result": {"task": task}})).unwrap();
+        p.event(&mut out, &json!({"result": {"task": task}}))
+            .unwrap();
         p.event(&mut out, &json!({"result": {"artifactUpdate": {"artifact": {"artifactId": "r", "name": "report", "parts": [{"text": "Article 17."}]}}}})).unwrap();
         p.event(&mut out, &json!({"result": {"statusUpdate": {"status": {"state": "TASK_STATE_COMPLETED", "message": {"messageId": "a2", "role": "ROLE_AGENT", "parts": [{"text": "done"}]}}, "metadata": {"cost": "0.0012"}}}})).unwrap();
         assert!(p.ended);

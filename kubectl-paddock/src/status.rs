@@ -58,17 +58,20 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
         .await
         .map_err(|source| cluster::Error::Read {
             what: "AgentTasks".into(),
-            source,
+            source: Box::new(source),
         })?
         .items
         .into_iter()
         .filter_map(|task| {
-            let key = (task.namespace().unwrap_or_default(), task.spec.tool_server_ref.clone());
+            let key = (
+                task.namespace().unwrap_or_default(),
+                task.spec.tool_server_ref.clone(),
+            );
             let tenant = tenant_of.get(&key)?.clone();
             Some((task, tenant))
         })
         .collect();
-    tasks.sort_by(|(a, _), (b, _)| b.creation_timestamp().cmp(&a.creation_timestamp()));
+    tasks.sort_by_key(|(t, _)| std::cmp::Reverse(t.creation_timestamp()));
     tasks.truncate(args.tasks);
 
     let mut images = Vec::with_capacity(toolservers.len());
@@ -76,7 +79,12 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
         images.push(kube.runtime_image(ts).await);
     }
 
-    table::write(out, TENANT_COLUMNS, &tenants.iter().map(tenant_row).collect::<Vec<_>>(), "No tenants.")?;
+    table::write(
+        out,
+        TENANT_COLUMNS,
+        &tenants.iter().map(tenant_row).collect::<Vec<_>>(),
+        "No tenants.",
+    )?;
     writeln!(out)?;
     let ts_rows: Vec<Vec<String>> = toolservers
         .iter()
@@ -85,13 +93,32 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
         .collect();
     table::write(out, TOOLSERVER_COLUMNS, &ts_rows, "No ToolServers.")?;
     writeln!(out)?;
-    let task_rows: Vec<Vec<String>> = tasks.iter().map(|(t, tenant)| task_row(t, tenant)).collect();
+    let task_rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|(t, tenant)| task_row(t, tenant))
+        .collect();
     table::write(out, TASK_COLUMNS, &task_rows, "No AgentTasks.")?;
     Ok(())
 }
 
-const TENANT_COLUMNS: &[&str] = &["TENANT", "READY", "SPEND", "BUDGET", "CURRENCY", "PERIOD", "BUDGET STATE", "DATABASE ROLE"];
-const TOOLSERVER_COLUMNS: &[&str] = &["TOOLSERVER", "TENANT", "READY", "VERIFIED", "URL", "VERSION"];
+const TENANT_COLUMNS: &[&str] = &[
+    "TENANT",
+    "READY",
+    "SPEND",
+    "BUDGET",
+    "CURRENCY",
+    "PERIOD",
+    "BUDGET STATE",
+    "DATABASE ROLE",
+];
+const TOOLSERVER_COLUMNS: &[&str] = &[
+    "TOOLSERVER",
+    "TENANT",
+    "READY",
+    "VERIFIED",
+    "URL",
+    "VERSION",
+];
 const TASK_COLUMNS: &[&str] = &["AGENTTASK", "TENANT", "SKILL", "STATE", "COST", "AGE"];
 
 pub fn tenant_row(t: &Tenant) -> Vec<String> {
@@ -110,7 +137,12 @@ pub fn tenant_row(t: &Tenant) -> Vec<String> {
         or_none(status.spend.as_ref().map(|s| s.amount.clone())),
         t.spec.budget.monthly_limit.clone(),
         t.spec.budget.currency.clone(),
-        or_none(status.spend.as_ref().map(|s| s.period_start.0.format("%Y-%m-%d"))),
+        or_none(
+            status
+                .spend
+                .as_ref()
+                .map(|s| s.period_start.0.format("%Y-%m-%d")),
+        ),
         budget_state.to_owned(),
         or_none(status.database_role),
     ]
@@ -140,12 +172,19 @@ pub fn task_row(t: &AgentTask, tenant: &str) -> Vec<String> {
         wire_name(&t.spec.skill),
         or_none(status.state.as_ref().map(wire_name)),
         or_none(status.cost),
-        t.metadata.creation_timestamp.as_ref().map(age).unwrap_or_default(),
+        t.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(age)
+            .unwrap_or_default(),
     ]
 }
 
 /// `True`, `False` or `Unknown` as the condition says; `Unknown` when it is absent.
-fn condition(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> String {
+fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> String {
     conditions::get(conditions, type_)
         .map(|c| c.status.clone())
         .unwrap_or_else(|| "Unknown".to_owned())

@@ -6,7 +6,12 @@ use std::io::{self, Write};
 /// Writes `rows` under `headers`, each column as wide as its widest cell, separated by three
 /// spaces as `kubectl get` does. An empty table prints `empty` instead, as kubectl's "No
 /// resources found" does.
-pub fn write(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>], empty: &str) -> io::Result<()> {
+pub fn write(
+    out: &mut impl Write,
+    headers: &[&str],
+    rows: &[Vec<String>],
+    empty: &str,
+) -> io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "{empty}");
     }
@@ -43,16 +48,29 @@ pub fn write_csv(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -
             s.to_owned()
         }
     };
-    writeln!(out, "{}", headers.iter().map(|h| field(h)).collect::<Vec<_>>().join(","))?;
+    writeln!(
+        out,
+        "{}",
+        headers
+            .iter()
+            .map(|h| field(h))
+            .collect::<Vec<_>>()
+            .join(",")
+    )?;
     for row in rows {
-        writeln!(out, "{}", row.iter().map(|c| field(c)).collect::<Vec<_>>().join(","))?;
+        writeln!(
+            out,
+            "{}",
+            row.iter().map(|c| field(c)).collect::<Vec<_>>().join(",")
+        )?;
     }
     Ok(())
 }
 
 /// A cell for an absent value, as kubectl shows one.
 pub fn or_none(v: Option<impl ToString>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "<none>".to_owned())
+    v.map(|v| v.to_string())
+        .unwrap_or_else(|| "<none>".to_owned())
 }
 
 #[cfg(test)]
@@ -79,7 +97,11 @@ mod tests {
     #[test]
     fn csv_quotes_what_needs_quoting() {
         let mut out = Vec::new();
-        let rows = vec![vec!["a,b".to_owned(), "say \"hi\"".to_owned(), "plain".to_owned()]];
+        let rows = vec![vec![
+            "a,b".to_owned(),
+            "say \"hi\"".to_owned(),
+            "plain".to_owned(),
+        ]];
         write_csv(&mut out, &["x", "y", "z"], &rows).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),

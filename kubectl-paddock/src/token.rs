@@ -137,14 +137,26 @@ mod tests {
         assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_ttl("24h"), Ok(MAX_TTL));
         assert_eq!(parse_ttl("1d"), Ok(MAX_TTL));
-        for bad in ["0", "25h", "2d", "1w", "h", "-5m", "", "99999999999999999999d"] {
+        for bad in [
+            "0",
+            "25h",
+            "2d",
+            "1w",
+            "h",
+            "-5m",
+            "",
+            "99999999999999999999d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad:?} is refused");
         }
     }
 
     #[test]
     fn scopes_are_checked_and_deduplicated() {
-        let asked = vec!["documents:read tasks:run".to_owned(), "documents:read".to_owned()];
+        let asked = vec![
+            "documents:read tasks:run".to_owned(),
+            "documents:read".to_owned(),
+        ];
         assert_eq!(
             checked_scopes(&asked).unwrap(),
             vec![scopes::DOCUMENTS_READ, scopes::TASKS_RUN]

@@ -270,9 +270,16 @@ impl<'a> A2aClient<'a> {
     }
 
     /// The task as the runtime renders it, with up to `history_length` messages of history.
-    pub async fn task_with_history(&self, id: &str, history_length: u32) -> Result<Value, A2aError> {
-        self.call("GetTask", json!({"id": id, "historyLength": history_length}))
-            .await
+    pub async fn task_with_history(
+        &self,
+        id: &str,
+        history_length: u32,
+    ) -> Result<Value, A2aError> {
+        self.call(
+            "GetTask",
+            json!({"id": id, "historyLength": history_length}),
+        )
+        .await
     }
 
     pub async fn cancel_task(&self, id: &str) -> Result<TaskView, A2aError> {

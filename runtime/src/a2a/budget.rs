@@ -417,7 +417,9 @@ pub async fn ledger(
 macro_rules! ledger_sql {
     ($key:literal) => {
         concat!(
-            "SELECT ", $key, " AS key, count(*), COALESCE(sum(input_tokens), 0)::bigint, \
+            "SELECT ",
+            $key,
+            " AS key, count(*), COALESCE(sum(input_tokens), 0)::bigint, \
                     COALESCE(sum(output_tokens), 0)::bigint, COALESCE(sum(cost), 0) \
                FROM usage_ledger \
               WHERE created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' \

@@ -57,15 +57,22 @@ impl From<By> for LedgerKey {
 
 pub(super) async fn usage(ctx: &ToolCtx<'_>, a: UsageArgs) -> Result<ToolOutcome, DbError> {
     let today = Utc::now().date_naive();
-    let day = |s: &Option<String>| s.as_deref().map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
+    let day = |s: &Option<String>| {
+        s.as_deref()
+            .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+    };
     let (since, until) = (day(&a.since), day(&a.until));
     validate!(
         a.by.is_some() || (a.since.is_none() && a.until.is_none()) => "since and until need by",
         !matches!(since, Some(None)) => "since must be a date, YYYY-MM-DD",
         !matches!(until, Some(None)) => "until must be a date, YYYY-MM-DD",
     );
-    let since = since.flatten().unwrap_or_else(|| today.with_day(1).unwrap_or(today));
-    let until = until.flatten().unwrap_or_else(|| today.succ_opt().unwrap_or(today));
+    let since = since
+        .flatten()
+        .unwrap_or_else(|| today.with_day(1).unwrap_or(today));
+    let until = until
+        .flatten()
+        .unwrap_or_else(|| today.succ_opt().unwrap_or(today));
     validate!(
         since < until => "since must be before until",
         (until - since).num_days() <= MAX_DAYS => "a breakdown covers at most 366 days",
