@@ -819,6 +819,20 @@ async fn kubectl_paddock_walkthrough(
         logs.stdout
     );
 
+    let usage = k
+        .plugin(
+            &["usage", "acme", "--by", "task", "-o", "json", "--url", base],
+            &envs,
+        )
+        .await?;
+    ok("usage", &usage)?;
+    let report: serde_json::Value = serde_json::from_str(&usage.stdout)
+        .with_context(|| format!("kubectl paddock usage -o json printed {}", usage.stdout))?;
+    ensure!(
+        report["tenant"] == "acme" && report["ledger"]["by"] == "task",
+        "kubectl paddock usage reported {report}"
+    );
+
     let missing = k
         .plugin(&["token", "nosuch", "--scope", "documents:read"], &[])
         .await?;

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod status;
 pub mod table;
 pub mod token;
+pub mod usage;
 
 /// Tokens, status, usage and task progress of Paddock tenants.
 #[derive(Debug, Parser)]
@@ -52,6 +53,8 @@ pub enum Command {
     /// Tenants with readiness and spend against budget, ToolServers with URL and version, and
     /// the latest AgentTasks.
     Status(status::Args),
+    /// A tenant's usage ledger (spend by user, model, task or day), through its ToolServer.
+    Usage(usage::Args),
     /// The A2A progress of an AgentTask: what happened so far, then live until it ends.
     Logs(logs::Args),
 }
@@ -62,6 +65,8 @@ pub enum Error {
     Cluster(#[from] cluster::Error),
     #[error(transparent)]
     Token(#[from] token::Error),
+    #[error(transparent)]
+    Usage(#[from] usage::Error),
     #[error(transparent)]
     Logs(#[from] logs::Error),
     #[error("failed to write the output")]
@@ -94,6 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Token(args) => token::run(&kube, args, &mut out).await?,
         Command::Status(args) => status::run(&kube, args, &mut out).await?,
+        Command::Usage(args) => usage::run(&kube, args, &mut out).await?,
         Command::Logs(args) => logs::run(&kube, args, &mut out).await?,
     }
     Ok(())

@@ -9,7 +9,8 @@ pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod client;
+/// The MCP client the `ingest` command uses (shared with the lab, the suites and `kubectl paddock`).
+pub use paddock_contract::client;
 pub mod config;
 pub mod db;
 pub mod documents;

@@ -1472,3 +1472,144 @@ async fn the_sweeper_fails_tasks_whose_replica_stopped_and_charges_held_reservat
     assert_eq!(live_state, "working");
     assert_eq!(worker::sweep(&app.state).await.unwrap(), 0);
 }
+
+// ---- the usage ledger through the usage tool ------------------------------------------------------------------
+
+/// `usage` with `by` sums the tenant's ledger per key over a span of days, across the tenant's users and never
+/// another tenant's rows; a span it cannot read is a tool error naming the argument.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_usage_ledger_is_summed_per_key_for_the_callers_tenant_only(admin: PgPool) {
+    provision_tenant(&admin, "acme", 60000, 10000).await;
+    provision_tenant(&admin, "globex", 60000, 10000).await;
+    let task = uuid::Uuid::new_v4();
+    for (tenant, user, model, task_id, input, output, cost, at) in [
+        (
+            "acme",
+            "carol",
+            "m1",
+            Some(task),
+            1000,
+            100,
+            "1.5",
+            "2026-11-03 10:00Z",
+        ),
+        (
+            "acme",
+            "carol",
+            "m2",
+            Some(task),
+            500,
+            50,
+            "0.25",
+            "2026-11-03 23:59Z",
+        ),
+        (
+            "acme",
+            "dave",
+            "m1",
+            None,
+            10,
+            5,
+            "0.01",
+            "2026-11-04 00:00Z",
+        ),
+        ("acme", "dave", "m1", None, 10, 5, "7", "2026-11-30 12:00Z"),
+        (
+            "globex",
+            "eve",
+            "m1",
+            None,
+            99,
+            99,
+            "99",
+            "2026-11-03 12:00Z",
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO usage_ledger (tenant_id, user_id, model, task_id, input_tokens, output_tokens, cost, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8::timestamptz)",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(model)
+        .bind(task_id)
+        .bind(input as i64)
+        .bind(output as i64)
+        .bind(cost)
+        .bind(at)
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+    let keys = keys();
+    let app = extractive_app(&admin, &keys).await;
+    let s = app
+        .session(&keys.token_for("acme", "carol", &["usage:read"]))
+        .await;
+    let span = |by: &str| json!({"by": by, "since": "2026-11-01", "until": "2026-11-30"});
+
+    let by_user = s.call_ok("usage", span("user")).await;
+    assert_eq!(
+        by_user["ledger"],
+        json!({"by": "user", "since": "2026-11-01", "until": "2026-11-30", "truncated": false, "rows": [
+            {"key": "carol", "calls": 2, "inputTokens": 1500, "outputTokens": 150, "cost": "1.75"},
+            {"key": "dave", "calls": 1, "inputTokens": 10, "outputTokens": 5, "cost": "0.01"},
+        ]}),
+        "the 30th is outside the span, and globex's row is not acme's"
+    );
+    let by_model = s.call_ok("usage", span("model")).await;
+    assert_eq!(by_model["ledger"]["rows"][0]["key"], "m1");
+    assert_eq!(by_model["ledger"]["rows"][0]["cost"], "1.51");
+    let by_task = s.call_ok("usage", span("task")).await;
+    assert_eq!(by_task["ledger"]["rows"][0]["key"], task.to_string());
+    assert_eq!(
+        by_task["ledger"]["rows"][1]["key"], "",
+        "calls outside any task"
+    );
+    let by_day = s.call_ok("usage", span("day")).await;
+    let days: Vec<&str> = by_day["ledger"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(days, ["2026-11-03", "2026-11-04"], "UTC days");
+
+    // Without `by` the report is as before, with no ledger.
+    assert!(s.call_ok("usage", json!({})).await.get("ledger").is_none());
+
+    for (args, message) in [
+        (
+            json!({"by": "user", "since": "Nov 1"}),
+            "since must be a date",
+        ),
+        (
+            json!({"by": "user", "until": "2026-02-30"}),
+            "until must be a date",
+        ),
+        (
+            json!({"by": "user", "since": "2026-11-02", "until": "2026-11-01"}),
+            "since must be before until",
+        ),
+        (
+            json!({"by": "user", "since": "2024-01-01", "until": "2026-01-01"}),
+            "at most 366 days",
+        ),
+        (json!({"since": "2026-11-01"}), "since and until need by"),
+    ] {
+        let r = s.call("usage", args.clone()).await;
+        assert_eq!(r["isError"], true, "{args}: {r}");
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(message), "{args}: {text}");
+    }
+    let r = s
+        .request(
+            "tools/call",
+            json!({"name": "usage", "arguments": {"by": "tenant"}}),
+        )
+        .await;
+    assert!(
+        r.get("error").is_some() || r["result"]["isError"] == true,
+        "an unknown key is refused: {r}"
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::mcp::{SESSION_HEADER, SUPPORTED_VERSIONS, VERSION_HEADER};
+use crate::protocol::mcp::{SESSION_HEADER, SUPPORTED_VERSIONS, VERSION_HEADER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -50,7 +50,7 @@ impl McpClient {
             .post(
                 &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
                 "protocolVersion": SUPPORTED_VERSIONS[0], "capabilities": {},
-                "clientInfo": {"name": "paddock-runtime", "version": env!("CARGO_PKG_VERSION")}}}),
+                "clientInfo": {"name": "paddock", "version": env!("CARGO_PKG_VERSION")}}}),
             )
             .await?;
         let session = resp
