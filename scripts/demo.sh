@@ -210,13 +210,16 @@ In another shell:
   export KUBECONFIG='$KUBECONFIG' PATH='$DEMO/bin:$(dirname "$(command -v kubectl)")':"\$PATH"
   export TOKEN='$TOKEN'     # tenant $TENANT, user demo-user, scopes: $SCOPES
 
-  kubectl get tenant $TENANT -o yaml                          # its database role, spend and conditions
-  kubectl get toolserver,deployment,pods -n $NAMESPACE        # the runtime the operator renders
-  kubectl get agenttask $TASK -n $NAMESPACE -o yaml           # state, artifacts and cost
-  kubectl paddock status                                      # tenants' spend against budget, ToolServers, tasks
-  kubectl paddock token $TENANT --scope documents:read        # another token
-  HTTP_PROXY=$PROXY kubectl paddock logs $TASK -n $NAMESPACE  # the task's A2A progress
-  HTTP_PROXY=$PROXY kubectl paddock usage $TENANT --by model  # the usage ledger
+  # the tenant's database role, spend and conditions; the runtime the operator renders; the task's cost
+  kubectl get tenant $TENANT -o yaml
+  kubectl get toolserver,deployment,pods -n $NAMESPACE
+  kubectl get agenttask $TASK -n $NAMESPACE -o yaml
+
+  # kubectl paddock: spend against budget, another token, the task's A2A progress, the usage ledger
+  kubectl paddock status
+  kubectl paddock token $TENANT --scope documents:read
+  HTTP_PROXY=$PROXY kubectl paddock logs $TASK -n $NAMESPACE
+  HTTP_PROXY=$PROXY kubectl paddock usage $TENANT --by model
 
   # The ToolServer answers at its in-cluster URL $URL through a local proxy ($PROXY):
   # open an MCP session (the answer's Mcp-Session-Id header names it) ...
