@@ -75,15 +75,16 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
         .toolserver(&namespace, &task.spec.tool_server_ref)
         .await?;
     let tenant = kube.tenant(&ts.spec.tenant_ref).await?;
-    let issuer = kube.dev_issuer(&tenant, &args.issuer).await?;
-    let token = crate::token::mint(
-        &issuer,
+    let token = crate::token::for_toolserver(
+        kube,
+        &args.issuer,
         &tenant,
         &ts,
-        "kubectl-paddock",
+        crate::token::PLUGIN_USER,
         &[scopes::TASKS_RUN, scopes::TASKS_ADMIN],
         std::time::Duration::from_secs(3600),
-    )?;
+    )
+    .await?;
     let base = cluster::base_url(&ts, args.url.as_deref())?;
     let http = cluster::http()?;
 

@@ -13,6 +13,9 @@ use paddock_operator::{
 
 use crate::cluster::{self, Cluster};
 
+/// The user the plugin's own tokens name (for `usage` and `logs`), and `token`'s default.
+pub const PLUGIN_USER: &str = "kubectl-paddock";
+
 /// The longest a development token may live: it is a bearer credential for the tenant's data.
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -29,7 +32,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ' ', num_args = 1..)]
     pub scope: Vec<String>,
     /// The user the token names (`sub`); tasks, sessions and per-user spend are kept under it.
-    #[arg(long, default_value = "kubectl-paddock")]
+    #[arg(long, default_value = PLUGIN_USER)]
     pub user: String,
     /// Lifetime: seconds, or a number with s, m, h or d (at most 24h).
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
@@ -61,23 +64,33 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
     let ts = kube
         .toolserver_for(&args.tenant, args.toolserver.as_deref())
         .await?;
-    let issuer = kube.dev_issuer(&tenant, &args.issuer).await?;
-    let token = mint(&issuer, &tenant, &ts, &args.user, &scopes, args.ttl)?;
+    let token = for_toolserver(
+        kube,
+        &args.issuer,
+        &tenant,
+        &ts,
+        &args.user,
+        &scopes,
+        args.ttl,
+    )
+    .await?;
     writeln!(out, "{token}")?;
     Ok(())
 }
 
-/// A token for `tenant` at `ts`, as the operator mints its own (`tenant_id` claim, `sub` user,
-/// the server's MCP endpoint as audience).
-pub fn mint(
-    issuer: &DevIssuer,
+/// A token for `tenant` at `ts` from the development issuer `issuer`, as the operator mints its own
+/// (`tenant_id` claim, `sub` user, the server's MCP endpoint as audience).
+pub async fn for_toolserver(
+    kube: &Cluster,
+    issuer: &str,
     tenant: &Tenant,
     ts: &ToolServer,
     user: &str,
     scopes: &[&str],
     ttl: Duration,
-) -> Result<String, Error> {
-    issuer
+) -> Result<String, crate::Error> {
+    let key: DevIssuer = kube.dev_issuer(tenant, issuer).await?;
+    let token = key
         .mint(
             &tenant.name_any(),
             &paddock_operator::toolserver::build::resource_url(ts),
@@ -85,7 +98,8 @@ pub fn mint(
             scopes,
             ttl,
         )
-        .map_err(Error::Mint)
+        .map_err(Error::Mint)?;
+    Ok(token)
 }
 
 /// The requested scopes, each one the runtime knows, without repeats.

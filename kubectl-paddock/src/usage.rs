@@ -75,15 +75,16 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
     let ts = kube
         .toolserver_for(&args.tenant, args.toolserver.as_deref())
         .await?;
-    let issuer = kube.dev_issuer(&tenant, &args.issuer).await?;
-    let token = crate::token::mint(
-        &issuer,
+    let token = crate::token::for_toolserver(
+        kube,
+        &args.issuer,
         &tenant,
         &ts,
-        "kubectl-paddock",
+        crate::token::PLUGIN_USER,
         &[scopes::USAGE_READ],
         std::time::Duration::from_secs(300),
-    )?;
+    )
+    .await?;
     let base = cluster::base_url(&ts, args.url.as_deref())?;
     let mcp = McpClient::connect(cluster::http()?, &format!("{base}/mcp"), &token)
         .await
