@@ -8,7 +8,7 @@ use std::io::Write;
 use clap::Parser;
 use futures::StreamExt;
 use kube::Api;
-use paddock_contract::identity::scopes;
+use paddock_contract::{identity::scopes, protocol::a2a};
 use paddock_operator::{
     agenttask::a2a::{A2aClient, A2aError, parse_state, texts},
     crd::agenttask::AgentTask,
@@ -113,7 +113,7 @@ async fn follow(
     let resp = http
         .post(format!("{base}/a2a"))
         .bearer_auth(token)
-        .header("A2A-Version", "1.0")
+        .header(a2a::VERSION_HEADER, a2a::VERSION)
         .header("accept", "text/event-stream")
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask", "params": {"id": task_id}}))
         .send()

@@ -20,6 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use paddock_contract::protocol;
 use prometheus_client::registry::Registry;
 use tower::ServiceBuilder;
 use tower_http::{
@@ -134,13 +135,13 @@ pub fn app(state: AppState) -> Router {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::ACCEPT,
-            HeaderName::from_static("mcp-protocol-version"),
-            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static(protocol::mcp::VERSION_HEADER),
+            HeaderName::from_static(protocol::mcp::SESSION_HEADER),
             HeaderName::from_static("last-event-id"),
-            HeaderName::from_static("a2a-version"),
+            HeaderName::from_static(protocol::a2a::VERSION_HEADER),
         ])
         .expose_headers([
-            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static(protocol::mcp::SESSION_HEADER),
             header::WWW_AUTHENTICATE,
         ])
         .max_age(Duration::from_secs(600));

@@ -137,31 +137,4 @@ mod tests {
         assert_eq!(a2a.max_running_tasks, 16);
         assert_eq!(cfg.database.max_connections, 16);
     }
-
-    /// The runtime keeps its own copies of a few defaults (tools.rs); they must be the file's.
-    #[test]
-    fn the_runtimes_defaults_are_the_config_files() {
-        let (file, runtime) = (
-            search_settings(&SearchConfig::default()),
-            SearchSettings::default(),
-        );
-        assert_eq!(
-            (
-                file.rrf_k,
-                file.depth,
-                file.ef_search,
-                file.fusion,
-                file.alpha,
-                file.bm25
-            ),
-            (
-                runtime.rrf_k,
-                runtime.depth,
-                runtime.ef_search,
-                runtime.fusion,
-                runtime.alpha,
-                runtime.bm25
-            )
-        );
-    }
 }

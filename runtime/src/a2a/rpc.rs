@@ -131,7 +131,10 @@ async fn handle(
         return json_response(StatusCode::OK, e.to_json());
     };
 
-    let reply = match headers.get("a2a-version").map(|v| v.to_str().unwrap_or("")) {
+    let reply = match headers
+        .get(paddock_contract::protocol::a2a::VERSION_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
         Some(v) if !version_supported(v) => Reply::Error(
             RpcError::new(
                 Some(id.clone()),

@@ -28,16 +28,10 @@ pub struct SearchSettings {
     pub bm25: Bm25,
 }
 
+/// The configuration file's defaults: one definition, in the contract.
 impl Default for SearchSettings {
     fn default() -> Self {
-        Self {
-            rrf_k: 60.0,
-            depth: 40,
-            ef_search: crate::db::DEFAULT_HNSW_EF_SEARCH,
-            fusion: Fusion::default(),
-            alpha: 0.5,
-            bm25: Bm25::default(),
-        }
+        crate::config::search_settings(&crate::config::SearchConfig::default())
     }
 }
 
