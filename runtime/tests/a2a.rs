@@ -549,7 +549,11 @@ async fn tenant_b_cannot_get_list_cancel_or_subscribe_to_tenant_a_tasks(admin: P
     let app = a2a_app(
         &admin,
         &keys,
-        fast_settings(),
+        // A lease long enough that a loaded machine never lets it lapse: the task must still be running at the end.
+        A2aSettings {
+            lease_ttl: Duration::from_secs(60),
+            ..fast_settings()
+        },
         openai_llm(&server.url, "m1", Duration::from_secs(30), 64),
     )
     .await;
