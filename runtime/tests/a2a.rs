@@ -252,8 +252,84 @@ async fn unknown_tasks_and_finished_cancels_get_their_a2a_errors(admin: PgPool) 
                 .unwrap(),
         )
         .await;
-    assert_eq!(raw.status, 400);
+    assert_eq!(raw.status, 200);
     assert_eq!(raw.json()["error"]["code"], -32700);
+}
+
+/// A2A 1.0.1 over JSON-RPC: every error is HTTP 200 with the error object; the `A2A-Version` header decides the
+/// version, an empty one meaning 0.3; `pageSize` outside 1–100, 0 included, is invalid.
+#[sqlx::test(migrations = "../migrations")]
+async fn errors_are_http_200_and_the_version_header_is_honoured(admin: PgPool) {
+    setup(&admin).await;
+    let keys = keys();
+    let app = extractive_app(&admin, &keys).await;
+    let t = keys.token("acme", RUN);
+    for (body, code) in [
+        ("{nope", -32700),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{}}]"#,
+            -32600,
+        ),
+        (r#"{"jsonrpc":"2.0","id":1}"#, -32600),
+        (r#"{"jsonrpc":"1.0","id":1,"method":"GetTask"}"#, -32600),
+    ] {
+        let raw = app
+            .send(
+                Request::post("/a2a")
+                    .header("authorization", format!("Bearer {t}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            (raw.status.as_u16(), raw.json()["error"]["code"].as_i64()),
+            (200, Some(code)),
+            "{body}"
+        );
+    }
+
+    let missing = "0190a4a8-0000-7000-8000-000000000000";
+    for version in ["", "1.0", "1.0.1", "0.3"] {
+        let r = call_with(
+            &app,
+            &t,
+            "GetTask",
+            json!({ "id": missing }),
+            &[("a2a-version", version)],
+        )
+        .await;
+        assert_eq!(
+            (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+            (200, Some(-32001)),
+            "version {version:?}"
+        );
+    }
+    let r = call_with(
+        &app,
+        &t,
+        "GetTask",
+        json!({ "id": missing }),
+        &[("a2a-version", "2.0")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], -32009);
+    assert_eq!(e["data"]["supportedVersions"], json!(["1.0", "0.3"]));
+
+    for size in [0, 101, -1] {
+        let e = fails(&app, &t, "ListTasks", json!({ "pageSize": size })).await;
+        assert_eq!(e["code"], -32602, "pageSize {size}");
+        assert!(
+            e["message"].as_str().unwrap().contains("between 1 and 100"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        ok(&app, &t, "ListTasks", json!({ "pageSize": 1 })).await["pageSize"],
+        1
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]

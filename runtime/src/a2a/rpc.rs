@@ -96,9 +96,11 @@ async fn handle(
     span.record("tenant", tenant.as_str());
     span.record("user", principal.user.as_str());
 
+    // A2A answers every JSON-RPC error with HTTP 200 and the error object, parse errors and invalid requests
+    // included: the specification sets no other status, and its conformance kit expects 200.
     let parsed = match jsonrpc::parse_body(&body) {
         Ok(v) => v,
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, e.to_json()),
+        Err(e) => return json_response(StatusCode::OK, e.to_json()),
     };
     if parsed.is_array() {
         let e = RpcError::new(
@@ -106,10 +108,10 @@ async fn handle(
             jsonrpc::INVALID_REQUEST,
             "invalid request: A2A does not use JSON-RPC batches",
         );
-        return json_response(StatusCode::BAD_REQUEST, e.to_json());
+        return json_response(StatusCode::OK, e.to_json());
     }
     let (id, method, params) = match jsonrpc::classify(parsed) {
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, e.to_json()),
+        Err(e) => return json_response(StatusCode::OK, e.to_json()),
         Ok(Message::Request { id, method, params }) => (id, method, params),
         Ok(Message::Notification { .. } | Message::Response) => {
             return StatusCode::ACCEPTED.into_response();
@@ -135,13 +137,16 @@ async fn handle(
         .get(paddock_contract::protocol::a2a::VERSION_HEADER)
         .map(|v| v.to_str().unwrap_or(""))
     {
-        Some(v) if !version_supported(v) => Reply::Error(
+        // An empty header is no version, which the specification reads as 0.3, like an absent one.
+        Some(v) if !v.trim().is_empty() && !version_supported(v) => Reply::Error(
             RpcError::new(
                 Some(id.clone()),
                 VERSION_NOT_SUPPORTED,
                 format!("A2A version {v:?} is not supported"),
             )
-            .with_data(json!({ "supportedVersions": ["1.0", "0.3"] })),
+            .with_data(
+                json!({ "supportedVersions": paddock_contract::protocol::a2a::SUPPORTED_VERSIONS }),
+            ),
         ),
         _ => {
             // The tenant's rate limit: refusals are HTTP answers (429/403/503) before any method runs.

@@ -55,7 +55,7 @@ pub(super) async fn list_tasks(
         )
     };
     let page_size = match lp.page_size {
-        None | Some(0) => 50,
+        None => 50,
         Some(n) if (1..=100).contains(&n) => n,
         Some(_) => return invalid("pageSize must be between 1 and 100"),
     };
