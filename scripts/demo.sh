@@ -13,7 +13,8 @@
 # The first run builds Kubernetes from source, which takes 10 to 25 minutes on two cores; later runs reuse it.
 # kwok's pods run nothing, so the runtimes of the ToolServer's pods run on this machine with exactly the
 # configuration the operator rendered, and answer at the ToolServer's in-cluster URL through a local proxy.
-# PADDOCK_DEMO_NAME (default: demo) names the cluster and the data, so two demos can run side by side.
+# PADDOCK_DEMO_NAME (default: demo) names the cluster and the data, so two demos can run side by side;
+# PADDOCK_BIN_DIR names a directory holding the four programs already built, which skips the build.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -25,7 +26,7 @@ case "${1:-}" in
     --runtime-only) shift; exec scripts/runtime-demo.sh "$@" ;;
     --exit) EXIT_AFTER_SUMMARY=1 ;;
     "") ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
 esac
 require_cmd cargo go openssl curl python3
@@ -138,11 +139,16 @@ eval "$(scripts/postgres.sh start --data "$PG_DATA")"
 export DATABASE_URL
 
 phase "building paddock-operator, paddock-runtime, kubectl-paddock and paddock-local"
-cargo build --locked -p paddock-operator -p paddock-runtime -p kubectl-paddock -p paddock-e2e --bins >&2
+# PADDOCK_BIN_DIR names a directory where the four are built already (the test command passes its own).
+if [[ -z ${PADDOCK_BIN_DIR:-} ]]; then
+    cargo build --locked -p paddock-operator -p paddock-runtime -p kubectl-paddock -p paddock-e2e --bins >&2
+fi
+BUILT="${PADDOCK_BIN_DIR:-$CARGO_TARGET_DIR/debug}"
 # Links in a directory of the demo's own: kubectl finds the plugin on PATH, and nothing else of the build is there.
 mkdir -p "$DEMO/bin"
 for bin in paddock-operator paddock-runtime kubectl-paddock paddock-local; do
-    ln -sf "$CARGO_TARGET_DIR/debug/$bin" "$DEMO/bin/$bin"
+    [[ -x "$BUILT/$bin" ]] || die "no $bin in $BUILT"
+    ln -sf "$BUILT/$bin" "$DEMO/bin/$bin"
 done
 export PATH="$DEMO/bin:$PATH"
 export PADDOCK_OPERATOR_BIN="$DEMO/bin/paddock-operator"

@@ -9,7 +9,7 @@
 #
 # Steps: build (or reuse) the control plane, helm and kubeconform; start a cluster with a
 # unique name; helm lint + helm template | kubeconform -strict; start a PostgreSQL of this
-# run's own; build paddock-operator and paddock-runtime; run the operator's cluster tests
+# run's own; build the workspace's binaries and tests; run the operator's cluster tests
 # (cargo test -p paddock-operator --test cluster_* -- --ignored) and the scenario binaries of
 # paddock-e2e against the cluster. Logs of the run (operator, runtimes, control plane,
 # PostgreSQL) are kept when something fails.
@@ -146,34 +146,24 @@ PG_UP=1
 eval "$(scripts/postgres.sh start --data "$PG_DATA")"
 export DATABASE_URL
 
-stage "build paddock-operator, paddock-runtime, kubectl-paddock, its cluster tests and the scenarios"
-cargo build --locked -p paddock-operator -p paddock-runtime -p kubectl-paddock --bins
+stage "build the binaries and the tests (what cargo test --workspace builds; nothing when it has)"
+# Test binaries are run directly rather than through `cargo test`, so a build of another
+# crate holding cargo's lock does not stall the run, and so each gets this run's environment.
+declare -A BIN=() TEST_BIN=()
+ARTIFACTS="$(workspace_artifacts)"
+while IFS=$'\t' read -r kind name exe; do
+    case "$kind" in
+        bin) BIN[$name]=$exe ;;
+        test) TEST_BIN[$name]=$exe ;;
+    esac
+done <<<"$ARTIFACTS"
 # Hard links of this build: a build of another checkout that shares CARGO_TARGET_DIR replaces
 # target/debug/<bin> (a new file), never these.
 mkdir -p "$RUN_DIR/bin"
 for bin in paddock-operator paddock-runtime kubectl-paddock; do
-    ln -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin" 2>/dev/null \
-        || cp -f "$CARGO_TARGET_DIR/debug/$bin" "$RUN_DIR/bin/$bin"
+    [[ -n ${BIN[$bin]:-} ]] || die "cargo built no binary named $bin"
+    ln -f "${BIN[$bin]}" "$RUN_DIR/bin/$bin" 2>/dev/null || cp -f "${BIN[$bin]}" "$RUN_DIR/bin/$bin"
 done
-# Test binaries are run directly rather than through `cargo test`, so a build of another
-# crate holding cargo's lock does not stall the run, and so each gets this run's environment.
-# test_binaries CARGO_ARGS...: "<target name>\t<executable>" for each test target built.
-test_binaries() {
-    cargo test --locked --no-run --message-format=json-render-diagnostics "$@" \
-        | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["target"]["name"] + "\t" + m["executable"])
-'
-}
-declare -A TEST_BIN=()
-BUILT="$(test_binaries -p paddock-operator --test cluster_leader --test cluster_admission)"
-BUILT+=$'\n'"$(test_binaries -p paddock-e2e)"
-while IFS=$'\t' read -r name exe; do
-    [[ -n $name ]] && TEST_BIN[$name]=$exe
-done <<<"$BUILT"
 for name in cluster_leader cluster_admission scenarios recovery; do
     [[ -n ${TEST_BIN[$name]:-} ]] || die "cargo built no test binary named $name"
 done

@@ -149,3 +149,22 @@ with zipfile.ZipFile(wheel) as zf:
             os.chmod(path, mode)
 EOF
 }
+
+# workspace_artifacts: builds what `cargo test --workspace` builds (a no-op after it) and prints
+# "<bin|test>\t<target name>\t<executable>" for each binary and test target. Everything that runs
+# the workspace's programs takes them from this one build: a `cargo build -p ...` of a few
+# packages resolves other features (the tests' dev-dependencies add some) and compiles the
+# dependencies a second time.
+workspace_artifacts() {
+    cargo test --workspace --locked --no-run --message-format=json-render-diagnostics \
+        | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    kind = m["target"]["kind"]
+    if kind in (["bin"], ["test"]):
+        print(kind[0] + "\t" + m["target"]["name"] + "\t" + m["executable"])
+'
+}

@@ -60,7 +60,12 @@ remove_postgres() {
         log "warning: PostgreSQL of $PG_DATA did not stop; its data stays in $real"
     fi
 }
-trap remove_postgres EXIT
+BIN_DIR=""
+cleanup() {
+    remove_postgres
+    [[ -z $BIN_DIR ]] || rm -rf "$BIN_DIR"
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 stage "PostgreSQL"
@@ -75,6 +80,18 @@ export PADDOCK_MODEL_DIR
 stage "Rust workspace tests"
 cargo test --workspace --locked
 
+# The programs the later stages run come from the build the tests just made: a build of a few
+# packages would resolve other features and compile the dependencies again.
+BIN_DIR="$PADDOCK_CACHE/test-runs/bin-$RUN_ID"
+mkdir -p "$BIN_DIR"
+ARTIFACTS="$(workspace_artifacts)"
+for bin in paddock-runtime paddock-operator kubectl-paddock paddock-local; do
+    exe="$(awk -F'\t' -v n="$bin" '$1 == "bin" && $2 == n { print $3 }' <<<"$ARTIFACTS")"
+    [[ -n $exe ]] || die "cargo built no binary named $bin"
+    ln -f "$exe" "$BIN_DIR/$bin" 2>/dev/null || cp -f "$exe" "$BIN_DIR/$bin"
+done
+export PADDOCK_RUNTIME_BIN="$BIN_DIR/paddock-runtime"
+
 stage "interoperability: official MCP (and A2A) SDKs against a running runtime"
 scripts/interop.sh
 scripts/a2a-interop.sh
@@ -85,7 +102,7 @@ if ((RUN_E2E)); then
     stage "end-to-end on a real Kubernetes control plane (scripts/e2e.sh)"
     scripts/e2e.sh
     stage "the README's first command, to its summary (scripts/demo.sh --exit)"
-    PADDOCK_DEMO_NAME="demo-$RUN_ID" scripts/demo.sh --exit
+    PADDOCK_DEMO_NAME="demo-$RUN_ID" PADDOCK_BIN_DIR="$BIN_DIR" scripts/demo.sh --exit
 fi
 
 stage "all tests passed in $((SECONDS - START))s"
