@@ -64,6 +64,8 @@ pub enum Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("ToolServer {0} does not serve the usage tool; add `usage` to its spec.tools")]
+    NoUsageTool(String),
     #[error("failed to read the usage ledger from the ToolServer")]
     Call(#[source] ClientError),
     #[error("the ToolServer's usage report has no ledger: {0}")]
@@ -100,7 +102,12 @@ pub async fn run(kube: &Cluster, args: Args, out: &mut impl Write) -> Result<(),
     let report = mcp
         .call_tool("usage", arguments)
         .await
-        .map_err(Error::Call)?;
+        .map_err(|e| match e {
+            ClientError::Rpc { message, .. } if message.contains("unknown tool") => {
+                Error::NoUsageTool(cluster::qualified(&ts))
+            }
+            e => Error::Call(e),
+        })?;
     write(out, &report, args.output)
 }
 
