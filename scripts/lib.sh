@@ -164,7 +164,8 @@ for line in sys.stdin:
     if m.get("reason") != "compiler-artifact" or not m.get("executable"):
         continue
     kind = m["target"]["kind"]
-    if kind in (["bin"], ["test"]):
+    # A binary also builds as its own unit-test harness (profile.test); that one is not the program.
+    if (kind == ["bin"] and not m["profile"]["test"]) or kind == ["test"]:
         print(kind[0] + "\t" + m["target"]["name"] + "\t" + m["executable"])
 '
 }
