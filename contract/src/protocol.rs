@@ -3,14 +3,41 @@
 
 use serde::{Deserialize, Serialize};
 
-/// MCP over Streamable HTTP.
+/// MCP over Streamable HTTP, in two eras on one endpoint: the handshake era (`initialize`, then a session) and
+/// the stateless era (2026-07-28: every request carries its version and capabilities in `_meta`).
 pub mod mcp {
-    /// Supported protocol versions, newest first.
+    /// Versions reached through the `initialize` handshake, newest first.
     pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
-    /// The header carrying a session's id after `initialize`.
+    /// Versions of the stateless era, reached through `server/discover` and per-request `_meta`, newest first.
+    pub const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
+    /// The header carrying a session's id after `initialize` (handshake era).
     pub const SESSION_HEADER: &str = "mcp-session-id";
-    /// The header carrying the negotiated protocol version after `initialize`.
+    /// The header carrying the request's protocol version (the negotiated one in the handshake era, the one in
+    /// `_meta` in the stateless era).
     pub const VERSION_HEADER: &str = "mcp-protocol-version";
+    /// Stateless era: the header mirroring the request's JSON-RPC method.
+    pub const METHOD_HEADER: &str = "mcp-method";
+    /// Stateless era: the header mirroring the tool name (`tools/call`, `prompts/get`) or URI (`resources/read`).
+    pub const NAME_HEADER: &str = "mcp-name";
+
+    /// The `_meta` keys of a stateless request and result.
+    pub mod meta {
+        pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+        pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+        pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+        pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+        pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    }
+
+    /// The stateless era's own JSON-RPC error codes (each answered with HTTP 400).
+    pub mod codes {
+        /// A routing header (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) disagrees with the body.
+        pub const HEADER_MISMATCH: i64 = -32020;
+        /// The request needs a client capability its `_meta` does not declare.
+        pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+        /// The request's protocol version is not served here; `data` lists the supported ones.
+        pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    }
 }
 
 /// A2A over JSON-RPC (`POST /a2a`).

@@ -322,7 +322,7 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
         assert!(allowed.contains(h), "{allowed}");
     }
 
-    // server/discover probes get a plain -32601 so modern clients fall back to initialize.
+    // Within a session, server/discover is not a method: it belongs to the stateless era.
     let r = s.request("server/discover", json!({})).await;
     assert_eq!(r["error"]["code"], -32601);
 

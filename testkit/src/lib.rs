@@ -36,7 +36,7 @@ pub mod prelude {
     pub use crate::{
         db::*,
         issuer::{AUDIENCE, ISSUER, Keys, RESOURCE, RO, RW, keys},
-        mcp::Session,
+        mcp::{Session, Stateless},
         runtime::{Reply, TestApp, app, app_on, app_with},
     };
 }

@@ -129,3 +129,100 @@ impl Session<'_> {
         .await
     }
 }
+
+/// A client of the stateless era (2026-07-28): no session; every request carries the envelope in `_meta` and
+/// the routing headers that mirror its body.
+pub struct Stateless<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+/// The stateless era's protocol version.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+
+impl TestApp {
+    pub fn stateless(&self, token: &str) -> Stateless<'_> {
+        Stateless {
+            app: self,
+            token: token.to_owned(),
+        }
+    }
+}
+
+impl Stateless<'_> {
+    /// A request body of `method` with `params` and the envelope (`_meta`) of this era added.
+    pub fn body(method: &str, params: Value) -> Value {
+        let mut params = match params {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        params.insert(
+            "_meta".into(),
+            json!({
+                "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+            }),
+        );
+        json!({"jsonrpc":"2.0","id":1,"method":method,"params":params})
+    }
+
+    /// The routing headers a conforming client sends with `body`.
+    pub fn headers(body: &Value) -> Vec<(&'static str, String)> {
+        let method = body["method"].as_str().unwrap_or_default();
+        let mut h = vec![
+            ("mcp-protocol-version", STATELESS_VERSION.to_owned()),
+            ("mcp-method", method.to_owned()),
+        ];
+        let name = match method {
+            "tools/call" | "prompts/get" => body["params"]["name"].as_str(),
+            "resources/read" => body["params"]["uri"].as_str(),
+            _ => None,
+        };
+        if let Some(n) = name {
+            h.push(("mcp-name", n.to_owned()));
+        }
+        h
+    }
+
+    /// POST /mcp with exactly these headers (besides content type, accept and the token) and body.
+    pub async fn send(&self, headers: &[(&str, String)], body: Value) -> Reply {
+        let mut b = Request::post("/mcp")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {}", self.token));
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        self.app
+            .send(b.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    /// A well-formed request of this era.
+    pub async fn post(&self, method: &str, params: Value) -> Reply {
+        let body = Self::body(method, params);
+        self.send(&Self::headers(&body), body).await
+    }
+
+    /// A request that must be answered 200 → the JSON-RPC response.
+    pub async fn request(&self, method: &str, params: Value) -> Value {
+        let r = self.post(method, params).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    /// tools/call that must succeed → its structuredContent.
+    pub async fn call_ok(&self, tool: &str, args: Value) -> Value {
+        let r = self
+            .request("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
+        assert_eq!(r["result"]["isError"], false, "tool {tool} failed: {r}");
+        r["result"]["structuredContent"].clone()
+    }
+}
