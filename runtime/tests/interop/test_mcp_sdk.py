@@ -28,7 +28,6 @@ from mcp.shared.exceptions import MCPError
 
 READ_TOOLS = {"hybrid_search", "search", "get_document", "list_documents"}
 WRITE_TOOLS = {"upsert_document", "delete_document"}
-HANDSHAKE_VERSIONS = {"2025-11-25", "2025-06-18", "2025-03-26"}
 
 
 def env(name: str) -> str:
@@ -55,6 +54,7 @@ class Exchange:
     headers: httpx2.Headers
     request_headers: httpx2.Headers
     request_body: bytes
+    body: bytes
 
 
 @dataclass
@@ -65,8 +65,11 @@ class Wire:
 
     async def record(self, response: httpx2.Response) -> None:
         req = response.request
+        # Every answer here is one JSON document (the runtime never streams a response), so reading it
+        # in the hook leaves nothing for the SDK to miss.
+        body = await response.aread()
         self.exchanges.append(
-            Exchange(req.method, response.status_code, response.headers, req.headers, req.content)
+            Exchange(req.method, response.status_code, response.headers, req.headers, req.content, body)
         )
 
     def rpc_methods(self) -> list[tuple[str | None, int]]:
@@ -122,25 +125,67 @@ async def test_initialize_negotiates_the_newest_version_and_lists_every_tool(url
 
 
 @pytest.mark.anyio
-async def test_default_auto_mode_falls_back_from_the_discover_probe_to_initialize(url: str) -> None:
-    # The SDK's default mode probes `server/discover` (the stateless 2026 era) first; a handshake-era
-    # server must refuse it so that the client falls back to initialize instead of failing.
+async def test_default_auto_mode_speaks_2026_07_28_statelessly(url: str) -> None:
+    # The SDK's default mode probes `server/discover`; a server of the stateless era answers it, and the
+    # client then speaks 2026-07-28: no initialize, no session, the envelope on every request.
     wire = Wire()
     async with connect(url, env("PADDOCK_TOKEN_RO"), wire, mode="auto") as client:
-        assert client.protocol_version in HANDSHAKE_VERSIONS
+        assert client.protocol_version == "2026-07-28"
+        listed = await client.list_tools()
+        assert {t.name for t in listed.tools} == READ_TOOLS
         result = await client.call_tool("hybrid_search", {"query": "right to be forgotten", "limit": 3})
         assert not result.is_error
-    methods = wire.rpc_methods()
-    assert methods[0][0] == "server/discover"
-    assert ("initialize", 200) in methods
+        assert "gdpr-art-17" in [h["id"] for h in result.structured_content["hits"]]
+        read = await client.read_resource("paddock://documents/gdpr-art-17")
+        assert "erasure" in read.contents[0].text.lower()
+    methods = [m for m, _ in wire.rpc_methods() if m is not None]
+    assert methods[0] == "server/discover" and "initialize" not in methods, methods
+    posts = [e for e in wire.exchanges if e.method == "POST"]
+    assert all(e.status == 200 for e in posts), [(e.status, e.body[:200]) for e in posts]
+    assert not any("mcp-session-id" in e.headers for e in wire.exchanges)
+    # The server's side of it: every answer is in the 2026-07-28 shape, which the handshake era never
+    # sends (a result type, and the server's identity in `_meta`).
+    for e in posts:
+        assert e.request_headers["mcp-protocol-version"] == "2026-07-28"
+        assert e.request_headers["mcp-method"] == json.loads(e.request_body)["method"]
+        result = json.loads(e.body)["result"]
+        assert result["resultType"] == "complete", result
+        assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "paddock-runtime"
 
-    # Replayed byte for byte, the probe gets the plain "method not found" the handshake era answers
-    # with, never one of the modern-era codes (-32020..-32022) that would stop the fallback.
-    probe = wire.exchanges[0]
-    async with httpx2.AsyncClient() as http:
-        answer = await http.post(url, content=probe.request_body, headers=probe.request_headers)
-    body = answer.json()
-    assert body["error"]["code"] == -32601, (answer.status_code, body)
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode,version", [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
+async def test_documents_are_resources_in_either_mode(url: str, mode: str, version: str) -> None:
+    async with connect(url, env("PADDOCK_TOKEN_RO"), mode=mode) as client:
+        assert client.protocol_version == version
+        uris = []
+        cursor = None
+        while True:
+            page = await client.list_resources(cursor=cursor)
+            uris += [str(r.uri) for r in page.resources]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert "paddock://documents/gdpr-art-17" in uris
+        templates = await client.list_resource_templates()
+        assert [t.uri_template for t in templates.resource_templates] == ["paddock://documents/{id}"]
+        read = await client.read_resource("paddock://documents/gdpr-art-17")
+        assert read.contents[0].mime_type == "text/plain"
+        assert "erasure" in read.contents[0].text.lower()
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource("paddock://documents/no-such-document")
+        assert missing.value.code == -32602
+
+
+@pytest.mark.anyio
+async def test_another_tenant_cannot_read_acme_documents_as_resources(url: str) -> None:
+    for mode in ("legacy", "auto"):
+        async with connect(url, env("PADDOCK_TOKEN_OTHER"), mode=mode) as client:
+            page = await client.list_resources()
+            assert page.resources == []
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource("paddock://documents/gdpr-art-17")
+            assert refused.value.code == -32602
 
 
 @pytest.mark.anyio
