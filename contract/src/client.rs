@@ -1,12 +1,16 @@
 //! A small MCP client over Streamable HTTP: what the ingestion command, the lab's benchmark and evaluation, and
 //! the end-to-end scenarios use, so they exercise exactly the path every other client takes (token, session,
-//! `tools/call`).
+//! `tools/call`). It speaks either era: [`McpClient::connect`] opens a 2025-11-25 session, and
+//! [`McpClient::connect_stateless`] speaks 2026-07-28, with the envelope and routing headers on every request.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::protocol::mcp::{SESSION_HEADER, SUPPORTED_VERSIONS, VERSION_HEADER};
+use crate::protocol::mcp::{
+    METHOD_HEADER, NAME_HEADER, SESSION_HEADER, STATELESS_VERSIONS, SUPPORTED_VERSIONS,
+    VERSION_HEADER, meta,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -26,8 +30,10 @@ pub struct McpClient {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// The handshake era's session; empty in the stateless era.
     session: String,
     version: String,
+    stateless: bool,
     next_id: AtomicI64,
 }
 
@@ -44,6 +50,7 @@ impl McpClient {
             token: token.to_owned(),
             session: String::new(),
             version: SUPPORTED_VERSIONS[0].to_owned(),
+            stateless: false,
             next_id: AtomicI64::new(1),
         };
         let resp = c
@@ -77,6 +84,35 @@ impl McpClient {
         Ok(c)
     }
 
+    /// Speaks the stateless era (2026-07-28) after `server/discover` has said the server serves it: no session;
+    /// each request carries the protocol version and capabilities in `_meta`, and the routing headers.
+    pub async fn connect_stateless(
+        http: reqwest::Client,
+        url: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
+        let c = Self {
+            http,
+            url: url.to_owned(),
+            token: token.to_owned(),
+            session: String::new(),
+            version: STATELESS_VERSIONS[0].to_owned(),
+            stateless: true,
+            next_id: AtomicI64::new(1),
+        };
+        let found = c.request("server/discover", json!({})).await?;
+        let served = found["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v == STATELESS_VERSIONS[0]));
+        if !served {
+            return Err(ClientError::Protocol(format!(
+                "the server does not serve {}: {found}",
+                STATELESS_VERSIONS[0]
+            )));
+        }
+        Ok(c)
+    }
+
     async fn post(&self, body: &Value) -> Result<reqwest::Response, ClientError> {
         let mut req = self
             .http
@@ -84,7 +120,20 @@ impl McpClient {
             .bearer_auth(&self.token)
             .header("accept", "application/json, text/event-stream")
             .json(body);
-        if !self.session.is_empty() {
+        if self.stateless {
+            let method = body["method"].as_str().unwrap_or_default();
+            req = req
+                .header(VERSION_HEADER, &self.version)
+                .header(METHOD_HEADER, method);
+            let name = match method {
+                "tools/call" | "prompts/get" => body["params"]["name"].as_str(),
+                "resources/read" => body["params"]["uri"].as_str(),
+                _ => None,
+            };
+            if let Some(name) = name {
+                req = req.header(NAME_HEADER, header_value(name));
+            }
+        } else if !self.session.is_empty() {
             req = req
                 .header(SESSION_HEADER, &self.session)
                 .header(VERSION_HEADER, &self.version);
@@ -111,8 +160,20 @@ impl McpClient {
     }
 
     /// One JSON-RPC request → its `result`.
-    pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+    pub async fn request(&self, method: &str, mut params: Value) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if self.stateless
+            && let Some(p) = params.as_object_mut()
+        {
+            p.insert(
+                "_meta".into(),
+                json!({
+                    meta::PROTOCOL_VERSION: self.version,
+                    meta::CLIENT_CAPABILITIES: {},
+                    meta::CLIENT_INFO: {"name": "paddock", "version": env!("CARGO_PKG_VERSION")},
+                }),
+            );
+        }
         let body = Self::json(
             self.post(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}))
                 .await?,
@@ -142,7 +203,46 @@ impl McpClient {
         Ok(r["structuredContent"].clone())
     }
 
+    /// The handshake era's session id; empty in the stateless era.
     pub fn session_id(&self) -> &str {
         &self.session
+    }
+
+    /// The protocol version this client speaks.
+    pub fn protocol_version(&self) -> &str {
+        &self.version
+    }
+}
+
+/// A value as a header can carry it: as it is when it is printable ASCII without edge spaces, else in the
+/// `=?base64?…?=` sentinel the specification defines for the routing headers.
+fn header_value(v: &str) -> String {
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim() == v
+        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    if plain {
+        v.to_owned()
+    } else {
+        use base64::Engine;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_header_values_are_plain_ascii_or_the_base64_sentinel() {
+        assert_eq!(header_value("hybrid_search"), "hybrid_search");
+        assert_eq!(
+            header_value("paddock://documents/a%20b"),
+            "paddock://documents/a%20b"
+        );
+        assert_eq!(header_value("ü"), "=?base64?w7w=?=");
+        assert_eq!(header_value(" x"), "=?base64?IHg=?=");
     }
 }

@@ -232,7 +232,10 @@ pub struct DocumentThroughput {
 
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// `hybrid_search` through 2025-11-25 sessions, with the pgbench ceiling.
     pub rows: Vec<Row>,
+    /// The same searches as stateless 2026-07-28 requests, with the same ceiling (none with a local model).
+    pub stateless: Vec<Row>,
     /// With a local model: its document embedding throughput.
     pub documents_embedded: Option<DocumentThroughput>,
     /// With a local model: the model's own throughput beside the runtime's, uncached and cached (then `rows`
@@ -269,6 +272,26 @@ impl Report {
                 r.pgbench.p99_ms,
                 100.0 * r.ratio()
             );
+        }
+        if !self.stateless.is_empty() {
+            s.push_str(
+                "\nThe same searches by era of MCP, each as a share of the same pgbench run:\n\n\
+                 | concurrency | 2025-11-25 session req/s | p99 ms | ratio | 2026-07-28 stateless req/s | p99 ms | ratio |\n\
+                 |---:|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for (r, st) in self.rows.iter().zip(&self.stateless) {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.1} | {:.1} | {:.0}% | {:.1} | {:.1} | {:.0}% |",
+                    r.concurrency,
+                    r.req_per_sec,
+                    r.p99_ms,
+                    100.0 * r.ratio(),
+                    st.req_per_sec,
+                    st.p99_ms,
+                    100.0 * st.ratio()
+                );
+            }
         }
         let _ = writeln!(
             s,
@@ -868,11 +891,22 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
-/// Opens, for each worker, one session per tenant (every request then uses its tenant's session).
+/// The era of MCP a run's clients speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Era {
+    /// 2025-11-25: `initialize`, then a session per client (admission looks the session up).
+    Session,
+    /// 2026-07-28: no session; the envelope rides on every request (admission is the rate limit alone).
+    Stateless,
+}
+
+/// Opens, for each worker, one client per tenant (every request then goes through its tenant's client): a
+/// session each, or stateless clients.
 async fn open_sessions(
     url: &str,
     tokens: &[String],
     workers: usize,
+    era: Era,
 ) -> Result<Vec<Vec<McpClient>>, BenchError> {
     let mut all = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -880,11 +914,15 @@ async fn open_sessions(
             .pool_max_idle_per_host(1)
             .build()
             .map_err(|e| BenchError::Options(format!("http client: {e}")))?;
-        let sessions = futures::future::try_join_all(
-            tokens
-                .iter()
-                .map(|t| McpClient::connect(http.clone(), url, t)),
-        )
+        let sessions = futures::future::try_join_all(tokens.iter().map(|t| {
+            let http = http.clone();
+            async move {
+                match era {
+                    Era::Session => McpClient::connect(http, url, t).await,
+                    Era::Stateless => McpClient::connect_stateless(http, url, t).await,
+                }
+            }
+        }))
         .await?;
         all.push(sessions);
     }
@@ -1433,7 +1471,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
 
     if !opts.warmup.is_zero() {
         eprintln!("bench: warming up for {}s", opts.warmup.as_secs_f64());
-        let sessions = open_sessions(&serving.url, &serving.tokens, 8).await?;
+        let sessions = open_sessions(&serving.url, &serving.tokens, 8, Era::Session).await?;
         let r = drive(
             sessions,
             pool.clone(),
@@ -1474,6 +1512,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     };
     let fresh = Arc::new(FreshQueries::new(vocab.clone(), opts.seed, &queries));
     let mut rows = Vec::new();
+    let mut stateless: Vec<Row> = Vec::new();
     let mut model = Vec::new();
     for &c in &opts.concurrency {
         let uncached = if opts.model_dir.is_some() {
@@ -1485,6 +1524,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
                 opts,
                 c,
                 search_workload(opts),
+                Era::Session,
             )
             .await?;
             let delta = cache_counters(&serving).await?.since(before);
@@ -1504,8 +1544,33 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
             None
         };
         let before = cache_counters(&serving).await?;
-        let mut row = measure(&serving, &pool, opts, c, search_workload(opts)).await?;
+        let mut row = measure(
+            &serving,
+            &pool,
+            opts,
+            c,
+            search_workload(opts),
+            Era::Session,
+        )
+        .await?;
         let cached_cache = cache_counters(&serving).await?.since(before);
+        // The same searches in the stateless era, beside the session's, against the same ceiling.
+        if opts.model_dir.is_none() {
+            let r = measure(
+                &serving,
+                &pool,
+                opts,
+                c,
+                search_workload(opts),
+                Era::Stateless,
+            )
+            .await?;
+            eprintln!(
+                "bench: c={c} stateless (2026-07-28): {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded)",
+                r.req_per_sec, r.p50_ms, r.p99_ms, r.errors, r.degraded
+            );
+            stateless.push(r);
+        }
         row.pgbench = pgbench(opts, runtime_url, dir, &scripts, &defines, c)?;
         eprintln!(
             "bench: c={c}: {:.0} req/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, {} degraded, cache hit rate {:.1}%); \
@@ -1532,10 +1597,13 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         }
         rows.push(row);
     }
+    for (s, r) in stateless.iter_mut().zip(&rows) {
+        s.pgbench = r.pgbench.clone();
+    }
     // The runtime's overhead does not depend on the embedder; the local-model run leaves it out.
     let mut ping = Vec::new();
     for &c in opts.concurrency.iter().filter(|_| opts.model_dir.is_none()) {
-        let row = measure(&serving, &pool, opts, c, Workload::Ping).await?;
+        let row = measure(&serving, &pool, opts, c, Workload::Ping, Era::Session).await?;
         eprintln!(
             "bench: ping c={c}: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
             row.req_per_sec, row.p50_ms, row.p99_ms
@@ -1547,6 +1615,7 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     serving.runtime.stop().await;
     Ok(Report {
         rows,
+        stateless,
         documents_embedded,
         model,
         overhead: Overhead {
@@ -1575,8 +1644,9 @@ async fn measure(
     opts: &BenchOptions,
     c: usize,
     workload: Workload,
+    era: Era,
 ) -> Result<Row, BenchError> {
-    let sessions = open_sessions(&serving.url, &serving.tokens, c).await?;
+    let sessions = open_sessions(&serving.url, &serving.tokens, c, era).await?;
     let t = Instant::now();
     let r = drive(
         sessions,
