@@ -19,6 +19,10 @@ test:
 test-quick:
     scripts/test.sh --no-e2e
 
+# The official MCP conformance suite against a running runtime, for 2026-07-28 and 2025-11-25 (or `--revision REV`).
+conformance *args:
+    scripts/conformance.sh {{args}}
+
 # The end-to-end suite on a control plane built from Go modules; NAME narrows it to matching scenarios.
 e2e *name:
     scripts/e2e.sh {{name}}

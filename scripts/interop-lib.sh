@@ -7,9 +7,14 @@
 #                                 ADMIN_URL (owner), RUNTIME_URL (paddock_runtime) and BIN
 #   interop_embedding_yaml MODE   the runtime config's embedding line for `local` or `none`
 #   interop_serve CONFIG URL      starts `paddock-runtime serve`, waits for URL/readyz; sets RUNTIME_PID
+#   interop_track PID             stops another background process of the script on exit, before the runtime
 
 interop_cleanup() {
-    local rc=$?
+    local rc=$? pid
+    for pid in "${INTEROP_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [[ -n "${RUNTIME_PID:-}" ]]; then
         kill "$RUNTIME_PID" 2>/dev/null || true
         wait "$RUNTIME_PID" 2>/dev/null || true
@@ -36,6 +41,7 @@ interop_begin() {
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PADDOCK_CACHE/target}"
     WORK="$(mktemp -d "${TMPDIR:-/tmp}/paddock-$name.XXXXXX")"
     RUNTIME_PID=""
+    INTEROP_PIDS=()
     PG_STARTED=""
     DB_NAME=""
     trap interop_cleanup EXIT
@@ -84,6 +90,10 @@ interop_embedding_yaml() {
         local) echo "embedding: { provider: local, model_dir: \"${PADDOCK_MODEL_DIR:-$(scripts/model.sh)}\" }" ;;
         none) echo "" ;;
     esac
+}
+
+interop_track() {
+    INTEROP_PIDS+=("$1")
 }
 
 interop_serve() {

