@@ -10,7 +10,7 @@
 # scenarios through runtime/tests/conformance/bearer_proxy.py, which adds a token of acme to each request:
 #
 #   2026-07-28  conformance 0.2.0-alpha.12 `server --requirements 2026-07-28` (the scenarios that revision
-#               requires, run on its stateless wire)
+#               requires, run on its stateless wire), then its http-header-validation scenario, scored
 #   2025-11-25  conformance 0.1.16 `server --spec-version 2025-11-25` (its active scenarios for 2025-11-25, run
 #               after an initialize handshake)
 #
@@ -147,6 +147,17 @@ run_suite() {
         --expected-failures "$PADDOCK_REPO_ROOT/$CONF_DIR/expected-failures-$revision.yaml") \
         >"$WORK/$revision/output.txt" 2>&1 || rc=$?
     summary "$WORK/$revision/output.txt"
+    # The requirement set runs http-header-validation without scoring it; it tests the routing headers
+    # Paddock checks, so it runs again on its own, where a failure counts.
+    if [[ $revision == 2026-07-28 ]] && ((rc == 0)); then
+        log "conformance $version: http-header-validation, scored"
+        (cd "$WORK/$revision" && "$NODE" "$TOOLS/node_modules/conformance-$version/dist/index.js" server \
+            --url "$SUITE_URL" --scenario http-header-validation --spec-version 2026-07-28 \
+            --output-dir results-headers \
+            --expected-failures "$PADDOCK_REPO_ROOT/$CONF_DIR/expected-failures-$revision.yaml") \
+            >"$WORK/$revision/output-headers.txt" 2>&1 || rc=$?
+        summary "$WORK/$revision/output-headers.txt"
+    fi
     if ((rc == 0)); then
         log "conformance $version, revision $revision: passed (every failure is an expected one)"
     else
