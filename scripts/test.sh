@@ -34,6 +34,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 if ((RUN_E2E)); then
     require_cmd go openssl curl setsid ss flock base64
 fi
+# The interop stage installs Node 22 and the MCP conformance suite with it.
+require_cmd npm
 
 START=$SECONDS
 stage() { log "==> $* ($(date +%H:%M:%S), +$((SECONDS - START))s)"; }

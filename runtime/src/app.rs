@@ -137,6 +137,8 @@ pub fn app(state: AppState) -> Router {
             header::ACCEPT,
             HeaderName::from_static(protocol::mcp::VERSION_HEADER),
             HeaderName::from_static(protocol::mcp::SESSION_HEADER),
+            HeaderName::from_static(protocol::mcp::METHOD_HEADER),
+            HeaderName::from_static(protocol::mcp::NAME_HEADER),
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static(protocol::a2a::VERSION_HEADER),
         ])

@@ -302,7 +302,7 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
                 .header("access-control-request-method", "POST")
                 .header(
                     "access-control-request-headers",
-                    "authorization,mcp-protocol-version,mcp-session-id,last-event-id",
+                    "authorization,mcp-protocol-version,mcp-session-id,last-event-id,mcp-method,mcp-name",
                 )
                 .body(Body::empty())
                 .unwrap(),
@@ -318,6 +318,8 @@ async fn transport_rules_for_headers_methods_and_origin(admin: PgPool) {
         "mcp-protocol-version",
         "mcp-session-id",
         "last-event-id",
+        "mcp-method",
+        "mcp-name",
     ] {
         assert!(allowed.contains(h), "{allowed}");
     }
