@@ -21,6 +21,8 @@ use axum::{
     response::Response,
 };
 
+use tracing::Instrument;
+
 use crate::{
     app::AppState,
     db::{Db, DbError, TenantId},
@@ -90,6 +92,7 @@ pub async fn admit(
                 .bind(calls)
                 .fetch_one(db.pool())
         })
+        .instrument(crate::db::span("SELECT", "admit"))
         .await;
     match row {
         Ok((wait, _)) if wait.is_infinite() => Ok(Admission::OverBurst),

@@ -158,17 +158,75 @@ pub fn app(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let rid = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
-                        request_id = %rid, tenant = tracing::field::Empty, user = tracing::field::Empty)
-                }))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(|res: &Response, _: Duration, span: &tracing::Span| {
+                            span.record("http.response.status_code", res.status().as_u16());
+                            if res.status().is_server_error() {
+                                span.record("otel.status_code", "ERROR");
+                            }
+                        }),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(cors)
                 .layer(middleware::from_fn(payload_too_large_as_json))
                 .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout)),
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    settings.request_timeout,
+                )),
         )
+}
+
+/// The routes a request span names; any other path is named `other`, so span names stay a small set.
+const ROUTES: &[&str] = &[
+    "/mcp",
+    "/a2a",
+    "/healthz",
+    "/readyz",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/agent-card.json",
+    "/.well-known/agent.json",
+];
+
+/// The span of one HTTP request, with the OpenTelemetry HTTP server conventions' names. It is a child of the
+/// caller's span when the request carries a `traceparent`, and, when traced, every log line inside it names
+/// its `trace_id` and `span_id`. Tenant and user are recorded once authentication has verified them; nothing of
+/// the token is.
+fn request_span(req: &Request) -> tracing::Span {
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let path = req.uri().path();
+    let route = ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == path)
+        .unwrap_or("other");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %rid,
+        tenant = tracing::field::Empty,
+        user = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if let Some(parent) = paddock_telemetry::propagation::from_headers(req.headers()) {
+        paddock_telemetry::set_parent(&span, parent);
+    }
+    paddock_telemetry::record_ids(&span);
+    span
 }
 
 /// A POST to a protocol endpoint carries JSON (`Content-Type: application/json`, parameters allowed). Anything else

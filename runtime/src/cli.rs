@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,22 +70,23 @@ pub enum Command {
     },
 }
 
-/// Installs the tracing subscriber: JSON lines in production, plain text for humans.
-pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
+/// Installs logging (JSON lines in production, plain text for people) and, when configured, traces.
+pub fn init_telemetry(
+    format: LogFormat,
+    tracing: &TracingConfig,
+) -> Result<paddock_telemetry::Telemetry, paddock_telemetry::TelemetryError> {
+    paddock_telemetry::init(&paddock_telemetry::Settings {
+        service_name: "paddock-runtime",
+        log_format: match format {
+            LogFormat::Json => paddock_telemetry::LogFormat::Json,
+            LogFormat::Text => paddock_telemetry::LogFormat::Text,
+        },
+        default_filter: "info,sqlx=warn,tower_http=info",
+        tracing: paddock_telemetry::Tracing {
+            otlp_endpoint: tracing.otlp_endpoint.clone(),
+            sample_ratio: tracing.sample_ratio,
+        },
+    })
 }
 
 pub fn ttl(secs: u64) -> Duration {

@@ -187,6 +187,19 @@ pub struct Db {
     pinned: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
+/// The span of one of our SQL statements, with OpenTelemetry's database conventions: the statement's name
+/// (`db.query.summary`), never its text or the values bound to it.
+pub fn span(operation: &'static str, summary: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db",
+        otel.name = %format_args!("{operation} {summary}"),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.query.summary = summary,
+    )
+}
+
 impl Db {
     /// Connects lazily: the runtime starts (and answers `/healthz`) even while the database is down.
     ///

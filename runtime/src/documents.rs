@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::db::{DbError, TenantTx};
 
@@ -52,6 +53,7 @@ pub async fn get(tx: &mut TenantTx, id: &str) -> Result<Option<Document>, DbErro
     )
     .bind(id)
     .fetch_optional(tx.conn())
+    .instrument(crate::db::span("SELECT", "documents.get"))
     .await?;
     Ok(row.map(
         |(id, title, content, metadata, embedded, updated_at)| Document {
@@ -81,6 +83,7 @@ pub async fn list(
     .bind(filter)
     .bind(limit)
     .fetch_all(tx.conn())
+    .instrument(crate::db::span("SELECT", "documents.list"))
     .await?;
     Ok(rows
         .into_iter()
@@ -126,6 +129,7 @@ pub async fn upsert(
     .bind(metadata)
     .bind(&hash)
     .fetch_optional(tx.conn())
+    .instrument(crate::db::span("INSERT", "documents.upsert"))
     .await?;
     Ok(match row {
         Some((true,)) => UpsertOutcome::Created,
@@ -139,6 +143,7 @@ pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<bool, DbError> {
     let r = sqlx::query("DELETE FROM documents WHERE id = $1")
         .bind(id)
         .execute(tx.conn())
+        .instrument(crate::db::span("DELETE", "documents.delete"))
         .await?;
     Ok(r.rows_affected() > 0)
 }

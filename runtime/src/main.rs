@@ -23,11 +23,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let cfg = RuntimeConfig::load(&config)?;
-            cli::init_tracing(cfg.log_format);
-            server::run(cfg).await?;
+            let mut telemetry = cli::init_telemetry(cfg.log_format, &cfg.tracing)?;
+            let served = server::run(cfg).await;
+            // The last spans go out before the process does; the export runs on this runtime, so the wait
+            // for it does not.
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+            served?;
         }
         Command::Migrate { database_url } => {
-            cli::init_tracing(LogFormat::Text);
+            cli::init_telemetry(LogFormat::Text, &Default::default())?;
             let pool = sqlx::PgPool::connect(&database_url)
                 .await
                 .context("failed to connect to the database")?;

@@ -30,6 +30,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use tracing::Instrument;
+
 use crate::db::{DbError, TenantId, TenantTx};
 
 pub use paddock_contract::config::{Bm25, Fusion};
@@ -214,7 +216,14 @@ impl HybridParams<'_> {
 
 /// Hybrid search under the transaction's tenant.
 pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>, DbError> {
-    let rows: Vec<HitRow> = sqlx::query_as(&hybrid_sql(tx.tenant()))
+    let summary = if p.vector.is_some() {
+        "hybrid_search"
+    } else {
+        "lexical_search"
+    };
+    let sql = hybrid_sql(tx.tenant());
+    let tenant = tx.tenant().as_str().to_owned();
+    let rows: Vec<HitRow> = sqlx::query_as(&sql)
         .bind(p.query)
         .bind(p.vector.clone().map(pgvector::Vector::from))
         .bind(p.filter)
@@ -228,8 +237,9 @@ pub async fn hybrid(tx: &mut TenantTx, p: &HybridParams<'_>) -> Result<Vec<Hit>,
         .bind(p.alpha)
         .bind(p.bm25.k1)
         .bind(p.bm25.b)
-        .bind(tx.tenant().as_str().to_owned())
+        .bind(tenant)
         .fetch_all(tx.conn())
+        .instrument(crate::db::span("SELECT", summary))
         .await?;
     Ok(rows.into_iter().map(hit_from_row).collect())
 }

@@ -10,6 +10,7 @@
 //!   runtime's own client over HTTP;
 //! - [`model`]: an OpenAI-compatible model server that answers, fails or stalls on demand;
 //! - [`embedding`]: the embedding model on disk (`PADDOCK_MODEL_DIR`) and an embedder running it;
+//! - [`otlp`]: an OTLP/HTTP trace receiver that keeps the spans it is sent;
 //! - `operator` (feature `operator`): the operator's fixtures and a provisioned tenant with its ToolServer.
 //!
 //! Data flows one way: a test provisions a database ([`db`]), starts the runtime over it ([`runtime`]) trusting
@@ -24,6 +25,7 @@ pub mod mcp;
 pub mod model;
 #[cfg(feature = "operator")]
 pub mod operator;
+pub mod otlp;
 pub mod runtime;
 
 pub use issuer::{AUDIENCE, ISSUER, Keys, RESOURCE, RO, RW, keys};

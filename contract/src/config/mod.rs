@@ -55,6 +55,30 @@ pub struct RuntimeConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// OpenTelemetry traces over OTLP/HTTP; off unless an endpoint is set here or in the standard `OTEL_*`
+    /// environment variables.
+    #[serde(default, skip_serializing_if = "TracingConfig::is_default")]
+    pub tracing: TracingConfig,
+}
+
+/// Where traces go and how many are kept. The standard environment variables fill what is not set here:
+/// `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`, `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_SERVICE_NAME`,
+/// `OTEL_RESOURCE_ATTRIBUTES`; `OTEL_SDK_DISABLED=true` turns tracing off.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://otel-collector.observability:4318`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces kept, 0 to 1 (requests whose caller's trace is sampled are always kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
+}
+
+impl TracingConfig {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -163,6 +187,7 @@ impl RuntimeConfig {
             a2a: A2aConfig::default(),
             limits: LimitsConfig::default(),
             log_format: LogFormat::default(),
+            tracing: TracingConfig::default(),
         }
     }
 
@@ -226,6 +251,18 @@ impl RuntimeConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.llm.validate().map_err(ConfigError::Invalid)?;
+        if self
+            .tracing
+            .sample_ratio
+            .is_some_and(|r| !(0.0..=1.0).contains(&r))
+        {
+            return invalid("tracing.sample_ratio must be between 0 and 1");
+        }
+        if let Some(e) = &self.tracing.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return invalid("tracing.otlp_endpoint must be an http:// or https:// URL");
+        }
         Ok(())
     }
 }

@@ -160,7 +160,7 @@ pub(super) async fn post(caller: &Caller<'_>, headers: &HeaderMap, parsed: Value
             // A single malformed message is answered with its error and HTTP 400.
             return match jsonrpc::classify(single) {
                 Err(e) => rpc_error_response(StatusCode::BAD_REQUEST, e),
-                Ok(m) => match methods::process(caller, super::Era::Handshake, m).await {
+                Ok(m) => match methods::process(caller, super::Era::Handshake, version, m).await {
                     None => StatusCode::ACCEPTED.into_response(),
                     Some((id, _, Ok(v))) => rpc_response(StatusCode::OK, jsonrpc::success(&id, v)),
                     Some((_, _, Err(Refusal::Scope(scope)))) => {
@@ -176,7 +176,7 @@ pub(super) async fn post(caller: &Caller<'_>, headers: &HeaderMap, parsed: Value
     for item in messages {
         match jsonrpc::classify(item) {
             Err(e) => answers.push(e.to_json()),
-            Ok(m) => match methods::process(caller, super::Era::Handshake, m).await {
+            Ok(m) => match methods::process(caller, super::Era::Handshake, version, m).await {
                 None => {}
                 Some((id, _, Ok(v))) => answers.push(jsonrpc::success(&id, v)),
                 Some((_, _, Err(Refusal::Rpc(e)))) => answers.push(e.to_json()),

@@ -9,6 +9,7 @@ use std::time::Instant;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::{Instrument, Span};
 
 use super::{Era, resources};
 use crate::{
@@ -80,10 +81,15 @@ const KNOWN_METHODS: &[&str] = &[
     "resources/templates/list",
 ];
 
-/// Handles one classified message; None for notifications and responses (nothing to answer).
+/// Handles one classified message, speaking protocol `version` of `era`; None for notifications and responses
+/// (nothing to answer).
+///
+/// A request runs in a span named as the MCP semantic conventions name it (`tools/call hybrid_search`), a child
+/// of the `traceparent` in its `_meta` when it carries one, else of the HTTP request's span.
 pub(super) async fn process(
     caller: &Caller<'_>,
     era: Era,
+    version: &str,
     m: Message,
 ) -> Option<(Id, String, Result<Value, Refusal>)> {
     match m {
@@ -106,7 +112,25 @@ pub(super) async fn process(
             } else {
                 ""
             };
-            let out = dispatch(caller, era, &id, &method, params).await;
+            let span = call_span(&method, tool, &id, version, params.as_ref());
+            let out = dispatch(caller, era, &id, &method, params)
+                .instrument(span.clone())
+                .await;
+            if let Err(e) = &out {
+                span.record("otel.status_code", "ERROR");
+                span.record(
+                    "error.type",
+                    match e {
+                        Refusal::Rpc(e) => e.code.to_string(),
+                        Refusal::Scope(_) => "insufficient_scope".to_owned(),
+                    },
+                );
+            } else if let Ok(v) = &out
+                && v.get("isError") == Some(&Value::Bool(true))
+            {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", "tool_error");
+            }
             let status = match &out {
                 Ok(v) if v.get("isError") == Some(&Value::Bool(true)) => "tool_error".to_owned(),
                 Ok(_) => "ok".to_owned(),
@@ -128,6 +152,40 @@ pub(super) async fn process(
             Some((id, method, out))
         }
     }
+}
+
+/// The span of one MCP request (OpenTelemetry's MCP conventions: `mcp.method.name`, `gen_ai.tool.name`).
+fn call_span(method: &str, tool: &str, id: &Id, version: &str, params: Option<&Value>) -> Span {
+    let name = if tool.is_empty() {
+        method.to_owned()
+    } else {
+        format!("{method} {tool}")
+    };
+    let span = tracing::info_span!(
+        "mcp",
+        otel.name = %name,
+        otel.status_code = tracing::field::Empty,
+        mcp.method.name = %method,
+        mcp.protocol.version = %version,
+        jsonrpc.request.id = %serde_json::to_string(id).unwrap_or_default(),
+        gen_ai.operation.name = tracing::field::Empty,
+        gen_ai.tool.name = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if !tool.is_empty() {
+        span.record("gen_ai.operation.name", "execute_tool");
+        span.record("gen_ai.tool.name", tool);
+    }
+    if let Some(parent) = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(paddock_telemetry::propagation::from_meta)
+    {
+        paddock_telemetry::set_parent(&span, parent);
+    }
+    paddock_telemetry::record_ids(&span);
+    span
 }
 
 const LOG_LEVELS: &[&str] = &[

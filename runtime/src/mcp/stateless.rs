@@ -60,6 +60,7 @@ pub(super) async fn post(caller: &Caller<'_>, headers: &HeaderMap, body: Value) 
     let Some((id, method, out)) = methods::process(
         caller,
         super::Era::Stateless,
+        STATELESS_VERSIONS[0],
         Message::Request { id, method, params },
     )
     .await

@@ -1,0 +1,134 @@
+//! OpenTelemetry traces, exported over OTLP/HTTP to a receiver, as a collector would get them: a caller's
+//! `traceparent` (HTTP header, or an MCP request's `_meta`) parents the spans that serve it; the MCP span
+//! carries the MCP conventions' attributes; nothing of the token is exported.
+//!
+//! One test: the trace pipeline is the process's own, set up once, and sends through the runtime it starts in.
+
+use paddock_testkit::{otlp::Receiver, prelude::*};
+use serde_json::json;
+use sqlx::PgPool;
+
+const HEADER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const HEADER_PARENT: &str = "00f067aa0ba902b7";
+const META_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const META_PARENT: &str = "b7ad6b7169203331";
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) {
+    let receiver = Receiver::start().await;
+    let telemetry = paddock_telemetry::init(&paddock_telemetry::Settings {
+        service_name: "paddock-runtime",
+        log_format: paddock_telemetry::LogFormat::Text,
+        default_filter: "info",
+        tracing: paddock_telemetry::Tracing {
+            otlp_endpoint: Some(receiver.endpoint.clone()),
+            sample_ratio: Some(1.0),
+        },
+    })
+    .unwrap();
+    assert!(telemetry.tracing());
+
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    let app = app(runtime_pool(&admin).await, &keys).await;
+    let token = keys.token("acme", RW);
+
+    // A 2026-07-28 request whose `_meta` carries the caller's context.
+    let c = app.stateless(&token);
+    let mut body = Stateless::body(
+        "tools/call",
+        json!({"name": "search", "arguments": {"query": "erasure"}}),
+    );
+    body["params"]["_meta"]["traceparent"] = json!(format!("00-{META_TRACE}-{META_PARENT}-01"));
+    let r = c.send(&Stateless::headers(&body), body).await;
+    assert_eq!(r.status, 200);
+
+    // A 2025-11-25 request whose HTTP header carries it.
+    let s = app.session(&token).await;
+    let r = app
+        .send(
+            axum::http::Request::post("/mcp")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {token}"))
+                .header("mcp-session-id", &s.id)
+                .header("mcp-protocol-version", "2025-11-25")
+                .header(
+                    "traceparent",
+                    format!("00-{HEADER_TRACE}-{HEADER_PARENT}-01"),
+                )
+                .body(axum::body::Body::from(
+                    json!({"jsonrpc":"2.0","id":7,"method":"tools/list"}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    // The batch exporter runs on this runtime: flush from a thread that may block.
+    let telemetry = std::sync::Arc::new(telemetry);
+    let t = telemetry.clone();
+    tokio::task::spawn_blocking(move || t.flush())
+        .await
+        .unwrap();
+    let spans = receiver.spans();
+    let named = |name: &str, trace: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.trace_id == trace)
+            .unwrap_or_else(|| panic!("no span {name} in trace {trace}: {spans:#?}"))
+            .clone()
+    };
+
+    let call = named("tools/call search", META_TRACE);
+    assert_eq!(
+        call.parent_span_id, META_PARENT,
+        "_meta's traceparent is the parent"
+    );
+    assert_eq!(call.attribute("mcp.method.name"), Some("tools/call"));
+    assert_eq!(call.attribute("gen_ai.tool.name"), Some("search"));
+    assert_eq!(
+        call.attribute("gen_ai.operation.name"),
+        Some("execute_tool")
+    );
+    assert_eq!(call.attribute("mcp.protocol.version"), Some("2026-07-28"));
+    assert_eq!(call.service, "paddock-runtime");
+
+    let request = named("POST /mcp", HEADER_TRACE);
+    assert_eq!(
+        request.parent_span_id, HEADER_PARENT,
+        "the header's traceparent is the parent"
+    );
+    assert_eq!(request.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(request.attribute("tenant"), Some("acme"));
+    let list = named("tools/list", HEADER_TRACE);
+    assert_eq!(
+        list.parent_span_id, request.span_id,
+        "the MCP span is the request's child"
+    );
+    assert_eq!(list.attribute("mcp.protocol.version"), Some("2025-11-25"));
+
+    // The search's database work is in the trace, under the call.
+    let sql: Vec<_> = spans
+        .iter()
+        .filter(|s| s.trace_id == META_TRACE && s.attribute("db.system.name") == Some("postgresql"))
+        .collect();
+    assert!(
+        !sql.is_empty(),
+        "no database spans under the call: {spans:#?}"
+    );
+    for s in &sql {
+        assert!(s.attribute("db.query.summary").is_some(), "{s:?}");
+    }
+
+    // Nothing of the bearer token leaves the process.
+    let signature = token.rsplit('.').next().unwrap();
+    for s in &spans {
+        for (k, v) in &s.attributes {
+            assert!(
+                !v.contains(signature) && !v.contains("Bearer"),
+                "{k}={v} in {}",
+                s.name
+            );
+        }
+    }
+}
