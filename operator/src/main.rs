@@ -57,10 +57,13 @@ fn write_all(dir: &Path, files: &[GeneratedFile]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
-            run::init_tracing(args.log_format);
             let runtime =
                 tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-            runtime.block_on(run::run(*args))?;
+            let mut telemetry = runtime.block_on(async { run::init_telemetry(args.log_format) })?;
+            let ran = runtime.block_on(run::run(*args));
+            // The last spans go out before the process does (the export runs on the runtime).
+            telemetry.shutdown();
+            ran?;
         }
         Command::Crds { dir, chart } => {
             if let Some(dir) = &dir {

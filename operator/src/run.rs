@@ -104,17 +104,20 @@ pub enum LogFormat {
     Text,
 }
 
-/// Installs the tracing subscriber (filter from RUST_LOG, default info).
-pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+/// Installs logging (filter from RUST_LOG, default info) and, when the standard `OTEL_*` variables name an
+/// OTLP endpoint, traces of each reconcile. Called within the tokio runtime, which carries the exports.
+pub fn init_telemetry(
+    format: LogFormat,
+) -> Result<paddock_telemetry::Telemetry, paddock_telemetry::TelemetryError> {
+    paddock_telemetry::init(&paddock_telemetry::Settings {
+        service_name: "paddock-operator",
+        log_format: match format {
+            LogFormat::Json => paddock_telemetry::LogFormat::Json,
+            LogFormat::Text => paddock_telemetry::LogFormat::Text,
+        },
+        default_filter: "info,kube=warn,sqlx=warn",
+        tracing: paddock_telemetry::Tracing::default(),
+    })
 }
 
 async fn shutdown_signal() {

@@ -588,6 +588,39 @@ fn a_toolserver_outside_its_tenants_namespaces_is_refused() {
     ));
 }
 
+/// Tracing is off unless the spec asks for it; asked, the runtime's file names the endpoint and ratio.
+#[test]
+fn a_toolservers_tracing_reaches_the_runtime_config() {
+    let world = World::new();
+    let mut ts = toolserver("toolserver-minimal.yaml");
+    let cm = build::config_map(&world.inputs(&ts)).unwrap();
+    assert!(!cm.data.as_ref().unwrap()[build::CONFIG_FILE].contains("tracing"));
+    assert_eq!(load_runtime_config(&cm).tracing.otlp_endpoint, None);
+
+    ts.spec.tracing = Some(
+        serde_yaml::from_str(
+            "{otlpEndpoint: 'http://collector.observability:4318', sampleRatio: '0.25'}",
+        )
+        .unwrap(),
+    );
+    let cfg = load_runtime_config(&build::config_map(&world.inputs(&ts)).unwrap());
+    assert_eq!(
+        cfg.tracing.otlp_endpoint.as_deref(),
+        Some("http://collector.observability:4318")
+    );
+    assert_eq!(cfg.tracing.sample_ratio, Some(0.25));
+
+    ts.spec.tracing = Some(
+        serde_yaml::from_str("{otlpEndpoint: 'http://collector:4318', sampleRatio: '1.5'}")
+            .unwrap(),
+    );
+    let err = build::config_map(&world.inputs(&ts)).unwrap_err();
+    assert!(
+        err.to_string().contains("spec.tracing.sampleRatio"),
+        "{err}"
+    );
+}
+
 #[test]
 fn specs_the_runtime_cannot_serve_are_refused_with_the_field() {
     let world = World::new();

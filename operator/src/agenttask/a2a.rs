@@ -202,9 +202,13 @@ impl<'a> A2aClient<'a> {
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, A2aError> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        // The runtime continues the reconcile's trace (`traceparent`), when tracing is on.
+        let mut trace = reqwest::header::HeaderMap::new();
+        paddock_telemetry::propagation::inject(&tracing::Span::current(), &mut trace);
         let resp = self
             .http
             .post(&self.url)
+            .headers(trace)
             .bearer_auth(&self.token)
             .header(a2a::VERSION_HEADER, a2a::VERSION)
             .header("accept", "application/json")

@@ -91,6 +91,30 @@ pub struct ToolServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
+
+    /// OpenTelemetry traces of the runtime pods, sent over OTLP/HTTP. Unset: no traces, unless
+    /// the pods' environment sets the standard `OTEL_*` variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingSpec>,
+}
+
+/// Where the runtime sends its traces, and how many it keeps.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingSpec {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://otel-collector.observability:4318`
+    /// (spans go to `/v1/traces` under it).
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub otlp_endpoint: String,
+
+    /// The share of new traces kept, a decimal from `0` to `1` (default `1`). A request whose
+    /// caller's trace is sampled is always kept, so a trace is never cut in pieces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 5),
+        regex(pattern = r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")
+    )]
+    pub sample_ratio: Option<String>,
 }
 
 fn default_replicas() -> i32 {

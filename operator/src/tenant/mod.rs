@@ -127,6 +127,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 }
 
 /// Reconciles one Tenant.
+#[tracing::instrument(name = "reconcile", skip_all, fields(
+    otel.name = "reconcile Tenant", k8s.object.kind = "Tenant", k8s.object.name = %tenant.name_any(),
+))]
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let key = context::key(tenant.as_ref());

@@ -349,6 +349,23 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         cfg.search = search_config(s, &mut named)?;
     }
     set_a2a(&mut cfg.a2a, &ts.spec.a2a, &mut named)?;
+    if let Some(t) = &ts.spec.tracing {
+        cfg.tracing.otlp_endpoint = Some(t.otlp_endpoint.clone());
+        named.push("tracing.otlp_endpoint");
+        if let Some(r) = t.sample_ratio.as_deref() {
+            let ratio = r
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "spec.tracing.sampleRatio: {r:?} is not a decimal from 0 to 1"
+                    ))
+                })?;
+            cfg.tracing.sample_ratio = Some(ratio);
+            named.push("tracing.sample_ratio");
+        }
+    }
     cfg.render(&named)
         .map_err(|e| invalid(format!("cannot render the runtime configuration: {e}")))
 }
