@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{ModelChoice, Outcome, Skill, TaskCtx};
 use crate::{
@@ -91,10 +92,23 @@ impl Run {
     }
 
     pub(crate) async fn execute(&mut self) -> Outcome {
+        let span = tracing::info_span!(
+            "task",
+            otel.name = %format_args!("invoke_agent {}", self.t.skill.id()),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = self.t.skill.id(),
+            a2a.task.id = %self.t.id,
+            tenant = %self.t.tenant,
+            paddock.cost = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        paddock_telemetry::record_ids(&span);
         let result = match self.t.skill {
-            Skill::Rag => self.rag().await,
-            Skill::Research => self.research().await,
+            Skill::Rag => self.rag().instrument(span.clone()).await,
+            Skill::Research => self.research().instrument(span.clone()).await,
         };
+        span.record("paddock.cost", self.cost.to_string());
         match result {
             Ok(o) => o,
             Err(StepError::Stopped) => Outcome::Stopped,
@@ -172,7 +186,8 @@ impl Run {
         let mut last = String::new();
         for attempt in 1..=attempts {
             self.checkpoint().await?;
-            match tokio::time::timeout(settings.step_timeout, f()).await {
+            let span = tracing::info_span!("step", otel.name = %format_args!("step {name}"), step = name, attempt);
+            match tokio::time::timeout(settings.step_timeout, f().instrument(span)).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(StepError::Transient(m))) => last = m,
                 Ok(Err(e)) => return Err(e),
@@ -347,7 +362,40 @@ impl Run {
                 }
             };
             self.models_used.insert(model.clone());
-            match llm.chat(&model, &messages, max_tokens).await {
+            // OpenTelemetry's GenAI conventions, with the budget's reservation and the call's cost beside them.
+            let span = tracing::info_span!(
+                "chat",
+                otel.name = %format_args!("chat {model}"),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = %model,
+                gen_ai.request.max_tokens = max_tokens,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                paddock.budget.reserved = %reservation.amount,
+                paddock.cost = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let answered = llm
+                .chat(&model, &messages, max_tokens)
+                .instrument(span.clone())
+                .await;
+            match &answered {
+                Ok(c) => {
+                    span.record("gen_ai.usage.input_tokens", c.input_tokens);
+                    span.record("gen_ai.usage.output_tokens", c.output_tokens);
+                    span.record(
+                        "paddock.cost",
+                        price.cost(c.input_tokens, c.output_tokens).to_string(),
+                    );
+                }
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", e.to_string());
+                }
+            }
+            match answered {
                 Ok(c) => {
                     let cost = price.cost(c.input_tokens, c.output_tokens);
                     if cost > reservation.amount {
