@@ -12,6 +12,8 @@ const HEADER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const HEADER_PARENT: &str = "00f067aa0ba902b7";
 const META_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const META_PARENT: &str = "b7ad6b7169203331";
+const TASK_TRACE: &str = "5b8efff798038103d269b633813fc60c";
+const TASK_PARENT: &str = "eee19b7ec3c1b174";
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) {
@@ -64,6 +66,35 @@ async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) 
         .await;
     assert_eq!(r.status, 200);
 
+    // An A2A task started by a traced request: its run continues that trace, in the worker.
+    let a2a_token = keys.token("acme", paddock_testkit::a2a::RUN);
+    let traceparent = format!("00-{TASK_TRACE}-{TASK_PARENT}-01");
+    let r = paddock_testkit::a2a::call_with(
+        &app,
+        &a2a_token,
+        "SendMessage",
+        json!({"message": paddock_testkit::a2a::message("What is erasure?", json!({"skill": "rag"})),
+               "configuration": {"returnImmediately": true}}),
+        &[("traceparent", traceparent.as_str())],
+    )
+    .await
+    .json();
+    let task_id = r["result"]["task"]["id"]
+        .as_str()
+        .expect("a task")
+        .to_owned();
+    paddock_testkit::a2a::wait_terminal(&app, &a2a_token, &task_id).await;
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT trace_parent FROM tasks WHERE id = $1::uuid")
+            .bind(&task_id)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(
+        stored.as_deref().is_some_and(|t| t.contains(TASK_TRACE)),
+        "the task keeps its creator's trace: {stored:?}"
+    );
+
     // The batch exporter runs on this runtime: flush from a thread that may block.
     let telemetry = std::sync::Arc::new(telemetry);
     let t = telemetry.clone();
@@ -106,6 +137,21 @@ async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) 
         "the MCP span is the request's child"
     );
     assert_eq!(list.attribute("mcp.protocol.version"), Some("2025-11-25"));
+
+    let send = named("POST /a2a", TASK_TRACE);
+    assert_eq!(send.parent_span_id, TASK_PARENT);
+    let run = named("invoke_agent rag", TASK_TRACE);
+    assert_eq!(
+        run.parent_span_id, send.span_id,
+        "the run is a child of the request that created it"
+    );
+    assert_eq!(run.attribute("a2a.task.id"), Some(task_id.as_str()));
+    assert!(
+        spans.iter().any(|s| s.trace_id == TASK_TRACE
+            && s.name.starts_with("step ")
+            && s.parent_span_id == run.span_id),
+        "the run's steps are in its trace: {spans:#?}"
+    );
 
     // The search's database work is in the trace, under the call.
     let sql: Vec<_> = spans

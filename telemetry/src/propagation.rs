@@ -70,6 +70,25 @@ pub fn set_parent(span: &tracing::Span, parent: Context) {
     let _ = span.set_parent(parent);
 }
 
+/// The context a stored `traceparent` names; None when it is not a valid one.
+pub fn from_traceparent(traceparent: &str) -> Option<Context> {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "traceparent",
+        http::HeaderValue::from_str(traceparent).ok()?,
+    );
+    from_headers(&h)
+}
+
+/// The `traceparent` of `span`, to store with work that continues its trace later; None when it is not traced.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let mut h = http::HeaderMap::new();
+    inject(span, &mut h);
+    h.get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// `traceparent` (and `tracestate`) of `span`, for a request this process sends.
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut HeadersMut(headers));

@@ -35,6 +35,8 @@ pub struct TaskRow {
     pub last_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The `traceparent` of the request that created the task (migration 0014).
+    pub trace_parent: Option<String>,
 }
 
 impl TaskRow {
@@ -65,7 +67,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 const TASK_COLUMNS: &str = "id, context_id, user_id, skill, model, state, status_message, status_reason, input, \
-                            metadata, cost, last_seq, created_at, updated_at";
+                            metadata, cost, last_seq, created_at, updated_at, trace_parent";
 
 fn task_from_row(r: &sqlx::postgres::PgRow) -> Result<TaskRow, sqlx::Error> {
     let state: String = r.try_get("state")?;
@@ -85,6 +87,7 @@ fn task_from_row(r: &sqlx::postgres::PgRow) -> Result<TaskRow, sqlx::Error> {
         last_seq: r.try_get("last_seq")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        trace_parent: r.try_get("trace_parent")?,
     })
 }
 
@@ -104,6 +107,8 @@ pub struct NewTask<'a> {
     pub budget_limit: Option<Decimal>,
     /// The replica that will run it, and for how long its lease holds before it must be renewed.
     pub lease: Option<(&'a str, std::time::Duration)>,
+    /// The creating request's `traceparent`, which the task's run continues.
+    pub trace_parent: Option<&'a str>,
 }
 
 /// Creates the task with its first status event (seq 1).
@@ -115,9 +120,9 @@ pub async fn insert(tx: &mut TenantTx, t: &NewTask<'_>) -> Result<TaskRow, DbErr
     let tenant = tx.tenant().as_str().to_owned();
     let row = sqlx::query(&format!(
         "INSERT INTO tasks (tenant_id, id, context_id, user_id, skill, model, state, status_message, status_reason, \
-                            input, metadata, scopes, budget_limit, last_seq, lease_owner, lease_expires_at) \
+                            input, metadata, scopes, budget_limit, last_seq, lease_owner, lease_expires_at, trace_parent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, \
-                 CASE WHEN $15::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $15::bigint / 1000.0) END) \
+                 CASE WHEN $15::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $15::bigint / 1000.0) END, $16) \
          RETURNING {TASK_COLUMNS}"
     ))
     .bind(&tenant)
@@ -135,6 +140,7 @@ pub async fn insert(tx: &mut TenantTx, t: &NewTask<'_>) -> Result<TaskRow, DbErr
     .bind(t.budget_limit)
     .bind(owner)
     .bind(ttl_ms)
+    .bind(t.trace_parent)
     .fetch_one(tx.conn())
     .await?;
     let task = task_from_row(&row)?;

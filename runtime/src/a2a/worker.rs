@@ -342,6 +342,7 @@ async fn resumed(
         model,
         allow_fallback: policy.allow_extractive_fallback,
         currency: policy.currency.clone(),
+        trace_parent: task.trace_parent.clone(),
     }))
 }
 

@@ -143,6 +143,8 @@ pub struct TaskCtx {
     pub model: ModelChoice,
     pub allow_fallback: bool,
     pub currency: String,
+    /// The creating request's `traceparent`: the run's spans continue its trace.
+    pub trace_parent: Option<String>,
 }
 
 /// How a workflow ended.

@@ -210,6 +210,8 @@ pub(super) async fn send_message(
             Some(json!({ "reason": r.reason })),
         )
     });
+    // The request's trace (its own span, a child of the caller's `traceparent`), which the run continues.
+    let trace_parent = paddock_telemetry::propagation::traceparent(&tracing::Span::current());
     let new = NewTask {
         id: task_id,
         context_id: &context_id,
@@ -232,6 +234,7 @@ pub(super) async fn send_message(
         lease: choice
             .is_ok()
             .then(|| (state.a2a.replica(), state.a2a.settings().lease_ttl)),
+        trace_parent: trace_parent.as_deref(),
     };
     let task = try_db!(id, store::insert(&mut tx, &new).await);
     try_db!(id, tx.commit().await);
@@ -255,6 +258,7 @@ pub(super) async fn send_message(
                 model,
                 allow_fallback: policy.allow_extractive_fallback,
                 currency: policy.currency.clone(),
+                trace_parent,
             },
         );
     }

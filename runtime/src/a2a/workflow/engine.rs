@@ -103,6 +103,15 @@ impl Run {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
+        // The run continues the trace of the request that created the task, on whichever replica runs it.
+        if let Some(parent) = self
+            .t
+            .trace_parent
+            .as_deref()
+            .and_then(paddock_telemetry::propagation::from_traceparent)
+        {
+            paddock_telemetry::set_parent(&span, parent);
+        }
         paddock_telemetry::record_ids(&span);
         let result = match self.t.skill {
             Skill::Rag => self.rag().instrument(span.clone()).await,
