@@ -234,6 +234,9 @@ pub struct DocumentThroughput {
 pub struct Report {
     /// `hybrid_search` through 2025-11-25 sessions, with the pgbench ceiling.
     pub rows: Vec<Row>,
+    /// `hybrid_search` at concurrency 8 with tracing off, and on at each sampling ratio (none with a local
+    /// model).
+    pub tracing: Vec<TracingRow>,
     /// The same searches as stateless 2026-07-28 requests, with the same ceiling (none with a local model).
     pub stateless: Vec<Row>,
     /// With a local model: its document embedding throughput.
@@ -272,6 +275,27 @@ impl Report {
                 r.pgbench.p99_ms,
                 100.0 * r.ratio()
             );
+        }
+        if let Some(off) = self.tracing.first() {
+            s.push_str(
+                "\nTracing overhead, hybrid_search at concurrency 8, exporting over OTLP/HTTP (mean of 2 alternating rounds):\n\n\
+                 | tracing | req/s | p99 ms | throughput vs off | spans exported per request |\n\
+                 |---|---:|---:|---:|---:|\n",
+            );
+            for t in &self.tracing {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.1} | {:.1} | {:+.1}% | {:.2} |",
+                    t.sample_ratio.map_or("off".to_owned(), |r| format!(
+                        "on, {:.0}% sampled",
+                        r * 100.0
+                    )),
+                    t.req_per_sec,
+                    t.p99_ms,
+                    100.0 * (t.req_per_sec / off.req_per_sec - 1.0),
+                    t.spans_per_request
+                );
+            }
         }
         if !self.stateless.is_empty() {
             s.push_str(
@@ -1379,14 +1403,35 @@ fn validate(opts: &BenchOptions) -> Result<(), BenchError> {
     Ok(())
 }
 
+type TraceLayer = tracing_opentelemetry::OpenTelemetryLayer<
+    tracing_subscriber::Registry,
+    opentelemetry_sdk::trace::SdkTracer,
+>;
+
+/// Where the runtime's spans go: nowhere, or a trace pipeline ([`tracing_overhead`] swaps it between runs).
+static TRACES: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<Option<TraceLayer>, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
 /// Logs to stderr at `warn` unless `RUST_LOG` says otherwise: per-session lines would drown the progress lines.
+/// The runtime's spans are made at the level production makes them (`info`), whether traced or not, so the
+/// tracing-overhead runs compare what tracing adds and nothing else.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    let logs = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let (traces, handle) = tracing_subscriber::reload::Layer::new(None::<TraceLayer>);
+    tracing_subscriber::registry()
+        .with(traces.with_filter(tracing_subscriber::EnvFilter::new(
+            "info,sqlx=warn,tower_http=info",
+        )))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(logs),
+        )
         .init();
+    let _ = TRACES.set(handle);
 }
 
 /// Runs the whole benchmark and returns the table's rows; progress goes to stderr.
@@ -1610,11 +1655,17 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         );
         ping.push(row);
     }
+    let tracing = if opts.model_dir.is_none() {
+        tracing_overhead(&serving, &pool, opts).await?
+    } else {
+        Vec::new()
+    };
     let (verify_us, verified_again_us) = verify_cost(&serving).await?;
     let load_after = load_average();
     serving.runtime.stop().await;
     Ok(Report {
         rows,
+        tracing,
         stateless,
         documents_embedded,
         model,
@@ -1628,6 +1679,101 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         load_before,
         load_after,
     })
+}
+
+/// `hybrid_search` with tracing off, and exporting to an OTLP receiver at each sampling ratio.
+#[derive(Debug, Clone)]
+pub struct TracingRow {
+    /// `None`: tracing off.
+    pub sample_ratio: Option<f64>,
+    /// The mean over the rounds.
+    pub req_per_sec: f64,
+    pub p99_ms: f64,
+    /// Spans the receiver got, per request.
+    pub spans_per_request: f64,
+}
+
+/// Concurrency and rounds of the tracing-overhead runs: the configurations alternate, so drift of the machine
+/// falls on each alike.
+const TRACING_CONCURRENCY: usize = 8;
+const TRACING_ROUNDS: usize = 2;
+
+/// The same searches with tracing off and on (every trace, one in ten), exporting over OTLP/HTTP to a receiver
+/// in this process, which decodes and keeps every span as a collector would.
+async fn tracing_overhead(
+    serving: &Serving,
+    pool: &QuerySource,
+    opts: &BenchOptions,
+) -> Result<Vec<TracingRow>, BenchError> {
+    use opentelemetry::trace::TracerProvider as _;
+    let Some(switch) = TRACES.get() else {
+        return Ok(Vec::new());
+    };
+    let receiver = paddock_testkit::otlp::Receiver::start().await;
+    let ratios = [None, Some(1.0), Some(0.1)];
+    let mut sums = vec![(0.0, 0.0, 0usize, 0usize); ratios.len()];
+    for round in 0..TRACING_ROUNDS {
+        for (i, ratio) in ratios.iter().enumerate() {
+            let provider = match ratio {
+                None => None,
+                Some(r) => paddock_telemetry::tracer_provider(
+                    "paddock-runtime",
+                    &paddock_telemetry::Tracing {
+                        otlp_endpoint: Some(receiver.endpoint.clone()),
+                        sample_ratio: Some(*r),
+                    },
+                )
+                .map_err(|e| BenchError::Options(format!("tracing: {e}")))?,
+            };
+            let layer = provider
+                .as_ref()
+                .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("paddock-runtime")));
+            switch
+                .reload(layer)
+                .map_err(|e| BenchError::Options(format!("tracing: {e}")))?;
+            let before = receiver.spans().len();
+            let row = measure(
+                serving,
+                pool,
+                opts,
+                TRACING_CONCURRENCY,
+                search_workload(opts),
+                Era::Session,
+            )
+            .await?;
+            switch
+                .reload(None)
+                .map_err(|e| BenchError::Options(format!("tracing: {e}")))?;
+            if let Some(p) = provider {
+                // Exports what is buffered; the export runs on this runtime, so the wait is off it.
+                let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+            }
+            let spans = receiver.spans().len() - before;
+            eprintln!(
+                "bench: tracing {} round {}: {:.0} req/s (p99 {:.1} ms, {} errors), {spans} spans exported",
+                ratio.map_or("off".to_owned(), |r| format!("at {:.0}%", r * 100.0)),
+                round + 1,
+                row.req_per_sec,
+                row.p99_ms,
+                row.errors
+            );
+            let s = &mut sums[i];
+            s.0 += row.req_per_sec;
+            s.1 += row.p99_ms;
+            s.2 += spans;
+            s.3 += row.requests;
+        }
+    }
+    Ok(ratios
+        .iter()
+        .zip(sums)
+        .map(|(ratio, (rps, p99, spans, requests))| TracingRow {
+            sample_ratio: *ratio,
+            req_per_sec: rps / TRACING_ROUNDS as f64,
+            p99_ms: p99 / TRACING_ROUNDS as f64,
+            spans_per_request: spans as f64 / requests.max(1) as f64,
+        })
+        .collect())
 }
 
 fn search_workload(opts: &BenchOptions) -> Workload {
