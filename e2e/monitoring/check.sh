@@ -2,7 +2,8 @@
 # Checks the chart's Grafana dashboards and Prometheus alerts, offline:
 #   e2e/monitoring/check.sh
 #
-# 1. renders charts/paddock with the dashboards, the PrometheusRule and the monitors enabled;
+# 1. lints and renders charts/paddock with the dashboards, the PrometheusRule and the monitors
+#    enabled;
 # 2. check.py: the metric and label names every dashboard panel, template variable, alert and
 #    alert test uses are ones the runtime and the operator export (read from their Rust
 #    sources); dashboards are valid JSON with unique uids; every alert has its annotations and
@@ -25,7 +26,7 @@ cd "$PADDOCK_REPO_ROOT"
 
 case ${1:-} in
   "") ;;
-  -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown argument $1" ;;
 esac
 
@@ -56,6 +57,8 @@ assert len(rule) == 1, "expected one PrometheusRule"
 yaml.safe_dump(rule[0]["spec"], open(sys.argv[2], "w"), sort_keys=False)' "$1" "$2"
 }
 
+"$HELM" lint --strict charts/paddock --set dashboards.enabled=true --set prometheusRule.enabled=true \
+  --set serviceMonitor.enabled=true >/dev/null
 render >"$work/chart.yaml"
 python3 e2e/monitoring/check.py "$work/chart.yaml" "$work"
 "$PROMTOOL" check rules "$work/rules.yaml" >&2
