@@ -7,8 +7,9 @@
 #   scripts/e2e.sh --skip two_tenants # all but the tests whose name contains this
 #   scripts/e2e.sh --keep             # leave the cluster, PostgreSQL and logs running/in place
 #
-# Steps: build (or reuse) the control plane, helm and kubeconform; start a cluster with a
-# unique name; helm lint + helm template | kubeconform -strict; start a PostgreSQL of this
+# Steps: build (or reuse) the control plane, helm and kubeconform; check the chart's dashboards
+# and alerts (e2e/monitoring/check.sh, with promtool); start a cluster with a unique name;
+# helm lint + helm template | kubeconform -strict; start a PostgreSQL of this
 # run's own; build the workspace's binaries and tests; run the operator's cluster tests
 # (cargo test -p paddock-operator --test cluster_* -- --ignored) and the scenario binaries of
 # paddock-e2e against the cluster. Logs of the run (operator, runtimes, control plane,
@@ -30,7 +31,7 @@ while (($#)); do
             FILTERS+=(--skip "$2")
             shift
             ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option: $1" ;;
         *) FILTERS+=("$1") ;;
     esac
@@ -121,6 +122,9 @@ eval "$(e2e/tools/build.sh)"
 stage "chart: Argo CD health checks in Argo CD's Lua sandbox (e2e/argocd)"
 (cd e2e/argocd && GOFLAGS=-mod=readonly go test -count=1 ./...)
 
+stage "chart: dashboards and alerts against the exported metrics, promtool check and test rules (e2e/monitoring)"
+e2e/monitoring/check.sh
+
 stage "cluster $CLUSTER"
 CLUSTER_UP=1
 eval "$(e2e/controlplane/up.sh "$CLUSTER")"
@@ -131,13 +135,15 @@ stage "chart: helm lint, helm template | kubeconform -strict"
 kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
     crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev >/dev/null
-# The monitors are off by default; render them too, and skip only their kinds (their CRDs
-# belong to the Prometheus Operator, which this cluster does not run).
+# The monitors, the dashboards' ConfigMaps and the PrometheusRule are off by default; render
+# them too, and skip only the Prometheus Operator's kinds (their CRDs belong to it, and this
+# cluster does not run it): e2e/monitoring/check.sh checks the PrometheusRule's rules with promtool.
 "$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 --include-crds \
     | e2e/tools/kubeconform.sh -
 "$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 \
     --set serviceMonitor.enabled=true --set replicas=2 \
-    | e2e/tools/kubeconform.sh -skip ServiceMonitor,PodMonitor -
+    --set dashboards.enabled=true --set prometheusRule.enabled=true \
+    | e2e/tools/kubeconform.sh -skip ServiceMonitor,PodMonitor,PrometheusRule -
 stage "examples: kubeconform -strict against the CRDs"
 e2e/tools/kubeconform.sh examples/
 

@@ -2,17 +2,24 @@
 # Builds the command-line tools the e2e checks use, from the Go module proxy:
 #   helm         helm.sh/helm/v4/cmd/helm
 #   kubeconform  github.com/yannh/kubeconform/cmd/kubeconform
+#   promtool     github.com/prometheus/prometheus/cmd/promtool (only when named)
 # Each lands in ${PADDOCK_CACHE:-$HOME/.cache/paddock}/tools/<name>-<version>/
 # via `GOBIN=... go install pkg@version`, which uses the tool's own go.sum, so a
 # pinned version always builds the same code. A tool already built with the
-# same Go version and flags (recorded in a stamp file next to it) is not
+# same Go version, tags and flags (recorded in a stamp file next to it) is not
 # rebuilt. Prints `export` lines on stdout, for `eval "$(e2e/tools/build.sh)"`:
-#   HELM, KUBECONFORM (absolute paths) and PATH with both directories in front.
+#   HELM, KUBECONFORM (absolute paths) and PATH with both directories in front;
+#   with tool names, only those tools (PROMTOOL for promtool).
 #
 # kubeconform needs JSON schemas, which it normally fetches from GitHub; see
 # kubeconform.sh, which generates them from a running apiserver instead.
 #
-# Usage: e2e/tools/build.sh [--rebuild]
+# promtool is built without Prometheus' service discovery plugins (tag
+# remove_all_sd; checking and unit-testing rules needs none of them), and in a
+# build cache of its own that is deleted afterwards: its 0.8 GB would only
+# serve a rebuild of the same pinned version, which the stamp already spares.
+#
+# Usage: e2e/tools/build.sh [--rebuild] [helm|kubeconform|promtool]...
 set -euo pipefail
 
 # shellcheck source=../../scripts/lib.sh
@@ -21,16 +28,21 @@ PADDOCK_LOG_TAG=tools
 
 HELM_VERSION=${HELM_VERSION:-v4.3.1}
 KUBECONFORM_VERSION=${KUBECONFORM_VERSION:-v0.8.0}
+# The Go module version of Prometheus 3.16.0 (v0.3XX.Y is Prometheus 3.XX.Y).
+PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}
 TOOLS_CACHE=$PADDOCK_CACHE/tools
 
-
 rebuild=0
-case ${1:-} in
-  --rebuild) rebuild=1 ;;
-  "") ;;
-  -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown argument $1" ;;
-esac
+tools=()
+for arg in "$@"; do
+  case $arg in
+    --rebuild) rebuild=1 ;;
+    helm | kubeconform | promtool) tools+=("$arg") ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $arg" ;;
+  esac
+done
+[[ ${#tools[@]} -gt 0 ]] || tools=(helm kubeconform)
 
 command -v go >/dev/null || die "go is not on PATH"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off GOFLAGS=
@@ -39,20 +51,24 @@ mkdir -p "$TOOLS_CACHE"
 exec 9>"$TOOLS_CACHE/.build.lock"
 flock 9
 
-# install NAME VERSION PACKAGE [LDFLAGS]: prints the binary's path.
+# install NAME VERSION PACKAGE [LDFLAGS [TAGS [OWN_GOCACHE]]]: prints the binary's path.
+# With OWN_GOCACHE=1 the build uses a fresh build cache, deleted afterwards.
 install_tool() {
-  local name=$1 version=$2 pkg=$3 ldflags="-s -w ${4:-}"
+  local name=$1 version=$2 pkg=$3 ldflags="-s -w ${4:-}" tags=${5:-} own_cache=${6:-0}
   local dir=$TOOLS_CACHE/$name-$version key
   key="$pkg@$version $(go env GOVERSION) $ldflags"
+  [[ -z $tags ]] || key+=" tags=$tags"
   if [[ $rebuild == 0 && -x $dir/$name && -f $dir/.stamp && $(<"$dir/.stamp") == "$key" ]]; then
     log "$name $version is up to date"
   else
     log "building $name $version"
-    local start tmp
+    local start tmp gocache
     start=$(date +%s)
     tmp=$(mktemp -d "$TOOLS_CACHE/.tmp-$name.XXXXXX")
+    gocache=$(go env GOCACHE)
+    [[ $own_cache == 0 ]] || gocache=$tmp/gocache
     # Run outside any module so go install resolves the tool by its own go.mod.
-    (cd "$tmp" && GOBIN=$tmp go install -trimpath -ldflags "$ldflags" "$pkg@$version")
+    (cd "$tmp" && GOBIN=$tmp GOCACHE=$gocache go install -trimpath -tags "$tags" -ldflags "$ldflags" "$pkg@$version")
     mkdir -p "$dir"
     mv -f "$tmp/$name" "$dir/$name"
     rm -rf "$tmp"
@@ -62,14 +78,30 @@ install_tool() {
   printf '%s\n' "$dir/$name"
 }
 
-# helm reads its own version from these variables (internal/version); without
-# them `helm version` prints a development version.
-helm=$(install_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm \
-  "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean")
-kubeconform=$(install_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform \
-  "-X main.version=$KUBECONFORM_VERSION")
-
-printf 'export HELM=%q\n' "$helm"
-printf 'export KUBECONFORM=%q\n' "$kubeconform"
+dirs=()
+for tool in "${tools[@]}"; do
+  case $tool in
+    helm)
+      # helm reads its own version from these variables (internal/version); without
+      # them `helm version` prints a development version.
+      path=$(install_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm \
+        "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean")
+      printf 'export HELM=%q\n' "$path"
+      ;;
+    kubeconform)
+      path=$(install_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform \
+        "-X main.version=$KUBECONFORM_VERSION")
+      printf 'export KUBECONFORM=%q\n' "$path"
+      ;;
+    promtool)
+      # prometheus/common/version holds what `promtool --version` prints.
+      v=github.com/prometheus/common/version
+      path=$(install_tool promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool \
+        "-X $v.Version=3.${PROMTOOL_VERSION#v0.3}" remove_all_sd 1)
+      printf 'export PROMTOOL=%q\n' "$path"
+      ;;
+  esac
+  dirs+=("$(dirname "$path")")
+done
 # shellcheck disable=SC2016 # $PATH is expanded by whoever evals this.
-printf 'export PATH=%q:%q:"$PATH"\n' "$(dirname "$helm")" "$(dirname "$kubeconform")"
+printf 'export PATH=%s"$PATH"\n' "$(printf '%q:' "${dirs[@]}")"
