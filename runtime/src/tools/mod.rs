@@ -6,7 +6,8 @@
 //! unavailable) come back as `isError` results; only protocol problems become JSON-RPC errors.
 //!
 //! Each tool's input schema is derived from its argument type ([`input_schema`]), so what `tools/list`
-//! promises and what a call accepts are one definition; output schemas describe the JSON the tools build.
+//! promises and what a call accepts are one definition; output schemas describe the JSON the tools build. A
+//! nullable value is described as `anyOf` its type and `null`.
 
 // Declared before the tool families, which use it.
 macro_rules! validate {
@@ -19,7 +20,7 @@ mod documents;
 mod search;
 mod usage;
 
-use schemars::{JsonSchema, generate::SchemaSettings};
+use schemars::{JsonSchema, Schema, generate::SchemaSettings, transform::RecursiveTransform};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -181,18 +182,81 @@ fn filter_ok(f: &Option<Value>) -> bool {
 }
 
 /// The JSON Schema (2020-12) of a tool's arguments, derived from the type [`call`] reads them into, so the
-/// schema a client sees and the parser that checks its call cannot drift apart. Subschemas are inlined:
-/// clients read nested `properties` directly, and not all of them resolve `$ref`.
+/// schema a client sees and the parser that checks its call cannot drift apart.
 fn input_schema<A: JsonSchema>() -> Value {
-    let generator = SchemaSettings::draft2020_12()
+    root_schema::<A>(schema_settings().for_deserialize())
+}
+
+/// The generator settings of every tool schema. Subschemas are inlined: clients read nested `properties`
+/// directly, and not all of them resolve `$ref`.
+fn schema_settings() -> SchemaSettings {
+    SchemaSettings::draft2020_12()
         .with(|s| s.inline_subschemas = true)
-        .into_generator();
-    let mut schema = Value::from(generator.into_root_schema_for::<A>());
+        .with_transform(RecursiveTransform(nullable_as_any_of as fn(&mut Schema)))
+}
+
+fn root_schema<T: JsonSchema>(settings: SchemaSettings) -> Value {
+    let mut schema = Value::from(settings.into_generator().into_root_schema_for::<T>());
     // The Rust type's name tells a client nothing; the tool has its own title.
     if let Some(o) = schema.as_object_mut() {
         o.remove("title");
     }
     schema
+}
+
+/// Keywords that describe a value rather than constrain it: they stay beside `anyOf`, where a client shows them.
+const ANNOTATIONS: &[&str] = &[
+    "$schema",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
+
+/// Rewrites a nullable schema, `{"type": ["string", "null"], ...}` as schemars derives it for an `Option`, into
+/// `{"anyOf": [{"type": "string", ...}, {"type": "null"}]}`. Some readers of tool schemas (function-calling
+/// dialects of model APIs, code generators) take `type` as a single name only; `anyOf` with a `null` branch
+/// is how they spell a nullable value. The constraints move into the non-null branch, the annotations stay
+/// outside.
+fn nullable_as_any_of(schema: &mut Schema) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Array(types)) = obj.get("type") else {
+        return;
+    };
+    let null = Value::from("null");
+    if !types.contains(&null) {
+        return;
+    }
+    let mut types: Vec<Value> = types.iter().filter(|t| **t != null).cloned().collect();
+    if types.is_empty() {
+        obj.insert("type".into(), null);
+        return;
+    }
+    let mut inner = std::mem::take(obj);
+    for key in ANNOTATIONS {
+        if let Some(v) = inner.remove(*key) {
+            obj.insert((*key).into(), v);
+        }
+    }
+    inner.insert(
+        "type".into(),
+        if types.len() == 1 {
+            types.remove(0)
+        } else {
+            Value::Array(types)
+        },
+    );
+    // `null` is allowed by its own branch; the other one lists only what it admits.
+    if let Some(Value::Array(values)) = inner.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
+    obj.insert("anyOf".into(), json!([inner, { "type": "null" }]));
 }
 
 fn read_only() -> Value {
@@ -201,6 +265,8 @@ fn read_only() -> Value {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     #[test]
@@ -277,16 +343,161 @@ mod tests {
             );
             assert_eq!(w["default"].as_f64(), Some(1.0));
         }
-        let filter_types = p["filter"]["type"].to_string();
-        assert!(filter_types.contains("\"object\""), "{filter_types}");
+        assert_eq!(
+            p["filter"],
+            json!({
+                "description": "Only documents whose metadata contains this JSON object.",
+                "anyOf": [{ "type": "object", "additionalProperties": true }, { "type": "null" }]
+            })
+        );
 
         let list = documents::list_documents_spec()["inputSchema"].clone();
         assert_eq!(list["properties"]["limit"]["maximum"], 100);
         assert_eq!(list["properties"]["limit"]["default"], 20);
+        assert_eq!(
+            list["properties"]["cursor"],
+            json!({
+                "description": "Opaque cursor from a previous page.",
+                "anyOf": [{ "type": "string" }, { "type": "null" }]
+            })
+        );
         let upsert = documents::upsert_document_spec()["inputSchema"].clone();
         assert_eq!(upsert["properties"]["id"]["maxLength"], 256);
         assert_eq!(upsert["properties"]["title"]["maxLength"], 1000);
         assert_eq!(upsert["properties"]["content"]["minLength"], 1);
+        assert_eq!(
+            upsert["properties"]["metadata"]["anyOf"][0]["type"],
+            "object"
+        );
+
+        let usage = usage::usage_spec()["inputSchema"].clone();
+        let p = &usage["properties"];
+        assert_eq!(
+            p["by"]["anyOf"],
+            json!([{ "type": "string", "enum": ["user", "model", "task", "day"] }, { "type": "null" }])
+        );
+        for day in ["since", "until"] {
+            assert_eq!(
+                p[day]["anyOf"],
+                json!([{ "type": "string" }, { "type": "null" }])
+            );
+            assert!(p[day]["description"].is_string(), "{day}");
+        }
+    }
+
+    /// Every JSON object in `schema` with its JSON pointer.
+    fn objects<'a>(schema: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+        match schema {
+            Value::Object(o) => {
+                out.push((at.clone(), schema));
+                for (k, v) in o {
+                    objects(v, format!("{at}/{k}"), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    objects(v, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_tool_schema_lists_null_among_its_types() {
+        for t in ALL {
+            let spec = (t.describe)();
+            let which = "inputSchema";
+            let schema = &spec[which];
+            jsonschema::meta::validate(schema)
+                .unwrap_or_else(|e| panic!("{} {which}: not a valid JSON Schema: {e}", t.name));
+            let mut all = Vec::new();
+            objects(schema, String::new(), &mut all);
+            for (at, o) in all {
+                if let Some(types) = o["type"].as_array() {
+                    assert!(
+                        !types.contains(&json!("null")),
+                        "{} {which}{at}: {o}",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+
+    // A type with each kind of nullable value schemars derives.
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Nullables {
+        /// Described.
+        #[serde(default)]
+        #[schemars(length(min = 1, max = 5))]
+        name: Option<String>,
+        kind: Option<Kind>,
+        inner: Option<Inner>,
+        many: Vec<Option<i32>>,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        A,
+        B,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    struct Inner {
+        x: i32,
+    }
+
+    #[test]
+    fn nullable_values_are_any_of_their_schema_and_null_with_annotations_outside() {
+        let null_type = json!({ "type": "null" });
+        let (which, schema) = ("input", input_schema::<Nullables>());
+        let p = &schema["properties"];
+        assert_eq!(
+            p["name"],
+            json!({
+                "description": "Described.",
+                "default": null,
+                "anyOf": [{ "type": "string", "minLength": 1, "maxLength": 5 }, null_type]
+            }),
+            "{which}"
+        );
+        assert_eq!(
+            p["kind"],
+            json!({ "anyOf": [{ "type": "string", "enum": ["a", "b"] }, null_type] }),
+            "{which}"
+        );
+        assert_eq!(p["inner"]["anyOf"][1], null_type, "{which}");
+        assert_eq!(p["inner"]["anyOf"][0]["required"], json!(["x"]), "{which}");
+        assert_eq!(
+            p["many"]["items"],
+            json!({ "anyOf": [{ "type": "integer", "format": "int32" }, null_type] }),
+            "{which}"
+        );
+        // The rewritten schema admits what the type reads, and only that.
+        let input = jsonschema::validator_for(&input_schema::<Nullables>()).unwrap();
+        for ok in [
+            json!({ "many": [] }),
+            json!({ "name": null, "kind": null, "inner": null, "many": [null, 1] }),
+            json!({ "name": "abc", "kind": "b", "inner": { "x": 1 }, "many": [2] }),
+        ] {
+            assert!(input.is_valid(&ok), "{ok}");
+            assert!(serde_json::from_value::<Nullables>(ok).is_ok());
+        }
+        for bad in [
+            json!({ "name": "", "many": [] }),
+            json!({ "name": 1, "many": [] }),
+            json!({ "kind": "c", "many": [] }),
+            json!({ "inner": {}, "many": [] }),
+            json!({ "many": ["1"] }),
+        ] {
+            assert!(!input.is_valid(&bad), "{bad}");
+        }
     }
 
     #[test]
