@@ -21,7 +21,7 @@ mod search;
 mod usage;
 
 use schemars::{JsonSchema, Schema, generate::SchemaSettings, transform::RecursiveTransform};
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 pub use self::{
@@ -103,6 +103,12 @@ pub enum ToolOutcome {
 }
 
 impl ToolOutcome {
+    /// A tool's result: the type whose [`output_schema`] the tool declares, as JSON.
+    pub fn ok<T: Serialize + JsonSchema>(result: &T) -> Self {
+        // Tool results are plain structs with string keys: serializing them cannot fail.
+        ToolOutcome::Ok(serde_json::to_value(result).expect("a tool result serializes to JSON"))
+    }
+
     /// Renders MCP's `CallToolResult`: structured content plus the same JSON as text; errors carry no
     /// `structuredContent`, since some clients validate it against the output schema even then.
     pub fn into_result(self) -> Value {
@@ -185,6 +191,13 @@ fn filter_ok(f: &Option<Value>) -> bool {
 /// schema a client sees and the parser that checks its call cannot drift apart.
 fn input_schema<A: JsonSchema>() -> Value {
     root_schema::<A>(schema_settings().for_deserialize())
+}
+
+/// The JSON Schema (2020-12) of a tool's result, derived from the type the tool serializes
+/// ([`ToolOutcome::ok`]), so the schema a client validates `structuredContent` against and the JSON it gets
+/// cannot drift apart. Described as serialized: a field skipped when empty is optional, any other is required.
+fn output_schema<T: JsonSchema>() -> Value {
+    root_schema::<T>(schema_settings().for_serialize())
 }
 
 /// The generator settings of every tool schema. Subschemas are inlined: clients read nested `properties`
@@ -407,19 +420,20 @@ mod tests {
     fn no_tool_schema_lists_null_among_its_types() {
         for t in ALL {
             let spec = (t.describe)();
-            let which = "inputSchema";
-            let schema = &spec[which];
-            jsonschema::meta::validate(schema)
-                .unwrap_or_else(|e| panic!("{} {which}: not a valid JSON Schema: {e}", t.name));
-            let mut all = Vec::new();
-            objects(schema, String::new(), &mut all);
-            for (at, o) in all {
-                if let Some(types) = o["type"].as_array() {
-                    assert!(
-                        !types.contains(&json!("null")),
-                        "{} {which}{at}: {o}",
-                        t.name
-                    );
+            for which in ["inputSchema", "outputSchema"] {
+                let schema = &spec[which];
+                jsonschema::meta::validate(schema)
+                    .unwrap_or_else(|e| panic!("{} {which}: not a valid JSON Schema: {e}", t.name));
+                let mut all = Vec::new();
+                objects(schema, String::new(), &mut all);
+                for (at, o) in all {
+                    if let Some(types) = o["type"].as_array() {
+                        assert!(
+                            !types.contains(&json!("null")),
+                            "{} {which}{at}: {o}",
+                            t.name
+                        );
+                    }
                 }
             }
         }
@@ -427,7 +441,7 @@ mod tests {
 
     // A type with each kind of nullable value schemars derives.
     #[allow(dead_code)]
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, Serialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Nullables {
         /// Described.
@@ -440,7 +454,7 @@ mod tests {
     }
 
     #[allow(dead_code)]
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, Serialize, JsonSchema)]
     #[serde(rename_all = "lowercase")]
     enum Kind {
         A,
@@ -448,7 +462,7 @@ mod tests {
     }
 
     #[allow(dead_code)]
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, Serialize, JsonSchema)]
     struct Inner {
         x: i32,
     }
@@ -456,29 +470,33 @@ mod tests {
     #[test]
     fn nullable_values_are_any_of_their_schema_and_null_with_annotations_outside() {
         let null_type = json!({ "type": "null" });
-        let (which, schema) = ("input", input_schema::<Nullables>());
-        let p = &schema["properties"];
-        assert_eq!(
-            p["name"],
-            json!({
-                "description": "Described.",
-                "default": null,
-                "anyOf": [{ "type": "string", "minLength": 1, "maxLength": 5 }, null_type]
-            }),
-            "{which}"
-        );
-        assert_eq!(
-            p["kind"],
-            json!({ "anyOf": [{ "type": "string", "enum": ["a", "b"] }, null_type] }),
-            "{which}"
-        );
-        assert_eq!(p["inner"]["anyOf"][1], null_type, "{which}");
-        assert_eq!(p["inner"]["anyOf"][0]["required"], json!(["x"]), "{which}");
-        assert_eq!(
-            p["many"]["items"],
-            json!({ "anyOf": [{ "type": "integer", "format": "int32" }, null_type] }),
-            "{which}"
-        );
+        for (which, schema) in [
+            ("input", input_schema::<Nullables>()),
+            ("output", output_schema::<Nullables>()),
+        ] {
+            let p = &schema["properties"];
+            assert_eq!(
+                p["name"],
+                json!({
+                    "description": "Described.",
+                    "default": null,
+                    "anyOf": [{ "type": "string", "minLength": 1, "maxLength": 5 }, null_type]
+                }),
+                "{which}"
+            );
+            assert_eq!(
+                p["kind"],
+                json!({ "anyOf": [{ "type": "string", "enum": ["a", "b"] }, null_type] }),
+                "{which}"
+            );
+            assert_eq!(p["inner"]["anyOf"][1], null_type, "{which}");
+            assert_eq!(p["inner"]["anyOf"][0]["required"], json!(["x"]), "{which}");
+            assert_eq!(
+                p["many"]["items"],
+                json!({ "anyOf": [{ "type": "integer", "format": "int32" }, null_type] }),
+                "{which}"
+            );
+        }
         // The rewritten schema admits what the type reads, and only that.
         let input = jsonschema::validator_for(&input_schema::<Nullables>()).unwrap();
         for ok in [
@@ -498,6 +516,25 @@ mod tests {
         ] {
             assert!(!input.is_valid(&bad), "{bad}");
         }
+    }
+
+    /// The errors of a tool's result against the output schema the tool declares, formats included; what a
+    /// client that validates `structuredContent` would refuse.
+    pub(super) fn output_errors(tool: &str, structured: &Value) -> Vec<String> {
+        let spec = (find(tool).unwrap().describe)();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&spec["outputSchema"])
+            .unwrap();
+        validator
+            .iter_errors(structured)
+            .map(|e| format!("{tool}: {e} at {}", e.instance_path()))
+            .collect()
+    }
+
+    /// The `structuredContent` a tool answers with when it returns `result`.
+    pub(super) fn structured<T: Serialize + JsonSchema>(result: &T) -> Value {
+        ToolOutcome::ok(result).into_result()["structuredContent"].clone()
     }
 
     #[test]
