@@ -5,9 +5,9 @@
 //! caller's tenant → a structured result. Failures of the tool itself (validation, not found, store
 //! unavailable) come back as `isError` results; only protocol problems become JSON-RPC errors.
 //!
-//! Each tool's input schema is derived from its argument type ([`input_schema`]), so what `tools/list`
-//! promises and what a call accepts are one definition; output schemas describe the JSON the tools build. A
-//! nullable value is described as `anyOf` its type and `null`.
+//! Each tool's input schema is derived from its argument type ([`input_schema`]) and its output schema from its
+//! result type ([`output_schema`], built by [`ToolOutcome::ok`]), so what `tools/list` promises, what a call
+//! accepts and what it answers are one definition. A nullable value is described as `anyOf` its type and `null`.
 
 // Declared before the tool families, which use it.
 macro_rules! validate {
@@ -535,6 +535,120 @@ mod tests {
     /// The `structuredContent` a tool answers with when it returns `result`.
     pub(super) fn structured<T: Serialize + JsonSchema>(result: &T) -> Value {
         ToolOutcome::ok(result).into_result()["structuredContent"].clone()
+    }
+
+    #[test]
+    fn output_schemas_are_derived_objects_that_require_what_the_tools_always_send() {
+        let output = |name: &str| (find(name).unwrap().describe)()["outputSchema"].clone();
+        for t in ALL {
+            let schema = output(t.name);
+            assert_eq!(
+                schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+                "{}",
+                t.name
+            );
+            assert!(!schema.to_string().contains("$ref"), "{}: inlined", t.name);
+            assert!(schema.get("title").is_none(), "{}", t.name);
+        }
+        for search in ["hybrid_search", "search"] {
+            let s = output(search);
+            assert_eq!(s["required"], json!(["hits", "mode", "degraded"]));
+            assert_eq!(
+                s["properties"]["mode"]["enum"],
+                json!(["hybrid", "lexical"])
+            );
+            assert_eq!(s["properties"]["degradedReason"]["type"], "string");
+            let hit = &s["properties"]["hits"]["items"];
+            assert_eq!(
+                hit["required"],
+                json!([
+                    "id", "title", "snippet", "metadata", "score", "lexical", "vector"
+                ])
+            );
+            assert_eq!(hit["properties"]["metadata"]["type"], "object");
+            for arm in ["lexical", "vector"] {
+                let any_of = &hit["properties"][arm]["anyOf"];
+                assert_eq!(any_of[0]["type"], "object", "{arm}");
+                assert_eq!(any_of[0]["required"], json!(["rank", "score"]), "{arm}");
+                assert_eq!(any_of[0]["properties"]["rank"]["type"], "integer", "{arm}");
+                assert_eq!(any_of[1], json!({ "type": "null" }), "{arm}");
+            }
+        }
+        let doc = output("get_document");
+        assert_eq!(
+            doc["required"],
+            json!([
+                "id",
+                "title",
+                "content",
+                "metadata",
+                "embedded",
+                "updated_at"
+            ])
+        );
+        assert_eq!(
+            doc["properties"]["updated_at"],
+            json!({ "type": "string", "format": "date-time" })
+        );
+        assert_eq!(doc["properties"]["metadata"]["type"], "object");
+        let page = output("list_documents");
+        assert_eq!(page["required"], json!(["documents"]));
+        assert_eq!(page["properties"]["nextCursor"]["type"], "string");
+        let summary = &page["properties"]["documents"]["items"];
+        assert_eq!(
+            summary["required"],
+            json!(["id", "title", "metadata", "updated_at"])
+        );
+        assert_eq!(summary["properties"]["updated_at"]["format"], "date-time");
+        assert_eq!(
+            output("upsert_document")["required"],
+            json!(["id", "outcome"])
+        );
+        assert_eq!(
+            output("upsert_document")["properties"]["outcome"]["enum"],
+            json!(["created", "updated", "unchanged"])
+        );
+        assert_eq!(
+            output("delete_document")["required"],
+            json!(["id", "deleted"])
+        );
+        let usage = output("usage");
+        assert_eq!(
+            usage["required"],
+            json!([
+                "tenant",
+                "user",
+                "periodStart",
+                "currency",
+                "budget",
+                "spent",
+                "reserved",
+                "remaining",
+                "userSpent",
+                "byModel"
+            ])
+        );
+        let p = &usage["properties"];
+        assert_eq!(p["periodStart"]["format"], "date");
+        for money in ["budget", "spent", "reserved", "remaining", "userSpent"] {
+            assert_eq!(p[money]["type"], "string", "{money}");
+        }
+        assert_eq!(
+            p["byModel"]["items"]["required"],
+            json!(["model", "calls", "inputTokens", "outputTokens", "cost"])
+        );
+        assert_eq!(
+            p["ledger"]["required"],
+            json!(["by", "since", "until", "rows", "truncated"])
+        );
+        assert_eq!(
+            p["ledger"]["properties"]["by"]["enum"],
+            json!(["user", "model", "task", "day"])
+        );
+        assert_eq!(
+            p["ledger"]["properties"]["rows"]["items"]["required"],
+            json!(["key", "calls", "inputTokens", "outputTokens", "cost"])
+        );
     }
 
     #[test]
