@@ -5,33 +5,39 @@
 //! content hash clears it).
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::db::{DbError, TenantTx};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+// The document tools answer with these types; the `///` comments become their output schemas' descriptions.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
 pub struct Document {
     pub id: String,
     pub title: String,
     pub content: String,
+    // A JSON object: writes refuse anything else.
+    #[schemars(with = "Map<String, Value>")]
     pub metadata: Value,
+    /// Whether the document has its embedding, and so is found by meaning.
     pub embedded: bool,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
 pub struct DocumentSummary {
     pub id: String,
     pub title: String,
+    #[schemars(with = "Map<String, Value>")]
     pub metadata: Value,
     pub updated_at: DateTime<Utc>,
 }
 
 /// What an upsert did.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UpsertOutcome {
     Created,

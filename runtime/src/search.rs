@@ -27,8 +27,9 @@
 //! Each tenant's statement is prepared once per connection, and a search without a metadata filter runs its
 //! generic plan instead of planning every call ([`HybridParams::generic_plan`], [`hybrid_sql`]).
 
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use tracing::Instrument;
 
@@ -57,23 +58,29 @@ pub struct HybridParams<'a> {
     pub bm25: Bm25,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+// The `///` comments of the search tools' results become their output schema's descriptions.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
 pub struct ArmScore {
+    /// 1 for the arm's best hit.
     pub rank: i64,
     pub score: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
 pub struct Hit {
     pub id: String,
     pub title: String,
+    /// The first 280 characters of the content.
     pub snippet: String,
+    /// The document's metadata.
+    // A JSON object: writes refuse anything else.
+    #[schemars(with = "Map<String, Value>")]
     pub metadata: Value,
-    /// The fused score the hits are ordered by.
+    /// The score the hits are ordered by: fused in a hybrid search, BM25 in a lexical one.
     pub score: f64,
-    /// Rank and BM25 score in the lexical arm.
+    /// Rank and BM25 score in the lexical arm; null if that arm did not rank the hit.
     pub lexical: Option<ArmScore>,
-    /// Rank and cosine similarity in the vector arm.
+    /// Rank and cosine similarity in the vector arm; null if that arm did not rank the hit.
     pub vector: Option<ArmScore>,
 }
 

@@ -1,7 +1,9 @@
 //! Hybrid search with a real embedding provider over HTTP: meaning and exact matches, per-arm explanations,
-//! documents without vectors, a provider that is down, and the vector arm under a tenant filter.
+//! documents without vectors, a provider that is down, and the vector arm under a tenant filter; and every
+//! tool's answer against the output schema it declares.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -276,6 +278,156 @@ async fn provider_down_degrades_to_lexical_within_the_timeout(admin: PgPool) {
         assert!(r["degradedReason"].as_str().unwrap().contains("lexically"));
         assert_eq!(r["hits"][0]["id"], "doc");
     }
+}
+
+/// The output schema of each tool, as `tools/list` gives it to a client, ready to validate (formats included).
+async fn output_validators(s: &Session<'_>) -> HashMap<String, jsonschema::Validator> {
+    let mut validators = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let r = s.request("tools/list", params).await;
+        for t in r["result"]["tools"].as_array().unwrap() {
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&t["outputSchema"])
+                .unwrap();
+            validators.insert(t["name"].as_str().unwrap().to_owned(), validator);
+        }
+        match r["result"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    validators
+}
+
+/// What each tool answers over MCP is what its `outputSchema` declares, as a client that validates
+/// `structuredContent` checks it: fused hits with an arm that did not rank them, lexical and degraded searches,
+/// documents, both kinds of page, writes and the usage report with its ledger.
+#[sqlx::test(migrations = "../migrations")]
+async fn every_tool_answers_what_its_output_schema_declares(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    let addr = embedding_server().await;
+    let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        embedder.clone(),
+        Settings::default(),
+    )
+    .await;
+    let all_scopes = ["documents:read", "documents:write", "usage:read"];
+    let s = app
+        .session(&keys.token_for("acme", "carol", &all_scopes))
+        .await;
+    let validators = output_validators(&s).await;
+    assert_eq!(validators.len(), 7);
+    let check = |tool: &str, r: &Value| {
+        let errors: Vec<String> = validators[tool]
+            .iter_errors(r)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{tool}: {errors:?} in {r}");
+    };
+
+    let docs = [
+        (
+            "art17",
+            "GDPR Article 17",
+            "Data subjects may demand erasure of personal data.",
+        ),
+        (
+            "art15",
+            "GDPR Article 15",
+            "Data subjects may access personal data held about them.",
+        ),
+        (
+            "sla",
+            "Service levels",
+            "Availability of 99.9 percent each month.",
+        ),
+    ];
+    for (id, title, content) in docs {
+        let r = s.upsert(id, title, content).await;
+        assert_eq!(r["outcome"], "created");
+        check("upsert_document", &r);
+    }
+    let (id, title, content) = docs[0];
+    let r = s.upsert(id, title, content).await;
+    assert_eq!(r["outcome"], "unchanged");
+    check("upsert_document", &r);
+    indexer::pass(&app.state.db, &embedder, embedder.model().unwrap())
+        .await
+        .unwrap();
+
+    let r = s
+        .call_ok("hybrid_search", json!({"query": "right to be forgotten"}))
+        .await;
+    assert_eq!(
+        (r["mode"].as_str(), r["degraded"].as_bool()),
+        (Some("hybrid"), Some(false))
+    );
+    assert!(
+        r["hits"][0]["lexical"].is_null() && r["hits"][0]["vector"].is_object(),
+        "{r}"
+    );
+    check("hybrid_search", &r);
+    let r = s.call_ok("search", json!({"query": "GDPR article"})).await;
+    assert!(r["hits"][0]["vector"].is_null(), "{r}");
+    check("search", &r);
+
+    let r = s.call_ok("get_document", json!({"id": "art17"})).await;
+    assert_eq!(r["embedded"], true);
+    check("get_document", &r);
+    let first = s.call_ok("list_documents", json!({"limit": 2})).await;
+    assert!(first["nextCursor"].is_string(), "{first}");
+    check("list_documents", &first);
+    let last = s
+        .call_ok(
+            "list_documents",
+            json!({"limit": 2, "cursor": first["nextCursor"]}),
+        )
+        .await;
+    assert!(last.get("nextCursor").is_none(), "{last}");
+    check("list_documents", &last);
+    let r = s.call_ok("delete_document", json!({"id": "sla"})).await;
+    check("delete_document", &r);
+
+    sqlx::query(
+        "INSERT INTO usage_ledger (tenant_id, user_id, model, input_tokens, output_tokens, cost) \
+         VALUES ('acme', 'carol', 'm1', 1000, 100, 0.25)",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let r = s.call_ok("usage", json!({})).await;
+    assert_eq!(r["byModel"][0]["cost"], "0.25");
+    check("usage", &r);
+    let r = s.call_ok("usage", json!({"by": "model"})).await;
+    assert_eq!(r["ledger"]["rows"][0]["key"], "m1");
+    check("usage", &r);
+
+    // A runtime whose provider is down answers lexically, and says why.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let down = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        openai_embedder(format!("http://{closed}/v1"), 500),
+        Settings::default(),
+    )
+    .await;
+    let s = down.session(&keys.token("acme", RO)).await;
+    let r = s.call_ok("hybrid_search", json!({"query": "GDPR"})).await;
+    assert!(r["degradedReason"].is_string(), "{r}");
+    check("hybrid_search", &r);
 }
 
 /// HNSW filters after its scan; with another tenant's much closer vectors crowding the index, the vector arm must

@@ -9,8 +9,12 @@
 //! estimate in the background: the provider may have done the work, and charging the bound can never
 //! overspend. All amounts are `Decimal`; nothing here touches floating point except the metrics gauges.
 
+use std::borrow::Cow;
+
+use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde_json::{Value, json};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::{
@@ -302,8 +306,100 @@ pub async fn overview(db: &Db) -> Result<Vec<Standing>, DbError> {
         .collect())
 }
 
-/// What the `usage` tool shows a user: the tenant's budget standing and the user's own spend this month.
-pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Value, DbError> {
+// The `usage` tool answers with these types; the `///` comments become its output schema's descriptions.
+
+/// This month's budget standing of the tenant, and the caller's own spend.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    pub tenant: String,
+    pub user: String,
+    /// The first day of the budget period (UTC).
+    pub period_start: NaiveDate,
+    pub currency: String,
+    // The tenant's monthly budget, its settled spend, what calls in flight hold, what new reservations may
+    // still take, and the caller's own settled spend.
+    pub budget: Money,
+    pub spent: Money,
+    pub reserved: Money,
+    pub remaining: Money,
+    pub user_spent: Money,
+    /// The caller's calls this period, per model.
+    pub by_model: Vec<ModelUsage>,
+    /// The tenant's usage ledger broken down, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    // Absent, never null, when not asked for.
+    #[schemars(with = "Ledger")]
+    pub ledger: Option<Ledger>,
+}
+
+/// One model's calls, tokens and cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelUsage {
+    pub model: String,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: Money,
+}
+
+/// The tenant's usage ledger over [since, until), summed per key.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Ledger {
+    pub by: LedgerKey,
+    /// The first UTC day covered.
+    pub since: NaiveDate,
+    /// The UTC day after the last one covered.
+    pub until: NaiveDate,
+    /// The most expensive first.
+    pub rows: Vec<LedgerRow>,
+    /// More keys than the 1000 listed.
+    pub truncated: bool,
+}
+
+/// One key's calls, tokens and cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerRow {
+    pub key: String,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: Money,
+}
+
+/// An amount of money in the tenant's currency, shown as a decimal string ([`money`]): exact, where a JSON
+/// number would be read as a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money(pub Decimal);
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&money(self.0))
+    }
+}
+
+impl JsonSchema for Money {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Money".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^-?[0-9]+(\\.[0-9]+)?$",
+            "description": "Decimal amount in the tenant's currency.",
+        })
+    }
+}
+
+/// The `usage` report of `user`: the tenant's budget standing and the user's own spend this month.
+pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<UsageReport, DbError> {
     let mut tx = db.begin(tenant).await?;
     let standing = standing(&mut tx).await?;
     let by_model: Vec<(String, i64, i64, i64, Decimal)> = sqlx::query_as(
@@ -315,18 +411,11 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Valu
     .bind(user)
     .fetch_all(tx.conn())
     .await?;
-    let period: chrono::NaiveDate = sqlx::query_scalar("SELECT paddock_budget_period()")
+    let period: NaiveDate = sqlx::query_scalar("SELECT paddock_budget_period()")
         .fetch_one(tx.conn())
         .await?;
     tx.commit().await?;
     let user_spent: Decimal = by_model.iter().map(|m| m.4).sum();
-    let models: Vec<Value> = by_model
-        .iter()
-        .map(|(model, calls, input, output, cost)| {
-            json!({ "model": model, "calls": calls, "inputTokens": input, "outputTokens": output,
-                    "cost": money(*cost) })
-        })
-        .collect();
     let s = standing.unwrap_or(Standing {
         tenant: tenant.to_string(),
         currency: "USD".into(),
@@ -334,39 +423,38 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Valu
         spent: Decimal::ZERO,
         reserved: Decimal::ZERO,
     });
-    Ok(json!({
-        "tenant": tenant.as_str(),
-        "user": user,
-        "periodStart": period.to_string(),
-        "currency": s.currency,
-        "budget": money(s.budget),
-        "spent": money(s.spent),
-        "reserved": money(s.reserved),
-        "remaining": money(s.remaining()),
-        "userSpent": money(user_spent),
-        "byModel": models,
-    }))
+    Ok(UsageReport {
+        tenant: tenant.as_str().to_owned(),
+        user: user.to_owned(),
+        period_start: period,
+        budget: Money(s.budget),
+        spent: Money(s.spent),
+        reserved: Money(s.reserved),
+        remaining: Money(s.remaining()),
+        currency: s.currency,
+        user_spent: Money(user_spent),
+        by_model: by_model
+            .into_iter()
+            .map(|(model, calls, input, output, cost)| ModelUsage {
+                model,
+                calls,
+                input_tokens: input,
+                output_tokens: output,
+                cost: Money(cost),
+            })
+            .collect(),
+        ledger: None,
+    })
 }
 
-/// What the tenant's usage ledger is broken down by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the tenant's usage ledger is broken down by: user, model, task, or the UTC day of each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum LedgerKey {
     User,
     Model,
     Task,
-    /// The UTC day of each call.
     Day,
-}
-
-impl LedgerKey {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Model => "model",
-            Self::Task => "task",
-            Self::Day => "day",
-        }
-    }
 }
 
 /// The most rows one breakdown returns; the rest is summed in no row and flagged as truncated.
@@ -378,9 +466,9 @@ pub async fn ledger(
     db: &Db,
     tenant: &TenantId,
     by: LedgerKey,
-    since: chrono::NaiveDate,
-    until: chrono::NaiveDate,
-) -> Result<Value, DbError> {
+    since: NaiveDate,
+    until: NaiveDate,
+) -> Result<Ledger, DbError> {
     // One fixed statement per key: the key is never spliced in from the request.
     let sql = match by {
         LedgerKey::User => LEDGER_BY_USER,
@@ -398,20 +486,22 @@ pub async fn ledger(
     tx.commit().await?;
     let truncated = rows.len() as i64 > LEDGER_ROWS_MAX;
     rows.truncate(LEDGER_ROWS_MAX as usize);
-    let rows: Vec<Value> = rows
-        .into_iter()
-        .map(|(key, calls, input, output, cost)| {
-            json!({ "key": key, "calls": calls, "inputTokens": input, "outputTokens": output,
-                    "cost": money(cost) })
-        })
-        .collect();
-    Ok(json!({
-        "by": by.name(),
-        "since": since.to_string(),
-        "until": until.to_string(),
-        "rows": rows,
-        "truncated": truncated,
-    }))
+    Ok(Ledger {
+        by,
+        since,
+        until,
+        rows: rows
+            .into_iter()
+            .map(|(key, calls, input, output, cost)| LedgerRow {
+                key,
+                calls,
+                input_tokens: input,
+                output_tokens: output,
+                cost: Money(cost),
+            })
+            .collect(),
+        truncated,
+    })
 }
 
 macro_rules! ledger_sql {
@@ -464,5 +554,11 @@ mod tests {
     fn money_prints_without_trailing_zeros() {
         assert_eq!(money(Decimal::new(1_250_000, 6)), "1.25");
         assert_eq!(money(Decimal::new(25_000_000, 6)), "25");
+    }
+
+    #[test]
+    fn money_serializes_as_its_decimal_string() {
+        let m = serde_json::to_value(Money(Decimal::new(1_250_000, 6))).unwrap();
+        assert_eq!(m, serde_json::json!("1.25"));
     }
 }

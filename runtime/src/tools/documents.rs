@@ -2,16 +2,20 @@
 //!
 //! A call's arguments are read into their type ([`IdArgs`], [`ListArgs`], [`UpsertArgs`]; the derived JSON
 //! Schema is the tool's input schema) → checked → one [`crate::db::TenantTx`] under the caller's tenant,
-//! through [`crate::documents`] → the document, a page of documents with an opaque cursor, or what changed. A
+//! through [`crate::documents`] → the document, a page of documents with an opaque cursor ([`Page`]), or what
+//! changed ([`Upserted`], [`Deleted`]); each result type's derived JSON Schema is the tool's output schema. A
 //! write wakes the background indexer, which embeds the document for the vector arm.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{ToolCtx, ToolOutcome, filter_ok, input_schema, read_only};
-use crate::{db::DbError, documents};
+use super::{ToolCtx, ToolOutcome, filter_ok, input_schema, output_schema, read_only};
+use crate::{
+    db::DbError,
+    documents::{self, Document, DocumentSummary, UpsertOutcome},
+};
 
 const MAX_ID_CHARS: usize = 256;
 const MAX_TITLE_CHARS: usize = 1000;
@@ -35,7 +39,7 @@ pub(super) async fn get_document(ctx: &ToolCtx<'_>, a: IdArgs) -> Result<ToolOut
     let doc = documents::get(&mut tx, &a.id).await?;
     tx.end_read();
     Ok(match doc {
-        Some(d) => ToolOutcome::Ok(json!(d)),
+        Some(d) => ToolOutcome::ok(&d),
         None => ToolOutcome::Failed(format!("document {:?} not found", a.id)),
     })
 }
@@ -93,11 +97,27 @@ pub(super) async fn list_documents(ctx: &ToolCtx<'_>, a: ListArgs) -> Result<Too
     tx.end_read();
     let more = docs.len() as i64 > a.limit;
     docs.truncate(a.limit as usize);
-    let mut out = json!({ "documents": docs });
-    if more && let Some(last) = docs.last() {
-        out["nextCursor"] = json!(encode_cursor(&last.id));
-    }
-    Ok(ToolOutcome::Ok(out))
+    let next_cursor = docs
+        .last()
+        .filter(|_| more)
+        .map(|last| encode_cursor(&last.id));
+    Ok(ToolOutcome::ok(&Page {
+        documents: docs,
+        next_cursor,
+    }))
+}
+
+// The result of `list_documents`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Page {
+    /// In id order.
+    documents: Vec<DocumentSummary>,
+    /// Pass back as `cursor` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    // Absent, never null, on the last page.
+    #[schemars(with = "String")]
+    next_cursor: Option<String>,
 }
 
 // The arguments of `upsert_document`.
@@ -132,10 +152,17 @@ pub(super) async fn upsert_document(
     let mut tx = ctx.db.begin(ctx.tenant).await?;
     let outcome = documents::upsert(&mut tx, &a.id, &a.title, &a.content, &metadata).await?;
     tx.commit().await?;
-    if outcome != documents::UpsertOutcome::Unchanged {
+    if outcome != UpsertOutcome::Unchanged {
         ctx.indexer.documents_changed();
     }
-    Ok(ToolOutcome::Ok(json!({ "id": a.id, "outcome": outcome })))
+    Ok(ToolOutcome::ok(&Upserted { id: a.id, outcome }))
+}
+
+// The result of `upsert_document`.
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Upserted {
+    id: String,
+    outcome: UpsertOutcome,
 }
 
 pub(super) async fn delete_document(ctx: &ToolCtx<'_>, a: IdArgs) -> Result<ToolOutcome, DbError> {
@@ -144,25 +171,23 @@ pub(super) async fn delete_document(ctx: &ToolCtx<'_>, a: IdArgs) -> Result<Tool
     let deleted = documents::delete(&mut tx, &a.id).await?;
     tx.commit().await?;
     Ok(if deleted {
-        ToolOutcome::Ok(json!({ "id": a.id, "deleted": true }))
+        ToolOutcome::ok(&Deleted {
+            id: a.id,
+            deleted: true,
+        })
     } else {
         ToolOutcome::Failed(format!("document {:?} not found", a.id))
     })
 }
 
-// ---- descriptions -------------------------------------------------------------------------------------------
-
-fn document_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "id": { "type": "string" }, "title": { "type": "string" }, "content": { "type": "string" },
-            "metadata": { "type": "object" }, "embedded": { "type": "boolean" },
-            "updated_at": { "type": "string", "format": "date-time" }
-        },
-        "required": ["id", "title", "content", "metadata", "embedded", "updated_at"]
-    })
+// The result of `delete_document`.
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Deleted {
+    id: String,
+    deleted: bool,
 }
+
+// ---- descriptions -------------------------------------------------------------------------------------------
 
 fn writes() -> Value {
     json!({ "readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false })
@@ -174,7 +199,7 @@ pub(super) fn get_document_spec() -> Value {
         "title": "Get document",
         "description": "Fetch one document by id.",
         "inputSchema": input_schema::<IdArgs>(),
-        "outputSchema": document_schema(),
+        "outputSchema": output_schema::<Document>(),
         "annotations": read_only(),
     })
 }
@@ -185,19 +210,7 @@ pub(super) fn list_documents_spec() -> Value {
         "title": "List documents",
         "description": "List the tenant's documents by id, a page at a time. Pass nextCursor back as cursor for the next page.",
         "inputSchema": input_schema::<ListArgs>(),
-        "outputSchema": {
-            "type": "object",
-            "properties": {
-                "documents": { "type": "array", "items": {
-                    "type": "object",
-                    "properties": { "id": { "type": "string" }, "title": { "type": "string" },
-                                    "metadata": { "type": "object" }, "updated_at": { "type": "string" } },
-                    "required": ["id", "title", "metadata", "updated_at"]
-                } },
-                "nextCursor": { "type": "string" }
-            },
-            "required": ["documents"]
-        },
+        "outputSchema": output_schema::<Page>(),
         "annotations": read_only(),
     })
 }
@@ -208,14 +221,7 @@ pub(super) fn upsert_document_spec() -> Value {
         "title": "Upsert document",
         "description": "Create or replace a document. It is searchable by keywords at once and by meaning once its embedding is computed in the background.",
         "inputSchema": input_schema::<UpsertArgs>(),
-        "outputSchema": {
-            "type": "object",
-            "properties": {
-                "id": { "type": "string" },
-                "outcome": { "type": "string", "enum": ["created", "updated", "unchanged"] }
-            },
-            "required": ["id", "outcome"]
-        },
+        "outputSchema": output_schema::<Upserted>(),
         "annotations": writes(),
     })
 }
@@ -226,18 +232,102 @@ pub(super) fn delete_document_spec() -> Value {
         "title": "Delete document",
         "description": "Delete one document by id.",
         "inputSchema": input_schema::<IdArgs>(),
-        "outputSchema": {
-            "type": "object",
-            "properties": { "id": { "type": "string" }, "deleted": { "type": "boolean" } },
-            "required": ["id", "deleted"]
-        },
+        "outputSchema": output_schema::<Deleted>(),
         "annotations": writes(),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use chrono::{TimeZone, Utc};
+
     use super::*;
+    use crate::tools::tests::{output_errors, structured};
+
+    #[test]
+    fn document_results_are_what_their_output_schemas_describe() {
+        let updated_at = Utc.with_ymd_and_hms(2026, 5, 4, 12, 30, 0).unwrap();
+        let doc = structured(&Document {
+            id: "doc-1".into(),
+            title: "A title".into(),
+            content: "Some content".into(),
+            metadata: json!({ "lang": "en" }),
+            embedded: false,
+            updated_at,
+        });
+        assert_eq!(doc["updated_at"], "2026-05-04T12:30:00Z");
+        assert_eq!(output_errors("get_document", &doc), Vec::<String>::new());
+        let mut bad_time = doc.clone();
+        bad_time["updated_at"] = json!("yesterday");
+        let mut bad_metadata = doc.clone();
+        bad_metadata["metadata"] = json!(["lang"]);
+        let mut no_embedded = doc.clone();
+        no_embedded.as_object_mut().unwrap().remove("embedded");
+        for bad in [bad_time, bad_metadata, no_embedded] {
+            assert!(!output_errors("get_document", &bad).is_empty(), "{bad}");
+        }
+
+        let summary = |id: &str| DocumentSummary {
+            id: id.into(),
+            title: String::new(),
+            metadata: json!({}),
+            updated_at,
+        };
+        let more = structured(&Page {
+            documents: vec![summary("a"), summary("b")],
+            next_cursor: Some(encode_cursor("b")),
+        });
+        let last = structured(&Page {
+            documents: vec![summary("c")],
+            next_cursor: None,
+        });
+        assert_eq!(more["nextCursor"], encode_cursor("b"));
+        assert!(last.get("nextCursor").is_none());
+        for page in [&more, &last] {
+            assert_eq!(output_errors("list_documents", page), Vec::<String>::new());
+        }
+        let mut null_cursor = last.clone();
+        null_cursor["nextCursor"] = Value::Null;
+        assert!(!output_errors("list_documents", &null_cursor).is_empty());
+
+        for outcome in [
+            UpsertOutcome::Created,
+            UpsertOutcome::Updated,
+            UpsertOutcome::Unchanged,
+        ] {
+            let upserted = structured(&Upserted {
+                id: "doc-1".into(),
+                outcome,
+            });
+            assert_eq!(
+                output_errors("upsert_document", &upserted),
+                Vec::<String>::new()
+            );
+        }
+        let upserted = structured(&Upserted {
+            id: "doc-1".into(),
+            outcome: UpsertOutcome::Created,
+        });
+        assert_eq!(upserted, json!({ "id": "doc-1", "outcome": "created" }));
+        assert!(
+            !output_errors(
+                "upsert_document",
+                &json!({ "id": "doc-1", "outcome": "replaced" })
+            )
+            .is_empty()
+        );
+
+        let deleted = structured(&Deleted {
+            id: "doc-1".into(),
+            deleted: true,
+        });
+        assert_eq!(deleted, json!({ "id": "doc-1", "deleted": true }));
+        assert_eq!(
+            output_errors("delete_document", &deleted),
+            Vec::<String>::new()
+        );
+        assert!(!output_errors("delete_document", &json!({ "id": "doc-1" })).is_empty());
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

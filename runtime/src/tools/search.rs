@@ -3,16 +3,17 @@
 //! A call's arguments are read into [`HybridArgs`] or [`SearchArgs`] (whose derived JSON Schema is the tool's
 //! input schema) → checked → for `hybrid_search`, the query is embedded unless the vector arm is off; if the
 //! embedder is down the search answers lexically and says so (`degraded`) → one search transaction under the
-//! caller's tenant, its HNSW settings from [`SearchSettings`] → the hits with each arm's rank and score.
+//! caller's tenant, its HNSW settings from [`SearchSettings`] → [`Hits`] (whose derived JSON Schema is the
+//! tools' output schema): the hits with each arm's rank and score.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{ToolCtx, ToolOutcome, filter_ok, input_schema, read_only};
+use super::{ToolCtx, ToolOutcome, filter_ok, input_schema, output_schema, read_only};
 use crate::{
     db::{DbError, SearchScan},
-    search::{self, Bm25, Fusion, HybridParams},
+    search::{self, Bm25, Fusion, Hit, HybridParams},
 };
 
 /// Search tunables that are deployment settings rather than per-call arguments.
@@ -101,6 +102,30 @@ impl Default for Weights {
     }
 }
 
+// The result of both search tools; the `///` comments become the output schema's descriptions.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Hits {
+    /// The best hits first.
+    hits: Vec<Hit>,
+    mode: Mode,
+    /// True when the vector arm was unavailable.
+    degraded: bool,
+    /// Why the vector arm was unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    // Absent, never null, when the search was not degraded.
+    #[schemars(with = "String")]
+    degraded_reason: Option<String>,
+}
+
+/// Which arms ranked the hits.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Hybrid,
+    Lexical,
+}
+
 fn default_limit() -> i64 {
     10
 }
@@ -130,9 +155,9 @@ pub(super) async fn hybrid_search(
         (None, None)
     };
     let mode = if vector.is_some() {
-        "hybrid"
+        Mode::Hybrid
     } else {
-        "lexical"
+        Mode::Lexical
     };
     let params = HybridParams {
         query: &a.query,
@@ -154,13 +179,13 @@ pub(super) async fn hybrid_search(
         .await?;
     let hits = search::hybrid(&mut tx, &params).await?;
     tx.end_read();
-    let mut out = json!({ "hits": hits, "mode": mode, "degraded": degraded.is_some() });
-    if let Some(reason) = degraded {
-        out["degradedReason"] = json!(format!(
-            "vector search unavailable, answered lexically: {reason}"
-        ));
-    }
-    Ok(ToolOutcome::Ok(out))
+    Ok(ToolOutcome::ok(&Hits {
+        hits,
+        mode,
+        degraded: degraded.is_some(),
+        degraded_reason: degraded
+            .map(|reason| format!("vector search unavailable, answered lexically: {reason}")),
+    }))
 }
 
 // The arguments of `search`.
@@ -196,48 +221,15 @@ pub(super) async fn lexical_search(
         .await?;
     let hits = search::lexical(&mut tx, &params).await?;
     tx.end_read();
-    Ok(ToolOutcome::Ok(
-        json!({ "hits": hits, "mode": "lexical", "degraded": false }),
-    ))
+    Ok(ToolOutcome::ok(&Hits {
+        hits,
+        mode: Mode::Lexical,
+        degraded: false,
+        degraded_reason: None,
+    }))
 }
 
 // ---- descriptions -------------------------------------------------------------------------------------------
-
-fn arm_schema() -> Value {
-    json!({
-        "type": ["object", "null"],
-        "properties": { "rank": { "type": "integer" }, "score": { "type": "number" } },
-        "required": ["rank", "score"]
-    })
-}
-
-fn hits_output_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "hits": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": { "type": "string" },
-                        "title": { "type": "string" },
-                        "snippet": { "type": "string" },
-                        "metadata": { "type": "object" },
-                        "score": { "type": "number", "description": "Fused score; hits are ordered by it." },
-                        "lexical": arm_schema(),
-                        "vector": arm_schema()
-                    },
-                    "required": ["id", "title", "snippet", "metadata", "score", "lexical", "vector"]
-                }
-            },
-            "mode": { "type": "string", "enum": ["hybrid", "lexical"] },
-            "degraded": { "type": "boolean", "description": "True when the vector arm was unavailable." },
-            "degradedReason": { "type": "string" }
-        },
-        "required": ["hits", "mode", "degraded"]
-    })
-}
 
 pub(super) fn hybrid_search_spec() -> Value {
     json!({
@@ -245,7 +237,7 @@ pub(super) fn hybrid_search_spec() -> Value {
         "title": "Hybrid search",
         "description": "Search the tenant's documents by keywords (BM25) and by meaning (embeddings), fused into one ranking. Each hit reports its rank and score in each arm. If semantic search is unavailable the answer is lexical and marked degraded.",
         "inputSchema": input_schema::<HybridArgs>(),
-        "outputSchema": hits_output_schema(),
+        "outputSchema": output_schema::<Hits>(),
         "annotations": read_only(),
     })
 }
@@ -256,7 +248,7 @@ pub(super) fn search_spec() -> Value {
         "title": "Keyword search",
         "description": "Full-text keyword search over the tenant's documents.",
         "inputSchema": input_schema::<SearchArgs>(),
-        "outputSchema": hits_output_schema(),
+        "outputSchema": output_schema::<Hits>(),
         "annotations": read_only(),
     })
 }
@@ -264,6 +256,79 @@ pub(super) fn search_spec() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        search::ArmScore,
+        tools::tests::{output_errors, structured},
+    };
+
+    fn hit(id: &str, lexical: Option<(i64, f64)>, vector: Option<(i64, f64)>) -> Hit {
+        let arm = |a: Option<(i64, f64)>| a.map(|(rank, score)| ArmScore { rank, score });
+        Hit {
+            id: id.into(),
+            title: format!("Title of {id}"),
+            snippet: "The first words".into(),
+            metadata: json!({ "lang": "en", "tags": ["a"] }),
+            score: 0.032,
+            lexical: arm(lexical),
+            vector: arm(vector),
+        }
+    }
+
+    #[test]
+    fn search_results_are_what_their_output_schema_describes() {
+        let fused = structured(&Hits {
+            hits: vec![
+                hit("both", Some((1, 7.5)), Some((2, 0.81))),
+                hit("lexical-only", Some((2, 3.0)), None),
+                hit("vector-only", None, Some((1, 0.9))),
+            ],
+            mode: Mode::Hybrid,
+            degraded: false,
+            degraded_reason: None,
+        });
+        let degraded = structured(&Hits {
+            hits: vec![hit("a", Some((1, 2.0)), None)],
+            mode: Mode::Lexical,
+            degraded: true,
+            degraded_reason: Some("vector search unavailable, answered lexically: down".into()),
+        });
+        let empty = structured(&Hits {
+            hits: vec![],
+            mode: Mode::Lexical,
+            degraded: false,
+            degraded_reason: None,
+        });
+        // The wire format: an arm that did not rank the hit is null, the reason is there only when degraded.
+        assert_eq!(fused["mode"], "hybrid");
+        assert_eq!(
+            fused["hits"][0]["lexical"],
+            json!({ "rank": 1, "score": 7.5 })
+        );
+        assert_eq!(fused["hits"][1]["vector"], Value::Null);
+        assert_eq!(fused["hits"][2]["lexical"], Value::Null);
+        assert!(fused.get("degradedReason").is_none());
+        assert_eq!(
+            degraded["degradedReason"],
+            "vector search unavailable, answered lexically: down"
+        );
+        for tool in ["hybrid_search", "search"] {
+            for result in [&fused, &degraded, &empty] {
+                assert_eq!(output_errors(tool, result), Vec::<String>::new());
+            }
+            // And the schema refuses what a client must not be handed.
+            let mut no_arm = fused.clone();
+            no_arm["hits"][1].as_object_mut().unwrap().remove("vector");
+            let mut bad_arm = fused.clone();
+            bad_arm["hits"][0]["lexical"] = json!({ "rank": 1 });
+            let mut bad_mode = fused.clone();
+            bad_mode["mode"] = json!("semantic");
+            let mut null_reason = fused.clone();
+            null_reason["degradedReason"] = Value::Null;
+            for bad in [no_arm, bad_arm, bad_mode, null_reason] {
+                assert!(!output_errors(tool, &bad).is_empty(), "{tool}: {bad}");
+            }
+        }
+    }
 
     #[test]
     fn the_vector_arm_searches_its_depth_when_fused_and_ef_search_alone() {
