@@ -15,7 +15,7 @@ the monitors enabled. The script
 - checks every PromQL expression of the dashboards, of their template variables, of the alerts
   and of the input series of the alert tests: each metric name is exported, each label of a
   selector is one the metric has (or Prometheus' target labels, with the ones the chart's
-  monitors add), and each label of `by`, `without`, `on` and `ignoring` is one of those of the
+  monitors add; a label of both is renamed exported_<label> unless the monitor honors labels), and each label of `by`, `without`, `on` and `ignoring` is one of those of the
   expression's metrics;
 - checks that every alert has summary, description and a runbook_url whose anchor is a heading
   of docs/runbooks.md, and that the unit tests (e2e/monitoring/alerts.test.yaml) test every
@@ -391,16 +391,19 @@ def main():
             exported[name] = (kind, labels, crate)
     # Target labels: those the Prometheus Operator gives every target of a PodMonitor or a
     # ServiceMonitor, with the ones the chart's relabelings add or drop. A series label of the
-    # same name would be renamed exported_<name>.
+    # same name would be renamed exported_<name>, unless every endpoint has honorLabels.
     base = {"PodMonitor": TARGET_LABELS, "ServiceMonitor": TARGET_LABELS | {"service"}}
     crate_of = {"PodMonitor": "runtime", "ServiceMonitor": "operator"}
     monitors = {d["kind"]: d for d in rendered if d.get("kind") in base}
     if set(monitors) != set(base):
         problem("the rendered chart needs its PodMonitor and ServiceMonitor (serviceMonitor.enabled)")
     targets = {"runtime": set(TARGET_LABELS), "operator": TARGET_LABELS | {"service"}}
+    honored = set()
     for kind, d in monitors.items():
         labels = set(base[kind])
         endpoints = d["spec"].get("podMetricsEndpoints") or d["spec"].get("endpoints") or []
+        if endpoints and all(e.get("honorLabels") is True for e in endpoints):
+            honored.add(crate_of[kind])
         for e in endpoints:
             for r in e.get("relabelings", []):
                 action = r.get("action", "replace").lower()
@@ -410,6 +413,8 @@ def main():
                     labels = {l for l in labels if not re.fullmatch(r["regex"], l)}
         targets[crate_of[kind]] = labels
     for name, (_, labels, crate) in exported.items():
+        if crate in honored:
+            continue  # honorLabels: the series' own label wins over the target's
         for label in sorted(labels & targets[crate]):
             problem(f"{name}: its label {label!r} is also a target label of the chart's monitor, "
                     f"so Prometheus would store it as exported_{label}")

@@ -79,6 +79,10 @@ mutations=(
   prometheusRule.alerts.reconcileFailing.for=35m
   prometheusRule.alerts.operatorNoLeader.for=15m
   prometheusRule.alerts.operatorNoLeader.severity=warning
+  prometheusRule.alerts.toolServerNotVerified.for=30m
+  prometheusRule.alerts.tenantNotReady.for=30m
+  prometheusRule.alerts.agentTasksStuck.maxAgeSeconds=7200
+  prometheusRule.alerts.agentTasksStuck.for=20m
   prometheusRule.alertLabels.team=platform
   prometheusRule.runbookUrl=https://docs.example/runbooks.md
 )
@@ -96,7 +100,8 @@ log "the alert tests fail, as they should, with each of ${#mutations[@]} changed
 # Every alert disabled: the chart still renders a valid (empty) rule file.
 off=()
 for a in errorRate databaseUnavailable hybridSearchLatency embeddingBreakerOpen tasksStuck \
-  budgetWarning budgetExceeded reconcileFailing operatorNoLeader; do
+  budgetWarning budgetExceeded reconcileFailing operatorNoLeader toolServerNotVerified \
+  tenantNotReady agentTasksStuck; do
   off+=(--set "prometheusRule.alerts.$a.enabled=false")
 done
 render "${off[@]}" >"$work/mutated/chart.yaml"

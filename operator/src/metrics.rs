@@ -3,18 +3,31 @@
 //!
 //! - `reconcile_runs_total{controller}` and `reconcile_failures_total{controller,error}`;
 //! - `reconcile_duration_seconds{controller}`;
-//! - `leader` (1 on the replica holding the Lease).
+//! - `leader` (1 on the replica holding the Lease);
+//! - `toolserver_condition{namespace,toolserver,condition,status}` and
+//!   `tenant_condition{tenant,condition,status}`: 1 for each condition's current status, set by the
+//!   status step and removed with the object;
+//! - `agenttasks{namespace,state}` and `agenttask_oldest_seconds{namespace,state}`: AgentTasks per
+//!   state (`pending` before the task has one), and the age of the oldest non-terminal one. Never
+//!   per task: names are unbounded.
+//!
+//! The object series exist on the leader only, the replica whose controllers run.
 
 use std::{
+    collections::{BTreeMap, HashMap},
+    hash::Hash,
     net::SocketAddr,
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use futures::Future;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::runtime::reflector::Store;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -32,6 +45,95 @@ pub struct FailureLabels {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolServerConditionLabels {
+    pub namespace: String,
+    pub toolserver: String,
+    pub condition: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantConditionLabels {
+    pub tenant: String,
+    pub condition: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct AgentTaskStateLabels {
+    pub namespace: String,
+    pub state: String,
+}
+
+/// The AgentTasks of one namespace in one state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TasksInState {
+    pub count: i64,
+    /// Age of the oldest of them, for non-terminal states only.
+    pub oldest_seconds: Option<f64>,
+}
+
+/// A gauge family whose series belong to objects: setting an object's series removes the ones it
+/// no longer has, and a gone object's series go with it, so that none outlives what it describes.
+#[derive(Clone)]
+struct ObjectSeries<K, L> {
+    family: Family<L, Gauge>,
+    by_object: Arc<Mutex<HashMap<K, Vec<L>>>>,
+}
+
+impl<K: Eq + Hash + Clone, L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>
+    ObjectSeries<K, L>
+{
+    fn new(family: Family<L, Gauge>) -> Self {
+        Self {
+            family,
+            by_object: Arc::default(),
+        }
+    }
+
+    fn set(&self, object: K, series: Vec<L>) {
+        let mut by_object = self.by_object.lock().expect("object series");
+        for old in by_object.get(&object).into_iter().flatten() {
+            if !series.contains(old) {
+                self.family.remove(old);
+            }
+        }
+        for labels in &series {
+            self.family.get_or_create(labels).set(1);
+        }
+        by_object.insert(object, series);
+    }
+
+    fn remove(&self, object: &K) {
+        let mut by_object = self.by_object.lock().expect("object series");
+        for old in by_object.remove(object).into_iter().flatten() {
+            self.family.remove(&old);
+        }
+    }
+
+    /// Removes the series of every object for which `keep` is false.
+    fn retain(&self, keep: impl Fn(&K) -> bool) {
+        let mut by_object = self.by_object.lock().expect("object series");
+        by_object.retain(|object, series| {
+            let kept = keep(object);
+            if !kept {
+                for old in series.iter() {
+                    self.family.remove(old);
+                }
+            }
+            kept
+        });
+    }
+}
+
+/// `(type, status)` of each condition.
+fn condition_pairs(conditions: &[Condition]) -> impl Iterator<Item = (String, String)> + '_ {
+    conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone()))
+}
+
 /// The operator's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -39,6 +141,11 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
     leader: Gauge,
+    toolservers: ObjectSeries<(String, String), ToolServerConditionLabels>,
+    tenants: ObjectSeries<String, TenantConditionLabels>,
+    agenttasks: Family<AgentTaskStateLabels, Gauge>,
+    agenttask_oldest: Family<AgentTaskStateLabels, Gauge<f64, AtomicU64>>,
+    agenttask_series: Arc<Mutex<Vec<AgentTaskStateLabels>>>,
     ready: Arc<AtomicBool>,
     registry: Arc<Registry>,
 }
@@ -60,6 +167,10 @@ impl Metrics {
             ])
         });
         let leader = Gauge::default();
+        let toolserver_condition = Family::<ToolServerConditionLabels, Gauge>::default();
+        let tenant_condition = Family::<TenantConditionLabels, Gauge>::default();
+        let agenttasks = Family::<AgentTaskStateLabels, Gauge>::default();
+        let agenttask_oldest = Family::<AgentTaskStateLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "reconcile_runs",
             "Reconciles started, per controller",
@@ -80,11 +191,36 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        registry.register(
+            "toolserver_condition",
+            "1 for the current status of each condition of each ToolServer",
+            toolserver_condition.clone(),
+        );
+        registry.register(
+            "tenant_condition",
+            "1 for the current status of each condition of each Tenant",
+            tenant_condition.clone(),
+        );
+        registry.register(
+            "agenttasks",
+            "AgentTasks per namespace and state (pending: no state yet)",
+            agenttasks.clone(),
+        );
+        registry.register(
+            "agenttask_oldest_seconds",
+            "Age of the oldest non-terminal AgentTask per namespace and state",
+            agenttask_oldest.clone(),
+        );
         Self {
             runs,
             failures,
             duration,
             leader,
+            toolservers: ObjectSeries::new(toolserver_condition),
+            tenants: ObjectSeries::new(tenant_condition),
+            agenttasks,
+            agenttask_oldest,
+            agenttask_series: Arc::default(),
             ready: Arc::default(),
             registry: Arc::new(registry),
         }
@@ -113,6 +249,75 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Sets the condition series of ToolServer `namespace/name` to `conditions`.
+    pub fn set_toolserver_conditions(&self, namespace: &str, name: &str, conditions: &[Condition]) {
+        let series = condition_pairs(conditions)
+            .map(|(condition, status)| ToolServerConditionLabels {
+                namespace: namespace.to_owned(),
+                toolserver: name.to_owned(),
+                condition,
+                status,
+            })
+            .collect();
+        self.toolservers
+            .set((namespace.to_owned(), name.to_owned()), series);
+    }
+
+    pub fn remove_toolserver(&self, namespace: &str, name: &str) {
+        self.toolservers
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Removes the series of every ToolServer for which `exists(namespace, name)` is false.
+    pub fn retain_toolservers(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.toolservers.retain(|(ns, name)| exists(ns, name));
+    }
+
+    /// Sets the condition series of Tenant `name` to `conditions`.
+    pub fn set_tenant_conditions(&self, name: &str, conditions: &[Condition]) {
+        let series = condition_pairs(conditions)
+            .map(|(condition, status)| TenantConditionLabels {
+                tenant: name.to_owned(),
+                condition,
+                status,
+            })
+            .collect();
+        self.tenants.set(name.to_owned(), series);
+    }
+
+    pub fn remove_tenant(&self, name: &str) {
+        self.tenants.remove(&name.to_owned());
+    }
+
+    /// Removes the series of every Tenant for which `exists(name)` is false.
+    pub fn retain_tenants(&self, exists: impl Fn(&str) -> bool) {
+        self.tenants.retain(|name| exists(name));
+    }
+
+    /// Replaces the AgentTask gauges with `tasks`; a namespace and state no longer in it loses its
+    /// series rather than keeping its last value.
+    pub fn set_agenttasks(&self, tasks: &BTreeMap<AgentTaskStateLabels, TasksInState>) {
+        let mut previous = self.agenttask_series.lock().expect("agenttask series");
+        for labels in previous.iter() {
+            if !tasks.contains_key(labels) {
+                self.agenttasks.remove(labels);
+                self.agenttask_oldest.remove(labels);
+            }
+        }
+        for (labels, t) in tasks {
+            self.agenttasks.get_or_create(labels).set(t.count);
+            match t.oldest_seconds {
+                Some(age) => {
+                    self.agenttask_oldest.get_or_create(labels).set(age);
+                }
+                None => {
+                    self.agenttask_oldest.remove(labels);
+                }
+            }
+        }
+        *previous = tasks.keys().cloned().collect();
     }
 
     /// Marks start-up (database, migrations) as done, for `/readyz`.
@@ -162,6 +367,38 @@ async fn readyz(State(m): State<Metrics>) -> impl IntoResponse {
     }
 }
 
+/// Runs `until` (a controller) and, once `store` holds its first full list, `update` every `period`
+/// beside it; returns when `until` does. For the gauges a reconcile cannot keep current: deleted
+/// objects trigger no reconcile, and ages grow between reconciles.
+pub async fn refresh_while<K, F>(
+    until: F,
+    store: Store<K>,
+    period: Duration,
+    update: impl Fn(&Store<K>),
+) -> F::Output
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+    F: Future,
+{
+    let refresh = async {
+        // Before the first list the store is empty, and every object would look deleted.
+        if store.wait_until_ready().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            update(&store);
+        }
+    };
+    tokio::select! {
+        out = until => out,
+        () = refresh => unreachable!("the refresh loop never ends"),
+    }
+}
+
 /// Observes a reconcile's duration when dropped.
 pub struct ReconcileTimer {
     histogram: Histogram,
@@ -195,5 +432,148 @@ mod tests {
             "paddock_operator_reconcile_duration_seconds_count{controller=\"tenant\"} 2"
         ));
         assert!(text.contains("paddock_operator_leader 1"));
+    }
+
+    fn cond(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: "Test".to_owned(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::chrono::Utc::now(),
+            ),
+            observed_generation: None,
+        }
+    }
+
+    /// The exposition's lines that start with `prefix`, sorted.
+    fn lines(m: &Metrics, prefix: &str) -> Vec<String> {
+        let mut out: Vec<String> = m
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn toolserver_conditions_follow_the_status_and_go_with_the_object() {
+        let m = Metrics::new();
+        m.set_toolserver_conditions(
+            "acme",
+            "docs",
+            &[cond("Ready", "True"), cond("Verified", "Unknown")],
+        );
+        m.set_toolserver_conditions("acme", "wiki", &[cond("Ready", "False")]);
+        m.set_toolserver_conditions(
+            "acme",
+            "docs",
+            &[cond("Ready", "True"), cond("Verified", "False")],
+        );
+        let ts = "paddock_operator_toolserver_condition{";
+        assert_eq!(
+            lines(&m, ts),
+            [
+                r#"paddock_operator_toolserver_condition{namespace="acme",toolserver="docs",condition="Ready",status="True"} 1"#,
+                r#"paddock_operator_toolserver_condition{namespace="acme",toolserver="docs",condition="Verified",status="False"} 1"#,
+                r#"paddock_operator_toolserver_condition{namespace="acme",toolserver="wiki",condition="Ready",status="False"} 1"#,
+            ],
+            "the old status of Verified is gone"
+        );
+
+        // A refused ToolServer loses its Verified condition, and its series.
+        m.set_toolserver_conditions("acme", "docs", &[cond("Ready", "False")]);
+        assert_eq!(lines(&m, ts).len(), 2);
+
+        m.remove_toolserver("acme", "docs");
+        assert_eq!(
+            lines(&m, ts),
+            [
+                r#"paddock_operator_toolserver_condition{namespace="acme",toolserver="wiki",condition="Ready",status="False"} 1"#
+            ]
+        );
+        m.retain_toolservers(|ns, name| (ns, name) != ("acme", "wiki"));
+        assert!(lines(&m, ts).is_empty(), "{:?}", lines(&m, ts));
+    }
+
+    #[test]
+    fn tenant_conditions_follow_the_status_and_go_with_the_object() {
+        let m = Metrics::new();
+        m.set_tenant_conditions("acme", &[cond("Ready", "False")]);
+        m.set_tenant_conditions("umbrella", &[cond("Ready", "True")]);
+        m.set_tenant_conditions(
+            "acme",
+            &[cond("DatabaseProvisioned", "True"), cond("Ready", "True")],
+        );
+        let t = "paddock_operator_tenant_condition{";
+        assert_eq!(
+            lines(&m, t),
+            [
+                r#"paddock_operator_tenant_condition{tenant="acme",condition="DatabaseProvisioned",status="True"} 1"#,
+                r#"paddock_operator_tenant_condition{tenant="acme",condition="Ready",status="True"} 1"#,
+                r#"paddock_operator_tenant_condition{tenant="umbrella",condition="Ready",status="True"} 1"#,
+            ]
+        );
+        m.remove_tenant("acme");
+        m.retain_tenants(|name| name == "umbrella");
+        assert_eq!(
+            lines(&m, t),
+            [
+                r#"paddock_operator_tenant_condition{tenant="umbrella",condition="Ready",status="True"} 1"#
+            ]
+        );
+        m.retain_tenants(|_| false);
+        assert!(lines(&m, t).is_empty());
+    }
+
+    #[test]
+    fn agenttask_gauges_are_replaced_as_a_whole() {
+        let m = Metrics::new();
+        let key = |ns: &str, state: &str| AgentTaskStateLabels {
+            namespace: ns.to_owned(),
+            state: state.to_owned(),
+        };
+        let mut tasks = BTreeMap::new();
+        tasks.insert(
+            key("acme", "working"),
+            TasksInState {
+                count: 2,
+                oldest_seconds: Some(90.5),
+            },
+        );
+        tasks.insert(
+            key("acme", "completed"),
+            TasksInState {
+                count: 3,
+                oldest_seconds: None,
+            },
+        );
+        m.set_agenttasks(&tasks);
+        assert_eq!(
+            lines(&m, "paddock_operator_agenttask"),
+            [
+                r#"paddock_operator_agenttask_oldest_seconds{namespace="acme",state="working"} 90.5"#,
+                r#"paddock_operator_agenttasks{namespace="acme",state="completed"} 3"#,
+                r#"paddock_operator_agenttasks{namespace="acme",state="working"} 2"#,
+            ]
+        );
+
+        // The working tasks finished: their series go, they do not stay at their last value.
+        tasks.remove(&key("acme", "working"));
+        tasks.insert(
+            key("acme", "completed"),
+            TasksInState {
+                count: 5,
+                oldest_seconds: None,
+            },
+        );
+        m.set_agenttasks(&tasks);
+        assert_eq!(
+            lines(&m, "paddock_operator_agenttask"),
+            [r#"paddock_operator_agenttasks{namespace="acme",state="completed"} 5"#]
+        );
     }
 }

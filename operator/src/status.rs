@@ -19,11 +19,13 @@ use crate::{
     conditions::{self, Desired},
     context::Context,
     crd::{AgentTaskStatus, TenantStatus, ToolServerStatus},
+    metrics::Metrics,
     names::MANAGER,
 };
 
 /// A kind's status: conditions and the generation it describes.
 pub trait Conditioned: Clone + Default + PartialEq + Serialize {
+    fn conditions(&self) -> &[Condition];
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
     fn set_observed_generation(&mut self, generation: Option<i64>);
 }
@@ -32,6 +34,9 @@ pub trait Conditioned: Clone + Default + PartialEq + Serialize {
 macro_rules! conditioned {
     ($($status:ty),+) => {$(
         impl Conditioned for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
             fn conditions_mut(&mut self) -> &mut Vec<Condition> {
                 &mut self.conditions
             }
@@ -56,6 +61,9 @@ pub trait StatusOf:
 
     /// The event a condition transition deserves, as (type, reason); `None` for a transition worth none.
     fn event_for(transition: &Desired) -> Option<(EventType, &'static str)>;
+
+    /// Exports the conditions the object now has as metrics; by default none.
+    fn record_conditions(&self, _metrics: &Metrics, _conditions: &[Condition]) {}
 }
 
 /// Conditions under construction, with the events their transitions deserve.
@@ -103,6 +111,8 @@ impl<K: StatusOf> StatusBuilder<K> {
                 )
                 .await?;
         }
+        // Also when nothing changed: a new leader starts with no series.
+        obj.record_conditions(&ctx.metrics, self.status.conditions());
         for t in &self.transitions {
             if let Some((type_, reason)) = K::event_for(t) {
                 ctx.event(obj, type_, reason, "Reconcile", t.message.clone())

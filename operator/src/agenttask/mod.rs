@@ -22,7 +22,7 @@ pub mod dereference;
 pub mod status;
 pub mod validate;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::{Future, StreamExt};
@@ -41,6 +41,7 @@ use self::a2a::A2aClient;
 use crate::{
     context::{self, Context},
     crd::{AgentTask, AgentTaskStatus, agenttask::TaskState},
+    metrics::{self, AgentTaskStateLabels, TasksInState},
     status::StatusBuilder,
 };
 
@@ -49,6 +50,8 @@ pub const FINALIZER: &str = "paddock.dev/agenttask-cancel";
 const CONTROLLER: &str = "agenttask";
 /// How long deletion keeps trying to cancel an unreachable task before letting go.
 const CANCEL_GRACE: Duration = Duration::from_secs(120);
+/// How often the per-state gauges are recomputed from the cache.
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
 /// Lifetime of the token for one call.
 const TOKEN_TTL: Duration = Duration::from_secs(300);
 /// Scopes of the operator's task tokens: run tasks, and read the documents their skills search.
@@ -95,18 +98,62 @@ impl Error {
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    Controller::new(
+    let controller = Controller::new(
         Api::<AgentTask>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "agenttask reconcile did not complete");
-        }
+    );
+    let tasks = controller.store();
+    let metrics = ctx.metrics.clone();
+    let controller = controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "agenttask reconcile did not complete");
+            }
+        });
+    // From the cache rather than in the status step: a task waits minutes between polls, and its
+    // age must grow meanwhile.
+    metrics::refresh_while(controller, tasks, GAUGES_EVERY, move |store| {
+        metrics.set_agenttasks(&task_gauges(
+            store.state().iter().map(AsRef::as_ref),
+            Utc::now(),
+        ));
     })
     .await;
+}
+
+/// The state label of a task: its A2A state, or `pending` before it has one (not yet accepted by
+/// a ToolServer).
+fn state_label(state: Option<TaskState>) -> &'static str {
+    state.map_or("pending", TaskState::db)
+}
+
+/// AgentTasks per namespace and state, with the age (since creation) of the oldest non-terminal
+/// one in each.
+pub fn task_gauges<'a>(
+    tasks: impl IntoIterator<Item = &'a AgentTask>,
+    now: chrono::DateTime<Utc>,
+) -> BTreeMap<AgentTaskStateLabels, TasksInState> {
+    let mut out = BTreeMap::<AgentTaskStateLabels, TasksInState>::new();
+    for task in tasks {
+        let state = task.status.as_ref().and_then(|s| s.state);
+        let entry = out
+            .entry(AgentTaskStateLabels {
+                namespace: task.namespace().unwrap_or_default(),
+                state: state_label(state).to_owned(),
+            })
+            .or_default();
+        entry.count += 1;
+        if state.is_some_and(TaskState::is_terminal) {
+            continue;
+        }
+        let age = task.metadata.creation_timestamp.as_ref().map_or(0.0, |t| {
+            (now - t.0).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        entry.oldest_seconds = Some(entry.oldest_seconds.map_or(age, |o| o.max(age)));
+    }
+    out
 }
 
 pub fn error_policy(task: Arc<AgentTask>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -216,6 +263,53 @@ mod tests {
             [secs(0), secs(9), secs(10), secs(59), secs(60), secs(3600)],
             [2, 2, 5, 5, 15, 30]
         );
+    }
+
+    fn task(ns: &str, created: chrono::DateTime<Utc>, state: Option<TaskState>) -> AgentTask {
+        let mut t = AgentTask::new(
+            "t",
+            serde_json::from_value(json!({
+                "toolServerRef": "docs",
+                "skill": "rag",
+                "input": "x",
+            }))
+            .unwrap(),
+        );
+        t.metadata.namespace = Some(ns.to_owned());
+        t.metadata.creation_timestamp = Some(Time(created));
+        t.status = state.map(|state| AgentTaskStatus {
+            state: Some(state),
+            ..Default::default()
+        });
+        t
+    }
+
+    #[test]
+    fn task_gauges_count_per_state_and_age_the_oldest_unfinished() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let ago = |s| now - chrono::Duration::seconds(s);
+        let tasks = [
+            task("acme", ago(30), None),
+            task("acme", ago(600), Some(TaskState::Working)),
+            task("acme", ago(60), Some(TaskState::Working)),
+            task("acme", ago(7200), Some(TaskState::Completed)),
+            task("umbrella", ago(5), Some(TaskState::InputRequired)),
+        ];
+        let got: Vec<_> = task_gauges(&tasks, now)
+            .into_iter()
+            .map(|(k, v)| (k.namespace, k.state, v.count, v.oldest_seconds))
+            .collect();
+        let row = |ns: &str, state: &str, n, oldest| (ns.to_owned(), state.to_owned(), n, oldest);
+        assert_eq!(
+            got,
+            [
+                row("acme", "completed", 1, None),
+                row("acme", "pending", 1, Some(30.0)),
+                row("acme", "working", 2, Some(600.0)),
+                row("umbrella", "input-required", 1, Some(5.0)),
+            ]
+        );
+        assert!(task_gauges(&[], now).is_empty());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 format!("dropped database role {role}; {rows}"),
             )
             .await;
+            // The finalizer goes next, and the Tenant with it.
+            ctx.metrics.remove_tenant(&name);
             Ok(Action::await_change())
         }
         Err(failure) => {

@@ -45,7 +45,7 @@ use self::{db::DbFailure, spec::TenantRecord};
 use crate::{
     context::{self, Context},
     crd::{AgentTask, TENANT_LABEL, Tenant},
-    credentials, names,
+    credentials, metrics, names,
     status::StatusBuilder,
 };
 
@@ -56,6 +56,8 @@ const CONTROLLER: &str = "tenant";
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often a tenant waiting for a namespace is retried.
 const WAIT_NAMESPACE: Duration = Duration::from_secs(30);
+/// How often the condition series of deleted Tenants are removed.
+const SWEEP: Duration = Duration::from_secs(30);
 
 /// A failed step; the message is the step's own.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +100,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let tasks: Api<AgentTask> = Api::all(ctx.client.clone());
     let controller = Controller::new(tenants, watcher::Config::default());
     let store = controller.store();
-    controller
+    let existing = controller.store();
+    let metrics = ctx.metrics.clone();
+    let controller = controller
         // A tenant's Secrets are cluster-scoped-owner children; map them back by label.
         .watches(
             secrets,
@@ -122,8 +126,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             if let Err(e) = result {
                 tracing::debug!(error = %e, "tenant reconcile did not complete");
             }
-        })
-        .await;
+        });
+    // Cleanup removes a deleted Tenant's series; the sweep catches a Tenant that went without it
+    // (finalizer removed by hand, deleted while another replica led).
+    metrics::refresh_while(controller, existing, SWEEP, move |store| {
+        metrics.retain_tenants(|name| store.get(&ObjectRef::new(name)).is_some());
+    })
+    .await;
 }
 
 /// Reconciles one Tenant.

@@ -2,13 +2,15 @@
 //! `BudgetExceeded` and `Ready`, the role name and the month's spend from the ledger, written through the
 //! generic [`StatusBuilder`].
 
-use kube::{Api, runtime::events::EventType};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{Api, ResourceExt, runtime::events::EventType};
 
 use super::{build, db, db::DbFailure, dereference::Namespaces, spec::TenantRecord};
 use crate::{
     conditions::{Desired, Status},
     context::Context,
     crd::{Tenant, TenantStatus, tenant::TenantSpend},
+    metrics::Metrics,
     status::{StatusBuilder, StatusOf},
 };
 
@@ -45,6 +47,10 @@ impl StatusOf for Tenant {
             ("BudgetWarning", Status::True) => Some((EventType::Warning, "BudgetWarning")),
             _ => None,
         }
+    }
+
+    fn record_conditions(&self, metrics: &Metrics, conditions: &[Condition]) {
+        metrics.set_tenant_conditions(&self.name_any(), conditions);
     }
 }
 

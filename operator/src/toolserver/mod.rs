@@ -41,7 +41,7 @@ use crate::{
     conditions::{Desired, Status},
     context::{self, Context},
     crd::{TENANT_LABEL, Tenant, ToolServer},
-    names,
+    metrics, names,
     status::StatusBuilder,
 };
 
@@ -52,6 +52,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(30);
 /// How long a successful self-check stands for an unchanged configuration.
 const VERIFY_EVERY: Duration = Duration::from_secs(300);
+/// How often the condition series of deleted ToolServers are removed.
+const SWEEP: Duration = Duration::from_secs(30);
 
 /// A failed step; the message is the step's own.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,7 @@ impl Error {
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
+    let metrics = ctx.metrics.clone();
     let children = || watcher::Config::default().labels(names::MANAGED_SELECTOR);
     let controller = Controller::new(
         Api::<ToolServer>::all(client.clone()),
@@ -84,7 +87,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     );
     let by_tenant = controller.store();
     let by_secret = controller.store();
-    controller
+    let existing = controller.store();
+    let controller = controller
         .owns(Api::<Deployment>::all(client.clone()), children())
         .owns(Api::<Service>::all(client.clone()), children())
         .owns(Api::<ConfigMap>::all(client.clone()), children())
@@ -123,8 +127,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             if let Err(e) = result {
                 tracing::debug!(error = %e, "toolserver reconcile did not complete");
             }
-        })
-        .await;
+        });
+    // A ToolServer has no finalizer: once deleted it is not reconciled again, so its condition
+    // series are swept against the cache.
+    metrics::refresh_while(controller, existing, SWEEP, move |store| {
+        metrics
+            .retain_toolservers(|ns, name| store.get(&ObjectRef::new(name).within(ns)).is_some());
+    })
+    .await;
 }
 
 pub fn error_policy(ts: Arc<ToolServer>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -142,6 +152,8 @@ pub async fn reconcile(ts: Arc<ToolServer>, ctx: Arc<Context>) -> Result<Action,
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     if ts.metadata.deletion_timestamp.is_some() {
         // Children go with their owner (garbage collection); there is no external state.
+        ctx.metrics
+            .remove_toolserver(&ts.namespace().unwrap_or_default(), &ts.name_any());
         return Ok(Action::await_change());
     }
     let key = context::key(ts.as_ref());

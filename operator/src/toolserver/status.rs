@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Condition};
 use kube::{Api, ResourceExt, runtime::controller::Action, runtime::events::EventType};
 
 use super::{
@@ -14,6 +14,7 @@ use crate::{
     conditions::{self, Desired, Status},
     context::{self, Context},
     crd::{ToolServer, ToolServerStatus},
+    metrics::Metrics,
     names,
     status::{StatusBuilder, StatusOf},
 };
@@ -55,6 +56,14 @@ impl StatusOf for ToolServer {
             t.reason
         };
         Some((type_, reason))
+    }
+
+    fn record_conditions(&self, metrics: &Metrics, conditions: &[Condition]) {
+        metrics.set_toolserver_conditions(
+            &self.namespace().unwrap_or_default(),
+            &self.name_any(),
+            conditions,
+        );
     }
 }
 
