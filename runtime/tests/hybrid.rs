@@ -118,19 +118,25 @@ fn openai_embedder(endpoint: String, timeout_ms: u64) -> Embedder {
     Embedder::from_config(&cfg, &mut Registry::default())
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn hybrid_finds_by_meaning_and_by_exact_terms_and_explains_each_hit(admin: PgPool) {
-    provision_tenant(&admin, "acme", 6000, 1000).await;
-    let keys = keys();
+/// A runtime whose embedder is the stand-in embedding server, and that embedder (to index documents with).
+async fn embedding_app(admin: &PgPool, keys: &Keys) -> (TestApp, Embedder) {
     let addr = embedding_server().await;
     let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
     let app = app_with(
-        runtime_pool(&admin).await,
-        &keys,
+        runtime_pool(admin).await,
+        keys,
         embedder.clone(),
         Settings::default(),
     )
     .await;
+    (app, embedder)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hybrid_finds_by_meaning_and_by_exact_terms_and_explains_each_hit(admin: PgPool) {
+    provision_tenant(&admin, "acme", 6000, 1000).await;
+    let keys = keys();
+    let (app, embedder) = embedding_app(&admin, &keys).await;
     let s = app.session(&keys.token("acme", RW)).await;
     s.upsert(
         "art17",
@@ -312,15 +318,7 @@ async fn output_validators(s: &Session<'_>) -> HashMap<String, jsonschema::Valid
 async fn every_tool_answers_what_its_output_schema_declares(admin: PgPool) {
     provision_tenant(&admin, "acme", 6000, 1000).await;
     let keys = keys();
-    let addr = embedding_server().await;
-    let embedder = openai_embedder(format!("http://{addr}/v1"), 2000);
-    let app = app_with(
-        runtime_pool(&admin).await,
-        &keys,
-        embedder.clone(),
-        Settings::default(),
-    )
-    .await;
+    let (app, embedder) = embedding_app(&admin, &keys).await;
     let all_scopes = ["documents:read", "documents:write", "usage:read"];
     let s = app
         .session(&keys.token_for("acme", "carol", &all_scopes))
