@@ -37,6 +37,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use self::breaker::{BreakerState, CircuitBreaker};
 use self::local::LocalProvider;
@@ -328,8 +329,35 @@ impl Active {
         timeout: Duration,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.metrics.request(self.provider_label, kind);
-        let result = self.call_inner(texts, kind, timeout).await;
+        // OpenTelemetry's GenAI conventions; the breaker's decision, since a refused call never reaches the model.
+        let span = tracing::info_span!(
+            "embeddings",
+            otel.name = %format_args!("embeddings {}", self.provider.model()),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "embeddings",
+            gen_ai.provider.name = self.provider_label,
+            gen_ai.request.model = %self.provider.model(),
+            paddock.embedding.kind = kind.as_str(),
+            paddock.embedding.inputs = texts.len(),
+            paddock.breaker = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result = self
+            .call_inner(texts, kind, timeout)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "paddock.breaker",
+            if matches!(result, Err(EmbedError::BreakerOpen)) {
+                "refused"
+            } else {
+                "admitted"
+            },
+        );
         if let Err(err) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", err.reason());
             self.metrics.failure(self.provider_label, err.reason());
             if !matches!(err, EmbedError::BreakerOpen) {
                 tracing::warn!(
