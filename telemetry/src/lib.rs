@@ -171,9 +171,6 @@ pub fn tracer_provider(
             r,
         ))));
     }
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
     Ok(Some(builder.build()))
 }
 
