@@ -60,6 +60,21 @@ pub struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelSpendLabels {
+    pub tenant: String,
+    /// A model the tenant's configuration allows (a bounded set).
+    pub model: String,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DegradedLabels {
+    pub tenant: String,
+    /// Why the vector arm was unavailable: the embedding failure's reason (`breaker_open`, `timeout`, ...).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskEndLabels {
     /// `completed`, `failed`, `canceled` or `rejected`.
     pub state: &'static str,
@@ -76,6 +91,7 @@ pub struct HandoverLabels {
 }
 
 type MoneyGauge = Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+type MoneyCounter<L> = Family<L, Counter<f64, std::sync::atomic::AtomicU64>>;
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -91,6 +107,7 @@ pub struct BudgetFigures {
     pub spent: f64,
     pub reserved: f64,
     pub remaining: f64,
+    pub warn_at_percent: i32,
 }
 
 /// The task slots of this replica, read when `/metrics` is scraped (implemented by the A2A task runner).
@@ -113,6 +130,12 @@ pub struct Metrics {
     pub budget_spent: MoneyGauge,
     pub budget_reserved: MoneyGauge,
     pub budget_remaining: MoneyGauge,
+    /// The percentage of the budget at which each tenant is warned (the Tenant's `warnAtPercent`).
+    budget_warn_percent: Family<TenantLabels, Gauge>,
+    /// Money charged for model calls, by tenant and model (per replica; sum over replicas).
+    model_spend: MoneyCounter<ModelSpendLabels>,
+    /// Searches answered lexically because the vector arm was unavailable.
+    searches_degraded: Family<DegradedLabels, Counter>,
     /// Model calls refused because the budget could not cover their estimate.
     pub budget_rejections: Family<TenantLabels, Counter>,
     pool_size: Gauge,
@@ -136,6 +159,9 @@ impl Metrics {
             budget_spent: Family::default(),
             budget_reserved: Family::default(),
             budget_remaining: Family::default(),
+            budget_warn_percent: Family::default(),
+            model_spend: Family::default(),
+            searches_degraded: Family::default(),
             budget_rejections: Family::default(),
             pool_size: Gauge::default(),
             pool_idle: Gauge::default(),
@@ -179,6 +205,21 @@ impl Metrics {
             "budget_remaining",
             "Budget left for new model calls this month per tenant",
             m.budget_remaining.clone(),
+        );
+        registry.register(
+            "budget_warn_percent",
+            "The percentage of its monthly budget at which a tenant is warned (its warnAtPercent)",
+            m.budget_warn_percent.clone(),
+        );
+        registry.register(
+            "model_spend",
+            "Money charged for model calls by this replica, by tenant, model and currency",
+            m.model_spend.clone(),
+        );
+        registry.register(
+            "search_degraded",
+            "Searches answered lexically because the vector arm was unavailable, by tenant and reason",
+            m.searches_degraded.clone(),
         );
         registry.register(
             "budget_rejections",
@@ -254,6 +295,11 @@ impl Metrics {
 
     /// Publishes one tenant's budget standing.
     pub fn set_budget(&self, tenant: &str, currency: &str, figures: BudgetFigures) {
+        self.budget_warn_percent
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(i64::from(figures.warn_at_percent));
         let labels = BudgetLabels {
             tenant: tenant.to_owned(),
             currency: currency.to_owned(),
@@ -266,6 +312,27 @@ impl Metrics {
         self.budget_remaining
             .get_or_create(&labels)
             .set(figures.remaining);
+    }
+
+    /// Counts `amount` charged to `tenant` for a call of `model`.
+    pub fn model_charged(&self, tenant: &str, model: &str, currency: &str, amount: f64) {
+        self.model_spend
+            .get_or_create(&ModelSpendLabels {
+                tenant: tenant.to_owned(),
+                model: model.to_owned(),
+                currency: currency.to_owned(),
+            })
+            .inc_by(amount);
+    }
+
+    /// Counts a search of `tenant` answered lexically because embedding the query failed for `reason`.
+    pub fn search_degraded(&self, tenant: &str, reason: &'static str) {
+        self.searches_degraded
+            .get_or_create(&DegradedLabels {
+                tenant: tenant.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     pub fn budget_rejected(&self, tenant: &str) {

@@ -833,6 +833,10 @@ async fn research_with_a_model_reports_verified_citations_and_its_cost(admin: Pg
     setup(&admin).await;
     set_tenant(&admin, "acme", "5", &["m1"], false).await;
     set_price(&admin, "acme", "m1", "0.5", "1.5").await;
+    sqlx::query("UPDATE tenants SET warn_at_percent = 65 WHERE id = 'acme'")
+        .execute(&admin)
+        .await
+        .unwrap();
     let server = ModelServer::start(Mode::Canned, (1200, 300)).await;
     let keys = keys();
     let app = a2a_app(
@@ -904,6 +908,18 @@ async fn research_with_a_model_reports_verified_citations_and_its_cost(admin: Pg
     );
     assert!(
         text.contains("paddock_budget_remaining{tenant=\"acme\",currency=\"USD\"} 2.9"),
+        "{text}"
+    );
+    // What each model cost, for the tenant dashboard; and the tenant's own warning threshold, for the alert.
+    assert!(
+        text.contains(
+            "paddock_model_spend_total{tenant=\"acme\",model=\"m1\",currency=\"USD\"} 2.1"
+        ),
+        "{text}"
+    );
+    assert_eq!(usage["warnAtPercent"], 65);
+    assert!(
+        text.contains("paddock_budget_warn_percent{tenant=\"acme\"} 65"),
         "{text}"
     );
 }

@@ -284,6 +284,14 @@ async fn provider_down_degrades_to_lexical_within_the_timeout(admin: PgPool) {
         assert!(r["degradedReason"].as_str().unwrap().contains("lexically"));
         assert_eq!(r["hits"][0]["id"], "doc");
     }
+    // The tenant dashboard counts them; the first failure is the provider's, the rest the breaker's or its.
+    let text = app.metrics().await;
+    let degraded: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("paddock_search_degraded_total{tenant=\"acme\","))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(degraded, 3.0, "{text}");
 }
 
 /// The output schema of each tool, as `tools/list` gives it to a client, ready to validate (formats included).

@@ -241,6 +241,8 @@ pub struct Standing {
     pub budget: Decimal,
     pub spent: Decimal,
     pub reserved: Decimal,
+    /// The percentage of the budget at which the tenant is warned.
+    pub warn_at_percent: i32,
 }
 
 impl Standing {
@@ -261,6 +263,7 @@ impl Standing {
                 spent: f(self.spent),
                 reserved: f(self.reserved),
                 remaining: f(self.remaining()),
+                warn_at_percent: self.warn_at_percent,
             },
         );
     }
@@ -268,42 +271,41 @@ impl Standing {
 
 /// The current tenant's standing.
 pub async fn standing(tx: &mut TenantTx) -> Result<Option<Standing>, DbError> {
-    let row: Option<(String, String, Decimal, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT t.id, t.currency, t.budget_monthly, COALESCE(p.spent, 0), COALESCE(p.reserved, 0) \
+    let row: Option<StandingRow> = sqlx::query_as(
+        "SELECT t.id, t.currency, t.budget_monthly, COALESCE(p.spent, 0), COALESCE(p.reserved, 0), \
+                t.warn_at_percent \
            FROM tenants t \
            LEFT JOIN budget_periods p ON p.tenant_id = t.id AND p.period_start = paddock_budget_period() \
           WHERE t.id = paddock_current_tenant()",
     )
     .fetch_optional(tx.conn())
     .await?;
-    Ok(
-        row.map(|(tenant, currency, budget, spent, reserved)| Standing {
-            tenant,
-            currency,
-            budget,
-            spent,
-            reserved,
-        }),
-    )
+    Ok(row.map(Standing::from))
 }
 
 /// Every tenant's standing that this runtime's role may see (for the metrics gauges).
 pub async fn overview(db: &Db) -> Result<Vec<Standing>, DbError> {
-    let rows: Vec<(String, String, Decimal, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT tenant_id, currency, budget, spent, reserved FROM paddock_budget_overview()",
+    let rows: Vec<StandingRow> = sqlx::query_as(
+        "SELECT tenant_id, currency, budget, spent, reserved, warn_at_percent FROM paddock_budget_overview()",
     )
     .fetch_all(db.pool())
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(tenant, currency, budget, spent, reserved)| Standing {
+    Ok(rows.into_iter().map(Standing::from).collect())
+}
+
+type StandingRow = (String, String, Decimal, Decimal, Decimal, i32);
+
+impl From<StandingRow> for Standing {
+    fn from((tenant, currency, budget, spent, reserved, warn_at_percent): StandingRow) -> Self {
+        Standing {
             tenant,
             currency,
             budget,
             spent,
             reserved,
-        })
-        .collect())
+            warn_at_percent,
+        }
+    }
 }
 
 // The `usage` tool answers with these types; the `///` comments become its output schema's descriptions.
@@ -324,6 +326,8 @@ pub struct UsageReport {
     pub reserved: Money,
     pub remaining: Money,
     pub user_spent: Money,
+    /// The share of the budget, in percent, at which the tenant is warned (its `warnAtPercent`).
+    pub warn_at_percent: i32,
     /// The caller's calls this period, per model.
     pub by_model: Vec<ModelUsage>,
     /// The tenant's usage ledger broken down, when asked for.
@@ -422,6 +426,7 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Usag
         budget: Decimal::ZERO,
         spent: Decimal::ZERO,
         reserved: Decimal::ZERO,
+        warn_at_percent: 80,
     });
     Ok(UsageReport {
         tenant: tenant.as_str().to_owned(),
@@ -433,6 +438,7 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Usag
         remaining: Money(s.remaining()),
         currency: s.currency,
         user_spent: Money(user_spent),
+        warn_at_percent: s.warn_at_percent,
         by_model: by_model
             .into_iter()
             .map(|(model, calls, input, output, cost)| ModelUsage {

@@ -46,6 +46,7 @@ impl Caller<'_> {
             embedder: &self.state.embedder,
             search: &self.state.settings.search,
             indexer: &self.state.indexer,
+            metrics: &self.state.metrics,
             principal: self.principal,
             tenant: self.tenant,
         }

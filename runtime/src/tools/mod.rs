@@ -33,6 +33,7 @@ use crate::{
     db::{Db, DbError, TenantId},
     embed::Embedder,
     indexer::IndexerHandle,
+    metrics::Metrics,
 };
 
 /// One tool as listed by `tools/list`.
@@ -91,6 +92,7 @@ pub struct ToolCtx<'a> {
     pub embedder: &'a Embedder,
     pub search: &'a SearchSettings,
     pub indexer: &'a IndexerHandle,
+    pub metrics: &'a Metrics,
     pub principal: &'a Principal,
     pub tenant: &'a TenantId,
 }
@@ -625,6 +627,7 @@ mod tests {
                 "reserved",
                 "remaining",
                 "userSpent",
+                "warnAtPercent",
                 "byModel"
             ])
         );

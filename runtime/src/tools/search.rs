@@ -149,7 +149,10 @@ pub(super) async fn hybrid_search(
     let (vector, degraded) = if a.weights.vector > 0.0 {
         match ctx.embedder.embed_query(ctx.tenant, &a.query).await {
             Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => {
+                ctx.metrics.search_degraded(ctx.tenant.as_str(), e.reason());
+                (None, Some(e.to_string()))
+            }
         }
     } else {
         (None, None)

@@ -220,6 +220,7 @@ impl Run {
             embedder: &self.w.embedder,
             search: &self.w.search,
             indexer: &self.w.indexer,
+            metrics: &self.w.metrics,
             principal: &self.t.principal,
             tenant: &self.t.tenant,
         }
@@ -414,6 +415,7 @@ impl Run {
                     reservation
                         .settle(c.input_tokens, c.output_tokens, cost)
                         .await?;
+                    self.charged(&model, cost);
                     self.cost += cost;
                     self.refresh_gauges().await;
                     return Ok(Generated {
@@ -424,6 +426,7 @@ impl Run {
                 Err(e) => {
                     if e.may_have_billed() {
                         // The provider may have done the work: charge the bound (dropping settles at the estimate).
+                        self.charged(&model, reservation.amount);
                         drop(reservation);
                     } else {
                         reservation.release().await?;
@@ -464,6 +467,17 @@ impl Run {
                 ),
             })
         }
+    }
+
+    /// Counts what a call of `model` charged, for the spend-by-model metric.
+    fn charged(&self, model: &str, amount: rust_decimal::Decimal) {
+        use rust_decimal::prelude::ToPrimitive;
+        self.w.metrics.model_charged(
+            self.t.tenant.as_str(),
+            model,
+            &self.t.currency,
+            amount.to_f64().unwrap_or(0.0),
+        );
     }
 
     pub(super) async fn refresh_gauges(&self) {
