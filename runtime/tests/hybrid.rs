@@ -4,44 +4,16 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, routing::post};
-use paddock_runtime::{
-    app::Settings,
-    embed::{Embedder, EmbeddingConfig, ProviderKind},
-    indexer,
+use paddock_runtime::{app::Settings, embed::Embedder, indexer};
+use paddock_testkit::{
+    embedding::{STAND_IN_MODEL, embed_text, embedding_server, openai_embedder},
+    prelude::*,
 };
-use paddock_testkit::prelude::*;
-use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-
-const DIMS: usize = 384;
-
-/// A deterministic bag-of-words embedder with a tiny synonym table, so "forgotten" and "erasure" meet in
-/// vector space while sharing no lexeme.
-fn embed_text(text: &str) -> Vec<f32> {
-    let mut v = vec![0f32; DIMS];
-    for word in text
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 2)
-    {
-        let word = match word {
-            "erasure" | "erase" | "deletion" | "forgotten" => "forget",
-            w => w,
-        };
-        let h = word.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
-        v[(h % DIMS as u64) as usize] += 1.0;
-    }
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-    v.iter().map(|x| x / norm).collect()
-}
 
 fn vector_literal(v: &[f32]) -> String {
     format!(
@@ -64,58 +36,16 @@ async fn insert_embedded(admin: &PgPool, tenant: &str, n: usize, text: impl Fn(u
         .collect();
     sqlx::query(
         "INSERT INTO documents (tenant_id, id, content, content_hash, embedding, embedding_model) \
-         SELECT $1, i, t, 'h', v::vector, 'test-hash-384' FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
+         SELECT $1, i, t, 'h', v::vector, $5 FROM unnest($2::text[], $3::text[], $4::text[]) AS x(i, t, v)",
     )
     .bind(tenant)
     .bind(&ids)
     .bind(&texts)
     .bind(&vecs)
+    .bind(STAND_IN_MODEL)
     .execute(admin)
     .await
     .unwrap();
-}
-
-/// An OpenAI-compatible `/v1/embeddings` endpoint served by the test.
-async fn embedding_server() -> SocketAddr {
-    async fn embeddings(Json(body): Json<Value>) -> Json<Value> {
-        let inputs: Vec<String> = match &body["input"] {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a
-                .iter()
-                .map(|x| x.as_str().unwrap_or_default().to_owned())
-                .collect(),
-            _ => vec![],
-        };
-        let data: Vec<Value> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed_text(t)}))
-            .collect();
-        Json(
-            json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
-        )
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            Router::new().route("/v1/embeddings", post(embeddings)),
-        )
-        .await
-    });
-    addr
-}
-
-fn openai_embedder(endpoint: String, timeout_ms: u64) -> Embedder {
-    let cfg = EmbeddingConfig {
-        provider: ProviderKind::OpenAi,
-        endpoint: Some(endpoint),
-        model: Some("test-hash-384".into()),
-        timeout_ms,
-        ..EmbeddingConfig::default()
-    };
-    Embedder::from_config(&cfg, &mut Registry::default())
 }
 
 /// A runtime whose embedder is the stand-in embedding server, and that embedder (to index documents with).
@@ -590,7 +520,7 @@ async fn the_search_plan_touches_only_the_tenants_partition(admin: PgPool) {
     let p = HybridParams {
         query: "river sediment",
         vector: Some(embed_text("river sediment")),
-        model: Some("test-hash-384"),
+        model: Some(STAND_IN_MODEL),
         limit: 10,
         filter: None,
         lexical_weight: 1.0,
@@ -716,7 +646,7 @@ async fn unfiltered_searches_reuse_one_generic_plan_per_tenant(admin: PgPool) {
             let p = HybridParams {
                 query: "river sediment rain",
                 vector: Some(embed_text("river sediment rain")),
-                model: Some("test-hash-384"),
+                model: Some(STAND_IN_MODEL),
                 limit: 10,
                 filter: filter.as_ref(),
                 lexical_weight: 1.0,

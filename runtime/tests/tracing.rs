@@ -1,10 +1,16 @@
 //! OpenTelemetry traces, exported over OTLP/HTTP to a receiver, as a collector would get them: a caller's
 //! `traceparent` (HTTP header, or an MCP request's `_meta`) parents the spans that serve it; the MCP span
-//! carries the MCP conventions' attributes; nothing of the token is exported.
+//! carries the MCP conventions' attributes, the embedding call the GenAI conventions' and the breaker's
+//! decision; nothing of the token is exported.
 //!
 //! One test: the trace pipeline is the process's own, set up once, and sends through the runtime it starts in.
 
-use paddock_testkit::{otlp::Receiver, prelude::*};
+use paddock_runtime::app::Settings;
+use paddock_testkit::{
+    embedding::{STAND_IN_MODEL, embedding_server, openai_embedder},
+    otlp::Receiver,
+    prelude::*,
+};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -32,14 +38,21 @@ async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) 
 
     provision_tenant(&admin, "acme", 6000, 1000).await;
     let keys = keys();
-    let app = app(runtime_pool(&admin).await, &keys).await;
+    let embeddings = embedding_server().await;
+    let app = app_with(
+        runtime_pool(&admin).await,
+        &keys,
+        openai_embedder(format!("http://{embeddings}/v1"), 5000),
+        Settings::default(),
+    )
+    .await;
     let token = keys.token("acme", RW);
 
     // A 2026-07-28 request whose `_meta` carries the caller's context.
     let c = app.stateless(&token);
     let mut body = Stateless::body(
         "tools/call",
-        json!({"name": "search", "arguments": {"query": "erasure"}}),
+        json!({"name": "hybrid_search", "arguments": {"query": "erasure"}}),
     );
     body["params"]["_meta"]["traceparent"] = json!(format!("00-{META_TRACE}-{META_PARENT}-01"));
     let r = c.send(&Stateless::headers(&body), body).await;
@@ -110,13 +123,13 @@ async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) 
             .clone()
     };
 
-    let call = named("tools/call search", META_TRACE);
+    let call = named("tools/call hybrid_search", META_TRACE);
     assert_eq!(
         call.parent_span_id, META_PARENT,
         "_meta's traceparent is the parent"
     );
     assert_eq!(call.attribute("mcp.method.name"), Some("tools/call"));
-    assert_eq!(call.attribute("gen_ai.tool.name"), Some("search"));
+    assert_eq!(call.attribute("gen_ai.tool.name"), Some("hybrid_search"));
     assert_eq!(
         call.attribute("gen_ai.operation.name"),
         Some("execute_tool")
@@ -152,6 +165,21 @@ async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) 
             && s.parent_span_id == run.span_id),
         "the run's steps are in its trace: {spans:#?}"
     );
+
+    // The query's embedding is a GenAI client call under the tool call, admitted by the breaker.
+    let embedding = named(&format!("embeddings {STAND_IN_MODEL}"), META_TRACE);
+    assert_eq!(embedding.parent_span_id, call.span_id);
+    assert_eq!(
+        embedding.attribute("gen_ai.operation.name"),
+        Some("embeddings")
+    );
+    assert_eq!(
+        embedding.attribute("gen_ai.request.model"),
+        Some(STAND_IN_MODEL)
+    );
+    assert_eq!(embedding.attribute("gen_ai.provider.name"), Some("openai"));
+    assert_eq!(embedding.attribute("paddock.embedding.kind"), Some("query"));
+    assert_eq!(embedding.attribute("paddock.breaker"), Some("admitted"));
 
     // The search's database work is in the trace, under the call.
     let sql: Vec<_> = spans
