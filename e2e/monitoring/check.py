@@ -3,6 +3,7 @@
 
     check.py RENDERED_CHART OUT_DIR
     check.py --panel-exprs [NAME=VALUE]...
+    check.py --metric-names < EXPRESSIONS.json
 
 RENDERED_CHART is `helm template` of charts/paddock with the dashboards, the PrometheusRule and
 the monitors enabled. The script
@@ -32,6 +33,8 @@ With --panel-exprs it checks nothing: it prints, as JSON, every dashboard's temp
 with the Grafana variables NAME replaced by VALUE (`tenant=acme`, `__rate_interval=15s`;
 unnamed ones as in the recording rules above). The e2e scenario that evaluates every panel
 against a real Prometheus reads the dashboards through it, the same way as the checks here.
+With --metric-names it reads a JSON list of PromQL expressions (the alerts', say) on stdin and
+prints the sorted metric names they use, as JSON.
 """
 
 import json
@@ -425,6 +428,12 @@ def check_alert_tests(alerts, exported, target_labels):
 
 
 def main():
+    if sys.argv[1:2] == ["--metric-names"]:
+        names = set()
+        for expr in json.load(sys.stdin):
+            names.update(names_in(expr)[0])
+        json.dump(sorted(names), sys.stdout)
+        return 0
     if sys.argv[1:2] == ["--panel-exprs"]:
         values = dict(a.split("=", 1) for a in sys.argv[2:])
         json.dump(panel_exprs(values), sys.stdout, indent=1)

@@ -302,7 +302,7 @@ const EVENT_ONLY: &[(&str, u64, &str)] = &[(
 /// charged for a model call, one refused by its budget, embedding failures and an open breaker,
 /// a tenant over its rate limit, and a reconcile that fails on its 429. Then every panel's expression of every dashboard, with
 /// the template variables set as Grafana would, must return data: a renamed metric or label
-/// blanks a panel, and fails here.
+/// blanks a panel, and fails here. So does an alert watching a metric nothing exports.
 async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
     scoped(env.clone(), "dash", |s| async move {
         let operator = "paddock-e2e-metrics";
@@ -444,9 +444,90 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("prometheus's log:\n{}", prometheus.log_tail(20)))?;
 
-        check_dashboards(&prometheus, &s.env.repo, &t, &[&ns, &ns_l]).await
+        check_dashboards(&prometheus, &s.env.repo, &t, &[&ns, &ns_l]).await?;
+        check_alert_metrics(&prometheus, &s.env.repo).await
     })
     .await
+}
+
+/// Every metric the chart's alerts name has series in Prometheus: the alerts watch what the
+/// runtime and the operator really export under the monitors' labels, not a name that merely
+/// parses. The rules come from `helm template` (`$HELM`, as `scripts/e2e.sh` exports it), their
+/// metric names from `check.py --metric-names`.
+async fn check_alert_metrics(
+    prometheus: &Prometheus,
+    repo: &std::path::Path,
+) -> anyhow::Result<()> {
+    let helm = std::env::var("HELM").context("HELM is not set; run through scripts/e2e.sh")?;
+    let rendered = tokio::process::Command::new(helm)
+        .current_dir(repo)
+        .args([
+            "template",
+            "paddock",
+            "charts/paddock",
+            "--namespace",
+            "paddock-system",
+            "--set",
+            "prometheusRule.enabled=true",
+            "--show-only",
+            "templates/prometheusrule.yaml",
+        ])
+        .output()
+        .await?;
+    ensure!(
+        rendered.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let rule: serde_yaml::Value = serde_yaml::from_slice(&rendered.stdout)?;
+    let exprs: Vec<String> = rule["spec"]["groups"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|r| r["expr"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        !exprs.is_empty(),
+        "the chart's PrometheusRule has no expressions"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(repo.join("e2e/monitoring/check.py"))
+        .arg("--metric-names")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        stdin.write_all(&serde_json::to_vec(&exprs)?).await?;
+    }
+    let out = child.wait_with_output().await?;
+    ensure!(out.status.success(), "check.py --metric-names failed");
+    let names: Vec<String> = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        !names.is_empty(),
+        "no metric names in the alerts: {exprs:?}"
+    );
+    let mut missing = Vec::new();
+    for name in &names {
+        if prometheus
+            .query(&format!("count({{__name__=\"{name}\"}})"))
+            .await?
+            .is_empty()
+        {
+            missing.push(name.as_str());
+        }
+    }
+    ensure!(
+        missing.is_empty(),
+        "metrics the alerts name have no series: {missing:?}"
+    );
+    eprintln!(
+        "[dash] the {} metrics the alerts name all have series",
+        names.len()
+    );
+    Ok(())
 }
 
 /// Evaluates every dashboard's variables and panel expressions (read by
