@@ -7,12 +7,13 @@
 #   scripts/e2e.sh --skip two_tenants # all but the tests whose name contains this
 #   scripts/e2e.sh --keep             # leave the cluster, PostgreSQL and logs running/in place
 #
-# Steps: build (or reuse) the control plane, helm and kubeconform; check the chart's dashboards
+# Steps: build (or reuse) the control plane, helm, kubeconform, Prometheus and Jaeger; check the chart's dashboards
 # and alerts (e2e/monitoring/check.sh, with promtool); start a cluster with a unique name;
 # helm lint + helm template | kubeconform -strict; start a PostgreSQL of this
 # run's own; build the workspace's binaries and tests; run the operator's cluster tests
 # (cargo test -p paddock-operator --test cluster_* -- --ignored) and the scenario binaries of
-# paddock-e2e against the cluster. Logs of the run (operator, runtimes, control plane,
+# paddock-e2e against the cluster (scenarios, recovery, observability: traces in Jaeger and
+# every dashboard panel in Prometheus). Logs of the run (operator, runtimes, control plane,
 # PostgreSQL) are kept when something fails.
 set -euo pipefail
 
@@ -116,8 +117,9 @@ trap 'exit 130' INT TERM
 stage "control plane binaries"
 e2e/controlplane/build.sh >/dev/null
 
-stage "helm and kubeconform"
-eval "$(e2e/tools/build.sh)"
+stage "helm, kubeconform, Prometheus and Jaeger"
+eval "$(e2e/tools/build.sh helm kubeconform prometheus jaeger)"
+export PROMETHEUS JAEGER
 
 stage "chart: Argo CD health checks in Argo CD's Lua sandbox (e2e/argocd)"
 (cd e2e/argocd && GOFLAGS=-mod=readonly go test -count=1 ./...)
@@ -170,7 +172,7 @@ for bin in paddock-operator paddock-runtime kubectl-paddock; do
     [[ -n ${BIN[$bin]:-} ]] || die "cargo built no binary named $bin"
     ln -f "${BIN[$bin]}" "$RUN_DIR/bin/$bin" 2>/dev/null || cp -f "${BIN[$bin]}" "$RUN_DIR/bin/$bin"
 done
-for name in cluster_leader cluster_admission scenarios recovery; do
+for name in cluster_leader cluster_admission scenarios recovery observability; do
     [[ -n ${TEST_BIN[$name]:-} ]] || die "cargo built no test binary named $name"
 done
 
@@ -190,8 +192,9 @@ export PADDOCK_RUNTIME_BIN="$RUN_DIR/bin/paddock-runtime"
 export PADDOCK_E2E_PG_DATA="$PG_DATA"
 export PADDOCK_E2E_WORK_DIR="$RUN_DIR"
 export PADDOCK_E2E_MODE=local
-# Shared-operator scenarios first, then the recovery ones (they start and kill their own).
-for name in scenarios recovery; do
+# Shared-operator scenarios first, then the recovery ones (they start and kill their own), then
+# the observability ones (each starts its own operator, with the environment it needs).
+for name in scenarios recovery observability; do
     stage "scenarios: $name"
     "${TEST_BIN[$name]}" --include-ignored "${FILTERS[@]}" || FAILED+=("$name")
 done

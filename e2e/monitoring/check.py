@@ -2,6 +2,8 @@
 """Checks the chart's Grafana dashboards and alerts against the metrics the code exports.
 
     check.py RENDERED_CHART OUT_DIR
+    check.py --panel-exprs [NAME=VALUE]...
+    check.py --metric-names < EXPRESSIONS.json
 
 RENDERED_CHART is `helm template` of charts/paddock with the dashboards, the PrometheusRule and
 the monitors enabled. The script
@@ -25,14 +27,20 @@ the monitors enabled. The script
   Grafana's variables replaced, so that promtool check rules parses them).
 
 Exits non-zero with every problem listed.
+
+With --panel-exprs it checks nothing: it prints, as JSON, every dashboard's template variables
+(the expression and label of each label_values query) and every panel target's expression,
+with the Grafana variables NAME replaced by VALUE (`tenant=acme`, `__rate_interval=15s`;
+unnamed ones as in the recording rules above). The e2e scenario that evaluates every panel
+against a real Prometheus reads the dashboards through it, the same way as the checks here.
+With --metric-names it reads a JSON list of PromQL expressions (the alerts', say) on stdin and
+prints the sorted metric names they use, as JSON.
 """
 
 import json
 import re
 import sys
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "charts/paddock/files/dashboards"
@@ -232,10 +240,12 @@ def check_expr(where, expr, exported, target_labels):
 GRAFANA_BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
 
 
-def grafana_to_promql(expr):
+def grafana_to_promql(expr, values=None):
+    values = {**GRAFANA_BUILTINS, **(values or {})}
+
     def sub(m):
         name = m.group(1) or m.group(2)
-        return GRAFANA_BUILTINS.get(name, "value")
+        return values.get(name, "value")
 
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", sub, expr)
 
@@ -244,6 +254,45 @@ def all_panels(panels):
     for p in panels:
         yield p
         yield from all_panels(p.get("panels", []))
+
+
+def variable_queries(board):
+    """(variable, its query text, label_values' expression or None, its label) of each query variable."""
+    for v in board.get("templating", {}).get("list", []):
+        if v.get("type") != "query":
+            continue
+        q = v.get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*", q or "")
+        yield v, q, (m.group(1) if m else None), (m.group(2) if m else None)
+
+
+def data_panels(board):
+    """Each panel that shows data (not a row or text), with its targets."""
+    for p in all_panels(board.get("panels", [])):
+        if p.get("type") not in ("row", "text"):
+            yield p, p.get("targets") or []
+
+
+def panel_exprs(values):
+    """Every dashboard's variables and panel expressions, Grafana's variables replaced by values."""
+    out = []
+    for f in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(f.read_text())
+        out.append({
+            "file": str(f.relative_to(ROOT)),
+            "uid": board.get("uid"),
+            "variables": [
+                {"name": v.get("name"), "expr": grafana_to_promql(e, values), "label": label}
+                for v, _, e, label in variable_queries(board) if e is not None
+            ],
+            "targets": [
+                {"panel": p.get("id"), "title": p.get("title"), "refId": t.get("refId"),
+                 "expr": grafana_to_promql(t["expr"], values)}
+                for p, targets in data_panels(board) for t in targets if t.get("expr")
+            ],
+        })
+    return out
 
 
 def check_dashboards(rendered, exported, target_labels):
@@ -282,19 +331,14 @@ def check_dashboards(rendered, exported, target_labels):
         variables = {v.get("name") for v in board.get("templating", {}).get("list", [])}
         if "datasource" not in variables:
             problem(f"{where}: no `datasource` template variable")
-        for v in board.get("templating", {}).get("list", []):
-            if v.get("type") != "query":
-                continue
-            q = v.get("query")
-            q = q.get("query") if isinstance(q, dict) else q
-            m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*", q or "")
-            if not m:
+        for v, q, var_expr, label in variable_queries(board):
+            if var_expr is None:
                 problem(f"{where}: variable {v.get('name')}: query {q!r} is not label_values(expr, label)")
                 continue
             vw = f"{where} variable {v['name']}"
-            check_expr(vw, grafana_to_promql(m.group(1)), exported, target_labels)
-            check_expr(vw, f"sum by ({m.group(2)}) ({grafana_to_promql(m.group(1))})", exported, target_labels)
-            exprs.append((f"{record_prefix}:variable_{v['name']}", grafana_to_promql(m.group(1))))
+            check_expr(vw, grafana_to_promql(var_expr), exported, target_labels)
+            check_expr(vw, f"sum by ({label}) ({grafana_to_promql(var_expr)})", exported, target_labels)
+            exprs.append((f"{record_prefix}:variable_{v['name']}", grafana_to_promql(var_expr)))
         ids = set()
         for p in all_panels(board.get("panels", [])):
             pw = f"{where} panel {p.get('id')} {p.get('title')!r}"
@@ -365,6 +409,8 @@ def check_alerts(rule, exported, target_labels):
 
 
 def check_alert_tests(alerts, exported, target_labels):
+    import yaml
+
     tests = yaml.safe_load(ALERT_TESTS.read_text())
     fired, silent = set(), set()
     for ti, test in enumerate(tests.get("tests", [])):
@@ -382,6 +428,19 @@ def check_alert_tests(alerts, exported, target_labels):
 
 
 def main():
+    if sys.argv[1:2] == ["--metric-names"]:
+        names = set()
+        for expr in json.load(sys.stdin):
+            names.update(names_in(expr)[0])
+        json.dump(sorted(names), sys.stdout)
+        return 0
+    if sys.argv[1:2] == ["--panel-exprs"]:
+        values = dict(a.split("=", 1) for a in sys.argv[2:])
+        json.dump(panel_exprs(values), sys.stdout, indent=1)
+        return 0
+    # Only the checks need PyYAML (check.sh provides it); --panel-exprs runs without it.
+    import yaml
+
     rendered_path, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
     rendered = [d for d in yaml.safe_load_all(rendered_path.read_text()) if d]
 

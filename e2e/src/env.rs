@@ -400,7 +400,16 @@ pub struct Scope {
 impl Scope {
     /// Starts an operator of this scenario, named (pod name) `identity`.
     pub async fn start_operator(&self, identity: &str) -> anyhow::Result<()> {
-        let op = Operator::start(&self.env, identity).await?;
+        self.start_operator_with(identity, &[]).await
+    }
+
+    /// [`Scope::start_operator`] with more environment variables.
+    pub async fn start_operator_with(
+        &self,
+        identity: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let op = Operator::start_with(&self.env, identity, extra).await?;
         eprintln!(
             "[{}] operator {identity} started, log {}",
             self.id,
@@ -419,6 +428,15 @@ impl Scope {
             .ok_or_else(|| anyhow!("no operator {identity}"))?;
         op.proc.kill().await;
         Ok(())
+    }
+
+    /// The port of operator `identity`'s `/metrics`.
+    pub async fn operator_metrics_port(&self, identity: &str) -> anyhow::Result<u16> {
+        let ops = self.operators.lock().await;
+        ops.iter()
+            .find(|o| o.identity == identity)
+            .map(|o| o.metrics_port)
+            .ok_or_else(|| anyhow!("no operator {identity}"))
     }
 
     /// The `/metrics` text of operator `identity`.

@@ -12,9 +12,10 @@
 //!   environment holding only those variables (plus `PATH` and the proxy below).
 //!
 //! The test-only differences, all explicit here:
-//! 1. the config file's `listen` address becomes `127.0.0.1:<free port>`, and its
-//!    `metrics_listen` `127.0.0.1:0` (pods have their own network namespace; processes on one
-//!    host do not, and nothing scrapes the metrics here);
+//! 1. the config file's `listen` and `metrics_listen` addresses become `127.0.0.1:<free port>`
+//!    (pods have their own network namespace; processes on one host do not); the metrics port
+//!    and the pod template's labels are kept, for a scenario's Prometheus to scrape as the
+//!    chart's PodMonitor would;
 //! 2. mount paths are moved under the private directory, and every occurrence of a mount path
 //!    in arguments, env values and mounted files is rewritten to match (the host has one `/etc`);
 //! 3. the process gets `HTTP_PROXY` pointing at [`crate::proxy`], its stand-in for cluster DNS;
@@ -64,6 +65,10 @@ pub struct LocalRuntime {
     pub namespace: String,
     pub deployment: String,
     pub port: u16,
+    /// The port of its `/metrics` (`metrics_listen`).
+    pub metrics_port: u16,
+    /// The pod template's labels (`paddock.dev/toolserver`, `paddock.dev/tenant`, ...).
+    pub labels: BTreeMap<String, String>,
     /// Service routed to it, once found.
     pub service: Option<(String, u16)>,
     fingerprint: String,
@@ -89,6 +94,23 @@ impl Runtimes {
             .await
             .get(&(namespace.to_owned(), name.to_owned()))
             .map(|r| r.port)
+    }
+
+    /// Every runtime running now, as (namespace, Deployment, metrics port, pod template labels).
+    pub async fn metrics_targets(&self) -> Vec<(String, String, u16, BTreeMap<String, String>)> {
+        self.0
+            .lock()
+            .await
+            .values()
+            .map(|r| {
+                (
+                    r.namespace.clone(),
+                    r.deployment.clone(),
+                    r.metrics_port,
+                    r.labels.clone(),
+                )
+            })
+            .collect()
     }
 
     /// Log tails of every runtime, for failure reports.
@@ -491,6 +513,7 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         anyhow!("the runtime container names no config file (--config or PADDOCK_CONFIG)")
     })?;
     let port = free_port()?;
+    let metrics_port = free_port()?;
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("config file {config} is not mounted"))?;
     let mut doc: serde_yaml::Value =
@@ -499,7 +522,10 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         .as_mapping_mut()
         .ok_or_else(|| anyhow!("config file {config} is not a mapping"))?;
     map.insert("listen".into(), format!("127.0.0.1:{port}").into());
-    map.insert("metrics_listen".into(), "127.0.0.1:0".into());
+    map.insert(
+        "metrics_listen".into(),
+        format!("127.0.0.1:{metrics_port}").into(),
+    );
     std::fs::write(&config, serde_yaml::to_string(&doc)?)?;
 
     let mut cmd = Command::new(&ctx.runtime_bin);
@@ -519,6 +545,13 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         namespace,
         deployment: name,
         port,
+        metrics_port,
+        labels: d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
         service: None,
         fingerprint,
         grace: Duration::from_secs(

@@ -10,6 +10,7 @@
 //! - [`kubelet`] and [`proxy`]: the runtime started on the host with what the operator rendered,
 //!   and the stand-in for cluster DNS that routes Service URLs to it;
 //! - [`llm`]: the stand-in model provider (the test kit's model server, answering as the scenarios expect);
+//! - [`observability`]: Jaeger, Prometheus and a stand-in embeddings API for the observability scenarios;
 //! - [`steps`]: the steps scenarios share (a Ready ToolServer, tokens, MCP calls);
 //! - [`runner`]: the small test runner of the scenario binaries.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod kubectl;
 pub mod kubelet;
 pub mod llm;
 pub mod manifests;
+pub mod observability;
 pub mod operator;
 pub mod process;
 pub mod proxy;

@@ -22,6 +22,15 @@ pub struct Operator {
 impl Operator {
     /// Starts an operator named `identity` (its pod name) and waits until `/healthz` answers.
     pub async fn start(env: &Env, identity: &str) -> anyhow::Result<Self> {
+        Self::start_with(env, identity, &[]).await
+    }
+
+    /// [`Operator::start`] with more environment variables (`OTEL_*`, say).
+    pub async fn start_with(
+        env: &Env,
+        identity: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let local = env
             .local()
             .ok_or_else(|| anyhow::anyhow!("the operator runs in the cluster in this mode"))?;
@@ -44,7 +53,8 @@ impl Operator {
                     .unwrap_or_else(|_| "info,paddock_operator=debug".into()),
             )
             .env("HTTP_PROXY", local.proxy.url())
-            .env("NO_PROXY", "127.0.0.1,localhost");
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .envs(extra.iter().copied());
         let mut proc = Proc::spawn(&format!("operator-{identity}"), cmd, &env.work_dir)?;
         wait_healthy(&mut proc, metrics_port).await?;
         Ok(Self {

@@ -158,3 +158,54 @@ async fn a_task_is_submitted_followed_and_canceled_over_the_runtimes_a2a(superus
     runtime.task.abort();
     world.finish().await;
 }
+
+/// A tenant over its rate limit for a moment must not lose its AgentTasks: the runtime's 429
+/// carries a JSON-RPC error object, and the client must still report it as transient (the
+/// controller retries with backoff) rather than as a refusal (the task would end rejected).
+#[sqlx::test(migrations = false)]
+async fn a_rate_limited_submission_is_transient_not_a_refusal(superuser: PgPool) {
+    let world = World::new(superuser, "rl", "  tools: [search, get_document]\n").await;
+    sqlx::query("UPDATE tenants SET requests_per_minute = 1, burst = 1 WHERE id = $1")
+        .bind(&world.name)
+        .execute(&world.admin.pool)
+        .await
+        .unwrap();
+    let runtime = world.start_runtime().await;
+    let http = reqwest::Client::new();
+    let token = world
+        .dev
+        .mint(
+            &world.name,
+            &build::resource_url(&world.toolserver),
+            "agenttask:ns/t",
+            &TASK_SCOPES,
+            Duration::from_secs(300),
+        )
+        .unwrap();
+    let client = A2aClient::new(&http, &runtime.base_url(), token);
+    let rag = task("rag", "What notice period applies?");
+    let mut outcomes = Vec::new();
+    for i in 0..3 {
+        outcomes.push(
+            client
+                .send_message(
+                    &format!("0f6b0e58-2f43-4a3c-9d8e-6c1f7b2a9e1{i}"),
+                    &rag.spec.input,
+                    agenttask::submission_metadata(&rag.spec, Duration::from_secs(120)),
+                )
+                .await,
+        );
+    }
+    let limited: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(
+        !limited.is_empty(),
+        "three submissions under a burst of 1 were all admitted: {outcomes:?}"
+    );
+    for e in limited {
+        assert!(
+            matches!(e, A2aError::Status(429)) && e.is_transient(),
+            "a rate-limited submission must be a transient 429, not {e:?}"
+        );
+    }
+    world.finish().await;
+}

@@ -1,7 +1,8 @@
 //! OpenTelemetry traces, exported over OTLP/HTTP to a receiver, as a collector would get them: a caller's
 //! `traceparent` (HTTP header, or an MCP request's `_meta`) parents the spans that serve it; the MCP span
 //! carries the MCP conventions' attributes, the embedding call the GenAI conventions' and the breaker's
-//! decision; nothing of the token is exported.
+//! decision; a task's tool calls are spans under their step, with their SQL under them; nothing of the token
+//! is exported.
 //!
 //! One test: the trace pipeline is the process's own, set up once, and sends through the runtime it starts in.
 
@@ -180,6 +181,35 @@ async fn a_callers_trace_context_parents_the_spans_that_serve_it(admin: PgPool) 
     assert_eq!(embedding.attribute("gen_ai.provider.name"), Some("openai"));
     assert_eq!(embedding.attribute("paddock.embedding.kind"), Some("query"));
     assert_eq!(embedding.attribute("paddock.breaker"), Some("admitted"));
+
+    // The run's tool calls are spans of their own, under their step, with the tool's SQL under them.
+    let tool = named("execute_tool hybrid_search", TASK_TRACE);
+    assert_eq!(tool.attribute("gen_ai.tool.name"), Some("hybrid_search"));
+    assert_eq!(
+        tool.attribute("gen_ai.operation.name"),
+        Some("execute_tool")
+    );
+    let step = spans
+        .iter()
+        .find(|s| s.span_id == tool.parent_span_id)
+        .unwrap_or_else(|| panic!("the tool call has no parent in the trace: {spans:#?}"));
+    assert_eq!(step.name, "step search");
+    assert_eq!(
+        step.parent_span_id, run.span_id,
+        "the step is the run's child"
+    );
+    let under_tool: Vec<_> = spans
+        .iter()
+        .filter(|s| {
+            s.parent_span_id == tool.span_id && s.attribute("db.system.name") == Some("postgresql")
+        })
+        .collect();
+    assert!(
+        under_tool
+            .iter()
+            .any(|s| s.attribute("db.query.summary").is_some()),
+        "no SQL span under the tool call: {spans:#?}"
+    );
 
     // The search's database work is in the trace, under the call.
     let sql: Vec<_> = spans

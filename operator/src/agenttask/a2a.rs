@@ -220,6 +220,12 @@ impl<'a> A2aClient<'a> {
         if status == 404 || status == 405 {
             return Err(A2aError::Unavailable);
         }
+        // Overload and server faults are retried whatever the body says: the runtime's 429 (a
+        // tenant over its rate limit for a moment) carries a JSON-RPC error object, which would
+        // otherwise read as a refusal of the task itself.
+        if status == 429 || status >= 500 {
+            return Err(A2aError::Status(status));
+        }
         let text = resp.text().await.map_err(A2aError::Connect)?;
         let value: Option<Value> = serde_json::from_str(&text).ok();
         // A JSON-RPC error object; anything else (an auth refusal's body, say) is judged by status.

@@ -165,7 +165,7 @@ pub fn error_policy(task: Arc<AgentTask>, error: &Error, ctx: Arc<Context>) -> A
 
 #[tracing::instrument(name = "reconcile", skip_all, fields(
     otel.name = "reconcile AgentTask", k8s.object.kind = "AgentTask",
-    k8s.namespace.name = ?task.namespace(), k8s.object.name = %task.name_any(),
+    k8s.namespace.name = %task.namespace().unwrap_or_default(), k8s.object.name = %task.name_any(),
 ))]
 pub async fn reconcile(task: Arc<AgentTask>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);

@@ -146,7 +146,7 @@ pub fn error_policy(ts: Arc<ToolServer>, error: &Error, ctx: Arc<Context>) -> Ac
 
 #[tracing::instrument(name = "reconcile", skip_all, fields(
     otel.name = "reconcile ToolServer", k8s.object.kind = "ToolServer",
-    k8s.namespace.name = ?ts.namespace(), k8s.object.name = %ts.name_any(),
+    k8s.namespace.name = %ts.namespace().unwrap_or_default(), k8s.object.name = %ts.name_any(),
 ))]
 pub async fn reconcile(ts: Arc<ToolServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);

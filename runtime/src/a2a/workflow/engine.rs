@@ -4,7 +4,7 @@
 //! [`Run::step`] (timeout, bounded retries of transient failures), and stores what it found with
 //! [`Run::artifact`]; each of these first passes a checkpoint, which stops the run once the task is canceled
 //! here (the signal) or anywhere (its row). Work reaches the documents through the MCP tools
-//! ([`Run::call_tool`], under the task's tenant and scopes) and the model through [`Run::generate`], which
+//! ([`Run::call_tool`], under the task's tenant and scopes, each call an `execute_tool` span) and the model through [`Run::generate`], which
 //! reserves budget before each call and settles after, and degrades to the extractive answer when the model
 //! is down and the tenant allows it. [`Run::verify`] checks every citation against the retrieved documents.
 
@@ -240,7 +240,31 @@ impl Run {
                 ),
             });
         }
-        match tools::call(&self.tool_ctx(), tool, args).await {
+        // The tool call as an MCP client's `tools/call` is traced (OpenTelemetry's GenAI conventions), so a
+        // task's trace shows which tool each step ran, with the tool's SQL spans under it.
+        let span = tracing::info_span!(
+            "tool",
+            otel.name = %format_args!("execute_tool {name}"),
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = name,
+            error.type = tracing::field::Empty,
+        );
+        let outcome = tools::call(&self.tool_ctx(), tool, args)
+            .instrument(span.clone())
+            .await;
+        if !matches!(outcome, Ok(ToolOutcome::Ok(_))) {
+            span.record("otel.status_code", "ERROR");
+            span.record(
+                "error.type",
+                if outcome.is_ok() {
+                    "tool_error"
+                } else {
+                    "internal"
+                },
+            );
+        }
+        match outcome {
             Ok(ToolOutcome::Ok(v)) => Ok(v),
             Ok(ToolOutcome::Failed(m)) if m.contains("temporarily unavailable") => {
                 Err(StepError::Transient(m))
