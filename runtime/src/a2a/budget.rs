@@ -324,6 +324,8 @@ pub struct UsageReport {
     pub reserved: Money,
     pub remaining: Money,
     pub user_spent: Money,
+    /// The share of the budget, in percent, at which the tenant is warned (the Tenant's `warnAtPercent`).
+    pub warn_at_percent: i32,
     /// The caller's calls this period, per model.
     pub by_model: Vec<ModelUsage>,
     /// The tenant's usage ledger broken down, when asked for.
@@ -398,6 +400,9 @@ impl JsonSchema for Money {
     }
 }
 
+/// The tenants table's default of `warn_at_percent`, for a tenant without a row.
+const DEFAULT_WARN_AT_PERCENT: i32 = 80;
+
 /// The `usage` report of `user`: the tenant's budget standing and the user's own spend this month.
 pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<UsageReport, DbError> {
     let mut tx = db.begin(tenant).await?;
@@ -411,9 +416,12 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Usag
     .bind(user)
     .fetch_all(tx.conn())
     .await?;
-    let period: NaiveDate = sqlx::query_scalar("SELECT paddock_budget_period()")
-        .fetch_one(tx.conn())
-        .await?;
+    let (period, warn_at_percent): (NaiveDate, Option<i32>) = sqlx::query_as(
+        "SELECT paddock_budget_period(), \
+                (SELECT warn_at_percent FROM tenants WHERE id = paddock_current_tenant())",
+    )
+    .fetch_one(tx.conn())
+    .await?;
     tx.commit().await?;
     let user_spent: Decimal = by_model.iter().map(|m| m.4).sum();
     let s = standing.unwrap_or(Standing {
@@ -433,6 +441,7 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Usag
         remaining: Money(s.remaining()),
         currency: s.currency,
         user_spent: Money(user_spent),
+        warn_at_percent: warn_at_percent.unwrap_or(DEFAULT_WARN_AT_PERCENT),
         by_model: by_model
             .into_iter()
             .map(|(model, calls, input, output, cost)| ModelUsage {

@@ -625,6 +625,7 @@ mod tests {
                 "reserved",
                 "remaining",
                 "userSpent",
+                "warnAtPercent",
                 "byModel"
             ])
         );

@@ -118,6 +118,7 @@ mod tests {
             reserved: Money(Decimal::ZERO),
             remaining: Money(Decimal::new(23_750_000, 6)),
             user_spent: Money(Decimal::new(125, 4)),
+            warn_at_percent: 80,
             by_model: vec![ModelUsage {
                 model: "small".into(),
                 calls: 3,
@@ -131,6 +132,7 @@ mod tests {
         // Money stays a decimal string, dates stay days, keys stay camelCase; no ledger unless asked for.
         assert_eq!(plain["budget"], "25");
         assert_eq!(plain["userSpent"], "0.0125");
+        assert_eq!(plain["warnAtPercent"], 80);
         assert_eq!(plain["periodStart"], "2026-05-01");
         assert_eq!(plain["byModel"][0]["inputTokens"], 1200);
         assert!(plain.get("ledger").is_none());
