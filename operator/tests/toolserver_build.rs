@@ -621,6 +621,28 @@ fn a_toolservers_tracing_reaches_the_runtime_config() {
     );
 }
 
+/// The console is on unless the spec switches it off; switched off, the runtime's file says so.
+#[test]
+fn a_toolserver_can_switch_the_console_off() {
+    let world = World::new();
+    let mut ts = toolserver("toolserver-minimal.yaml");
+    let cm = build::config_map(&world.inputs(&ts)).unwrap();
+    assert!(!cm.data.as_ref().unwrap()[build::CONFIG_FILE].contains("console"));
+    assert!(load_runtime_config(&cm).console.enabled);
+
+    ts.spec.console = Some(serde_yaml::from_str("{enabled: false}").unwrap());
+    let cm = build::config_map(&world.inputs(&ts)).unwrap();
+    assert!(cm.data.as_ref().unwrap()[build::CONFIG_FILE].contains("console:\n  enabled: false"));
+    assert!(!load_runtime_config(&cm).console.enabled);
+
+    ts.spec.console = Some(serde_yaml::from_str("{}").unwrap());
+    assert!(
+        load_runtime_config(&build::config_map(&world.inputs(&ts)).unwrap())
+            .console
+            .enabled
+    );
+}
+
 #[test]
 fn specs_the_runtime_cannot_serve_are_refused_with_the_field() {
     let world = World::new();

@@ -7,8 +7,9 @@
 //! reaches them, never a client of the Service.
 //!
 //! Public layer order (outermost first): request id → trace span → CORS → body limit → timeout → routes.
-//! Protected routes (`/mcp`, `/a2a`) add Origin validation, bearer authentication and a JSON content-type check
-//! in front of their handlers.
+//! The web console (`/console`, [`crate::console`]) is public static pages unless switched off; its ledger
+//! export is a protected route. Protected routes (`/mcp`, `/a2a`, `/console/api/ledger`) add Origin
+//! validation, bearer authentication and a JSON content-type check in front of their handlers.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -56,6 +57,8 @@ pub struct Settings {
     pub search: SearchSettings,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Serve the web console at `/console` (and its ledger export).
+    pub console: bool,
 }
 
 impl Default for Settings {
@@ -111,9 +114,13 @@ pub struct AppState {
 
 /// Builds the public router. It serves no `/metrics`: that is [`ops_app`]'s, on its own address.
 pub fn app(state: AppState) -> Router {
-    let protected = Router::new()
+    let mut protected = Router::new()
         .merge(mcp::router())
-        .merge(crate::a2a::protected_router())
+        .merge(crate::a2a::protected_router());
+    if state.settings.console {
+        protected = protected.merge(crate::console::protected_router());
+    }
+    let protected = protected
         .layer(middleware::from_fn(require_json_body))
         .layer(middleware::from_fn_with_state(state.clone(), check_tenant))
         .layer(middleware::from_fn_with_state(
@@ -149,7 +156,11 @@ pub fn app(state: AppState) -> Router {
         .max_age(Duration::from_secs(600));
 
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut public = Router::new();
+    if settings.console {
+        public = public.merge(crate::console::router().with_state(state.clone()));
+    }
+    public
         .merge(protected.with_state(state.clone()))
         .merge(crate::a2a::public_router().with_state(state.clone()))
         .merge(auth::metadata_router(state.auth.clone()))
@@ -189,6 +200,8 @@ const ROUTES: &[&str] = &[
     "/.well-known/oauth-protected-resource/mcp",
     "/.well-known/agent-card.json",
     "/.well-known/agent.json",
+    "/console/",
+    "/console/api/ledger",
 ];
 
 /// The span of one HTTP request, with the OpenTelemetry HTTP server conventions' names. It is a child of the

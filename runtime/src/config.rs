@@ -36,7 +36,18 @@ impl RuntimeConfigExt for RuntimeConfig {
     }
 
     fn settings(&self) -> Settings {
-        settings(&self.mcp, search_settings(&self.search), &self.limits)
+        let mut s = settings(&self.mcp, search_settings(&self.search), &self.limits);
+        s.console = self.console.enabled;
+        if s.console {
+            // The console's own requests carry the origin people open it at: the public URL's.
+            let public = self.a2a.settings(&self.auth.resource).ok();
+            if let Some(origin) = public.and_then(|a| origin_of(&a.public_url)) {
+                if !s.origin_allowed(&origin) {
+                    s.allowed_origins.push(origin);
+                }
+            }
+        }
+        s
     }
 }
 
@@ -51,7 +62,14 @@ pub fn settings(mcp: &McpConfig, search: SearchSettings, limits: &LimitsConfig) 
         search,
         max_body_bytes: limits.max_body_bytes,
         request_timeout: Duration::from_millis(limits.request_timeout_ms),
+        console: ConsoleConfig::default().enabled,
     }
+}
+
+/// `scheme://host[:port]` of a URL, as a browser writes it in an `Origin` header.
+fn origin_of(url: &str) -> Option<String> {
+    let origin = url::Url::parse(url).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// The search tunables from the file's `search:` section.
@@ -69,6 +87,25 @@ pub fn search_settings(s: &SearchConfig) -> SearchSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_origin_is_allowed_while_the_console_is_on() {
+        let yaml = "auth:\n  resource: https://docs.acme.example/mcp\n  issuers:\n    - issuer: i\n      audience: a\n      jwks: { file: /tmp/jwks.json }\n";
+        let mut cfg = RuntimeConfig::parse(yaml).unwrap();
+        let s = cfg.settings();
+        assert!(s.console);
+        assert!(s.origin_allowed("https://docs.acme.example"));
+        assert!(!s.origin_allowed("https://docs.acme.example.evil"));
+        cfg.a2a.public_url = Some("https://console.acme.example:8443/".into());
+        assert!(
+            cfg.settings()
+                .origin_allowed("https://console.acme.example:8443")
+        );
+        cfg.console.enabled = false;
+        let off = cfg.settings();
+        assert!(!off.console);
+        assert!(!off.origin_allowed("https://console.acme.example:8443"));
+    }
 
     #[test]
     fn yaml_with_map_form_enums_parses_and_validates() {

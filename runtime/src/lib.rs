@@ -12,6 +12,7 @@ pub mod cli;
 /// The MCP client the `ingest` command uses (shared with the lab, the suites and `kubectl paddock`).
 pub use paddock_contract::client;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod documents;
 pub mod embed;

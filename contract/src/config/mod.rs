@@ -53,12 +53,37 @@ pub struct RuntimeConfig {
     pub a2a: A2aConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The web console at `/console`: on unless switched off.
+    #[serde(default, skip_serializing_if = "ConsoleConfig::is_default")]
+    pub console: ConsoleConfig,
     #[serde(default)]
     pub log_format: LogFormat,
     /// OpenTelemetry traces over OTLP/HTTP; off unless an endpoint is set here or in the standard `OTEL_*`
     /// environment variables.
     #[serde(default, skip_serializing_if = "TracingConfig::is_default")]
     pub tracing: TracingConfig,
+}
+
+/// The `console:` section: the tenants' web console, static pages served at `/console`. It holds no privilege
+/// of its own: every call it makes is an MCP, A2A or ledger request with the signed-in person's token.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console. When on, the origin of the public URL (`a2a.public_url`, else the origin of
+    /// `auth.resource`) is also an allowed origin, so the console's own requests pass the Origin check.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Where traces go and how many are kept. The standard environment variables fill what is not set here:
@@ -186,6 +211,7 @@ impl RuntimeConfig {
             search: SearchConfig::default(),
             a2a: A2aConfig::default(),
             limits: LimitsConfig::default(),
+            console: ConsoleConfig::default(),
             log_format: LogFormat::default(),
             tracing: TracingConfig::default(),
         }

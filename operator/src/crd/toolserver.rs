@@ -96,6 +96,20 @@ pub struct ToolServerSpec {
     /// the pods' environment sets the standard `OTEL_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TracingSpec>,
+
+    /// The tenants' web console at `/console` (search, documents, tasks, spend), on by default.
+    /// It is static pages: every call it makes carries the signed-in person's token and its scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSpec>,
+}
+
+/// The web console's settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleSpec {
+    /// Serve the console at `/console` (and redirect `/` to it).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
 }
 
 /// Where the runtime sends its traces, and how many it keeps.

@@ -349,6 +349,10 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
         cfg.search = search_config(s, &mut named)?;
     }
     set_a2a(&mut cfg.a2a, &ts.spec.a2a, &mut named)?;
+    if let Some(c) = &ts.spec.console {
+        cfg.console.enabled = c.enabled;
+        named.push("console.enabled");
+    }
     if let Some(t) = &ts.spec.tracing {
         cfg.tracing.otlp_endpoint = Some(t.otlp_endpoint.clone());
         named.push("tracing.otlp_endpoint");

@@ -402,6 +402,9 @@ impl JsonSchema for Money {
     }
 }
 
+/// The tenants table's default of `warn_at_percent`, for a tenant without a row.
+const DEFAULT_WARN_AT_PERCENT: i32 = 80;
+
 /// The `usage` report of `user`: the tenant's budget standing and the user's own spend this month.
 pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<UsageReport, DbError> {
     let mut tx = db.begin(tenant).await?;
@@ -426,7 +429,7 @@ pub async fn usage_report(db: &Db, tenant: &TenantId, user: &str) -> Result<Usag
         budget: Decimal::ZERO,
         spent: Decimal::ZERO,
         reserved: Decimal::ZERO,
-        warn_at_percent: 80,
+        warn_at_percent: DEFAULT_WARN_AT_PERCENT,
     });
     Ok(UsageReport {
         tenant: tenant.as_str().to_owned(),

@@ -5,12 +5,15 @@
 //!   out of their tenant (`SET ROLE`, `SET SESSION AUTHORIZATION`, the tenant setting, `row_security`,
 //!   partitions, every SECURITY DEFINER function).
 //! - [`tokens`]: forged, altered and crafted bearer tokens.
+//! - [`console`]: the web console's pages (their Content-Security-Policy, paths outside its files) and its ledger
+//!   export (tokens, scope, tenant, Origin, hostile queries).
 //! - [`requests`]: another tenant's ids on every tool and A2A method, another user's session, scope escalation,
 //!   batches against the rate limit, and malformed or hostile bodies.
 //!
 //! Every refusal must be a clean protocol error: never a 5xx, never the database's or the driver's text
 //! ([`assert_clean`]). `docs/security.md` states the threat model these tests hold the code to.
 
+mod console;
 mod database;
 mod requests;
 mod tokens;
