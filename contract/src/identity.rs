@@ -14,14 +14,17 @@ pub mod scopes {
     pub const TASKS_ADMIN: &str = "tasks:admin";
     /// Read the tenant's usage and budget.
     pub const USAGE_READ: &str = "usage:read";
+    /// Read the tenant's audit trail: every user's tool calls and A2A methods.
+    pub const AUDIT_READ: &str = "audit:read";
 
     /// Every scope the runtime knows, as advertised in the protected-resource metadata.
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 6] = [
         DOCUMENTS_READ,
         DOCUMENTS_WRITE,
         TASKS_RUN,
         TASKS_ADMIN,
         USAGE_READ,
+        AUDIT_READ,
     ];
 }
 

@@ -78,6 +78,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "upsert_document",
     "delete_document",
     "usage",
+    "audit",
 ];
 
 /// An MCP tool the runtime can expose.
@@ -99,11 +100,13 @@ pub enum Tool {
     DeleteDocument,
     /// Report the caller's usage and remaining budget.
     Usage,
+    /// Read the tenant's audit trail.
+    Audit,
 }
 
 impl Tool {
     /// Every tool, in listing order.
-    pub const ALL: [Tool; 7] = [
+    pub const ALL: [Tool; 8] = [
         Tool::HybridSearch,
         Tool::Search,
         Tool::GetDocument,
@@ -111,6 +114,7 @@ impl Tool {
         Tool::UpsertDocument,
         Tool::DeleteDocument,
         Tool::Usage,
+        Tool::Audit,
     ];
 
     /// The tool's MCP name.
@@ -123,6 +127,7 @@ impl Tool {
             Tool::UpsertDocument => "upsert_document",
             Tool::DeleteDocument => "delete_document",
             Tool::Usage => "usage",
+            Tool::Audit => "audit",
         }
     }
 

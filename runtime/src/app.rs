@@ -110,6 +110,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// A2A tasks: settings, model provider, and the tasks this replica runs.
     pub a2a: crate::a2a::A2a,
+    /// The audit trail's writer.
+    pub audit: crate::audit::Audit,
 }
 
 /// Builds the public router. It serves no `/metrics`: that is [`ops_app`]'s, on its own address.

@@ -340,6 +340,18 @@ impl TenantTx {
         &self.tenant
     }
 
+    /// Binds the rest of the transaction to `tenant`, for a writer that stores several tenants' rows in one
+    /// commit (the audit trail's). Row-level security holds as at the start: a login pinned to one tenant still
+    /// sees and writes that tenant only, so a statement for another fails its policy.
+    pub async fn rebind(&mut self, tenant: &TenantId) -> Result<(), DbError> {
+        sqlx::query("SELECT set_config('paddock.tenant_id', $1, true)")
+            .bind(tenant.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        self.tenant = tenant.clone();
+        Ok(())
+    }
+
     /// The connection to run statements on.
     pub fn conn(&mut self) -> &mut sqlx::PgConnection {
         &mut self.tx

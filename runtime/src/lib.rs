@@ -7,6 +7,7 @@
 pub mod a2a;
 pub mod admission;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 /// The MCP client the `ingest` command uses (shared with the lab, the suites and `kubectl paddock`).

@@ -7,6 +7,7 @@ use prometheus_client::registry::Registry;
 
 use crate::{
     app::{self, AppState},
+    audit::Audit,
     auth::{AuthError, Authenticator},
     config::{RuntimeConfig, RuntimeConfigExt},
     db::{Db, DbError},
@@ -14,6 +15,9 @@ use crate::{
     indexer::{self, IndexerHandle},
     metrics::Metrics,
 };
+
+/// How often each replica deletes audit events past their retention.
+const AUDIT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The vector column's dimensions (see the schema); other embedders are refused at start-up.
 pub use paddock_contract::schema::VECTOR_DIMENSIONS;
@@ -64,6 +68,7 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
         .settings(&cfg.auth.resource)
         .map_err(|e| invalid(e.to_string()))?;
     let llm = crate::a2a::Llm::from_config(&cfg.llm).map_err(|e| invalid(e.to_string()))?;
+    let audit = Audit::start(db.clone(), &mut registry);
     Ok(AppState {
         db,
         embedder,
@@ -73,6 +78,7 @@ pub async fn build_state(cfg: &RuntimeConfig) -> Result<AppState, StartError> {
         settings: Arc::new(cfg.settings()),
         registry: Arc::new(registry),
         a2a: crate::a2a::A2a::new(a2a_settings, llm),
+        audit,
     })
 }
 
@@ -96,10 +102,18 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), StartError> {
         state.settings.session_idle_timeout,
         state.metrics.clone(),
     ));
+    let audit_sweep = tokio::spawn(crate::audit::sweep(
+        state.audit.clone(),
+        cfg.audit.retention(),
+        AUDIT_SWEEP_INTERVAL,
+    ));
     let result = serve_until_drained(listener, ops_listener, &state, app::shutdown_signal()).await;
     indexer.abort();
     a2a_background.abort();
     session_sweep.abort();
+    audit_sweep.abort();
+    // What the last requests and tasks recorded is written before the pool closes.
+    state.audit.flush().await;
     state.db.close().await;
     result.map_err(StartError::Serve)
 }

@@ -821,7 +821,7 @@ async fn metadata_is_served_at_both_well_known_paths() {
         "resource": RESOURCE,
         "authorization_servers": [ISSUER],
         "bearer_methods_supported": ["header"],
-        "scopes_supported": ["documents:read", "documents:write", "tasks:run", "tasks:admin", "usage:read"],
+        "scopes_supported": ["documents:read", "documents:write", "tasks:run", "tasks:admin", "usage:read", "audit:read"],
         "resource_name": "Paddock",
     });
     for path in [

@@ -94,6 +94,20 @@ pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut HeadersMut(headers));
 }
 
+/// The trace id of `span` (32 lowercase hex digits); None when it is not traced.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The trace id a caller's context names (from [`from_headers`] or [`from_meta`]), which a request continues
+/// even when this process exports no traces.
+pub fn context_trace_id(cx: &Context) -> Option<String> {
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
 /// Records `span`'s trace and span ids in its `trace_id` and `span_id` fields, so that log lines inside it
 /// name them. Does nothing when the span is not traced.
 pub fn record_ids(span: &tracing::Span) {

@@ -54,6 +54,7 @@ pub async fn app_with(
 pub async fn app_on(db: Db, keys: &Keys, embedder: Embedder, settings: Settings) -> TestApp {
     let mut registry = Registry::with_prefix("paddock");
     let metrics = Metrics::register(&mut registry);
+    let audit = paddock_runtime::audit::Audit::start(db.clone(), &mut registry);
     let state = AppState {
         db,
         embedder,
@@ -63,6 +64,7 @@ pub async fn app_on(db: Db, keys: &Keys, embedder: Embedder, settings: Settings)
         settings: Arc::new(settings),
         registry: Arc::new(registry),
         a2a: paddock_runtime::a2a::A2a::extractive(),
+        audit,
     };
     TestApp::new(state)
 }
@@ -286,6 +288,7 @@ impl Running {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
         self.ops_task.abort();
+        self.state.audit.flush().await;
         self.state.db.close().await;
     }
 }

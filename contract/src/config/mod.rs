@@ -62,6 +62,35 @@ pub struct RuntimeConfig {
     /// environment variables.
     #[serde(default, skip_serializing_if = "TracingConfig::is_default")]
     pub tracing: TracingConfig,
+    /// The audit trail of tool calls and A2A methods.
+    #[serde(default, skip_serializing_if = "AuditConfig::is_default")]
+    pub audit: AuditConfig,
+}
+
+/// The audit trail (`audit_events`): how long its events are kept.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Events older than this many days are deleted by every replica's sweep (at least 1; the database never
+    /// deletes an event younger than a day).
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+impl AuditConfig {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// How long events are kept.
+    pub fn retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.retention_days) * 24 * 60 * 60)
+    }
 }
 
 /// The `console:` section: the tenants' web console, static pages served at `/console`. It holds no privilege
@@ -214,6 +243,7 @@ impl RuntimeConfig {
             console: ConsoleConfig::default(),
             log_format: LogFormat::default(),
             tracing: TracingConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 
@@ -283,6 +313,9 @@ impl RuntimeConfig {
             .is_some_and(|r| !(0.0..=1.0).contains(&r))
         {
             return invalid("tracing.sample_ratio must be between 0 and 1");
+        }
+        if !(1..=36_500).contains(&self.audit.retention_days) {
+            return invalid("audit.retention_days must be between 1 and 36500");
         }
         if let Some(e) = &self.tracing.otlp_endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))

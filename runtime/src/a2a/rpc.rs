@@ -35,6 +35,7 @@ use super::{
 use crate::{
     admission,
     app::AppState,
+    audit::{AuditEvent, Kind, Origin, Outcome},
     auth::{Principal, scopes},
     db::{DbError, TenantId},
     jsonrpc::{self, Id, Message, RpcError},
@@ -117,6 +118,7 @@ async fn handle(
             return StatusCode::ACCEPTED.into_response();
         }
     };
+    let origin = Origin::of_request(&headers).traced_by(&span);
     let Some((m, d)) = Method::parse(&method) else {
         state.metrics.observe_rpc(
             "a2a",
@@ -153,9 +155,31 @@ async fn handle(
             if let Err(r) = admission::admit_request(&state, &tenant, None, 1).await {
                 return r;
             }
-            dispatch(&state, &principal, &tenant, &id, m, d, params).await
+            dispatch(
+                &state,
+                &principal,
+                &tenant,
+                &id,
+                m,
+                d,
+                params.clone(),
+                &origin,
+            )
+            .await
         }
     };
+    if let Some(outcome) = audit_outcome(m, &reply) {
+        record(
+            &state,
+            &principal,
+            &tenant,
+            m,
+            params.as_ref(),
+            origin,
+            outcome,
+        )
+        .await;
+    }
 
     let status = match &reply {
         Reply::Result(_) | Reply::Stream(_) => "ok".to_owned(),
@@ -179,6 +203,40 @@ async fn handle(
             state.auth.insufficient_scope(s)
         }
     }
+}
+
+/// How an A2A method ended, for the audit trail; None when a message created a task, whose event was written
+/// with the task, in its transaction ([`send`]).
+fn audit_outcome(m: Method, reply: &Reply) -> Option<Outcome> {
+    let sent = matches!(m, Method::SendMessage | Method::SendStreamingMessage);
+    Some(match reply {
+        Reply::Result(_) | Reply::Stream(_) if sent => return None,
+        Reply::Result(_) | Reply::Stream(_) => Outcome::Ok,
+        Reply::Scope(_) => Outcome::Forbidden,
+        Reply::Error(e) if e.code == jsonrpc::INTERNAL_ERROR => Outcome::Error,
+        Reply::Error(_) => Outcome::Invalid,
+    })
+}
+
+/// Records an A2A method in the audit trail, with the task it names.
+async fn record(
+    state: &AppState,
+    p: &Principal,
+    tenant: &TenantId,
+    m: Method,
+    params: Option<&Value>,
+    origin: Origin,
+    outcome: Outcome,
+) {
+    let mut event = AuditEvent::new(p, tenant, Kind::A2a, m.label(), origin, outcome);
+    // The task a method names (`id`, or a follow-up message's `taskId`); a malformed one names none.
+    let named = params.and_then(|p| {
+        p.get("id")
+            .or_else(|| p.get("message").and_then(|msg| msg.get("taskId")))
+            .and_then(Value::as_str)
+    });
+    event.task_id = named.and_then(|t| Uuid::parse_str(t.trim_start_matches("tasks/")).ok());
+    state.audit.record(event).await;
 }
 
 fn internal(id: &Id, e: &DbError) -> Reply {
@@ -242,6 +300,7 @@ fn typed<T: DeserializeOwned>(id: &Id, params: Value) -> Result<T, Reply> {
         .map_err(|e| err(id, jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     state: &AppState,
     p: &Principal,
@@ -250,6 +309,7 @@ async fn dispatch(
     m: Method,
     d: Dialect,
     params: Option<Value>,
+    origin: &Origin,
 ) -> Reply {
     let params = match params {
         None => json!({}),
@@ -274,7 +334,9 @@ async fn dispatch(
                 Err(r) => return r,
             };
             let streaming = m == Method::SendStreamingMessage;
-            send::send_message(state, p, tenant, id, d, params, streaming).await
+            let created =
+                AuditEvent::new(p, tenant, Kind::A2a, m.label(), origin.clone(), Outcome::Ok);
+            send::send_message(state, p, tenant, id, d, params, streaming, created).await
         }
         Method::GetTask | Method::CancelTask | Method::SubscribeToTask | Method::ListTasks
             if !can_read_tasks(p) =>

@@ -45,6 +45,8 @@ pub struct Handle {
     pub search: Arc<SearchSettings>,
     pub a2a: A2a,
     pub metrics: Metrics,
+    /// The audit trail, which records the tool calls of each run.
+    pub audit: crate::audit::Audit,
 }
 
 impl From<&AppState> for Handle {
@@ -56,6 +58,7 @@ impl From<&AppState> for Handle {
             search: Arc::new(s.settings.search.clone()),
             a2a: s.a2a.clone(),
             metrics: s.metrics.clone(),
+            audit: s.audit.clone(),
         }
     }
 }
@@ -336,6 +339,8 @@ async fn resumed(
             scopes: scopes.into_iter().collect(),
             // Not kept with a task; nothing a workflow does depends on it.
             issuer: String::new(),
+            // Nor is the token that created it.
+            token_id: None,
         },
         skill,
         question: message_text(&task.input),

@@ -48,6 +48,9 @@ pub struct Principal {
     pub scopes: BTreeSet<String>,
     /// The issuer that signed the token.
     pub issuer: String,
+    /// The token's `jti` claim, when it has one of 1 to 256 printable characters: an identifier the issuer
+    /// chose, which the audit trail records so a call can be traced to the token that made it. Never the token.
+    pub token_id: Option<String>,
 }
 
 impl Principal {
@@ -103,6 +106,7 @@ mod tests {
             user: "alice".into(),
             scopes: [scopes::DOCUMENTS_READ.to_string()].into(),
             issuer: "https://issuer.test".into(),
+            token_id: None,
         };
         assert!(p.has_scope(scopes::DOCUMENTS_READ));
         assert!(!p.has_scope(scopes::DOCUMENTS_WRITE));

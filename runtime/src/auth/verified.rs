@@ -94,6 +94,7 @@ mod tests {
                 user: "alice".into(),
                 scopes: Default::default(),
                 issuer: "https://issuer.test".into(),
+                token_id: None,
             },
             issuer: 0,
             kid: None,

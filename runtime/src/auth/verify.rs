@@ -415,11 +415,19 @@ pub(super) fn principal_from_claims(
             Some(_) => return Err(bad()),
         }
     }
+    // An identifier for the audit trail, not a credential: one that is not a short printable string is left out
+    // rather than refusing a token the issuer considers valid.
+    let token_id = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| (1..=256).contains(&j.chars().count()) && !j.chars().any(char::is_control))
+        .map(str::to_owned);
     Ok(Principal {
         tenant,
         user,
         scopes,
         issuer: cfg.issuer.clone(),
+        token_id,
     })
 }
 

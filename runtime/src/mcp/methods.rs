@@ -14,17 +14,20 @@ use tracing::{Instrument, Span};
 use super::{Era, resources};
 use crate::{
     app::AppState,
+    audit::{AuditEvent, Kind, Origin, Outcome},
     auth::Principal,
     db::TenantId,
     jsonrpc::{self, Id, Message, RpcError},
     tools::{self, ToolCtx},
 };
 
-/// Who is calling: the verified principal and its tenant, with the runtime's state.
+/// Who is calling: the verified principal and its tenant, with the runtime's state and where the request came
+/// from (for the audit trail).
 pub(super) struct Caller<'a> {
     pub state: &'a AppState,
     pub principal: &'a Principal,
     pub tenant: &'a TenantId,
+    pub origin: Origin,
 }
 
 impl Caller<'_> {
@@ -114,6 +117,19 @@ pub(super) async fn process(
                 ""
             };
             let span = call_span(&method, tool, &id, version, params.as_ref());
+            let audited = audited(&method, tool).map(|(kind, name)| {
+                let meta_trace = params
+                    .as_ref()
+                    .and_then(|p| p.get("_meta"))
+                    .and_then(paddock_telemetry::propagation::from_meta)
+                    .as_ref()
+                    .and_then(paddock_telemetry::propagation::context_trace_id);
+                let mut origin = caller.origin.clone();
+                if meta_trace.is_some() {
+                    origin.trace_id = meta_trace;
+                }
+                (kind, name, origin.traced_by(&span))
+            });
             let out = dispatch(caller, era, &id, &method, params)
                 .instrument(span.clone())
                 .await;
@@ -131,6 +147,9 @@ pub(super) async fn process(
             {
                 span.record("otel.status_code", "ERROR");
                 span.record("error.type", "tool_error");
+            }
+            if let Some((kind, name, origin)) = audited {
+                record(caller, kind, name, origin, &out).await;
             }
             let status = match &out {
                 Ok(v) if v.get("isError") == Some(&Value::Bool(true)) => "tool_error".to_owned(),
@@ -153,6 +172,42 @@ pub(super) async fn process(
             Some((id, method, out))
         }
     }
+}
+
+/// What the audit trail calls a request: tool calls of a known tool, and the resources methods that show
+/// documents. None for the rest (the handshake, listings of tools, pings).
+fn audited(method: &str, tool: &'static str) -> Option<(Kind, &'static str)> {
+    match method {
+        "tools/call" if !tool.is_empty() => Some((Kind::Tool, tool)),
+        "resources/read" => Some((Kind::Resource, "resources/read")),
+        "resources/list" => Some((Kind::Resource, "resources/list")),
+        _ => None,
+    }
+}
+
+/// Records one audited call with its outcome and the documents its result shows.
+async fn record(
+    caller: &Caller<'_>,
+    kind: Kind,
+    name: &'static str,
+    origin: Origin,
+    out: &Result<Value, Refusal>,
+) {
+    let outcome = match out {
+        Ok(v) if v.get("isError") == Some(&Value::Bool(true)) => Outcome::ToolError,
+        Ok(_) => Outcome::Ok,
+        Err(Refusal::Scope(_)) => Outcome::Forbidden,
+        Err(Refusal::Rpc(e)) if e.code == jsonrpc::INTERNAL_ERROR => Outcome::Error,
+        Err(Refusal::Rpc(_)) => Outcome::Invalid,
+    };
+    let mut event = AuditEvent::new(caller.principal, caller.tenant, kind, name, origin, outcome);
+    if let Ok(v) = out {
+        event.document_ids = match kind {
+            Kind::Resource => resources::document_ids(v),
+            _ => tools::document_ids(name, &v["structuredContent"]),
+        };
+    }
+    caller.state.audit.record(event).await;
 }
 
 /// The span of one MCP request (OpenTelemetry's MCP conventions: `mcp.method.name`, `gen_ai.tool.name`).

@@ -118,6 +118,7 @@ async fn handle_post(
         state: &state,
         principal: &principal,
         tenant: &tenant,
+        origin: crate::audit::Origin::of_request(&headers),
     };
     match era_of(&headers, &parsed) {
         Era::Handshake => handshake::post(&call, &headers, parsed).await,

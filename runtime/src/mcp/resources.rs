@@ -59,6 +59,16 @@ pub(super) fn templates() -> Value {
     }]})
 }
 
+/// The documents a `resources/list` or `resources/read` result shows, for the audit trail.
+pub(super) fn document_ids(result: &Value) -> Vec<String> {
+    ["resources", "contents"]
+        .iter()
+        .filter_map(|k| result.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|r| r.get("uri").and_then(Value::as_str).and_then(document_id))
+        .collect()
+}
+
 pub(super) async fn list(
     caller: &Caller<'_>,
     id: &Id,

@@ -1,7 +1,7 @@
 //! The MCP tools: the registry (names, required scopes, descriptions) and the dispatch of a call.
 //!
 //! A call flows `tools/call` → [`call`] → argument parsing into the tool's argument type (typed, strict) →
-//! the tool's family module ([`search`], [`documents`], [`usage`]) → one [`crate::db::TenantTx`] under the
+//! the tool's family module ([`search`], [`documents`], [`usage`], [`audit`]) → one [`crate::db::TenantTx`] under the
 //! caller's tenant → a structured result. Failures of the tool itself (validation, not found, store
 //! unavailable) come back as `isError` results; only protocol problems become JSON-RPC errors.
 //!
@@ -16,6 +16,7 @@ macro_rules! validate {
     };
 }
 
+mod audit;
 mod documents;
 mod search;
 mod usage;
@@ -80,7 +81,34 @@ pub const ALL: &[ToolSpec] = &[
         scope: scopes::USAGE_READ,
         describe: usage::usage_spec,
     },
+    ToolSpec {
+        name: "audit",
+        scope: scopes::AUDIT_READ,
+        describe: audit::audit_spec,
+    },
 ];
+
+/// The documents a tool's result (its structured content) returned or wrote, for the audit trail: the hits of a
+/// search, the page of a listing, the one document read, written or deleted.
+pub fn document_ids(tool: &str, content: &Value) -> Vec<String> {
+    let ids = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    match tool {
+        "hybrid_search" | "search" => ids(&content["hits"]),
+        "list_documents" => ids(&content["documents"]),
+        "get_document" | "upsert_document" | "delete_document" => content["id"]
+            .as_str()
+            .map(str::to_owned)
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
 
 pub fn find(name: &str) -> Option<&'static ToolSpec> {
     ALL.iter().find(|t| t.name == name)
@@ -151,6 +179,7 @@ pub async fn call(
         "upsert_document" => with_args(args, |a| documents::upsert_document(ctx, a)).await,
         "delete_document" => with_args(args, |a| documents::delete_document(ctx, a)).await,
         "usage" => with_args(args, |a| usage::usage(ctx, a)).await,
+        "audit" => with_args(args, |a| audit::audit(ctx, a)).await,
         _ => unreachable!("every ToolSpec has an implementation"),
     };
     match result {
@@ -336,6 +365,7 @@ mod tests {
         assert_eq!(required("list_documents"), json!([]));
         assert_eq!(required("upsert_document"), json!(["id", "content"]));
         assert_eq!(required("usage"), json!([]));
+        assert_eq!(required("audit"), json!([]));
 
         let hybrid = search::hybrid_search_spec()["inputSchema"].clone();
         let p = &hybrid["properties"];

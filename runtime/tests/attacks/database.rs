@@ -44,6 +44,15 @@ async fn two_tenants_with_rows(admin: &PgPool, attacker: &str, victim: &str) {
         .execute(admin)
         .await
         .unwrap();
+        // An audit event long past any retention: only its own tenant's sweep may delete it.
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, at, user_id, kind, name, document_ids, outcome) \
+             VALUES ($1, now() - interval '400 days', 'alice', 'tool', 'get_document', '{doc-secret}', 'ok')",
+        )
+        .bind(t)
+        .execute(admin)
+        .await
+        .unwrap();
     }
 }
 
@@ -64,6 +73,7 @@ async fn visible_rows_of(conn: &mut PoolConnection<Postgres>, admin: &PgPool, vi
         "task_events",
         "task_artifacts",
         "budget_reservations",
+        "audit_events",
     ] {
         seen += count(
             conn,
@@ -114,6 +124,8 @@ async fn assert_writes_refused(conn: &mut PoolConnection<Postgres>, victim: &str
         "UPDATE tasks SET state = 'canceled' WHERE tenant_id = $1",
         "DELETE FROM mcp_sessions WHERE tenant_id = $1",
         "UPDATE budget_periods SET spent = 0 WHERE tenant_id = $1",
+        "UPDATE audit_events SET user_id = 'nobody' WHERE tenant_id = $1",
+        "DELETE FROM audit_events WHERE tenant_id = $1",
     ] {
         match sqlx::query(sql).bind(victim).execute(&mut **conn).await {
             Ok(done) => assert_eq!(done.rows_affected(), 0, "{sql}"),
@@ -124,6 +136,8 @@ async fn assert_writes_refused(conn: &mut PoolConnection<Postgres>, victim: &str
         "UPDATE tenants SET budget_monthly = 1000000 WHERE id = $1",
         "UPDATE tenant_roles SET tenant_id = $1",
         "INSERT INTO usage_ledger (tenant_id, user_id, model, cost) VALUES ($1, 'x', 'm', 1000)",
+        "INSERT INTO audit_events (tenant_id, at, user_id, kind, name, outcome) \
+         VALUES ($1, now(), 'x', 'tool', 'search', 'ok')",
     ] {
         let e = sqlx::query(sql).bind(victim).execute(&mut **conn).await;
         assert_permission_denied(&e.unwrap_err());
@@ -220,6 +234,21 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
         victims_sessions, 1,
         "{me} purged {purged} sessions, none of them may be {victim}'s"
     );
+    let purged: i32 =
+        sqlx::query_scalar("SELECT paddock_purge_audit_events(interval '1 day', 1000)")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let victims_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE tenant_id = $1")
+            .bind(victim)
+            .fetch_one(admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        victims_events, 1,
+        "{me} purged {purged} audit events, none of them may be {victim}'s"
+    );
     drop(conn);
     pool.close().await;
 }
@@ -302,6 +331,65 @@ async fn a_tenant_login_without_a_mapping_sees_no_tenant(admin: PgPool) {
         .unwrap();
 }
 
+/// The audit trail is append-only for the tenant it records: a tenant's own login can add its events and read
+/// them, but never change or delete one, nor cut the last day with a short retention; no role changes an event,
+/// the owner included.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tenant_cannot_rewrite_or_erase_its_own_audit_trail(admin: PgPool) {
+    two_tenants_with_rows(&admin, "tenant-a", "tenant-b").await;
+    sqlx::query(
+        "INSERT INTO audit_events (tenant_id, at, user_id, kind, name, outcome) \
+         VALUES ('tenant-a', now() - interval '1 hour', 'alice', 'tool', 'delete_document', 'ok')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let role = format!("login_a_{}", Uuid::new_v4().simple());
+    create_tenant_login_role(&admin, &role, "tenant-a").await;
+    let pool = login_pool_of(&admin, &role, 1).await;
+    let mut conn = pool.acquire().await.unwrap();
+    for sql in [
+        "UPDATE audit_events SET outcome = 'forbidden'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_immutable",
+    ] {
+        let e = sqlx::query(sql).execute(&mut *conn).await;
+        let e = e.expect_err(sql);
+        // Refused for want of privilege, or for not owning the table (42501).
+        assert_permission_denied(&e);
+    }
+    sqlx::query(
+        "INSERT INTO audit_events (tenant_id, at, user_id, kind, name, outcome) \
+         VALUES ('tenant-a', now(), 'alice', 'tool', 'search', 'ok')",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("a tenant's runtime appends its own events");
+    let purged: i32 = sqlx::query_scalar("SELECT paddock_purge_audit_events(interval '0', 1000)")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "only the event past any retention");
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        own, 2,
+        "the last day stays, whatever retention is asked for"
+    );
+    drop(conn);
+    pool.close().await;
+    drop_tenant_login_role(&admin, &role).await;
+
+    let e = sqlx::query("UPDATE audit_events SET user_id = 'someone else'")
+        .execute(&admin)
+        .await
+        .expect_err("not even the owner rewrites an event");
+    assert_permission_denied(&e);
+}
+
 /// Every SECURITY DEFINER function a runtime role may call is one this suite attacks above: a new one fails this
 /// test until it is reviewed and added to both.
 #[sqlx::test(migrations = "../migrations")]
@@ -320,6 +408,7 @@ async fn every_definer_function_the_runtime_roles_may_call_is_attacked(admin: Pg
         callable,
         [
             "paddock_budget_overview",
+            "paddock_purge_audit_events",
             "paddock_purge_mcp_sessions",
             "paddock_tenants_pending_embedding",
             "paddock_tenants_with_expired_leases",

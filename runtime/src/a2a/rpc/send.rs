@@ -27,6 +27,7 @@ use crate::{
         workflow::{Skill, TaskCtx, pick_model},
     },
     app::AppState,
+    audit::{self, AuditEvent},
     auth::Principal,
     db::TenantId,
     jsonrpc::{self, Id},
@@ -47,6 +48,8 @@ fn accepts_our_output(modes: &[Value]) -> bool {
         })
 }
 
+/// `created` is the audit event of the call, written with the task it creates.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn send_message(
     state: &AppState,
     p: &Principal,
@@ -55,6 +58,7 @@ pub(super) async fn send_message(
     d: Dialect,
     params: SendParams,
     streaming: bool,
+    mut created: AuditEvent,
 ) -> Reply {
     let invalid = |msg: String| {
         err(
@@ -210,8 +214,10 @@ pub(super) async fn send_message(
             Some(json!({ "reason": r.reason })),
         )
     });
-    // The request's trace (its own span, a child of the caller's `traceparent`), which the run continues.
-    let trace_parent = paddock_telemetry::propagation::traceparent(&tracing::Span::current());
+    // The request's trace (its own span, a child of the caller's `traceparent`), which the run continues; when
+    // this process exports no traces, the caller's `traceparent` itself.
+    let trace_parent = paddock_telemetry::propagation::traceparent(&tracing::Span::current())
+        .or_else(|| created.origin.caller_traceparent.clone());
     let new = NewTask {
         id: task_id,
         context_id: &context_id,
@@ -237,6 +243,9 @@ pub(super) async fn send_message(
         trace_parent: trace_parent.as_deref(),
     };
     let task = try_db!(id, store::insert(&mut tx, &new).await);
+    // The task and its audit event commit together: the trail holds every task there is.
+    created.task_id = Some(task_id);
+    try_db!(id, audit::insert(&mut tx, &[created]).await);
     try_db!(id, tx.commit().await);
     tracing::info!(task = %task_id, skill = skill.id(), model = %model_name, state = task.state.db(), "task created");
     if let Err(r) = &choice {

@@ -25,6 +25,7 @@ use crate::{
         wire::{TaskState, agent_message},
         worker::Handle,
     },
+    audit,
     db::DbError,
     tools::{self, ToolCtx, ToolOutcome},
 };
@@ -264,6 +265,7 @@ impl Run {
                 },
             );
         }
+        self.record(tool.name, &outcome).await;
         match outcome {
             Ok(ToolOutcome::Ok(v)) => Ok(v),
             Ok(ToolOutcome::Failed(m)) if m.contains("temporarily unavailable") => {
@@ -278,6 +280,44 @@ impl Run {
                 Err(StepError::Transient(format!("{name} failed")))
             }
         }
+    }
+
+    /// Records a tool call of the run in the audit trail: the task's user, the task, and the trace of the request
+    /// that created it (no request or token of its own).
+    async fn record(&self, tool: &'static str, result: &Result<ToolOutcome, tools::ToolError>) {
+        let outcome = match result {
+            Ok(ToolOutcome::Ok(_)) => audit::Outcome::Ok,
+            Ok(ToolOutcome::Failed(_)) => audit::Outcome::ToolError,
+            Err(_) => audit::Outcome::Error,
+        };
+        let origin = audit::Origin {
+            request_id: None,
+            caller_traceparent: None,
+            trace_id: self
+                .t
+                .trace_parent
+                .as_deref()
+                .and_then(paddock_telemetry::propagation::from_traceparent)
+                .as_ref()
+                .and_then(paddock_telemetry::propagation::context_trace_id),
+        }
+        .traced_by(&tracing::Span::current());
+        let mut event = audit::AuditEvent::new(
+            &self.t.principal,
+            &self.t.tenant,
+            audit::Kind::Tool,
+            tool,
+            origin,
+            outcome,
+        );
+        event.task_id = Some(self.t.id);
+        // The task's creation event names the token; a run adopted by another replica no longer knows it, so
+        // no run names it, and the trail reads the same wherever the task ran.
+        event.token_id = None;
+        if let Ok(ToolOutcome::Ok(v)) = result {
+            event.document_ids = tools::document_ids(tool, v);
+        }
+        self.w.audit.record(event).await;
     }
 
     pub(super) async fn search(&self, query: &str, limit: i64) -> Result<Found, StepError> {
