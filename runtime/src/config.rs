@@ -41,10 +41,10 @@ impl RuntimeConfigExt for RuntimeConfig {
         if s.console {
             // The console's own requests carry the origin people open it at: the public URL's.
             let public = self.a2a.settings(&self.auth.resource).ok();
-            if let Some(origin) = public.and_then(|a| origin_of(&a.public_url)) {
-                if !s.origin_allowed(&origin) {
-                    s.allowed_origins.push(origin);
-                }
+            if let Some(origin) = public.and_then(|a| origin_of(&a.public_url))
+                && !s.origin_allowed(&origin)
+            {
+                s.allowed_origins.push(origin);
             }
         }
         s

@@ -195,6 +195,19 @@ pub(super) async fn export(
     super::with_headers(resp)
 }
 
+/// A ledger row as the statement returns it, in [`LedgerEntry`]'s field order.
+type EntryRow = (
+    i64,
+    DateTime<Utc>,
+    String,
+    String,
+    Option<Uuid>,
+    i64,
+    i64,
+    Decimal,
+    bool,
+);
+
 async fn read(
     state: &AppState,
     tenant: &TenantId,
@@ -204,7 +217,7 @@ async fn read(
     let start = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
     let rows = async {
         let mut tx = state.db.begin(tenant).await?;
-        let rows: Vec<(i64, DateTime<Utc>, String, String, Option<Uuid>, i64, i64, Decimal, bool)> =
+        let rows: Vec<EntryRow> =
             sqlx::query_as(
                 "SELECT id, created_at, user_id, model, task_id, input_tokens, output_tokens, cost, estimated \
                    FROM usage_ledger WHERE created_at >= $1 AND created_at < $2 \
