@@ -21,6 +21,9 @@
 //!    settings as [`paddock_runtime::db::Db::begin_search`] does, at the same concurrencies, prepared like sqlx prepares
 //!    (each tenant's statement its own, as the runtime's are).
 //!
+//! 5. **Overheads** (without a local model): tracing off and on, alternating ([`TracingRow`]), and the audit
+//!    trail off, written to PostgreSQL and written to a log file, alternating ([`AuditRow`]).
+//!
 //! With a local model (`--embedding local --model-dir DIR`) the runtime embeds queries with all-MiniLM-L6-v2 in
 //! process instead, its vectors named like the data set's so the vector arm does the same SQL work (the rankings
 //! mean nothing; the cost is what is measured), and at each concurrency four runs follow one another:
@@ -237,6 +240,9 @@ pub struct Report {
     /// `hybrid_search` at concurrency 8 with tracing off, and on at each sampling ratio (none with a local
     /// model).
     pub tracing: Vec<TracingRow>,
+    /// `hybrid_search` at concurrency 8 with the audit trail off, and written to each candidate sink (none with
+    /// a local model).
+    pub audit: Vec<AuditRow>,
     /// The same searches as stateless 2026-07-28 requests, with the same ceiling (none with a local model).
     pub stateless: Vec<Row>,
     /// With a local model: its document embedding throughput.
@@ -294,6 +300,25 @@ impl Report {
                     t.p99_ms,
                     100.0 * (t.req_per_sec / off.req_per_sec - 1.0),
                     t.spans_per_request
+                );
+            }
+        }
+        if let Some(off) = self.audit.first() {
+            let _ = write!(
+                s,
+                "\nAudit overhead, hybrid_search at concurrency 8 (mean of {AUDIT_ROUNDS} alternating rounds):\n\n\
+                 | audit sink | req/s | p99 ms | throughput vs off | events written per request |\n\
+                 |---|---:|---:|---:|---:|\n",
+            );
+            for a in &self.audit {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.1} | {:.1} | {:+.1}% | {:.2} |",
+                    a.sink,
+                    a.req_per_sec,
+                    a.p99_ms,
+                    100.0 * (a.req_per_sec / off.req_per_sec - 1.0),
+                    a.events_per_request
                 );
             }
         }
@@ -1660,12 +1685,18 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     } else {
         Vec::new()
     };
+    let audit = if opts.model_dir.is_none() {
+        audit_overhead(&serving, &pool, opts, dir).await?
+    } else {
+        Vec::new()
+    };
     let (verify_us, verified_again_us) = verify_cost(&serving).await?;
     let load_after = load_average();
     serving.runtime.stop().await;
     Ok(Report {
         rows,
         tracing,
+        audit,
         stateless,
         documents_embedded,
         model,
@@ -1774,6 +1805,121 @@ async fn tracing_overhead(
             spans_per_request: spans as f64 / requests.max(1) as f64,
         })
         .collect())
+}
+
+/// `hybrid_search` with the audit trail off and written to one sink.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// `off`, `database` (rows in `audit_events`, the runtime's sink) or `log` (JSON lines to a file).
+    pub sink: &'static str,
+    /// The mean over the rounds.
+    pub req_per_sec: f64,
+    pub p99_ms: f64,
+    /// Events the sink took, per request.
+    pub events_per_request: f64,
+}
+
+/// Rounds of the audit-overhead runs, each running every sink once in turn.
+const AUDIT_ROUNDS: usize = 3;
+
+/// A file that counts the lines written to it: the log-stream candidate's destination.
+struct CountingFile {
+    file: std::io::BufWriter<std::fs::File>,
+    lines: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::io::Write for CountingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        let lines = buf[..n].iter().filter(|b| **b == b'\n').count();
+        self.lines
+            .fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The same searches with the audit trail off, written to PostgreSQL (the runtime's sink) and written as JSON
+/// lines to a file (the structured log stream the decision compared it with), the sinks alternating in each
+/// round so drift of the machine falls on each alike. Each run's events are written before the next starts.
+async fn audit_overhead(
+    serving: &Serving,
+    pool: &QuerySource,
+    opts: &BenchOptions,
+    dir: &Path,
+) -> Result<Vec<AuditRow>, BenchError> {
+    use paddock_runtime::audit::Sink;
+    let audit = &serving.runtime.state.audit;
+    let lines = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let file =
+        std::fs::File::create(dir.join("audit.jsonl")).map_err(|source| BenchError::Setup {
+            what: "the audit log file",
+            source,
+        })?;
+    let log = Sink::Log(Arc::new(std::sync::Mutex::new(CountingFile {
+        file: std::io::BufWriter::new(file),
+        lines: lines.clone(),
+    })));
+    let sinks: [(&'static str, Sink); 3] = [
+        ("off", Sink::Off),
+        ("database", Sink::Database),
+        ("log", log),
+    ];
+    let mut sums = vec![(0.0, 0.0, 0u64, 0usize); sinks.len()];
+    for round in 0..AUDIT_ROUNDS {
+        for (i, (name, sink)) in sinks.iter().enumerate() {
+            audit.set_sink(sink.clone());
+            let (written, logged) = (
+                audit_events_written(serving).await?,
+                lines.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            let row = measure(
+                serving,
+                pool,
+                opts,
+                TRACING_CONCURRENCY,
+                search_workload(opts),
+                Era::Session,
+            )
+            .await?;
+            audit.flush().await;
+            let events = match *name {
+                "database" => audit_events_written(serving).await? - written,
+                "log" => (lines.load(std::sync::atomic::Ordering::Relaxed) - logged) as u64,
+                _ => 0,
+            };
+            eprintln!(
+                "bench: audit {name} round {}: {:.0} req/s (p99 {:.1} ms, {} errors), {events} events",
+                round + 1,
+                row.req_per_sec,
+                row.p99_ms,
+                row.errors
+            );
+            let s = &mut sums[i];
+            s.0 += row.req_per_sec;
+            s.1 += row.p99_ms;
+            s.2 += events;
+            s.3 += row.requests;
+        }
+    }
+    audit.set_sink(Sink::Database);
+    Ok(sinks
+        .iter()
+        .zip(sums)
+        .map(|((name, _), (rps, p99, events, requests))| AuditRow {
+            sink: name,
+            req_per_sec: rps / AUDIT_ROUNDS as f64,
+            p99_ms: p99 / AUDIT_ROUNDS as f64,
+            events_per_request: events as f64 / requests.max(1) as f64,
+        })
+        .collect())
+}
+
+/// `paddock_audit_events_written_total` from the runtime's `/metrics`.
+async fn audit_events_written(serving: &Serving) -> Result<u64, BenchError> {
+    metric(serving, "paddock_audit_events_written_total").await
 }
 
 fn search_workload(opts: &BenchOptions) -> Workload {
@@ -1900,6 +2046,14 @@ impl CacheDelta {
 
 /// The runtime's query-cache counters, read from its `/metrics` as a scraper would.
 async fn cache_counters(serving: &Serving) -> Result<CacheDelta, BenchError> {
+    Ok(CacheDelta {
+        hits: metric(serving, "paddock_embedding_query_cache_hits_total").await?,
+        misses: metric(serving, "paddock_embedding_query_cache_misses_total").await?,
+    })
+}
+
+/// One counter from the runtime's `/metrics`.
+async fn metric(serving: &Serving, name: &str) -> Result<u64, BenchError> {
     let fail =
         |e: String| BenchError::Options(format!("failed to read the runtime's metrics: {e}"));
     let body = reqwest::get(format!("{}/metrics", serving.metrics_base))
@@ -1909,17 +2063,11 @@ async fn cache_counters(serving: &Serving) -> Result<CacheDelta, BenchError> {
         .text()
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let counter = |name: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
-            .ok_or_else(|| fail(format!("no {name} in /metrics")))
-    };
-    Ok(CacheDelta {
-        hits: counter("paddock_embedding_query_cache_hits_total")?,
-        misses: counter("paddock_embedding_query_cache_misses_total")?,
-    })
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| fail(format!("no {name} in /metrics")))
 }
 
 /// Turns one run's samples into a table row (the pgbench fields are left at zero).

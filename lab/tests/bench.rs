@@ -60,6 +60,21 @@ async fn bench_loads_drives_the_runtime_and_replays_the_same_sql_under_pgbench(a
     }
     assert!(report.overhead.verify_us > 0.0 && report.overhead.verified_again_us > 0.0);
     assert!(report.table().contains("| 2 |"));
+    // The audit comparison: every search recorded once by the sink in use, none with the trail off.
+    let sinks: Vec<(&str, f64)> = report
+        .audit
+        .iter()
+        .map(|a| (a.sink, a.events_per_request))
+        .collect();
+    assert_eq!(sinks.len(), 3, "{sinks:?}");
+    assert_eq!(sinks[0], ("off", 0.0));
+    for (sink, per_request) in &sinks[1..] {
+        assert!(
+            (1.0..1.1).contains(per_request),
+            "{sink}: {per_request} events per request"
+        );
+    }
+    assert!(report.table().contains("| database |"));
     // The load rebuilt every index of every tenant's partition, not only the parent's definitions.
     let partitions: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT p.inhrelid::regclass::text, \

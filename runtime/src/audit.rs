@@ -13,7 +13,7 @@
 //! failed write is retried until the database takes it, and shutdown writes what is queued ([`Audit::flush`]).
 //! Only a crash loses events: those of the last [`LINGER`] and any still queued. Reads are the `audit` tool's
 //! ([`page`]), under the same row-level security, so a tenant's reader sees its own trail only; [`sweep`] deletes
-//! events older than `audit.retention_days`. `docs/decisions/0010-audit-sink.md` says why PostgreSQL rows
+//! events older than `audit.retention_days`. `docs/decisions/0011-audit-sink.md` says why PostgreSQL rows
 //! rather than a log stream.
 
 use std::{
@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// How long the writer waits for more events after the first of a batch.
-pub const LINGER: Duration = Duration::from_millis(50);
+pub const LINGER: Duration = Duration::from_millis(200);
 /// The most events one write holds.
 pub const MAX_BATCH: usize = 2000;
 /// Events queued before [`Audit::record`] waits for the writer.
@@ -185,7 +185,7 @@ pub enum AuditError {
 pub enum Sink {
     /// `audit_events` rows (the runtime's sink).
     Database,
-    /// One JSON object per line on a writer: the log-stream candidate `docs/decisions/0010-audit-sink.md`
+    /// One JSON object per line on a writer: the log-stream candidate `docs/decisions/0011-audit-sink.md`
     /// measured against the database.
     Log(Arc<Mutex<dyn Write + Send>>),
     /// Nowhere: the benchmark's baseline.
@@ -443,11 +443,11 @@ pub async fn insert(tx: &mut TenantTx, events: &[AuditEvent]) -> Result<(), DbEr
 
 const INSERT_SQL: &str = "INSERT INTO audit_events \
      (tenant_id, at, user_id, token_id, kind, name, document_ids, task_id, request_id, trace_id, outcome) \
-     SELECT $1, e.at, e.user_id, e.token_id, e.kind, e.name, \
-            ARRAY(SELECT jsonb_array_elements_text(e.docs::jsonb)), e.task_id, e.request_id, e.trace_id, e.outcome \
-       FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], \
-                   $9::text[], $10::text[], $11::text[]) \
-            AS e(at, user_id, token_id, kind, name, docs, task_id, request_id, trace_id, outcome)";
+     SELECT $1, e.at, e.user_id, e.token_id, e.kind, e.name, coalesce(($12::text[])[e.first:e.last], '{}'), \
+            e.task_id, e.request_id, e.trace_id, e.outcome \
+       FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], $8::int4[], \
+                   $9::uuid[], $10::text[], $11::text[], $13::text[]) \
+            AS e(at, user_id, token_id, kind, name, first, last, task_id, request_id, trace_id, outcome)";
 
 async fn insert_rows(tx: &mut TenantTx, events: &[&AuditEvent]) -> Result<(), DbError> {
     if events.is_empty() {
@@ -461,7 +461,15 @@ async fn insert_rows(tx: &mut TenantTx, events: &[&AuditEvent]) -> Result<(), Db
     let tokens = col(|e| e.token_id.clone());
     let kinds = col(|e| Some(e.kind.as_str().to_owned()));
     let names = col(|e| Some(e.name.to_owned()));
-    let docs = col(|e| Some(serde_json::Value::from(e.document_ids.clone()).to_string()));
+    // Every event's document ids in one flat array, each event's the slice [first, last] of it (1-based): no
+    // per-row parsing in the database.
+    let mut all_docs: Vec<&str> = Vec::new();
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for e in events {
+        first.push(all_docs.len() as i32 + 1);
+        all_docs.extend(e.document_ids.iter().map(String::as_str));
+        last.push(all_docs.len() as i32);
+    }
     let tasks: Vec<Option<Uuid>> = events.iter().map(|e| e.task_id).collect();
     let requests = col(|e| e.origin.request_id.clone());
     let traces = col(|e| e.origin.trace_id.clone());
@@ -473,10 +481,12 @@ async fn insert_rows(tx: &mut TenantTx, events: &[&AuditEvent]) -> Result<(), Db
         .bind(tokens)
         .bind(kinds)
         .bind(names)
-        .bind(docs)
+        .bind(first)
+        .bind(last)
         .bind(tasks)
         .bind(requests)
         .bind(traces)
+        .bind(all_docs)
         .bind(outcomes)
         .execute(tx.conn())
         .instrument(crate::db::span("INSERT", "audit_events"))

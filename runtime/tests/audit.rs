@@ -551,7 +551,7 @@ async fn the_retention_sweep_deletes_only_expired_events(admin: PgPool) {
     assert_eq!(ages().await, ["acme 0", "globex 0"]);
 }
 
-/// `STATELESS_VERSION` is what the stateless helpers send; the trail does not depend on the era.
+/// A call is recorded alike in a 2025-11-25 session and in the stateless era.
 #[sqlx::test(migrations = "../migrations")]
 async fn both_eras_are_recorded_alike(admin: PgPool) {
     provision_tenant(&admin, "acme", 60000, 10000).await;
