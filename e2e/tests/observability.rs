@@ -398,15 +398,6 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
                 .then_some(()))
         })
         .await?;
-        // The throttled task must still wait while Prometheus scrapes: the age of the oldest
-        // unfinished AgentTask, which an alert watches, is a series only while there is one. Kept
-        // over its limit, the tenant refuses the operator's retries until the checks are done.
-        let keep_limited = tokio::spawn(async move {
-            loop {
-                let _ = mcp_l.request("tools/list", json!({})).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
 
         // Prometheus, scraping what the chart's monitors would select.
         let mut runtimes = Vec::new();
@@ -453,13 +444,8 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("prometheus's log:\n{}", prometheus.log_tail(20)))?;
 
-        let checked = async {
-            check_dashboards(&prometheus, &s.env.repo, &t, &[&ns, &ns_l]).await?;
-            check_alert_metrics(&prometheus, &s.env.repo).await
-        }
-        .await;
-        keep_limited.abort();
-        checked
+        check_dashboards(&prometheus, &s.env.repo, &t, &[&ns, &ns_l]).await?;
+        check_alert_metrics(&prometheus, &s.env.repo).await
     })
     .await
 }
