@@ -311,7 +311,13 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
         let embeddings = Embeddings::start(384).await?;
         let ns = s.namespace("ns").await?;
         let t = s.name("t");
-        let tenant = manifests::tenant_with_models(&t, &ns, "100.00", &[MODEL]);
+        // e2e-slow: the stand-in answers it after ten minutes, so a task stays unfinished.
+        let tenant = manifests::tenant_with_models(
+            &t,
+            &ns,
+            "100.00",
+            &[MODEL, ("e2e-slow", MODEL.1, MODEL.2)],
+        );
         let ts_yaml = manifests::toolserver_with_llm("docs", &ns, &t, &llm.endpoint(), MODEL.0)
             .replace(
                 "  embedding:\n    provider: none\n",
@@ -347,6 +353,17 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
             .await?;
         let (state, status) = finished(&s, &ns, "paid").await?;
         ensure!(state == "completed", "the paid task ended {state}: {status}");
+        // And one still running while Prometheus scrapes (the oldest-unfinished gauge, the
+        // stuck-tasks alert's metric, has a series only while one is).
+        k.apply(&manifests::agent_task_with_model(
+            "running",
+            &ns,
+            "docs",
+            REFUND_QUESTION,
+            "5.00",
+            "e2e-slow",
+        ))
+        .await?;
         let (state, status) = finished(&s, &ns, "capped").await?;
         ensure!(state == "rejected" || state == "failed", "the capped task ended {state}: {status}");
 
