@@ -540,7 +540,12 @@ async fn start(ctx: &Ctx, d: &Deployment, fingerprint: String) -> anyhow::Result
         .file_name()
         .map_or_else(|| name.clone(), |f| f.to_string_lossy().into_owned());
     let mut proc = Proc::spawn(&format!("runtime-{run_name}"), cmd, &ctx.work_dir)?;
-    wait_healthy(&mut proc, port).await?;
+    proc.wait_until_answers(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        "the runtime",
+        Duration::from_secs(30),
+    )
+    .await?;
     Ok(LocalRuntime {
         namespace,
         deployment: name,
@@ -575,35 +580,6 @@ fn config_path(args: &[String], env: &BTreeMap<String, String>) -> Option<String
         }
     }
     env.get("PADDOCK_CONFIG").cloned()
-}
-
-async fn wait_healthy(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    for _ in 0..300 {
-        if let Some(status) = proc.exited() {
-            bail!(
-                "the runtime exited ({status}) before serving:\n{}",
-                proc.log_tail(30)
-            );
-        }
-        if http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "the runtime did not answer {url} within 30s:\n{}",
-        proc.log_tail(30)
-    )
 }
 
 fn utf8(b: &ByteString) -> anyhow::Result<String> {

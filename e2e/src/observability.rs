@@ -49,32 +49,6 @@ fn http() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Waits until `url` answers 2xx, or fails with the process's log.
-async fn wait_ready(proc: &mut Proc, url: &str, what: &str) -> anyhow::Result<()> {
-    let http = http()?;
-    for _ in 0..600 {
-        if let Some(status) = proc.exited() {
-            bail!(
-                "{what} exited ({status}) during start-up:\n{}",
-                proc.log_tail(40)
-            );
-        }
-        if http
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "{what} did not answer {url} within 60s:\n{}",
-        proc.log_tail(40)
-    )
-}
-
 /// Jaeger v2 on loopback: OTLP/HTTP in, the query API out, spans kept in memory.
 pub struct Jaeger {
     proc: Proc,
@@ -136,7 +110,12 @@ exporters:
         cmd.arg("--config").arg(&config);
         let mut proc = Proc::spawn("jaeger", cmd, work_dir)?;
         let query_url = format!("http://127.0.0.1:{query}");
-        wait_ready(&mut proc, &format!("{query_url}/api/services"), "jaeger").await?;
+        proc.wait_until_answers(
+            &format!("{query_url}/api/services"),
+            "jaeger",
+            Duration::from_secs(60),
+        )
+        .await?;
         Ok(Self {
             proc,
             otlp_endpoint: format!("http://127.0.0.1:{otlp}"),
@@ -383,7 +362,12 @@ impl Prometheus {
             .arg("--log.level=warn");
         let mut proc = Proc::spawn("prometheus", cmd, work_dir)?;
         let url = format!("http://127.0.0.1:{port}");
-        wait_ready(&mut proc, &format!("{url}/-/ready"), "prometheus").await?;
+        proc.wait_until_answers(
+            &format!("{url}/-/ready"),
+            "prometheus",
+            Duration::from_secs(60),
+        )
+        .await?;
         Ok(Self { proc, url })
     }
 

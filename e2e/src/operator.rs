@@ -7,7 +7,6 @@
 
 use std::{path::Path, time::Duration};
 
-use anyhow::bail;
 use tokio::process::Command;
 
 use crate::{env::Env, process::Proc};
@@ -56,7 +55,12 @@ impl Operator {
             .env("NO_PROXY", "127.0.0.1,localhost")
             .envs(extra.iter().copied());
         let mut proc = Proc::spawn(&format!("operator-{identity}"), cmd, &env.work_dir)?;
-        wait_healthy(&mut proc, metrics_port).await?;
+        proc.wait_until_answers(
+            &format!("http://127.0.0.1:{metrics_port}/healthz"),
+            "paddock-operator",
+            Duration::from_secs(60),
+        )
+        .await?;
         Ok(Self {
             proc,
             metrics_port,
@@ -87,33 +91,4 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-async fn wait_healthy(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    for _ in 0..600 {
-        if let Some(status) = proc.exited() {
-            bail!(
-                "paddock-operator exited ({status}) during start-up:\n{}",
-                proc.log_tail(40)
-            );
-        }
-        if http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "paddock-operator did not answer {url} within 60s:\n{}",
-        proc.log_tail(40)
-    )
 }

@@ -96,6 +96,43 @@ impl Proc {
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)
     }
+
+    /// Waits until `url` answers 2xx within `within`, or fails with the end of the log (also when
+    /// the process exits first). `what` names the program in the error.
+    pub async fn wait_until_answers(
+        &mut self,
+        url: &str,
+        what: &str,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                anyhow::bail!(
+                    "{what} exited ({status}) during start-up:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "{what} did not answer {url} within {}s:\n{}",
+            within.as_secs(),
+            self.log_tail(40)
+        )
+    }
 }
 
 impl Drop for Proc {
