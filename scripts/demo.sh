@@ -156,9 +156,9 @@ export PADDOCK_RUNTIME_BIN="$DEMO/bin/paddock-runtime"
 export HELM
 
 phase "the operator, as the chart's ServiceAccount"
-kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml >/dev/null
+kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml -f crds/postgrescluster.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
-    crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev >/dev/null
+    crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev crd/postgresclusters.paddock.dev >/dev/null
 mkdir -p "$DEMO/run"
 PADDOCK_E2E_WORK_DIR="$DEMO/run" paddock-local >"$DEMO/paddock-local.out" 2>"$DEMO/run/paddock-local.log" &
 echo $! >"$LOCAL_PID_FILE"

@@ -49,9 +49,12 @@ RUN_DIR="$PADDOCK_CACHE/e2e-runs/$CLUSTER"
 # A data directory per run: two runs at once (two checkouts) never share a server, and
 # neither can stop the other's.
 PG_DATA="$RUN_DIR/pgdata-$CLUSTER"
+# A second server, for the scenario with tenants on two database clusters.
+PG2_DATA="$RUN_DIR/pgdata2-$CLUSTER"
 mkdir -p "$RUN_DIR"
 CLUSTER_UP=0
 PG_UP=0
+PG2_UP=0
 STATUS=1
 
 # Kills processes the test binaries started and could not stop (a crashed binary): each pid
@@ -69,30 +72,32 @@ kill_leftovers() {
     done
 }
 
-# Stops this run's PostgreSQL and deletes its data. Run as root, scripts/postgres.sh keeps the
-# data in a directory the server's user can reach and links it from PG_DATA: both go.
+# remove_postgres DATA: stops one of this run's PostgreSQL servers and deletes its data. Run as
+# root, scripts/postgres.sh keeps the data in a directory the server's user can reach and links
+# it from DATA: both go.
 remove_postgres() {
-    local real
-    real="$(realpath -m "$PG_DATA")"
+    local data="$1" real stem
+    real="$(realpath -m "$data")"
+    stem="$(basename "$data")"
     case "$(basename "$real")" in
-        "pgdata-$CLUSTER" | "pgdata-$CLUSTER"-????????) ;;
+        "$stem" | "$stem"-????????) ;;
         *) log "warning: not removing $real: not this run's data directory"; return ;;
     esac
-    if ! scripts/postgres.sh stop --data "$PG_DATA" >/dev/null 2>&1; then
-        log "warning: PostgreSQL of $PG_DATA did not stop; its data stays in $real"
+    if ! scripts/postgres.sh stop --data "$data" >/dev/null 2>&1; then
+        log "warning: PostgreSQL of $data did not stop; its data stays in $real"
         return
     fi
     if [[ $STATUS != 0 && -f $real/server.log ]]; then
-        cp "$real/server.log" "$RUN_DIR/postgres.log" 2>/dev/null || true
+        cp "$real/server.log" "$RUN_DIR/$stem.log" 2>/dev/null || true
     fi
-    rm -rf "$real" "$real.lock" "$PG_DATA" "$PG_DATA.lock"
+    rm -rf "$real" "$real.lock" "$data" "$data.lock"
 }
 
 cleanup() {
     local rc=$?
     kill_leftovers
     if [[ $KEEP == 1 ]]; then
-        log "kept: cluster $CLUSTER (e2e/controlplane/down.sh $CLUSTER), PostgreSQL (scripts/postgres.sh stop --data $PG_DATA, then delete it), logs in $RUN_DIR"
+        log "kept: cluster $CLUSTER (e2e/controlplane/down.sh $CLUSTER), PostgreSQL (scripts/postgres.sh stop --data $PG_DATA and --data $PG2_DATA, then delete them), logs in $RUN_DIR"
         return
     fi
     if [[ $CLUSTER_UP == 1 ]]; then
@@ -103,7 +108,10 @@ cleanup() {
         e2e/controlplane/down.sh "$CLUSTER" >/dev/null 2>&1 || log "warning: down.sh $CLUSTER failed"
     fi
     if [[ $PG_UP == 1 ]]; then
-        remove_postgres
+        remove_postgres "$PG_DATA"
+    fi
+    if [[ $PG2_UP == 1 ]]; then
+        remove_postgres "$PG2_DATA"
     fi
     if [[ $STATUS == 0 && $rc == 0 ]]; then
         rm -rf "$RUN_DIR"
@@ -134,9 +142,9 @@ export KUBECONFIG KUBECACHEDIR PATH
 
 stage "chart: helm lint, helm template | kubeconform -strict"
 "$HELM" lint --strict charts/paddock
-kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml >/dev/null
+kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml -f crds/postgrescluster.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
-    crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev >/dev/null
+    crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev crd/postgresclusters.paddock.dev >/dev/null
 # The monitors, the dashboards' ConfigMaps and the PrometheusRule are off by default; render
 # them too, and skip only the Prometheus Operator's kinds (their CRDs belong to it, and this
 # cluster does not run it): e2e/monitoring/check.sh checks the PrometheusRule's rules with promtool.
@@ -146,10 +154,17 @@ kubectl wait --for=condition=Established --timeout=60s \
     --set serviceMonitor.enabled=true --set replicas=2 \
     --set dashboards.enabled=true --set prometheusRule.enabled=true \
     | e2e/tools/kubeconform.sh -skip ServiceMonitor,PodMonitor,PrometheusRule -
-stage "examples: kubeconform -strict against the CRDs"
+stage "examples: kubeconform -strict against the CRDs (Paddock's, and CloudNativePG's for its Cluster)"
+# Installed only so the apiserver publishes its schema: nothing in the run creates a Cluster.
+kubectl apply --server-side -f "$(e2e/tools/cnpg-crd.sh)" >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/clusters.postgresql.cnpg.io >/dev/null
 e2e/tools/kubeconform.sh examples/
 
-stage "PostgreSQL"
+stage "PostgreSQL, and a second server for the scenario with two database clusters"
+PG2_UP=1
+PADDOCK_E2E_SECOND_DATABASE_URL="$(scripts/postgres.sh start --data "$PG2_DATA" | sed -n 's/^export DATABASE_URL=//p')"
+[[ -n $PADDOCK_E2E_SECOND_DATABASE_URL ]] || die "the second PostgreSQL printed no DATABASE_URL"
+export PADDOCK_E2E_SECOND_DATABASE_URL PADDOCK_E2E_SECOND_PG_DATA="$PG2_DATA"
 PG_UP=1
 eval "$(scripts/postgres.sh start --data "$PG_DATA")"
 export DATABASE_URL

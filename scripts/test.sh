@@ -95,7 +95,8 @@ if ((RUN_E2E)); then
     GO_LOG="$PADDOCK_CACHE/test-runs/go-builds-$RUN_ID.log"
     setsid nice -n 10 bash -c 'set -euo pipefail
         e2e/controlplane/build.sh >/dev/null
-        e2e/tools/build.sh helm kubeconform promtool prometheus jaeger >/dev/null' >"$GO_LOG" 2>&1 &
+        e2e/tools/build.sh helm kubeconform promtool prometheus jaeger >/dev/null
+        e2e/tools/cnpg-crd.sh >/dev/null' >"$GO_LOG" 2>&1 &
     GO_PID=$!
 fi
 

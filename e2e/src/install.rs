@@ -14,10 +14,11 @@ use crate::{
 };
 
 /// The CRD files and the names the API server registers them under.
-pub const CRDS: [(&str, &str); 3] = [
+pub const CRDS: [(&str, &str); 4] = [
     ("crds/tenant.yaml", "tenants.paddock.dev"),
     ("crds/toolserver.yaml", "toolservers.paddock.dev"),
     ("crds/agenttask.yaml", "agenttasks.paddock.dev"),
+    ("crds/postgrescluster.yaml", "postgresclusters.paddock.dev"),
 ];
 
 /// Kinds of the rendered chart the harness applies.

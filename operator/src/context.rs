@@ -1,5 +1,5 @@
-//! What every reconcile gets: the Kubernetes client, the admin database pool, the event
-//! recorder, metrics, the development issuer, settings, and per-object retry backoff.
+//! What every reconcile gets: the Kubernetes client, the admin database pool of the default
+//! cluster and the registry of every cluster, the event recorder, metrics, the development issuer, settings, and per-object retry backoff.
 
 use std::{
     collections::HashMap,
@@ -18,7 +18,7 @@ use kube::{
 use reqwest::Url;
 use sqlx::PgPool;
 
-use crate::{devissuer::DevIssuer, metrics::Metrics};
+use crate::{cluster::Clusters, devissuer::DevIssuer, metrics::Metrics};
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -65,7 +65,10 @@ pub fn parse_override(s: &str) -> Result<(String, String), String> {
 /// Shared by all reconciles.
 pub struct Context {
     pub client: Client,
+    /// The default cluster's admin pool (the operator's own database).
     pub pool: PgPool,
+    /// Every database cluster tenants may be placed on, the default one included.
+    pub clusters: Clusters,
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub dev_issuer: DevIssuer,

@@ -1,5 +1,5 @@
 //! Paddock's Kubernetes operator as a library: the `paddock.dev/v1alpha1` API types, the
-//! Tenant, ToolServer and AgentTask controllers, and the process around them (leader election,
+//! Tenant, ToolServer, AgentTask and PostgresCluster controllers, and the process around them (leader election,
 //! metrics, the development issuer). The binary (`main.rs`) only parses arguments and calls in.
 //!
 //! Data flow: the controllers watch their kinds; the Tenant controller writes PostgreSQL (roles,
@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agenttask;
+pub mod cluster;
 pub mod conditions;
 pub mod context;
 pub mod crd;

@@ -32,7 +32,7 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as multi-document YAML, or write them to files.
     Crds {
-        /// Write `tenant.yaml`, `toolserver.yaml`, `agenttask.yaml` and
+        /// Write `tenant.yaml`, `toolserver.yaml`, `agenttask.yaml`, `postgrescluster.yaml` and
         /// `admission-policy.yaml` into this directory instead of printing the CRDs.
         #[arg(long)]
         dir: Option<PathBuf>,

@@ -1,11 +1,12 @@
 //! `paddock-operator run`: start-up and the life of the process.
 //!
 //! 1. connect to PostgreSQL with the admin DSN and apply the migrations (sqlx takes an
-//!    advisory lock, so replicas starting together migrate once);
+//!    advisory lock, so replicas starting together migrate once); this is the `default`
+//!    cluster, and each PostgresCluster is connected and migrated later, on first use;
 //! 2. serve `/metrics`, `/healthz` and `/readyz` (on every replica);
 //! 3. wait for the leader Lease;
 //! 4. load or create the development issuer key;
-//! 5. run the Tenant, ToolServer and AgentTask controllers until SIGTERM/SIGINT, then let
+//! 5. run the Tenant, ToolServer, AgentTask and PostgresCluster controllers until SIGTERM/SIGINT, then let
 //!    running reconciles finish and release the Lease.
 //!
 //! Losing the Lease ends the process at once (exit code 1), as client-go does: a replica that
@@ -23,6 +24,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::{
     agenttask,
+    cluster::{self, Clusters},
     context::{self, Backoff, Context, Settings},
     devissuer::DevIssuer,
     leader::{Elector, LeaseSettings},
@@ -42,6 +44,16 @@ pub struct RunArgs {
     /// reach PostgreSQL. Defaults to the admin DSN without its credentials.
     #[arg(long, env = "PADDOCK_TENANT_DATABASE_URL", hide_env_values = true)]
     pub tenant_database_url: Option<String>,
+
+    /// Whether the operator's own database (the `default` cluster) takes new tenants that name
+    /// no cluster. Tenants already on it stay, and a Tenant naming `default` still goes there.
+    #[arg(
+        long,
+        env = "PADDOCK_DEFAULT_CLUSTER_ACCEPTS_NEW_TENANTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub default_cluster_accepts_new_tenants: bool,
 
     /// Image of ToolServer Deployments that do not set spec.image.
     #[arg(long, env = "PADDOCK_RUNTIME_IMAGE", default_value = concat!("paddock/paddock-runtime:", env!("CARGO_PKG_VERSION")))]
@@ -200,9 +212,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: "paddock-operator".into(),
         instance: args.identity.clone(),
     };
+    let clusters = Clusters::new(
+        pool.clone(),
+        tenant_database_url.clone(),
+        args.default_cluster_accepts_new_tenants,
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         pool,
+        clusters,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         dev_issuer,
@@ -229,10 +247,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!(overrides = ?ctx.settings.service_url_overrides, "service URL overrides are set (test only)");
     }
 
-    let controllers = futures::future::join3(
+    let controllers = futures::future::join4(
         tenant::run(ctx.clone(), shutdown.clone()),
         toolserver::run(ctx.clone(), shutdown.clone()),
         agenttask::run(ctx.clone(), shutdown.clone()),
+        cluster::run(ctx.clone(), shutdown.clone()),
     );
     match elector.as_mut() {
         Some(e) => {

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::{
     conditions::{self, Desired},
     context::Context,
-    crd::{AgentTaskStatus, TenantStatus, ToolServerStatus},
+    crd::{AgentTaskStatus, PostgresClusterStatus, TenantStatus, ToolServerStatus},
     metrics::Metrics,
     names::MANAGER,
 };
@@ -46,7 +46,7 @@ macro_rules! conditioned {
         }
     )+};
 }
-conditioned!(TenantStatus, ToolServerStatus, AgentTaskStatus);
+conditioned!(TenantStatus, ToolServerStatus, AgentTaskStatus, PostgresClusterStatus);
 
 /// A kind whose reconcile ends by writing a [`Conditioned`] status.
 pub trait StatusOf:

@@ -136,6 +136,7 @@ fn api_server_enforces_the_crd_schemas_and_admission_policies() {
             "crd/tenants.paddock.dev",
             "crd/toolservers.paddock.dev",
             "crd/agenttasks.paddock.dev",
+            "crd/postgresclusters.paddock.dev",
             "--timeout=60s",
         ],
         None,

@@ -76,7 +76,7 @@ fn chart_admission_policy_matches_the_generated_one() {
 }
 
 #[test]
-fn printed_stream_holds_the_three_crds_in_order() {
+fn printed_stream_holds_the_four_crds_in_order() {
     let yaml = crd::crds_yaml().unwrap();
     let names: Vec<String> = serde_yaml::Deserializer::from_str(&yaml)
         .map(|doc| {
@@ -92,7 +92,8 @@ fn printed_stream_holds_the_three_crds_in_order() {
         [
             "tenants.paddock.dev",
             "toolservers.paddock.dev",
-            "agenttasks.paddock.dev"
+            "agenttasks.paddock.dev",
+            "postgresclusters.paddock.dev"
         ]
     );
 }

@@ -278,6 +278,11 @@ fn kinds_share_the_paddock_category_and_have_short_names() {
                 "Namespaced".to_owned(),
                 vec!["at".to_owned()]
             ),
+            (
+                "PostgresCluster".to_owned(),
+                "Cluster".to_owned(),
+                vec!["pgc".to_owned()]
+            ),
         ]
     );
 }

@@ -17,6 +17,7 @@ use kube::{
     },
 };
 use paddock_operator::{
+    cluster::Clusters,
     context::{Backoff, Context, Settings},
     crd::{Tenant, ToolServer},
     devissuer::DevIssuer,
@@ -84,11 +85,14 @@ fn context(answer: Answer) -> (Arc<Context>, Arc<Mutex<Vec<Sent>>>) {
         }
     });
     let client = Client::new(service, "default");
+    let pool = PgPoolOptions::new()
+        .connect_lazy("postgres://paddock@127.0.0.1:9/never")
+        .unwrap();
+    let tenant_base = Url::parse("postgres://db.paddock.svc:5432/paddock").unwrap();
     let ctx = Context {
         client: client.clone(),
-        pool: PgPoolOptions::new()
-            .connect_lazy("postgres://paddock@127.0.0.1:9/never")
-            .unwrap(),
+        clusters: Clusters::new(pool.clone(), tenant_base.clone(), true),
+        pool,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -100,7 +104,7 @@ fn context(answer: Answer) -> (Arc<Context>, Arc<Mutex<Vec<Sent>>>) {
         dev_issuer: DevIssuer::generate("urn:paddock:dev-issuer"),
         settings: Settings {
             runtime_image: "paddock-runtime:test".into(),
-            tenant_database_url: Url::parse("postgres://db.paddock.svc:5432/paddock").unwrap(),
+            tenant_database_url: tenant_base,
             service_url_overrides: HashMap::new(),
             http_timeout: Duration::from_secs(1),
         },

@@ -10,6 +10,7 @@
 
 pub mod agenttask;
 pub mod policy;
+pub mod postgrescluster;
 pub mod tenant;
 pub mod toolserver;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agenttask::{AgentTask, AgentTaskSpec, AgentTaskStatus};
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+pub use postgrescluster::{DEFAULT_CLUSTER, PostgresCluster, PostgresClusterSpec, PostgresClusterStatus};
 pub use tenant::{Tenant, TenantSpec, TenantStatus};
 pub use toolserver::{ToolServer, ToolServerSpec, ToolServerStatus};
 
@@ -94,6 +96,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("tenant.yaml", tidy(Tenant::crd())),
         ("toolserver.yaml", tidy(ToolServer::crd())),
         ("agenttask.yaml", tidy(AgentTask::crd())),
+        ("postgrescluster.yaml", tidy(PostgresCluster::crd())),
     ]
 }
 
@@ -149,7 +152,7 @@ fn to_yaml<T: Serialize>(what: &'static str, value: &T) -> Result<String, Render
     serde_yaml::to_string(value).map_err(|source| RenderError::Yaml { what, source })
 }
 
-/// The CRD files (`tenant.yaml`, `toolserver.yaml`, `agenttask.yaml`), in that order.
+/// The CRD files (`tenant.yaml`, `toolserver.yaml`, `agenttask.yaml`, `postgrescluster.yaml`), in that order.
 pub fn crd_files() -> Result<Vec<GeneratedFile>, RenderError> {
     crds()
         .into_iter()
@@ -175,7 +178,7 @@ pub fn policy_file() -> Result<GeneratedFile, RenderError> {
     })
 }
 
-/// Every file `crds --dir` writes: the three CRDs, then the admission policy.
+/// Every file `crds --dir` writes: the four CRDs, then the admission policy.
 pub fn generated_files() -> Result<Vec<GeneratedFile>, RenderError> {
     let mut files = crd_files()?;
     files.push(policy_file()?);

@@ -31,6 +31,7 @@ use super::{CEL_HTTP_URL, Condition, DECIMAL, DNS1123_LABEL, MODEL_NAME};
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the tenant is provisioned and usable"}"#,
     printcolumn = r#"{"name":"Spend","type":"string","jsonPath":".status.spend.amount","description":"Spend in the current budget period"}"#,
     printcolumn = r#"{"name":"Budget","type":"string","jsonPath":".spec.budget.monthlyLimit","description":"Monthly spending limit"}"#,
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".status.databaseCluster","priority":1,"description":"Database cluster the tenant is placed on"}"#,
     printcolumn = r#"{"name":"Currency","type":"string","jsonPath":".spec.budget.currency","priority":1,"description":"Currency of the budget"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -72,6 +73,28 @@ pub struct TenantSpec {
     /// `Delete` removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Which PostgreSQL cluster holds the tenant's role and rows. Without it the operator
+    /// places the tenant by its policy (the cluster taking new tenants with the fewest tenants,
+    /// ties broken by name) and records the choice in `status.databaseCluster`. A tenant is
+    /// never moved: a cluster that differs from the recorded one is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<TenantDatabase>,
+}
+
+/// Placement of a tenant's data.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(oldSelf.cluster) || !has(self.cluster) || self.cluster == oldSelf.cluster")
+        .message("database.cluster cannot be changed: moving a tenant between clusters is not supported (see the docs on logical replication)")
+)]
+pub struct TenantDatabase {
+    /// Name of the PostgresCluster to place the tenant on, or `default` for the operator's own
+    /// database. Cannot be changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
+    pub cluster: Option<String>,
 }
 
 /// Token issuer settings for a tenant.
@@ -283,6 +306,12 @@ pub struct TenantStatus {
     /// Spend in the current budget period, from the usage ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend: Option<TenantSpend>,
+
+    /// The database cluster the tenant is placed on: `default` (the operator's own database) or
+    /// a PostgresCluster's name. Recorded before anything is provisioned there, and never
+    /// changed by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_cluster: Option<String>,
 }
 
 /// Spend so far in one budget period.

@@ -1,5 +1,5 @@
 //! The cleanup step of the Tenant controller, run by the finalizer when a Tenant is deleted: releases its
-//! namespaces and drops its database role; its rows are kept or deleted according to `spec.deletionPolicy`.
+//! namespaces and drops its database role on the cluster it is placed on; its rows are kept or deleted according to `spec.deletionPolicy`.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, ResourceExt, runtime::controller::Action, runtime::events::EventType};
@@ -9,7 +9,13 @@ use super::{
     build::{self, Claim},
     db, status,
 };
-use crate::{context::Context, crd::Tenant, names::RoleName, status::StatusBuilder};
+use crate::{
+    cluster::registry::placed_cluster,
+    context::Context,
+    crd::{DEFAULT_CLUSTER, Tenant},
+    names::RoleName,
+    status::StatusBuilder,
+};
 
 pub async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let name = tenant.name_any();
@@ -42,7 +48,20 @@ pub async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         .and_then(|r| RoleName::parse(r).ok())
         .unwrap_or_else(|| RoleName::for_tenant(&name));
     let policy = tenant.spec.deletion_policy;
-    match db::deprovision(&ctx.pool, &name, &role, policy).await {
+    // The role and rows are on the tenant's cluster; one that cannot be reached blocks the
+    // deletion (the role would otherwise outlive the Tenant there).
+    let cluster = placed_cluster(tenant).unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+    let handle = match ctx.clusters.handle(&cluster, &ctx.client).await {
+        Ok(handle) => handle,
+        Err(problem) => {
+            tracing::error!(tenant = %name, cluster = %cluster, error = ?problem, "tenant deprovisioning failed");
+            let mut st = StatusBuilder::new(tenant);
+            status::deletion_blocked(&mut st, &problem);
+            status::save(st, tenant, ctx).await?;
+            return Err(Error::Cluster(problem));
+        }
+    };
+    match db::deprovision(&handle.pool, &name, &role, policy).await {
         Ok(done) => {
             tracing::info!(tenant = %name, role = %role, ?policy, ?done, "tenant deprovisioned");
             let rows = if done.rows_deleted {
@@ -55,7 +74,7 @@ pub async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 EventType::Normal,
                 "Deprovisioned",
                 "DeprovisionDatabase",
-                format!("dropped database role {role}; {rows}"),
+                format!("dropped database role {role} on cluster {cluster}; {rows}"),
             )
             .await;
             // The finalizer goes next, and the Tenant with it.

@@ -5,13 +5,16 @@
 //! Kubernetes. It is a short driver ([`steps`]) over steps that each live in their own module:
 //! 1. **validate** ([`spec`]): the spec becomes a [`TenantRecord`] or an `InvalidSpec`
 //!    condition, and the reconcile waits for a change;
-//! 2. **dereference** ([`dereference`]): each claimed namespace must exist and not belong to another
+//! 2. **place** ([`place`]): the database cluster the tenant lives on, chosen once and recorded
+//!    in status; a spec that would move it is refused;
+//! 3. **dereference** ([`dereference`]): each claimed namespace must exist and not belong to another
 //!    tenant; the password is reused from an existing tenant Secret, generated only when none has one;
-//! 3. **database** ([`db::provision`]): rows, prices, role, role mapping, in one transaction;
-//! 4. **build** ([`build`]): the DSN, the namespace labels and the Secrets, as pure functions;
-//! 5. **apply** ([`apply`]): label the namespaces, apply the Secrets (server-side apply, one
+//! 4. **database** ([`db::provision`]): rows, prices, role, role mapping, in one transaction, on
+//!    the tenant's cluster (a cluster that cannot be reached makes only its own tenants not Ready);
+//! 5. **build** ([`build`]): the DSN (the tenant's cluster's), the namespace labels and the Secrets, as pure functions;
+//! 6. **apply** ([`apply`]): label the namespaces, apply the Secrets (server-side apply, one
 //!    field manager), release namespaces the spec no longer lists;
-//! 6. **status** ([`status`]): `DatabaseProvisioned`, `NamespacesClaimed`, `BudgetWarning`,
+//! 7. **status** ([`status`]): `DatabaseProvisioned`, `NamespacesClaimed`, `BudgetWarning`,
 //!    `BudgetExceeded` and `Ready`, the role name, and the month's spend from the ledger.
 //!
 //! Deleting a Tenant ([`cleanup`]) releases its namespaces and drops its role; its rows are kept or deleted
@@ -22,6 +25,7 @@ pub mod build;
 pub mod cleanup;
 pub mod db;
 pub mod dereference;
+pub mod place;
 pub mod spec;
 pub mod status;
 
@@ -43,8 +47,9 @@ use kube::{
 
 use self::{db::DbFailure, spec::TenantRecord};
 use crate::{
+    cluster::ClusterProblem,
     context::{self, Context},
-    crd::{AgentTask, TENANT_LABEL, Tenant},
+    crd::{AgentTask, PostgresCluster, TENANT_LABEL, Tenant},
     credentials, metrics, names,
     status::StatusBuilder,
 };
@@ -56,12 +61,18 @@ const CONTROLLER: &str = "tenant";
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often a tenant waiting for a namespace is retried.
 const WAIT_NAMESPACE: Duration = Duration::from_secs(30);
+/// How often a tenant waiting for a database cluster (to exist, or to take it) is retried.
+const WAIT_CLUSTER: Duration = Duration::from_secs(30);
 /// How often the condition series of deleted Tenants are removed.
 const SWEEP: Duration = Duration::from_secs(30);
 
 /// A failed step; the message is the step's own.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Place(#[from] place::Error),
+    #[error("the tenant's database cluster cannot be used: {0}")]
+    Cluster(#[source] ClusterProblem),
     #[error(transparent)]
     Dereference(#[from] dereference::Error),
     #[error("failed to provision the tenant's database role and rows: {0}")]
@@ -82,6 +93,8 @@ impl Error {
     /// Short label for the failure metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Error::Place(e) => e.metric_label(),
+            Error::Cluster(_) => "Cluster",
             Error::Dereference(e) => e.metric_label(),
             Error::ProvisionDatabase(_) => "ProvisionDatabase",
             Error::Apply(e) => e.metric_label(),
@@ -98,9 +111,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
     let tasks: Api<AgentTask> = Api::all(ctx.client.clone());
+    let clusters: Api<PostgresCluster> = Api::all(ctx.client.clone());
     let controller = Controller::new(tenants, watcher::Config::default());
     let store = controller.store();
     let existing = controller.store();
+    ctx.clusters.set_tenant_store(controller.store());
+    let registry = ctx.clone();
     let metrics = ctx.metrics.clone();
     let controller = controller
         // A tenant's Secrets are cluster-scoped-owner children; map them back by label.
@@ -120,6 +136,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             let ns = task.namespace()?;
             build::tenant_claiming(store.state().iter().map(AsRef::as_ref), &ns)
         })
+        // A cluster that goes down or comes back (its Ready condition), or is created for a
+        // tenant that names it, reconciles its tenants now rather than at their next retry.
+        .watches(
+            clusters,
+            watcher::Config::default(),
+            move |c: PostgresCluster| {
+                registry
+                    .clusters
+                    .tenants_of(&c.name_any())
+                    .into_iter()
+                    .map(|t| ObjectRef::<Tenant>::new(&t))
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -180,37 +209,65 @@ async fn steps(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     };
     st.status.database_role = Some(rec.role.to_string());
 
+    let cluster = match place::place(tenant, ctx).await? {
+        Ok(cluster) => cluster,
+        Err(refusal) => {
+            status::placement_refused(&mut st, &refusal);
+            status::save(st, tenant, ctx).await?;
+            return Ok(if refusal.waits_for_clusters() {
+                Action::requeue(WAIT_CLUSTER)
+            } else {
+                Action::await_change()
+            });
+        }
+    };
+    st.status.database_cluster = Some(cluster.clone());
+    let handle = match ctx.clusters.handle(&cluster, &ctx.client).await {
+        Ok(handle) => handle,
+        Err(problem) if problem.is_api_error() => return Err(Error::Cluster(problem)),
+        Err(problem) => {
+            tracing::warn!(tenant = %name, cluster = %cluster, error = ?problem, "the tenant's database cluster cannot be used");
+            status::cluster_unavailable(&mut st, &problem);
+            status::save(st, tenant, ctx).await?;
+            if matches!(problem, ClusterProblem::NotFound(_)) {
+                return Ok(Action::requeue(WAIT_CLUSTER));
+            }
+            return Err(Error::Cluster(problem));
+        }
+    };
+
     let namespaces = dereference::namespaces(&name, &rec, ctx).await?;
     let password = dereference::password(&name, &rec, &namespaces.claimable, ctx)
         .await?
         .unwrap_or_else(credentials::generate_password);
 
-    match db::provision(&ctx.pool, &rec, &password).await {
+    match db::provision(&handle.pool, &rec, &password).await {
         Ok(done) => {
-            status::provisioned(&mut st, &rec);
+            status::provisioned(&mut st, &rec, &cluster);
             if done.role_created {
                 ctx.event(
                     tenant,
                     EventType::Normal,
                     "RoleCreated",
                     "ProvisionDatabase",
-                    format!("created database role {}", rec.role),
+                    format!("created database role {} on cluster {cluster}", rec.role),
                 )
                 .await;
             }
         }
         Err(failure) => {
             tracing::error!(tenant = %name, error = ?failure, "database provisioning failed");
-            status::provisioning_failed(&mut st, &failure);
+            status::provisioning_failed(&mut st, &cluster, &failure);
             status::save(st, tenant, ctx).await?;
             return Err(Error::ProvisionDatabase(failure));
         }
     }
 
-    let dsn = build::tenant_dsn(&ctx.settings.tenant_database_url, &rec.role, &password);
+    let dsn = build::tenant_dsn(&handle.tenant_base, &rec.role, &password);
     apply::apply(tenant, &rec, &namespaces.claimable, &password, &dsn, ctx).await?;
 
-    let namespaces_ok = status::claimed(&mut st, &name, &rec, &namespaces, ctx).await;
+    let namespaces_ok =
+        status::claimed(&mut st, &name, &rec, &namespaces, &handle.pool).await;
     status::save(st, tenant, ctx).await?;
     Ok(Action::requeue(if namespaces_ok {
         RESYNC

@@ -4,9 +4,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{Api, ResourceExt, runtime::events::EventType};
+use sqlx::PgPool;
 
 use super::{build, db, db::DbFailure, dereference::Namespaces, spec::TenantRecord};
 use crate::{
+    cluster::{ClusterProblem, placement::Refusal},
     conditions::{Desired, Status},
     context::Context,
     crd::{Tenant, TenantStatus, tenant::TenantSpend},
@@ -69,30 +71,51 @@ pub fn invalid(st: &mut StatusBuilder<Tenant>, invalid: &super::spec::InvalidSpe
     ));
 }
 
+/// `Ready=False` for a tenant that cannot be placed on a database cluster.
+pub fn placement_refused(st: &mut StatusBuilder<Tenant>, refusal: &Refusal) {
+    st.set(Desired::new(
+        "Ready",
+        Status::False,
+        refusal.reason(),
+        refusal.to_string(),
+    ));
+}
+
+/// `DatabaseProvisioned=False` and `Ready=False` for a tenant whose cluster cannot be used.
+pub fn cluster_unavailable(st: &mut StatusBuilder<Tenant>, problem: &ClusterProblem) {
+    for type_ in ["DatabaseProvisioned", "Ready"] {
+        st.set(Desired::new(
+            type_,
+            Status::False,
+            problem.reason(),
+            problem.to_string(),
+        ));
+    }
+}
+
 /// `DatabaseProvisioned=True`.
-pub fn provisioned(st: &mut StatusBuilder<Tenant>, rec: &TenantRecord) {
+pub fn provisioned(st: &mut StatusBuilder<Tenant>, rec: &TenantRecord, cluster: &str) {
     st.set(Desired::new(
         "DatabaseProvisioned",
         Status::True,
         "Provisioned",
-        format!("role {} and the tenant's rows are in place", rec.role),
+        format!(
+            "role {} and the tenant's rows are in place on database cluster {cluster}",
+            rec.role
+        ),
     ));
 }
 
 /// `DatabaseProvisioned=False` and `Ready=False` with the failure's reason.
-pub fn provisioning_failed(st: &mut StatusBuilder<Tenant>, failure: &DbFailure) {
+pub fn provisioning_failed(st: &mut StatusBuilder<Tenant>, cluster: &str, failure: &DbFailure) {
+    let message = format!("database cluster {cluster}: {failure}");
     st.set(Desired::new(
         "DatabaseProvisioned",
         Status::False,
         failure.reason(),
-        failure.to_string(),
+        message.clone(),
     ));
-    st.set(Desired::new(
-        "Ready",
-        Status::False,
-        failure.reason(),
-        failure.to_string(),
-    ));
+    st.set(Desired::new("Ready", Status::False, failure.reason(), message));
 }
 
 /// `NamespacesClaimed`, the budget conditions with the month's spend, and `Ready`; whether every namespace
@@ -102,7 +125,7 @@ pub async fn claimed(
     tenant: &str,
     rec: &TenantRecord,
     namespaces: &Namespaces,
-    ctx: &Context,
+    pool: &PgPool,
 ) -> bool {
     let Namespaces {
         claimable,
@@ -148,7 +171,7 @@ pub async fn claimed(
         )
     };
     st.set(claimed);
-    match db::current_spend(&ctx.pool, tenant).await {
+    match db::current_spend(pool, tenant).await {
         Ok(spend) => {
             for c in build::budget_conditions(
                 rec.budget_monthly,
@@ -181,7 +204,7 @@ pub async fn claimed(
 }
 
 /// `Ready=False` while deleting cannot finish.
-pub fn deletion_blocked(st: &mut StatusBuilder<Tenant>, failure: &DbFailure) {
+pub fn deletion_blocked(st: &mut StatusBuilder<Tenant>, failure: &dyn std::fmt::Display) {
     st.set(Desired::new(
         "Ready",
         Status::False,

@@ -1,0 +1,172 @@
+//! Database clusters: the PostgresCluster controller, the registry of connection pools
+//! ([`registry`]) and the placement policy ([`placement`]).
+//!
+//! The controller keeps each PostgresCluster's status true to what the operator sees: it reads
+//! the admin Secret, connects (lazily, with a timeout), migrates the database once per pool and
+//! then checks it with one round trip every [`HEALTHY_RESYNC`]. Its `Ready` condition is what
+//! placement trusts, and the Tenant controller watches it: a cluster going down or coming back
+//! reconciles the tenants placed on it at once, not at their next resync.
+
+pub mod placement;
+pub mod registry;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{Future, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    Api, ResourceExt,
+    runtime::{Controller, controller::Action, events::EventType, watcher},
+};
+
+pub use self::registry::{ClusterProblem, Clusters, Handle};
+use crate::{
+    conditions::{Desired, Status},
+    context::{self, Context},
+    crd::{PostgresCluster, PostgresClusterStatus},
+    metrics::Metrics,
+    status::{StatusBuilder, StatusOf},
+};
+
+const CONTROLLER: &str = "postgrescluster";
+/// How often a Ready cluster is checked.
+const HEALTHY_RESYNC: Duration = Duration::from_secs(15);
+/// How often a cluster that is not Ready is tried again.
+const UNHEALTHY_RESYNC: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read the cluster's Secret: {0}")]
+    ReadSecret(#[source] ClusterProblem),
+    #[error("failed to update the PostgresCluster status")]
+    PatchStatus(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::ReadSecret(_) => "ReadSecret",
+            Error::PatchStatus(_) => "PatchStatus",
+        }
+    }
+}
+
+impl StatusOf for PostgresCluster {
+    type Status = PostgresClusterStatus;
+
+    fn current_status(&self) -> Option<&PostgresClusterStatus> {
+        self.status.as_ref()
+    }
+
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+
+    fn event_for(t: &Desired) -> Option<(EventType, &'static str)> {
+        match (t.type_, t.status) {
+            ("Ready", Status::True) => Some((EventType::Normal, "Ready")),
+            ("Ready", _) => Some((EventType::Warning, t.reason)),
+            _ => None,
+        }
+    }
+
+    fn record_conditions(&self, _metrics: &Metrics, _conditions: &[Condition]) {}
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let clusters: Api<PostgresCluster> = Api::all(ctx.client.clone());
+    Controller::new(clusters, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "postgrescluster reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// Reconciles one PostgresCluster: reach it, migrate it, report.
+#[tracing::instrument(name = "reconcile", skip_all, fields(
+    otel.name = "reconcile PostgresCluster", k8s.object.kind = "PostgresCluster", k8s.object.name = %pgc.name_any(),
+))]
+pub async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let name = pgc.name_any();
+    let mut st = StatusBuilder::new(pgc.as_ref());
+    st.status.tenants = Some(
+        ctx.clusters
+            .tenant_counts("")
+            .get(&name)
+            .copied()
+            .unwrap_or(0)
+            .try_into()
+            .unwrap_or(i32::MAX),
+    );
+    let ready = match ctx.clusters.handle_for(&pgc, &ctx.client).await {
+        Ok(handle) => match registry::ping(&handle).await {
+            Ok(version) => {
+                st.status.server_version = Some(version);
+                st.set(Desired::new(
+                    "Migrated",
+                    Status::True,
+                    "Migrated",
+                    "the Paddock schema is up to date",
+                ));
+                st.set(Desired::new(
+                    "Ready",
+                    Status::True,
+                    "Ready",
+                    "the operator reached the database and migrated it",
+                ));
+                true
+            }
+            Err(problem) => {
+                not_ready(&mut st, &problem);
+                false
+            }
+        },
+        Err(problem) if problem.is_api_error() => return Err(Error::ReadSecret(problem)),
+        Err(problem) => {
+            tracing::warn!(cluster = %name, error = ?problem, "database cluster is not usable");
+            if matches!(
+                problem,
+                ClusterProblem::MigrationFailed { .. } | ClusterProblem::MigrationTimedOut { .. }
+            ) {
+                st.set(Desired::new(
+                    "Migrated",
+                    Status::False,
+                    problem.reason(),
+                    problem.to_string(),
+                ));
+            }
+            not_ready(&mut st, &problem);
+            false
+        }
+    };
+    st.save(pgc.as_ref(), &ctx).await.map_err(Error::PatchStatus)?;
+    ctx.backoff.reset(&context::key(pgc.as_ref()));
+    Ok(Action::requeue(if ready {
+        HEALTHY_RESYNC
+    } else {
+        UNHEALTHY_RESYNC
+    }))
+}
+
+fn not_ready(st: &mut StatusBuilder<PostgresCluster>, problem: &ClusterProblem) {
+    st.set(Desired::new(
+        "Ready",
+        Status::False,
+        problem.reason(),
+        problem.to_string(),
+    ));
+}
+
+/// Transient failures come back after a per-cluster exponential backoff.
+pub fn error_policy(pgc: Arc<PostgresCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(CONTROLLER, error.metric_label());
+    let delay = ctx.backoff.next(&context::key(pgc.as_ref()));
+    tracing::warn!(cluster = %pgc.name_any(), error = %error, retry_in = ?delay, "postgrescluster reconcile failed");
+    Action::requeue(delay)
+}
