@@ -157,7 +157,10 @@ kubectl wait --for=condition=Established --timeout=60s \
 stage "examples: kubeconform -strict against the CRDs (Paddock's, and CloudNativePG's for its Cluster)"
 # Installed only so the apiserver publishes its schema: nothing in the run creates a Cluster.
 kubectl apply --server-side -f "$(e2e/tools/cnpg-crd.sh)" >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/clusters.postgresql.cnpg.io >/dev/null
+for _ in $(seq 120); do
+    [[ $(kubectl get crd/clusters.postgresql.cnpg.io -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}') == True ]] && break
+    sleep 0.5
+done
 e2e/tools/kubeconform.sh examples/
 
 stage "PostgreSQL, and a second server for the scenario with two database clusters"

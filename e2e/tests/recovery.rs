@@ -355,31 +355,70 @@ async fn tenant_dsn(s: &Scope, namespace: &str, tenant: &str) -> anyhow::Result<
 }
 
 /// Writes two documents and finds them with `hybrid_search`; runs an AgentTask to completion.
-async fn search_and_task(s: &Scope, ts: &ToolServerInfo, tenant: &str, word: &str) -> anyhow::Result<()> {
+async fn search_and_task(
+    s: &Scope,
+    ts: &ToolServerInfo,
+    tenant: &str,
+    word: &str,
+) -> anyhow::Result<()> {
     let writer = mint(s, ts, tenant, "documents:read documents:write").await?;
     let mcp = connect(s, ts, &writer).await?;
     ingest(
         &mcp,
         tenant,
         &[
-            ("d1", &format!("{word} handbook"), &format!("The {word} handbook explains onboarding.")),
-            ("p1", "Refund policy", "Refunds are granted within 30 days of purchase with a receipt."),
+            (
+                "d1",
+                &format!("{word} handbook"),
+                &format!("The {word} handbook explains onboarding."),
+            ),
+            (
+                "p1",
+                "Refund policy",
+                "Refunds are granted within 30 days of purchase with a receipt.",
+            ),
         ],
     )
     .await?;
     let hits = search(&mcp, word).await?;
-    ensure!(hits.first().map(String::as_str) == Some("d1"), "{tenant}: search for {word} found {hits:?}");
+    ensure!(
+        hits.first().map(String::as_str) == Some("d1"),
+        "{tenant}: search for {word} found {hits:?}"
+    );
     let task = format!("ask-{word}");
     s.env
         .kubectl
-        .apply(&manifests::agent_task(&task, &ts.namespace, &ts.name, REFUND_QUESTION, Some("0.50")))
+        .apply(&manifests::agent_task(
+            &task,
+            &ts.namespace,
+            &ts.name,
+            REFUND_QUESTION,
+            Some("0.50"),
+        ))
         .await?;
-    let state = eventually(&format!("AgentTask {task} to finish"), Duration::from_secs(120), || async {
-        let st = jsonpath(s, Some(&ts.namespace), &format!("agenttask/{task}"), "{.status.state}").await?;
-        Ok(matches!(st.as_str(), "completed" | "failed" | "rejected" | "canceled").then_some(st))
-    })
+    let state = eventually(
+        &format!("AgentTask {task} to finish"),
+        Duration::from_secs(120),
+        || async {
+            let st = jsonpath(
+                s,
+                Some(&ts.namespace),
+                &format!("agenttask/{task}"),
+                "{.status.state}",
+            )
+            .await?;
+            Ok(matches!(
+                st.as_str(),
+                "completed" | "failed" | "rejected" | "canceled"
+            )
+            .then_some(st))
+        },
+    )
     .await?;
-    ensure!(state == "completed", "{tenant}: the AgentTask ended {state}");
+    ensure!(
+        state == "completed",
+        "{tenant}: the AgentTask ended {state}"
+    );
     Ok(())
 }
 
@@ -396,7 +435,9 @@ async fn tenants_on_two_postgres_servers(env: Arc<Env>) -> anyhow::Result<()> {
         .connect(&second_url)
         .await
         .context("failed to connect to the second server")?;
-    sqlx::query(&format!("CREATE DATABASE {second_db}")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {second_db}"))
+        .execute(&admin)
+        .await?;
     admin.close().await;
     let cluster = format!("e2e-second-{}", paddock_e2e::env::random_suffix(5));
     let secret = format!("{cluster}-superuser");
@@ -541,10 +582,33 @@ async fn tenants_on_two_postgres_servers(env: Arc<Env>) -> anyhow::Result<()> {
     .await;
     // The Tenants are gone (their roles with them); now the cluster, its Secret and database.
     let k = &env.kubectl;
-    let _ = k.run(&["delete", "postgrescluster", &cluster, "--ignore-not-found"], None).await;
-    let _ = k.run(&["delete", "secret", &secret, "-n", &env.operator_namespace, "--ignore-not-found"], None).await;
-    if let Ok(admin) = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&second_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {second_db} WITH (FORCE)")).execute(&admin).await;
+    let _ = k
+        .run(
+            &["delete", "postgrescluster", &cluster, "--ignore-not-found"],
+            None,
+        )
+        .await;
+    let _ = k
+        .run(
+            &[
+                "delete",
+                "secret",
+                &secret,
+                "-n",
+                &env.operator_namespace,
+                "--ignore-not-found",
+            ],
+            None,
+        )
+        .await;
+    if let Ok(admin) = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&second_url)
+        .await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {second_db} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
         admin.close().await;
     }
     ran

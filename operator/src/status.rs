@@ -46,7 +46,12 @@ macro_rules! conditioned {
         }
     )+};
 }
-conditioned!(TenantStatus, ToolServerStatus, AgentTaskStatus, PostgresClusterStatus);
+conditioned!(
+    TenantStatus,
+    ToolServerStatus,
+    AgentTaskStatus,
+    PostgresClusterStatus
+);
 
 /// A kind whose reconcile ends by writing a [`Conditioned`] status.
 pub trait StatusOf:

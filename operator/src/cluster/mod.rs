@@ -145,7 +145,9 @@ pub async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<A
             false
         }
     };
-    st.save(pgc.as_ref(), &ctx).await.map_err(Error::PatchStatus)?;
+    st.save(pgc.as_ref(), &ctx)
+        .await
+        .map_err(Error::PatchStatus)?;
     ctx.backoff.reset(&context::key(pgc.as_ref()));
     Ok(Action::requeue(if ready {
         HEALTHY_RESYNC

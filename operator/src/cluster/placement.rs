@@ -28,7 +28,9 @@ pub enum Refusal {
         "the tenant is placed on database cluster {placed}; spec.database.cluster names {requested}, and tenants are never moved between clusters (restore spec.database.cluster to {placed})"
     )]
     WouldMove { placed: String, requested: String },
-    #[error("database cluster {0} does not exist: create a PostgresCluster of that name, or name another cluster")]
+    #[error(
+        "database cluster {0} does not exist: create a PostgresCluster of that name, or name another cluster"
+    )]
     NotFound(String),
     #[error(
         "no database cluster takes new tenants: every PostgresCluster is not Ready or has acceptsNewTenants: false"
@@ -138,7 +140,10 @@ mod tests {
 
     #[test]
     fn a_cluster_not_taking_new_tenants_is_skipped_by_the_policy() {
-        let clusters = [cluster("default", true, true), cluster("empty", false, true)];
+        let clusters = [
+            cluster("default", true, true),
+            cluster("empty", false, true),
+        ];
         let tenants = counts(&[("default", 100)]);
         assert_eq!(place(None, None, &clusters, &tenants), Ok("default".into()));
     }
@@ -180,7 +185,10 @@ mod tests {
     fn no_cluster_available_is_refused() {
         for clusters in [
             vec![],
-            vec![cluster("default", false, true), cluster("down", true, false)],
+            vec![
+                cluster("default", false, true),
+                cluster("down", true, false),
+            ],
         ] {
             let refused = place(None, None, &clusters, &BTreeMap::new()).unwrap_err();
             assert_eq!(refused, Refusal::NoneAvailable);

@@ -239,7 +239,12 @@ impl Clusters {
             pgc.spec.database.as_deref(),
             pgc.spec.tenant_url.as_deref(),
         )
-        .map_err(|p| invalid(format!("Secret {secret_name} key {:?}: {p}", secret_ref.key)))?;
+        .map_err(|p| {
+            invalid(format!(
+                "Secret {secret_name} key {:?}: {p}",
+                secret_ref.key
+            ))
+        })?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (admin.as_str(), tenant_base.as_str()).hash(&mut hasher);
@@ -415,7 +420,10 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(admin.as_str(), "postgresql://postgres:s3cret@pg-one-rw.db:5432/app");
+        assert_eq!(
+            admin.as_str(),
+            "postgresql://postgres:s3cret@pg-one-rw.db:5432/app"
+        );
         assert_eq!(base, admin);
     }
 
@@ -434,7 +442,11 @@ mod tests {
 
     #[test]
     fn a_value_that_is_no_postgres_url_is_refused_without_echoing_it() {
-        for bad in ["host=db user=x password=hunter2", "mysql://u:hunter2@h/db", ""] {
+        for bad in [
+            "host=db user=x password=hunter2",
+            "mysql://u:hunter2@h/db",
+            "",
+        ] {
             let e = connection_urls(bad, None, None).unwrap_err();
             assert!(!e.contains("hunter2"), "{e}");
         }

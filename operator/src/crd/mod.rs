@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 pub use agenttask::{AgentTask, AgentTaskSpec, AgentTaskStatus};
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-pub use postgrescluster::{DEFAULT_CLUSTER, PostgresCluster, PostgresClusterSpec, PostgresClusterStatus};
+pub use postgrescluster::{
+    DEFAULT_CLUSTER, PostgresCluster, PostgresClusterSpec, PostgresClusterStatus,
+};
 pub use tenant::{Tenant, TenantSpec, TenantStatus};
 pub use toolserver::{ToolServer, ToolServerSpec, ToolServerStatus};
 

@@ -49,7 +49,10 @@ pub struct PostgresClusterSpec {
     /// superuser Secret names `*` (any database), so set this to the application database,
     /// e.g. `app`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_$-]*$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_$-]*$")
+    )]
     pub database: Option<String>,
 
     /// Base of the DSNs handed to the tenants placed here (host, port, database, sslmode), when

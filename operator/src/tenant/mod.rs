@@ -266,8 +266,7 @@ async fn steps(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let dsn = build::tenant_dsn(&handle.tenant_base, &rec.role, &password);
     apply::apply(tenant, &rec, &namespaces.claimable, &password, &dsn, ctx).await?;
 
-    let namespaces_ok =
-        status::claimed(&mut st, &name, &rec, &namespaces, &handle.pool).await;
+    let namespaces_ok = status::claimed(&mut st, &name, &rec, &namespaces, &handle.pool).await;
     status::save(st, tenant, ctx).await?;
     Ok(Action::requeue(if namespaces_ok {
         RESYNC

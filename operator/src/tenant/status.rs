@@ -115,7 +115,12 @@ pub fn provisioning_failed(st: &mut StatusBuilder<Tenant>, cluster: &str, failur
         failure.reason(),
         message.clone(),
     ));
-    st.set(Desired::new("Ready", Status::False, failure.reason(), message));
+    st.set(Desired::new(
+        "Ready",
+        Status::False,
+        failure.reason(),
+        message,
+    ));
 }
 
 /// `NamespacesClaimed`, the budget conditions with the month's spend, and `Ready`; whether every namespace
