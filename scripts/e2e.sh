@@ -158,7 +158,7 @@ stage "examples: kubeconform -strict against the CRDs (Paddock's, and CloudNativ
 # Installed only so the apiserver publishes its schema: nothing in the run creates a Cluster.
 kubectl apply --server-side -f "$(e2e/tools/cnpg-crd.sh)" >/dev/null
 for _ in $(seq 120); do
-    [[ $(kubectl get crd/clusters.postgresql.cnpg.io -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}') == True ]] && break
+    [[ $(kubectl get crd/clusters.postgresql.cnpg.io -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]] && break
     sleep 0.5
 done
 e2e/tools/kubeconform.sh examples/

@@ -412,6 +412,27 @@ pub fn connection_urls(
 mod tests {
     use super::*;
 
+    fn tenant(status: serde_json::Value) -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
+            "spec": {"namespaces": ["acme"], "auth": {"issuer": "https://idp.example.com", "audience": "paddock"},
+                     "budget": {"monthlyLimit": "10"}, "database": {"cluster": "east"}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tenant_provisioned_before_clusters_existed_is_on_the_default_cluster() {
+        // The upgrade path: such a tenant has a role in status and no cluster.
+        let legacy = tenant(serde_json::json!({"databaseRole": "paddock_t_acme_1a2b3c4d"}));
+        assert_eq!(placed_cluster(&legacy).as_deref(), Some(DEFAULT_CLUSTER));
+        let placed = tenant(serde_json::json!({"databaseCluster": "east", "databaseRole": "r"}));
+        assert_eq!(placed_cluster(&placed).as_deref(), Some("east"));
+        assert_eq!(placed_cluster(&tenant(serde_json::json!({}))), None);
+        assert_eq!(requested_cluster(&placed), Some("east"));
+    }
+
     #[test]
     fn a_cloudnative_pg_superuser_uri_gets_the_application_database() {
         let (admin, base) = connection_urls(

@@ -207,8 +207,6 @@ async fn steps(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    st.status.database_role = Some(rec.role.to_string());
-
     let cluster = match place::place(tenant, ctx).await? {
         Ok(cluster) => cluster,
         Err(refusal) => {
@@ -221,7 +219,10 @@ async fn steps(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             });
         }
     };
+    // The role goes into status only with the cluster it is on: a role without a cluster
+    // reads as a tenant provisioned before clusters existed, which is on `default`.
     st.status.database_cluster = Some(cluster.clone());
+    st.status.database_role = Some(rec.role.to_string());
     let handle = match ctx.clusters.handle(&cluster, &ctx.client).await {
         Ok(handle) => handle,
         Err(problem) if problem.is_api_error() => return Err(Error::Cluster(problem)),
