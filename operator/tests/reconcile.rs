@@ -231,6 +231,102 @@ async fn an_invalid_tenant_is_not_ready_and_waits_for_a_change() {
     assert_eq!(sent[1].body["reason"], "InvalidSpec");
 }
 
+/// A Tenant naming a database cluster that does not exist is not placed anywhere (no status records a
+/// cluster, no namespace, Secret or database is touched) and is retried, since creating the cluster resolves it.
+#[tokio::test]
+async fn a_tenant_naming_a_missing_cluster_is_not_placed_and_waits_for_it() {
+    let mut object = tenant_object(&["acme"]);
+    object["spec"]["database"] = json!({"cluster": "nowhere"});
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "GET" if s.path == "/apis/paddock.dev/v1alpha1/postgresclusters" => (
+            StatusCode::OK,
+            json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "PostgresClusterList", "metadata": {}, "items": []}),
+        ),
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    }));
+    let tenant: Tenant = serde_json::from_value(object).unwrap();
+
+    let action = tenant::reconcile(Arc::new(tenant), ctx).await.unwrap();
+
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let sent = sent.lock().unwrap().clone();
+    let patches = status_patches(&sent);
+    assert_eq!(patches.len(), 1, "one status write: {sent:?}");
+    let status = &patches[0].body["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ClusterNotFound"))
+    );
+    assert!(
+        status.get("databaseCluster").is_none() && status.get("databaseRole").is_none(),
+        "nothing is recorded for a tenant that is not placed: {status}"
+    );
+    assert!(
+        !sent.iter().any(|s| s.path.contains("/namespaces/acme")
+            || s.path.starts_with("/api/v1/namespaces/acme")),
+        "no namespace or Secret is touched: {sent:?}"
+    );
+}
+
+/// A placed tenant whose spec now names another cluster is refused, not moved: no cluster is even listed,
+/// the recorded placement stays, and the reconcile waits for the spec to change back.
+#[tokio::test]
+async fn a_placed_tenant_is_never_moved_by_a_spec_change() {
+    let mut object = tenant_object(&["acme"]);
+    object["spec"]["database"] = json!({"cluster": "west"});
+    object["status"] =
+        json!({"databaseCluster": "east", "databaseRole": "paddock_t_acme_1a2b3c4d"});
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    }));
+    let tenant: Tenant = serde_json::from_value(object).unwrap();
+
+    let action = tenant::reconcile(Arc::new(tenant), ctx).await.unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    let paths: Vec<_> = sent
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("PATCH", "/apis/paddock.dev/v1alpha1/tenants/acme/status"),
+            ("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
+        ],
+        "only the status and its event"
+    );
+    let status = &sent[0].body["status"];
+    assert_eq!(status["databaseCluster"], "east");
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("PlacementChangeRefused"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("east") && m.contains("west")),
+        "{ready}"
+    );
+}
+
 /// A ToolServer whose Tenant does not exist gets no children (it had none to remove) and says why.
 #[tokio::test]
 async fn a_toolserver_of_a_missing_tenant_is_refused() {

@@ -116,6 +116,8 @@ pub struct Clusters {
     /// Placements this process recorded, until the Tenant store shows them.
     recent: Mutex<HashMap<String, String>>,
     tenants: OnceLock<Store<Tenant>>,
+    /// Each PostgresCluster's `Ready` status as the Tenant controller's watch last saw it.
+    seen_ready: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Clusters {
@@ -133,6 +135,7 @@ impl Clusters {
             placing: tokio::sync::Mutex::new(()),
             recent: Mutex::new(HashMap::new()),
             tenants: OnceLock::new(),
+            seen_ready: Mutex::new(HashMap::new()),
         }
     }
 
@@ -343,6 +346,20 @@ impl Clusters {
             .insert(tenant.to_owned(), cluster.to_owned());
     }
 
+    /// Whether `pgc` is new to the watch or its `Ready` status changed since the watch last saw it:
+    /// only then do its tenants need a reconcile (its tenant count changes often and means
+    /// nothing to them).
+    pub fn readiness_changed(&self, pgc: &PostgresCluster) -> bool {
+        let ready = pgc.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.status.clone())
+        });
+        let mut seen = self.seen_ready.lock().expect("clusters lock");
+        seen.insert(pgc.name_any(), ready.clone()) != Some(ready)
+    }
+
     /// The Tenants (from the store) placed on, or naming, `cluster`.
     pub fn tenants_of(&self, cluster: &str) -> Vec<String> {
         let Some(store) = self.tenants.get() else {
@@ -431,6 +448,47 @@ mod tests {
         assert_eq!(placed_cluster(&placed).as_deref(), Some("east"));
         assert_eq!(placed_cluster(&tenant(serde_json::json!({}))), None);
         assert_eq!(requested_cluster(&placed), Some("east"));
+    }
+
+    #[tokio::test]
+    async fn only_a_change_of_a_clusters_readiness_concerns_its_tenants() {
+        let clusters = Clusters::new(
+            PgPoolOptions::new()
+                .connect_lazy("postgres://x@127.0.0.1:9/x")
+                .unwrap(),
+            Url::parse("postgres://db/x").unwrap(),
+            true,
+        );
+        let pgc = |ready: Option<&str>, tenants: i32| -> PostgresCluster {
+            let conditions: Vec<serde_json::Value> = ready
+                .map(|r| vec![serde_json::json!({"type": "Ready", "status": r, "reason": "R", "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"})])
+                .unwrap_or_default();
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "paddock.dev/v1alpha1", "kind": "PostgresCluster", "metadata": {"name": "east"},
+                "spec": {"adminSecretRef": {"namespace": "db", "name": "s"}},
+                "status": {"conditions": conditions, "tenants": tenants},
+            }))
+            .unwrap()
+        };
+        assert!(clusters.readiness_changed(&pgc(None, 0)), "a new cluster");
+        assert!(!clusters.readiness_changed(&pgc(None, 0)));
+        assert!(
+            clusters.readiness_changed(&pgc(Some("True"), 0)),
+            "became Ready"
+        );
+        assert!(
+            !clusters.readiness_changed(&pgc(Some("True"), 7)),
+            "only its count changed"
+        );
+        assert!(
+            clusters.readiness_changed(&pgc(Some("False"), 7)),
+            "went down"
+        );
+        assert!(
+            clusters.readiness_changed(&pgc(Some("True"), 7)),
+            "came back"
+        );
     }
 
     #[test]

@@ -137,16 +137,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             build::tenant_claiming(store.state().iter().map(AsRef::as_ref), &ns)
         })
         // A cluster that goes down or comes back (its Ready condition), or is created for a
-        // tenant that names it, reconciles its tenants now rather than at their next retry.
+        // tenant that names it, reconciles its tenants now rather than at their next retry;
+        // other changes (its tenant count) do not.
         .watches(
             clusters,
             watcher::Config::default(),
             move |c: PostgresCluster| {
-                registry
-                    .clusters
-                    .tenants_of(&c.name_any())
-                    .into_iter()
-                    .map(|t| ObjectRef::<Tenant>::new(&t))
+                let tenants = if registry.clusters.readiness_changed(&c) {
+                    registry.clusters.tenants_of(&c.name_any())
+                } else {
+                    vec![]
+                };
+                tenants.into_iter().map(|t| ObjectRef::<Tenant>::new(&t))
             },
         )
         .graceful_shutdown_on(shutdown)
