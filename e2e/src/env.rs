@@ -438,12 +438,12 @@ impl Scope {
 
     /// The port of operator `identity`'s `/metrics`.
     pub async fn operator_metrics_port(&self, identity: &str) -> anyhow::Result<u16> {
-        Ok(operator(&*self.operators.lock().await, identity)?.metrics_port)
+        Ok(operator(&self.operators.lock().await, identity)?.metrics_port)
     }
 
     /// The process id of operator `identity`, while it runs.
     pub async fn operator_pid(&self, identity: &str) -> anyhow::Result<u32> {
-        operator(&*self.operators.lock().await, identity)?
+        operator(&self.operators.lock().await, identity)?
             .proc
             .pid()
             .ok_or_else(|| anyhow!("operator {identity} has exited"))
@@ -451,7 +451,7 @@ impl Scope {
 
     /// The `/metrics` text of operator `identity`.
     pub async fn operator_metrics(&self, identity: &str) -> anyhow::Result<String> {
-        operator(&*self.operators.lock().await, identity)?
+        operator(&self.operators.lock().await, identity)?
             .metrics()
             .await
     }
