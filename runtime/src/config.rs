@@ -38,6 +38,7 @@ impl RuntimeConfigExt for RuntimeConfig {
     fn settings(&self) -> Settings {
         let mut s = settings(&self.mcp, search_settings(&self.search), &self.limits);
         s.console = self.console.enabled;
+        s.console_oauth = self.console.oauth.clone();
         if s.console {
             // The console's own requests carry the origin people open it at: the public URL's.
             let public = self.a2a.settings(&self.auth.resource).ok();
@@ -63,6 +64,7 @@ pub fn settings(mcp: &McpConfig, search: SearchSettings, limits: &LimitsConfig) 
         max_body_bytes: limits.max_body_bytes,
         request_timeout: Duration::from_millis(limits.request_timeout_ms),
         console: ConsoleConfig::default().enabled,
+        console_oauth: None,
     }
 }
 

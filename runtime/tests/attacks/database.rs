@@ -53,6 +53,16 @@ async fn two_tenants_with_rows(admin: &PgPool, attacker: &str, victim: &str) {
         .execute(admin)
         .await
         .unwrap();
+        // A token handed over to the console, waiting for its code (`code-<tenant>`) to be redeemed.
+        sqlx::query(
+            "INSERT INTO console_handovers (code_sha256, tenant_id, nonce, sealed, expires_at) \
+             VALUES (sha256(convert_to('code-' || $1, 'UTF8')), $1, '\\x000000000000000000000000', \
+                     '\\x00112233445566778899aabbccddeeff00', now() + interval '1 minute')",
+        )
+        .bind(t)
+        .execute(admin)
+        .await
+        .unwrap();
     }
 }
 
@@ -74,6 +84,7 @@ async fn visible_rows_of(conn: &mut PoolConnection<Postgres>, admin: &PgPool, vi
         "task_artifacts",
         "budget_reservations",
         "audit_events",
+        "console_handovers",
     ] {
         seen += count(
             conn,
@@ -249,6 +260,24 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
         victims_events, 1,
         "{me} purged {purged} audit events, none of them may be {victim}'s"
     );
+    // The victim's handover, with its very code: not redeemed, not deleted.
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM paddock_redeem_console_handover(sha256(convert_to('code-' || $1, 'UTF8')))",
+            victim,
+        )
+        .await,
+        0,
+        "{me} redeemed {victim}'s handover"
+    );
+    let victims_handovers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM console_handovers WHERE tenant_id = $1")
+            .bind(victim)
+            .fetch_one(admin)
+            .await
+            .unwrap();
+    assert_eq!(victims_handovers, 1, "{me} deleted {victim}'s handover");
     drop(conn);
     pool.close().await;
 }
@@ -410,6 +439,7 @@ async fn every_definer_function_the_runtime_roles_may_call_is_attacked(admin: Pg
             "paddock_budget_overview",
             "paddock_purge_audit_events",
             "paddock_purge_mcp_sessions",
+            "paddock_redeem_console_handover",
             "paddock_tenants_pending_embedding",
             "paddock_tenants_with_expired_leases",
         ]
