@@ -127,6 +127,33 @@ mod tests {
     }
 
     #[test]
+    fn the_consoles_oauth_client_is_checked() {
+        let base = "auth: {resource: r, issuers: [{issuer: i, audience: a, jwks: {file: /j}}]}\n";
+        let with =
+            |oauth: &str| RuntimeConfig::parse(&format!("{base}console: {{oauth: {oauth}}}\n"));
+        let cfg = with("{client_id: paddock-console, scope: 'documents:read tasks:run'}").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.settings().console_oauth.unwrap().client_id,
+            "paddock-console"
+        );
+        for bad in [
+            "{client_id: ''}",
+            "{client_id: 'two words'}",
+            "{client_id: c, authorization_server: 'javascript:alert(1)'}",
+            "{client_id: c, authorization_server: 'https://login.example/?x=1'}",
+            "{client_id: c, scope: 'a  b'}",
+        ] {
+            let err = with(bad).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains("console.oauth"), "{bad}: {err}");
+        }
+        assert!(
+            with("{client_id: c, secret: s}").is_err(),
+            "no unknown fields"
+        );
+    }
+
+    #[test]
     fn metrics_have_their_own_address() {
         let base = "auth: {resource: r, issuers: [{issuer: i, audience: a, jwks: {file: /j}}]}\n";
         let cfg = RuntimeConfig::parse(base).unwrap();

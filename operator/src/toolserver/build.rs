@@ -358,7 +358,7 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
                 authorization_server: o.authorization_server.clone(),
                 scope: o.scope.clone(),
             });
-            named.push("console.oauth");
+            named.push("console.oauth.*");
         }
     }
     if let Some(t) = &ts.spec.tracing {
