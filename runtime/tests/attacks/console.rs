@@ -481,7 +481,7 @@ async fn wrong_and_malformed_codes_are_refused_precisely(admin: PgPool) {
         "not json".to_owned(),
         "[]".to_owned(),
         "{}".to_owned(),
-        format!("{{\"code\": 42}}"),
+        r#"{"code": 42}"#.to_owned(),
         format!("{{\"code\": \"{code}\", \"tenant\": \"tenant-a\"}}"),
         format!("{{\"code\": [\"{code}\"]}}"),
     ] {
