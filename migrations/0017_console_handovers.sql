@@ -29,16 +29,29 @@ CREATE POLICY tenant_deposit ON console_handovers FOR INSERT
 CREATE POLICY owner_all ON console_handovers TO CURRENT_USER USING (true) WITH CHECK (true);
 GRANT INSERT ON console_handovers TO paddock_runtime, paddock_tenant;
 
--- Purges the expired handovers of every tenant the calling login may act for, then deletes and returns the
--- unexpired handover keyed p_code_sha256 if the caller may act for its tenant. At most one row comes back, and
--- never twice: the DELETE holds the row, so of two concurrent redemptions one gets it and the other nothing.
+-- Deletes the expired handovers of every tenant the calling login may act for; returns how many. Every deposit
+-- and every redemption calls it, so expired rows do not outlive the next use of the console by much.
+CREATE FUNCTION paddock_purge_console_handovers() RETURNS integer
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM console_handovers h
+         WHERE h.expires_at <= now() AND paddock_session_serves(h.tenant_id)
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+REVOKE ALL ON FUNCTION paddock_purge_console_handovers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paddock_purge_console_handovers() TO paddock_runtime, paddock_tenant;
+
+-- Purges the expired handovers (as above), then deletes and returns the unexpired handover keyed p_code_sha256
+-- if the caller may act for its tenant. At most one row comes back, and never twice: the DELETE holds the row,
+-- so of two concurrent redemptions one gets it and the other nothing.
 CREATE FUNCTION paddock_redeem_console_handover(p_code_sha256 bytea)
 RETURNS TABLE (tenant_id text, nonce bytea, sealed bytea)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
 BEGIN
-    DELETE FROM console_handovers h
-     WHERE h.expires_at <= now() AND paddock_session_serves(h.tenant_id);
+    PERFORM paddock_purge_console_handovers();
     RETURN QUERY
         DELETE FROM console_handovers h
          WHERE h.code_sha256 = p_code_sha256

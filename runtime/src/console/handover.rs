@@ -9,9 +9,9 @@
 //! is sealed with ChaCha20-Poly1305 under a key derived from the code by HKDF-SHA256, with the tenant as
 //! associated data; the database never sees the code. Rows live in PostgreSQL, so a code deposited through
 //! one replica is redeemed through any other. Redemption goes through `paddock_redeem_console_handover`, which
-//! deletes the row as it returns it (a code works once), purges expired rows, and only hands out rows of
-//! tenants this runtime's login serves. The opened token is verified again before it is answered, so a code
-//! outliving its token gives nothing.
+//! deletes the row as it returns it (a code works once) and only hands out rows of tenants this runtime's login
+//! serves; every deposit and redemption purges the expired rows (`paddock_purge_console_handovers`). The opened
+//! token is verified again before it is answered, so a code outliving its token gives nothing.
 
 use axum::{
     Extension, Json,
@@ -232,6 +232,13 @@ async fn deposit_token(
     }
     .await
     .map_err(HandoverError::Store)?;
+    // Housekeeping: the code is stored whether or not this succeeds, and the next call retries it.
+    if let Err(e) = sqlx::query("SELECT paddock_purge_console_handovers()")
+        .execute(state.db.pool())
+        .await
+    {
+        tracing::warn!(error = %e, "failed to purge expired console handovers");
+    }
     Ok((code, ttl))
 }
 

@@ -533,6 +533,18 @@ async fn an_expired_code_gives_nothing_and_is_purged(admin: PgPool) {
     // Any redemption purges every expired handover, its own or not.
     assert_eq!(handovers(&admin).await, 0);
     assert_eq!(redeem(&app, &other).await.status, StatusCode::BAD_REQUEST);
+
+    // So does any deposit.
+    code_for(&app, &keys.token_for("tenant-a", "carol", &[])).await;
+    sqlx::query(
+        "UPDATE console_handovers SET created_at = now() - interval '3 minutes', \
+                expires_at = now() - interval '1 minute'",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    code_for(&app, &keys.token_for("tenant-a", "dave", &[])).await;
+    assert_eq!(handovers(&admin).await, 1, "only the fresh one is left");
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -53,11 +53,15 @@ async fn two_tenants_with_rows(admin: &PgPool, attacker: &str, victim: &str) {
         .execute(admin)
         .await
         .unwrap();
-        // A token handed over to the console, waiting for its code (`code-<tenant>`) to be redeemed.
+        // Tokens handed over to the console: one waiting for its code (`code-<tenant>`) to be redeemed, one
+        // expired, which only its own tenant's purge may delete.
         sqlx::query(
-            "INSERT INTO console_handovers (code_sha256, tenant_id, nonce, sealed, expires_at) \
+            "INSERT INTO console_handovers (code_sha256, tenant_id, nonce, sealed, created_at, expires_at) \
              VALUES (sha256(convert_to('code-' || $1, 'UTF8')), $1, '\\x000000000000000000000000', \
-                     '\\x00112233445566778899aabbccddeeff00', now() + interval '1 minute')",
+                     '\\x00112233445566778899aabbccddeeff00', now(), now() + interval '1 minute'), \
+                    (sha256(convert_to('old-' || $1, 'UTF8')), $1, '\\x000000000000000000000000', \
+                     '\\x00112233445566778899aabbccddeeff00', now() - interval '3 minutes', \
+                     now() - interval '1 minute')",
         )
         .bind(t)
         .execute(admin)
@@ -260,7 +264,11 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
         victims_events, 1,
         "{me} purged {purged} audit events, none of them may be {victim}'s"
     );
-    // The victim's handover, with its very code: not redeemed, not deleted.
+    // The victim's handovers, the live one with its very code: not redeemed, not purged, not deleted.
+    let purged: i32 = sqlx::query_scalar("SELECT paddock_purge_console_handovers()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
     assert_eq!(
         count(
             &mut conn,
@@ -277,7 +285,10 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
             .fetch_one(admin)
             .await
             .unwrap();
-    assert_eq!(victims_handovers, 1, "{me} deleted {victim}'s handover");
+    assert_eq!(
+        victims_handovers, 2,
+        "{me} purged {purged} handovers, or redeemed one: none of them may be {victim}'s"
+    );
     drop(conn);
     pool.close().await;
 }
@@ -438,6 +449,7 @@ async fn every_definer_function_the_runtime_roles_may_call_is_attacked(admin: Pg
         [
             "paddock_budget_overview",
             "paddock_purge_audit_events",
+            "paddock_purge_console_handovers",
             "paddock_purge_mcp_sessions",
             "paddock_redeem_console_handover",
             "paddock_tenants_pending_embedding",
