@@ -112,7 +112,7 @@ The console, signed in (the link works once, within two minutes):
   $CONSOLE_LINK
 
   # a fresh link
-  curl -s -X POST http://127.0.0.1:$PORT/console/api/handover -H "Authorization: Bearer \$TOKEN" \
+  curl -s -X POST http://127.0.0.1:$PORT/console/api/handover -H "Authorization: Bearer \$TOKEN" \\
     -H 'Content-Type: application/json' -d '{}'     # then open http://127.0.0.1:$PORT/console/#code=<code>
 
   export TOKEN='$TOKEN'
