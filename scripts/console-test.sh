@@ -77,16 +77,24 @@ SQL
 
 "$BIN" keygen --dir "$WORK/keys" 2>/dev/null
 
+# node_server OUT NAME SCRIPT [VAR=VALUE...]: starts one of the tests' stand-in servers under Node with the given
+# environment (stopped on exit) and sets the variable OUT to the URL it announces on its first line.
+node_server() {
+    local out="$1" name="$2" script="$3" url=""
+    shift 3
+    env "$@" "$NODE" "$TEST_DIR/$script" >"$WORK/$name.url" 2>"$WORK/$name.log" &
+    interop_track $!
+    for _ in $(seq 1 50); do
+        url="$(head -n1 "$WORK/$name.url" 2>/dev/null || true)"
+        [[ -n $url ]] && break
+        sleep 0.1
+    done
+    [[ -n $url ]] || die "the stand-in $name server did not start; see $WORK/$name.log"
+    printf -v "$out" '%s' "$url"
+}
+
 log "starting the stand-in model provider"
-"$NODE" "$TEST_DIR/model.mjs" >"$WORK/model.url" 2>"$WORK/model.log" &
-interop_track $!
-MODEL_URL=""
-for _ in $(seq 1 50); do
-    MODEL_URL="$(head -n1 "$WORK/model.url" 2>/dev/null || true)"
-    [[ -n $MODEL_URL ]] && break
-    sleep 0.1
-done
-[[ -n $MODEL_URL ]] || die "the stand-in model provider did not start"
+node_server MODEL_URL model model.mjs
 
 PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
@@ -94,18 +102,10 @@ ISSUER="https://issuer.paddock.test"
 
 log "starting the stand-in authorization server"
 ALL="documents:read documents:write tasks:run usage:read"
-PADDOCK_OAUTH_CLIENT_ID=paddock-console PADDOCK_OAUTH_REDIRECT_URI="$BASE/console/" PADDOCK_OAUTH_AUDIENCE=paddock \
-    PADDOCK_OAUTH_TENANT=acme PADDOCK_OAUTH_USER=olivia PADDOCK_OAUTH_SCOPE="$ALL" \
-    PADDOCK_OAUTH_KEY="$WORK/keys/signing-key.pem" PADDOCK_OAUTH_JWKS="$WORK/keys/jwks.json" \
-    "$NODE" "$TEST_DIR/oauth.mjs" >"$WORK/oauth.url" 2>"$WORK/oauth.log" &
-interop_track $!
-OAUTH_URL=""
-for _ in $(seq 1 50); do
-    OAUTH_URL="$(head -n1 "$WORK/oauth.url" 2>/dev/null || true)"
-    [[ -n $OAUTH_URL ]] && break
-    sleep 0.1
-done
-[[ -n $OAUTH_URL ]] || die "the stand-in authorization server did not start"
+node_server OAUTH_URL oauth oauth.mjs PADDOCK_OAUTH_CLIENT_ID=paddock-console \
+    PADDOCK_OAUTH_REDIRECT_URI="$BASE/console/" PADDOCK_OAUTH_AUDIENCE=paddock PADDOCK_OAUTH_TENANT=acme \
+    PADDOCK_OAUTH_USER=olivia PADDOCK_OAUTH_SCOPE="$ALL" PADDOCK_OAUTH_KEY="$WORK/keys/signing-key.pem" \
+    PADDOCK_OAUTH_JWKS="$WORK/keys/jwks.json"
 EMBEDDING_YAML="$(interop_embedding_yaml local)"
 cat >"$WORK/runtime.yaml" <<YAML
 listen: 127.0.0.1:$PORT

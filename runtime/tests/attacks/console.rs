@@ -302,6 +302,17 @@ async fn a_foreign_origin_cannot_export(admin: PgPool) {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// The runtime app with `settings`, without embeddings, as the runtime's role.
+async fn app_with_settings(admin: &PgPool, keys: &Keys, settings: Settings) -> TestApp {
+    app_with(
+        runtime_pool(admin).await,
+        keys,
+        Embedder::disabled(),
+        settings,
+    )
+    .await
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_console_switched_off_serves_nothing(admin: PgPool) {
     provision_tenant(&admin, "tenant-a", 60000, 10000).await;
@@ -310,13 +321,7 @@ async fn a_console_switched_off_serves_nothing(admin: PgPool) {
         console: false,
         ..Settings::default()
     };
-    let app = app_with(
-        runtime_pool(&admin).await,
-        &keys,
-        Embedder::disabled(),
-        settings,
-    )
-    .await;
+    let app = app_with_settings(&admin, &keys, settings).await;
     let token = keys.token_for("tenant-a", "alice", &["usage:read"]);
     for path in ["/", "/console", "/console/", "/console/js/main.js"] {
         assert_eq!(app.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
@@ -671,13 +676,7 @@ async fn with_oauth_the_policy_adds_the_authorization_server_origin_only(admin: 
         }),
         ..Settings::default()
     };
-    let with_oauth = app_with(
-        runtime_pool(&admin).await,
-        &keys,
-        Embedder::disabled(),
-        settings,
-    )
-    .await;
+    let with_oauth = app_with_settings(&admin, &keys, settings).await;
     for path in [
         "/console/",
         "/console/js/main.js",
