@@ -9,7 +9,9 @@
 # the Node 22 it runs on (`npm ci` under $PADDOCK_CACHE/tools). Then it starts (or reuses, when DATABASE_URL
 # names a superuser URL) PostgreSQL, creates a fresh database, provisions the tenants acme (a budget, a priced
 # model, examples/documents.jsonl) and globex (empty), starts a stand-in model provider
-# (runtime/tests/console/model.mjs) and `paddock-runtime serve` with local embeddings, and runs
+# (runtime/tests/console/model.mjs), a stand-in OAuth authorization server (runtime/tests/console/oauth.mjs,
+# trusted as a second issuer and named in `console.oauth`) and `paddock-runtime serve` with local embeddings,
+# and runs
 # runtime/tests/console/console.test.mjs. Screenshots of the search, task and spend views at 1280x800 and
 # 390x844 are kept in the artifacts directory (default $PADDOCK_CACHE/console-artifacts). With --serve it
 # prints the console's address and tokens and waits instead of running the tests. Everything it started or
@@ -75,20 +77,35 @@ SQL
 
 "$BIN" keygen --dir "$WORK/keys" 2>/dev/null
 
+# node_server OUT NAME SCRIPT [VAR=VALUE...]: starts one of the tests' stand-in servers under Node with the given
+# environment (stopped on exit) and sets the variable OUT to the URL it announces on its first line.
+node_server() {
+    local out="$1" name="$2" script="$3" url=""
+    shift 3
+    env "$@" "$NODE" "$TEST_DIR/$script" >"$WORK/$name.url" 2>"$WORK/$name.log" &
+    interop_track $!
+    for _ in $(seq 1 50); do
+        url="$(head -n1 "$WORK/$name.url" 2>/dev/null || true)"
+        [[ -n $url ]] && break
+        sleep 0.1
+    done
+    [[ -n $url ]] || die "the stand-in $name server did not start; see $WORK/$name.log"
+    printf -v "$out" '%s' "$url"
+}
+
 log "starting the stand-in model provider"
-"$NODE" "$TEST_DIR/model.mjs" >"$WORK/model.url" 2>"$WORK/model.log" &
-interop_track $!
-MODEL_URL=""
-for _ in $(seq 1 50); do
-    MODEL_URL="$(head -n1 "$WORK/model.url" 2>/dev/null || true)"
-    [[ -n $MODEL_URL ]] && break
-    sleep 0.1
-done
-[[ -n $MODEL_URL ]] || die "the stand-in model provider did not start"
+node_server MODEL_URL model model.mjs
 
 PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
 ISSUER="https://issuer.paddock.test"
+
+log "starting the stand-in authorization server"
+ALL="documents:read documents:write tasks:run usage:read"
+node_server OAUTH_URL oauth oauth.mjs PADDOCK_OAUTH_CLIENT_ID=paddock-console \
+    PADDOCK_OAUTH_REDIRECT_URI="$BASE/console/" PADDOCK_OAUTH_AUDIENCE=paddock PADDOCK_OAUTH_TENANT=acme \
+    PADDOCK_OAUTH_USER=olivia PADDOCK_OAUTH_SCOPE="$ALL" PADDOCK_OAUTH_KEY="$WORK/keys/signing-key.pem" \
+    PADDOCK_OAUTH_JWKS="$WORK/keys/jwks.json"
 EMBEDDING_YAML="$(interop_embedding_yaml local)"
 cat >"$WORK/runtime.yaml" <<YAML
 listen: 127.0.0.1:$PORT
@@ -101,9 +118,13 @@ auth:
     - issuer: $ISSUER
       audience: paddock
       jwks: { file: "$WORK/keys/jwks.json" }
+    - issuer: $OAUTH_URL
+      audience: paddock
+      jwks: { file: "$WORK/keys/jwks.json" }
 $EMBEDDING_YAML
 llm: { provider: openai, endpoint: "$MODEL_URL", model: small }
 a2a: { keepalive_ms: 2000 }
+console: { oauth: { client_id: paddock-console, authorization_server: "$OAUTH_URL", scope: "$ALL" } }
 log_format: json
 YAML
 interop_serve "$WORK/runtime.yaml" "$BASE"
@@ -112,7 +133,6 @@ mint() { # TENANT USER SCOPES
     "$BIN" token --key "$WORK/keys/signing-key.pem" --issuer "$ISSUER" --audience paddock \
         --tenant "$1" --user "$2" --scope "$3" --ttl 7200
 }
-ALL="documents:read documents:write tasks:run usage:read"
 TOKEN="$(mint acme alice "$ALL")"
 TOKEN_NO_USAGE="$(mint acme bob "documents:read tasks:run")"
 TOKEN_READ_ONLY="$(mint acme carol "documents:read")"
@@ -133,7 +153,8 @@ mkdir -p "$ARTIFACTS"
 TEST_ENV=(PADDOCK_CONSOLE_URL="$BASE/console/" PADDOCK_TOKEN="$TOKEN" PADDOCK_TOKEN_NO_USAGE="$TOKEN_NO_USAGE"
     PADDOCK_TOKEN_READ_ONLY="$TOKEN_READ_ONLY" PADDOCK_TOKEN_OTHER="$TOKEN_OTHER" PADDOCK_ARTIFACTS="$ARTIFACTS"
     PADDOCK_CHROMIUM="$CHROMIUM" PADDOCK_PSQL="$PADDOCK_PG_BIN/psql" PADDOCK_ADMIN_URL="$ADMIN_URL"
-    PADDOCK_NODE_MODULES="$TOOLS/node_modules")
+    PADDOCK_NODE_MODULES="$TOOLS/node_modules" PADDOCK_OAUTH_URL="$OAUTH_URL" PADDOCK_BIN="$BIN"
+    PADDOCK_SIGNING_KEY="$WORK/keys/signing-key.pem" PADDOCK_ISSUER="$ISSUER")
 
 if [[ -n $SERVE ]]; then
     log "the console is at $BASE/console/ (Ctrl-C stops everything); the tests' environment:"

@@ -203,6 +203,11 @@ for _ in $(seq 60); do
     sleep 0.5
 done
 
+# The console's sign-in link: a single-use code in the fragment (never sent to a server), no token in any URL.
+CODE="$(curl -fsS -x "$PROXY" -X POST "$URL/console/api/handover" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d '{}' | sed -n 's/.*"code":"\([A-Za-z0-9_-]*\)".*/\1/p')"
+[[ -n $CODE ]] || die "the ToolServer handed over no console sign-in code"
+
 cat <<INFO
 
 Paddock is running on a local Kubernetes control plane (ready in $((SECONDS - START)) s):
@@ -226,6 +231,10 @@ In another shell:
   kubectl paddock token $TENANT --scope documents:read
   HTTP_PROXY=$PROXY kubectl paddock logs $TASK -n $NAMESPACE
   HTTP_PROXY=$PROXY kubectl paddock usage $TENANT --by model
+
+  # The console, signed in (through the proxy $PROXY; the link works once, within two minutes):
+  # $URL/console/#code=$CODE
+  # A fresh link: POST $URL/console/api/handover with the token, then open $URL/console/#code=<code>
 
   # The ToolServer answers at its in-cluster URL $URL through a local proxy ($PROXY):
   # open an MCP session (the answer's Mcp-Session-Id header names it) ...

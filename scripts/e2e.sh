@@ -6,6 +6,7 @@
 #   scripts/e2e.sh tenant_lifecycle   # only scenarios whose name contains this
 #   scripts/e2e.sh --skip two_tenants # all but the tests whose name contains this
 #   scripts/e2e.sh --keep             # leave the cluster, PostgreSQL and logs running/in place
+#   scripts/e2e.sh --scale 10,100,1000 # the tenant-count benchmark instead of the suite (BENCHMARKS.md)
 #
 # Steps: build (or reuse) the control plane, helm, kubeconform, Prometheus and Jaeger; check the chart's dashboards
 # and alerts (e2e/monitoring/check.sh, with promtool); start a cluster with a unique name;
@@ -22,17 +23,24 @@ set -euo pipefail
 cd "$PADDOCK_REPO_ROOT"
 
 KEEP=0
+# Tenant counts of the benchmark (paddock-scale), which then runs instead of the checks and the suite.
+SCALE=""
 # Test-name filters and --skip options, passed to every test binary as cargo test would.
 FILTERS=()
 while (($#)); do
     case "$1" in
         --keep) KEEP=1 ;;
+        --scale)
+            [[ $# -ge 2 && $2 =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--scale needs tenant counts, e.g. 100,1000"
+            SCALE="$2"
+            shift
+            ;;
         --skip)
             [[ $# -ge 2 && -n $2 ]] || die "--skip needs a test name"
             FILTERS+=(--skip "$2")
             shift
             ;;
-        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option: $1" ;;
         *) FILTERS+=("$1") ;;
     esac
@@ -129,39 +137,43 @@ stage "helm, kubeconform, Prometheus and Jaeger"
 eval "$(e2e/tools/build.sh helm kubeconform prometheus jaeger)"
 export PROMETHEUS JAEGER
 
-stage "chart: Argo CD health checks in Argo CD's Lua sandbox (e2e/argocd)"
-(cd e2e/argocd && GOFLAGS=-mod=readonly go test -count=1 ./...)
+if [[ -z $SCALE ]]; then
+    stage "chart: Argo CD health checks in Argo CD's Lua sandbox (e2e/argocd)"
+    (cd e2e/argocd && GOFLAGS=-mod=readonly go test -count=1 ./...)
 
-stage "chart: dashboards and alerts against the exported metrics, promtool check and test rules (e2e/monitoring)"
-e2e/monitoring/check.sh
+    stage "chart: dashboards and alerts against the exported metrics, promtool check and test rules (e2e/monitoring)"
+    e2e/monitoring/check.sh
+fi
 
 stage "cluster $CLUSTER"
 CLUSTER_UP=1
 eval "$(e2e/controlplane/up.sh "$CLUSTER")"
 export KUBECONFIG KUBECACHEDIR PATH
 
-stage "chart: helm lint, helm template | kubeconform -strict"
-"$HELM" lint --strict charts/paddock
 kubectl apply --server-side -f crds/tenant.yaml -f crds/toolserver.yaml -f crds/agenttask.yaml -f crds/postgrescluster.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
     crd/tenants.paddock.dev crd/toolservers.paddock.dev crd/agenttasks.paddock.dev crd/postgresclusters.paddock.dev >/dev/null
-# The monitors, the dashboards' ConfigMaps and the PrometheusRule are off by default; render
-# them too, and skip only the Prometheus Operator's kinds (their CRDs belong to it, and this
-# cluster does not run it): e2e/monitoring/check.sh checks the PrometheusRule's rules with promtool.
-"$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 --include-crds \
-    | e2e/tools/kubeconform.sh -
-"$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 \
-    --set serviceMonitor.enabled=true --set replicas=2 \
-    --set dashboards.enabled=true --set prometheusRule.enabled=true \
-    | e2e/tools/kubeconform.sh -skip ServiceMonitor,PodMonitor,PrometheusRule -
-stage "examples: kubeconform -strict against the CRDs (Paddock's, and CloudNativePG's for its Cluster)"
-# Installed only so the apiserver publishes its schema: nothing in the run creates a Cluster.
-kubectl apply --server-side -f "$(e2e/tools/cnpg-crd.sh)" >/dev/null
-for _ in $(seq 120); do
-    [[ $(kubectl get crd/clusters.postgresql.cnpg.io -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]] && break
-    sleep 0.5
-done
-e2e/tools/kubeconform.sh examples/
+if [[ -z $SCALE ]]; then
+    stage "chart: helm lint, helm template | kubeconform -strict"
+    "$HELM" lint --strict charts/paddock
+    # The monitors, the dashboards' ConfigMaps and the PrometheusRule are off by default; render
+    # them too, and skip only the Prometheus Operator's kinds (their CRDs belong to it, and this
+    # cluster does not run it): e2e/monitoring/check.sh checks the PrometheusRule's rules with promtool.
+    "$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 --include-crds \
+        | e2e/tools/kubeconform.sh -
+    "$HELM" template paddock charts/paddock --namespace paddock-system --kube-version v1.34.4 \
+        --set serviceMonitor.enabled=true --set replicas=2 \
+        --set dashboards.enabled=true --set prometheusRule.enabled=true \
+        | e2e/tools/kubeconform.sh -skip ServiceMonitor,PodMonitor,PrometheusRule -
+    stage "examples: kubeconform -strict against the CRDs (Paddock's, and CloudNativePG's for its Cluster)"
+    # Installed only so the apiserver publishes its schema: nothing in the run creates a Cluster.
+    kubectl apply --server-side -f "$(e2e/tools/cnpg-crd.sh)" >/dev/null
+    for _ in $(seq 120); do
+        [[ $(kubectl get crd/clusters.postgresql.cnpg.io -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]] && break
+        sleep 0.5
+    done
+    e2e/tools/kubeconform.sh examples/
+fi
 
 stage "PostgreSQL, and a second server for the scenario with two database clusters"
 PG2_UP=1
@@ -194,6 +206,21 @@ for name in cluster_leader cluster_admission scenarios recovery observability; d
     [[ -n ${TEST_BIN[$name]:-} ]] || die "cargo built no test binary named $name"
 done
 
+export PADDOCK_OPERATOR_BIN="$RUN_DIR/bin/paddock-operator"
+export PADDOCK_RUNTIME_BIN="$RUN_DIR/bin/paddock-runtime"
+export PADDOCK_E2E_PG_DATA="$PG_DATA"
+export PADDOCK_E2E_WORK_DIR="$RUN_DIR"
+export PADDOCK_E2E_MODE=local
+
+if [[ -n $SCALE ]]; then
+    [[ -n ${BIN[paddock-scale]:-} ]] || die "cargo built no binary named paddock-scale"
+    stage "the tenant-count benchmark: $SCALE Tenants"
+    "${BIN[paddock-scale]}" "$SCALE"
+    STATUS=0
+    stage "benchmark done in $((SECONDS - START))s"
+    exit 0
+fi
+
 FAILED=()
 # The operator's tests that need a real API server (ignored in `cargo test`). They run before
 # the scenarios install the chart: cluster_admission labels a namespace as an admin, which the
@@ -205,11 +232,6 @@ done
 
 # kubectl finds the plugin on PATH, as it would after `cargo install` or krew.
 export PATH="$RUN_DIR/bin:$PATH"
-export PADDOCK_OPERATOR_BIN="$RUN_DIR/bin/paddock-operator"
-export PADDOCK_RUNTIME_BIN="$RUN_DIR/bin/paddock-runtime"
-export PADDOCK_E2E_PG_DATA="$PG_DATA"
-export PADDOCK_E2E_WORK_DIR="$RUN_DIR"
-export PADDOCK_E2E_MODE=local
 # Shared-operator scenarios first, then the recovery ones (they start and kill their own), then
 # the observability ones (each starts its own operator, with the environment it needs).
 for name in scenarios recovery observability; do

@@ -92,9 +92,28 @@ TOKEN="$("$BIN" token --key "$DEMO/keys/signing-key.pem" --issuer paddock-dev --
     --tenant demo --user demo-user --scope "documents:read documents:write tasks:run usage:read" --ttl 86400)"
 "$BIN" ingest --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --file examples/documents.jsonl
 
+# The console's sign-in link: a single-use code, redeemed by the page for the token. The code sits in the
+# fragment, which browsers never send to a server, and the token in no URL at all.
+handover_link() {
+    local code
+    code="$(curl -fsS -X POST "http://127.0.0.1:$PORT/console/api/handover" -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' -d '{}' | sed -n 's/.*"code":"\([A-Za-z0-9_-]*\)".*/\1/p')"
+    [[ -n $code ]] || die "the runtime handed over no console sign-in code"
+    printf 'http://127.0.0.1:%s/console/#code=%s' "$PORT" "$code"
+}
+CONSOLE_LINK="$(handover_link)"
+
 cat <<INFO
 
 Paddock is serving MCP at http://127.0.0.1:$PORT/mcp for tenant "demo" (documents from examples/documents.jsonl).
+
+The console, signed in (the link works once, within two minutes):
+
+  $CONSOLE_LINK
+
+  # a fresh link
+  curl -s -X POST http://127.0.0.1:$PORT/console/api/handover -H "Authorization: Bearer \$TOKEN" \\
+    -H 'Content-Type: application/json' -d '{}'     # then open http://127.0.0.1:$PORT/console/#code=<code>
 
   export TOKEN='$TOKEN'
 

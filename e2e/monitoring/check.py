@@ -8,9 +8,9 @@
 RENDERED_CHART is `helm template` of charts/paddock with the dashboards, the PrometheusRule and
 the monitors enabled. The script
 
-- reads every metric the runtime and the operator register with prometheus_client from their
-  Rust sources (name, type, label names), so a panel or an alert cannot use a metric or a label
-  that does not exist;
+- reads every metric the runtime and the operator register with prometheus_client, or encode in a
+  Collector at each scrape, from their Rust sources (name, type, label names), so a panel or an
+  alert cannot use a metric or a label that does not exist;
 - checks each dashboard under charts/paddock/files/dashboards/: valid JSON, a unique uid and
   title, unique panel ids, a Prometheus target with an expression in every data panel, and the
   same JSON in the rendered ConfigMaps;
@@ -69,6 +69,11 @@ FIELD = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(\w+)\s*:", re.M)
 REGISTER = re.compile(
     r"(\w+)\s*\.\s*register\(\s*\"(\w+)\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*,\s*(.*?)\)\s*;", re.S
 )
+# A Collector's metric, encoded at each scrape: encode_descriptor("name", "help", unit, ident.metric_type()).
+DESCRIBE = re.compile(
+    r"encode_descriptor\(\s*\"(\w+)\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*,\s*[^,]+,\s*(\w+)\s*\.\s*metric_type\(\s*\)\s*,?\s*\)",
+    re.S,
+)
 SUB_PREFIX = re.compile(r"let\s+(?:mut\s+)?(\w+)\s*=\s*[\w.]+\.sub_registry_with_prefix\(\s*\"(\w+)\"\s*\)")
 TYPE_ALIAS = re.compile(r"\btype\s+(\w+)(?:<[^>]*>)?\s*=\s*(.+?);", re.S)
 
@@ -96,18 +101,21 @@ def crate_metrics(crate, src):
     series = {}
     for f in rust_files(src):
         text = f.read_text()
-        if ".register(" not in text:
+        if ".register(" not in text and "encode_descriptor(" not in text:
             continue
         structs = {m.group(1): set(FIELD.findall(m.group(2))) for m in LABEL_STRUCT.finditer(text)}
         aliases = {m.group(1): m.group(2) for m in TYPE_ALIAS.finditer(text)}
         subs = dict(SUB_PREFIX.findall(text))
+        found = []
         for m in REGISTER.finditer(text):
             receiver, name, arg = m.groups()
             ident = re.findall(r"(\w+)\s*(?:\.\s*clone\(\s*\))?\s*,?\s*$", arg.strip())
             if not ident:
                 problem(f"{f.relative_to(ROOT)}: cannot read the metric of register(\"{name}\", ..)")
                 continue
-            ident = ident[0]
+            found.append((receiver, name, ident[0]))
+        found += [(None, name, ident) for name, ident in DESCRIBE.findall(text)]
+        for receiver, name, ident in found:
             decls = re.findall(rf"\b{ident}\s*:\s*([^\n]+)", text)
             decls += re.findall(rf"\blet\s+{ident}\s*=\s*(.+?);", text, re.S)
             typed = [d for d in decls if metric_kind(d) or any(a in d for a in aliases)]

@@ -385,6 +385,12 @@ pub async fn write_sa_kubeconfig(
     Ok(())
 }
 
+fn operator<'a>(ops: &'a [Operator], identity: &str) -> anyhow::Result<&'a Operator> {
+    ops.iter()
+        .find(|o| o.identity == identity)
+        .ok_or_else(|| anyhow!("no operator {identity}"))
+}
+
 /// One scenario's names and the objects to delete after it.
 pub struct Scope {
     pub env: Arc<Env>,
@@ -432,21 +438,22 @@ impl Scope {
 
     /// The port of operator `identity`'s `/metrics`.
     pub async fn operator_metrics_port(&self, identity: &str) -> anyhow::Result<u16> {
-        let ops = self.operators.lock().await;
-        ops.iter()
-            .find(|o| o.identity == identity)
-            .map(|o| o.metrics_port)
-            .ok_or_else(|| anyhow!("no operator {identity}"))
+        Ok(operator(&self.operators.lock().await, identity)?.metrics_port)
+    }
+
+    /// The process id of operator `identity`, while it runs.
+    pub async fn operator_pid(&self, identity: &str) -> anyhow::Result<u32> {
+        operator(&self.operators.lock().await, identity)?
+            .proc
+            .pid()
+            .ok_or_else(|| anyhow!("operator {identity} has exited"))
     }
 
     /// The `/metrics` text of operator `identity`.
     pub async fn operator_metrics(&self, identity: &str) -> anyhow::Result<String> {
-        let ops = self.operators.lock().await;
-        let op = ops
-            .iter()
-            .find(|o| o.identity == identity)
-            .ok_or_else(|| anyhow!("no operator {identity}"))?;
-        op.metrics().await
+        operator(&self.operators.lock().await, identity)?
+            .metrics()
+            .await
     }
 
     /// Stops this scenario's operators (SIGTERM: they release the Lease).

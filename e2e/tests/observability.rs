@@ -467,14 +467,6 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
     .await
 }
 
-/// Alert metrics whose series exist only in a state the scenario cannot hold for certain while
-/// Prometheus scrapes, with the reason.
-const ALERT_METRICS_MAYBE_ABSENT: &[(&str, &str)] = &[(
-    "paddock_operator_agenttask_oldest_seconds",
-    "a series only while an AgentTask is unfinished; the scenario starts one on a slow model, but \
-     its series was seen absent in some runs (under investigation)",
-)];
-
 /// Every metric the chart's alerts name has series in Prometheus: the alerts watch what the
 /// runtime and the operator really export under the monitors' labels, not a name that merely
 /// parses. The rules come from `helm template` (`$HELM`, as `scripts/e2e.sh` exports it), their
@@ -536,10 +528,6 @@ async fn check_alert_metrics(
     );
     let mut missing = Vec::new();
     for name in &names {
-        if let Some((_, why)) = ALERT_METRICS_MAYBE_ABSENT.iter().find(|(n, _)| n == name) {
-            eprintln!("[dash] {name}: not required to have series: {why}");
-            continue;
-        }
         if prometheus
             .query(&format!("count({{__name__=\"{name}\"}})"))
             .await?

@@ -29,7 +29,8 @@ use futures::Future;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::reflector::Store;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -127,6 +128,56 @@ impl<K: Eq + Hash + Clone, L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Deb
     }
 }
 
+/// What the AgentTask gauges count, read at each scrape.
+type TaskCounts = Box<dyn Fn() -> BTreeMap<AgentTaskStateLabels, TasksInState> + Send + Sync>;
+
+/// `agenttasks` and `agenttask_oldest_seconds`, computed when Prometheus scrapes rather than by a
+/// loop of their own: a task created a moment ago is in the next scrape, the oldest task's age is
+/// its age at that scrape, and a namespace and state with no task left has no series rather than
+/// its last value. Nothing is exported until a source is set (the replicas that do not lead).
+#[derive(Clone, Default)]
+struct AgentTaskGauges(Arc<Mutex<Option<TaskCounts>>>);
+
+impl std::fmt::Debug for AgentTaskGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentTaskGauges").finish_non_exhaustive()
+    }
+}
+
+impl Collector for AgentTaskGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(tasks) = self
+            .0
+            .lock()
+            .expect("agenttask gauges")
+            .as_ref()
+            .map(|count| count())
+        else {
+            return Ok(());
+        };
+        let counts = Family::<AgentTaskStateLabels, Gauge>::default();
+        let oldest = Family::<AgentTaskStateLabels, Gauge<f64, AtomicU64>>::default();
+        for (labels, t) in &tasks {
+            counts.get_or_create(labels).set(t.count);
+            if let Some(age) = t.oldest_seconds {
+                oldest.get_or_create(labels).set(age);
+            }
+        }
+        counts.encode(encoder.encode_descriptor(
+            "agenttasks",
+            "AgentTasks per namespace and state (pending: no state yet)",
+            None,
+            counts.metric_type(),
+        )?)?;
+        oldest.encode(encoder.encode_descriptor(
+            "agenttask_oldest_seconds",
+            "Age of the oldest non-terminal AgentTask per namespace and state",
+            None,
+            oldest.metric_type(),
+        )?)
+    }
+}
+
 /// `(type, status)` of each condition.
 fn condition_pairs(conditions: &[Condition]) -> impl Iterator<Item = (String, String)> + '_ {
     conditions
@@ -143,9 +194,7 @@ pub struct Metrics {
     leader: Gauge,
     toolservers: ObjectSeries<(String, String), ToolServerConditionLabels>,
     tenants: ObjectSeries<String, TenantConditionLabels>,
-    agenttasks: Family<AgentTaskStateLabels, Gauge>,
-    agenttask_oldest: Family<AgentTaskStateLabels, Gauge<f64, AtomicU64>>,
-    agenttask_series: Arc<Mutex<Vec<AgentTaskStateLabels>>>,
+    agenttasks: AgentTaskGauges,
     ready: Arc<AtomicBool>,
     registry: Arc<Registry>,
 }
@@ -169,8 +218,7 @@ impl Metrics {
         let leader = Gauge::default();
         let toolserver_condition = Family::<ToolServerConditionLabels, Gauge>::default();
         let tenant_condition = Family::<TenantConditionLabels, Gauge>::default();
-        let agenttasks = Family::<AgentTaskStateLabels, Gauge>::default();
-        let agenttask_oldest = Family::<AgentTaskStateLabels, Gauge<f64, AtomicU64>>::default();
+        let agenttasks = AgentTaskGauges::default();
         registry.register(
             "reconcile_runs",
             "Reconciles started, per controller",
@@ -201,16 +249,7 @@ impl Metrics {
             "1 for the current status of each condition of each Tenant",
             tenant_condition.clone(),
         );
-        registry.register(
-            "agenttasks",
-            "AgentTasks per namespace and state (pending: no state yet)",
-            agenttasks.clone(),
-        );
-        registry.register(
-            "agenttask_oldest_seconds",
-            "Age of the oldest non-terminal AgentTask per namespace and state",
-            agenttask_oldest.clone(),
-        );
+        registry.register_collector(Box::new(agenttasks.clone()));
         Self {
             runs,
             failures,
@@ -219,8 +258,6 @@ impl Metrics {
             toolservers: ObjectSeries::new(toolserver_condition),
             tenants: ObjectSeries::new(tenant_condition),
             agenttasks,
-            agenttask_oldest,
-            agenttask_series: Arc::default(),
             ready: Arc::default(),
             registry: Arc::new(registry),
         }
@@ -296,28 +333,13 @@ impl Metrics {
         self.tenants.retain(|name| exists(name));
     }
 
-    /// Replaces the AgentTask gauges with `tasks`; a namespace and state no longer in it loses its
-    /// series rather than keeping its last value.
-    pub fn set_agenttasks(&self, tasks: &BTreeMap<AgentTaskStateLabels, TasksInState>) {
-        let mut previous = self.agenttask_series.lock().expect("agenttask series");
-        for labels in previous.iter() {
-            if !tasks.contains_key(labels) {
-                self.agenttasks.remove(labels);
-                self.agenttask_oldest.remove(labels);
-            }
-        }
-        for (labels, t) in tasks {
-            self.agenttasks.get_or_create(labels).set(t.count);
-            match t.oldest_seconds {
-                Some(age) => {
-                    self.agenttask_oldest.get_or_create(labels).set(age);
-                }
-                None => {
-                    self.agenttask_oldest.remove(labels);
-                }
-            }
-        }
-        *previous = tasks.keys().cloned().collect();
+    /// Makes `tasks` the source of the AgentTask gauges, called at each scrape: the AgentTask
+    /// controller's cache, on the leader.
+    pub fn count_agenttasks_with(
+        &self,
+        tasks: impl Fn() -> BTreeMap<AgentTaskStateLabels, TasksInState> + Send + Sync + 'static,
+    ) {
+        *self.agenttasks.0.lock().expect("agenttask gauges") = Some(Box::new(tasks));
     }
 
     /// Marks start-up (database, migrations) as done, for `/readyz`.
@@ -530,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn agenttask_gauges_are_replaced_as_a_whole() {
+    fn agenttask_gauges_are_read_at_each_scrape() {
         let m = Metrics::new();
         let key = |ns: &str, state: &str| AgentTaskStateLabels {
             namespace: ns.to_owned(),
@@ -551,7 +573,9 @@ mod tests {
                 oldest_seconds: None,
             },
         );
-        m.set_agenttasks(&tasks);
+        let source = Arc::new(Mutex::new(tasks.clone()));
+        let counted = source.clone();
+        m.count_agenttasks_with(move || counted.lock().unwrap().clone());
         assert_eq!(
             lines(&m, "paddock_operator_agenttask"),
             [
@@ -570,7 +594,7 @@ mod tests {
                 oldest_seconds: None,
             },
         );
-        m.set_agenttasks(&tasks);
+        *source.lock().unwrap() = tasks;
         assert_eq!(
             lines(&m, "paddock_operator_agenttask"),
             [r#"paddock_operator_agenttasks{namespace="acme",state="completed"} 5"#]

@@ -643,6 +643,34 @@ fn a_toolserver_can_switch_the_console_off() {
     );
 }
 
+/// The console's OAuth sign-in reaches the runtime's file as `console.oauth`, and only when the spec sets it.
+#[test]
+fn a_toolserver_names_the_consoles_oauth_client() {
+    let world = World::new();
+    let mut ts = toolserver("toolserver-minimal.yaml");
+    assert_eq!(
+        load_runtime_config(&build::config_map(&world.inputs(&ts)).unwrap())
+            .console
+            .oauth,
+        None
+    );
+    ts.spec.console = Some(
+        serde_yaml::from_str(
+            "{oauth: {clientId: paddock-console, authorizationServer: 'https://login.acme.example/realms/acme'}}",
+        )
+        .unwrap(),
+    );
+    let cfg = load_runtime_config(&build::config_map(&world.inputs(&ts)).unwrap());
+    assert!(cfg.console.enabled);
+    let oauth = cfg.console.oauth.expect("console.oauth");
+    assert_eq!(oauth.client_id, "paddock-console");
+    assert_eq!(
+        oauth.authorization_server.as_deref(),
+        Some("https://login.acme.example/realms/acme")
+    );
+    assert_eq!(oauth.scope, None);
+}
+
 #[test]
 fn specs_the_runtime_cannot_serve_are_refused_with_the_field() {
     let world = World::new();

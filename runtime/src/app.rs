@@ -59,6 +59,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Serve the web console at `/console` (and its ledger export).
     pub console: bool,
+    /// The console's OAuth sign-in, when configured.
+    pub console_oauth: Option<crate::config::ConsoleOAuthConfig>,
 }
 
 impl Default for Settings {
@@ -120,7 +122,7 @@ pub fn app(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(crate::a2a::protected_router());
     if state.settings.console {
-        protected = protected.merge(crate::console::protected_router());
+        protected = protected.merge(crate::console::protected_router(&state));
     }
     let protected = protected
         .layer(middleware::from_fn(require_json_body))
@@ -160,7 +162,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut public = Router::new();
     if settings.console {
-        public = public.merge(crate::console::router().with_state(state.clone()));
+        public = public.merge(crate::console::router(&state).with_state(state.clone()));
     }
     public
         .merge(protected.with_state(state.clone()))
@@ -204,6 +206,9 @@ const ROUTES: &[&str] = &[
     "/.well-known/agent.json",
     "/console/",
     "/console/api/ledger",
+    "/console/api/config",
+    "/console/api/handover",
+    "/console/api/handover/redeem",
 ];
 
 /// The span of one HTTP request, with the OpenTelemetry HTTP server conventions' names. It is a child of the

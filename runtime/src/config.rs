@@ -38,6 +38,7 @@ impl RuntimeConfigExt for RuntimeConfig {
     fn settings(&self) -> Settings {
         let mut s = settings(&self.mcp, search_settings(&self.search), &self.limits);
         s.console = self.console.enabled;
+        s.console_oauth = self.console.oauth.clone();
         if s.console {
             // The console's own requests carry the origin people open it at: the public URL's.
             let public = self.a2a.settings(&self.auth.resource).ok();
@@ -63,6 +64,7 @@ pub fn settings(mcp: &McpConfig, search: SearchSettings, limits: &LimitsConfig) 
         max_body_bytes: limits.max_body_bytes,
         request_timeout: Duration::from_millis(limits.request_timeout_ms),
         console: ConsoleConfig::default().enabled,
+        console_oauth: None,
     }
 }
 
@@ -122,6 +124,33 @@ mod tests {
         let mut no_tools = cfg.clone();
         no_tools.mcp.tools = vec!["drop_tables".into()];
         assert!(no_tools.validate().is_err());
+    }
+
+    #[test]
+    fn the_consoles_oauth_client_is_checked() {
+        let base = "auth: {resource: r, issuers: [{issuer: i, audience: a, jwks: {file: /j}}]}\n";
+        let with =
+            |oauth: &str| RuntimeConfig::parse(&format!("{base}console: {{oauth: {oauth}}}\n"));
+        let cfg = with("{client_id: paddock-console, scope: 'documents:read tasks:run'}").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.settings().console_oauth.unwrap().client_id,
+            "paddock-console"
+        );
+        for bad in [
+            "{client_id: ''}",
+            "{client_id: 'two words'}",
+            "{client_id: c, authorization_server: 'javascript:alert(1)'}",
+            "{client_id: c, authorization_server: 'https://login.example/?x=1'}",
+            "{client_id: c, scope: 'a  b'}",
+        ] {
+            let err = with(bad).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains("console.oauth"), "{bad}: {err}");
+        }
+        assert!(
+            with("{client_id: c, secret: s}").is_err(),
+            "no unknown fields"
+        );
     }
 
     #[test]

@@ -159,6 +159,7 @@ async fn runtime_role_is_not_owner_superuser_or_bypassrls(admin: PgPool) {
         "mcp_sessions",
         "rate_limit_buckets",
         "usage_ledger",
+        "console_handovers",
     ];
     let forced: Vec<String> = sqlx::query_scalar(
         "SELECT relname::text FROM pg_class WHERE relname = ANY ($1) AND relrowsecurity AND relforcerowsecurity ORDER BY 1",

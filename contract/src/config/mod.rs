@@ -101,11 +101,70 @@ pub struct ConsoleConfig {
     /// Serve the console. When on, the origin of the public URL (`a2a.public_url`, else the origin of
     /// `auth.resource`) is also an allowed origin, so the console's own requests pass the Origin check.
     pub enabled: bool,
+    /// Sign-in with the OAuth 2.1 authorization-code flow and PKCE at the tenants' authorization server. Absent:
+    /// the console takes a pasted or handed-over token only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<ConsoleOAuthConfig>,
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            oauth: None,
+        }
+    }
+}
+
+/// `console.oauth`: the console as a public OAuth client (no secret; PKCE with S256 proves the code's
+/// requester). The console signs in this way only when the authorization server's metadata offers an
+/// authorization endpoint, a token endpoint and S256.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOAuthConfig {
+    /// The console's client id at the authorization server, registered with the redirect URI
+    /// `<public URL>/console/`.
+    pub client_id: String,
+    /// The authorization server (its issuer URL) to sign in at; default the first one the protected-resource
+    /// metadata names. Its origin is added to the console's `connect-src`, so it must also serve the token
+    /// endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<String>,
+    /// The scopes the console asks for, space-separated; default every scope this server knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl ConsoleOAuthConfig {
+    /// A client id of printable ASCII, an http(s) authorization server without fragment or query, scopes as
+    /// scope tokens.
+    pub fn validate(&self) -> Result<(), String> {
+        let id = &self.client_id;
+        if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(
+                "console.oauth.client_id must be 1 to 256 printable characters without spaces"
+                    .into(),
+            );
+        }
+        if let Some(a) = &self.authorization_server {
+            let ok = url::Url::parse(a).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                return Err(
+                    "console.oauth.authorization_server must be an http(s) URL without query or fragment".into(),
+                );
+            }
+        }
+        if let Some(s) = &self.scope
+            && (s.trim().is_empty() || !s.split(' ').all(crate::identity::is_scope_token))
+        {
+            return Err("console.oauth.scope must be scopes separated by single spaces".into());
+        }
+        Ok(())
     }
 }
 
@@ -313,6 +372,9 @@ impl RuntimeConfig {
             .is_some_and(|r| !(0.0..=1.0).contains(&r))
         {
             return invalid("tracing.sample_ratio must be between 0 and 1");
+        }
+        if let Some(o) = &self.console.oauth {
+            o.validate().map_err(ConfigError::Invalid)?;
         }
         if !(1..=36_500).contains(&self.audit.retention_days) {
             return invalid("audit.retention_days must be between 1 and 36500");

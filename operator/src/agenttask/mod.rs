@@ -41,7 +41,7 @@ use self::a2a::A2aClient;
 use crate::{
     context::{self, Context},
     crd::{AgentTask, AgentTaskStatus, agenttask::TaskState},
-    metrics::{self, AgentTaskStateLabels, TasksInState},
+    metrics::{AgentTaskStateLabels, TasksInState},
     status::StatusBuilder,
 };
 
@@ -50,8 +50,6 @@ pub const FINALIZER: &str = "paddock.dev/agenttask-cancel";
 const CONTROLLER: &str = "agenttask";
 /// How long deletion keeps trying to cancel an unreachable task before letting go.
 const CANCEL_GRACE: Duration = Duration::from_secs(120);
-/// How often the per-state gauges are recomputed from the cache.
-const GAUGES_EVERY: Duration = Duration::from_secs(15);
 /// Lifetime of the token for one call.
 const TOKEN_TTL: Duration = Duration::from_secs(300);
 /// Scopes of the operator's task tokens: run tasks, and read the documents their skills search.
@@ -103,24 +101,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         watcher::Config::default(),
     );
     let tasks = controller.store();
-    let metrics = ctx.metrics.clone();
-    let controller = controller
+    // From the cache at each scrape rather than in the status step: a task waits minutes between
+    // polls, and its age must grow meanwhile.
+    ctx.metrics.count_agenttasks_with(move || {
+        task_gauges(tasks.state().iter().map(AsRef::as_ref), Utc::now())
+    });
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "agenttask reconcile did not complete");
             }
-        });
-    // From the cache rather than in the status step: a task waits minutes between polls, and its
-    // age must grow meanwhile.
-    metrics::refresh_while(controller, tasks, GAUGES_EVERY, move |store| {
-        metrics.set_agenttasks(&task_gauges(
-            store.state().iter().map(AsRef::as_ref),
-            Utc::now(),
-        ));
-    })
-    .await;
+        })
+        .await;
 }
 
 /// The state label of a task: its A2A state, or `pending` before it has one (not yet accepted by

@@ -110,6 +110,35 @@ pub struct ConsoleSpec {
     /// Serve the console at `/console` (and redirect `/` to it).
     #[serde(default = "default_true")]
     pub enabled: bool,
+
+    /// Sign-in at the tenant's authorization server with the OAuth 2.1 authorization-code flow and
+    /// PKCE (S256), offered when that server's metadata supports it. Unset: people sign in with a
+    /// pasted token or a handover link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<ConsoleOAuthSpec>,
+}
+
+/// The console as a public OAuth client (no secret) of the tenant's authorization server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleOAuthSpec {
+    /// The console's client id at the authorization server, registered with the redirect URI
+    /// `<ToolServer URL>/console/`.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[!-~]+$"))]
+    pub client_id: String,
+
+    /// The authorization server's issuer URL. Unset: the first one the runtime's
+    /// protected-resource metadata names. Its origin must also serve the token endpoint: it is
+    /// the one foreign origin the console's Content-Security-Policy lets it reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
+    pub authorization_server: Option<String>,
+
+    /// The scopes the console asks for, separated by single spaces. Unset: every scope the
+    /// runtime knows (the authorization server grants what it allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub scope: Option<String>,
 }
 
 /// Where the runtime sends its traces, and how many it keeps.

@@ -352,6 +352,14 @@ pub fn runtime_config(inputs: &Inputs<'_>) -> Result<String, Refusal> {
     if let Some(c) = &ts.spec.console {
         cfg.console.enabled = c.enabled;
         named.push("console.enabled");
+        if let Some(o) = &c.oauth {
+            cfg.console.oauth = Some(paddock_contract::config::ConsoleOAuthConfig {
+                client_id: o.client_id.clone(),
+                authorization_server: o.authorization_server.clone(),
+                scope: o.scope.clone(),
+            });
+            named.push("console.oauth.*");
+        }
     }
     if let Some(t) = &ts.spec.tracing {
         cfg.tracing.otlp_endpoint = Some(t.otlp_endpoint.clone());

@@ -118,10 +118,11 @@ export async function a2a(method, params) {
   return msg.result;
 }
 
-// Starts an A2A task over SSE (`message/stream`) and calls onEvent with each result until the stream ends.
-export async function a2aStream(params, onEvent, signal) {
+// Starts an A2A task over SSE (`message/stream`), or follows a running one again (`tasks/resubscribe`), and
+// calls onEvent with each result until the stream ends.
+export async function a2aStream(params, onEvent, signal, method = 'message/stream') {
   const resp = await post('../a2a', { 'Accept': 'text/event-stream' },
-    { jsonrpc: '2.0', id: nextId++, method: 'message/stream', params }, signal);
+    { jsonrpc: '2.0', id: nextId++, method, params }, signal);
   if (!resp.ok) throw await failure(resp);
   if (!resp.headers.get('content-type')?.startsWith('text/event-stream')) {
     const msg = await resp.json();
@@ -159,4 +160,31 @@ export async function ledger(since, until, format) {
   }
   if (!resp.ok) throw await failure(resp);
   return resp.blob();
+}
+
+// A JSON document of this origin or of the authorization server, without credentials; null when absent.
+export async function fetchJson(url) {
+  let resp;
+  try {
+    resp = await fetch(url, { cache: 'no-store', credentials: 'omit', headers: { 'Accept': 'application/json' } });
+  } catch {
+    return null;
+  }
+  if (!resp.ok) return null;
+  try { return await resp.json(); } catch { return null; }
+}
+
+// Redeems a handover code (from the link's fragment) for the token it carries, once.
+export async function redeemHandover(code) {
+  let resp;
+  try {
+    resp = await fetch('api/handover/redeem', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code }),
+      cache: 'no-store', credentials: 'omit',
+    });
+  } catch {
+    throw new ApiError('The server could not be reached.', 0);
+  }
+  if (!resp.ok) throw await failure(resp);
+  return (await resp.json()).access_token;
 }

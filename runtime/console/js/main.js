@@ -52,6 +52,8 @@ document.addEventListener('DOMContentLoaded', () => {
   initSpend();
   $('sign-out').addEventListener('click', () => {
     api.setToken('');
+    // Forget everything this tab kept: the token, a sign-in under way, the task being watched.
+    sessionStorage.clear();
     history.replaceState(null, '', location.pathname);
     route();
   });

@@ -1,11 +1,16 @@
 // Tasks over A2A: start a `research` or `rag` task and watch its steps arrive over SSE (`message/stream`),
 // read its report with the citations linked to their documents, cancel it while it runs, and list tasks with
-// state, cost and time (`tasks/list`: the caller's own, or the whole tenant's with `tasks:admin`).
+// state, cost and time (`tasks/list`: the caller's own, or the whole tenant's with `tasks:admin`). The task being
+// watched is remembered in this tab's session storage, so after a reload the view follows it again
+// (`tasks/resubscribe`): the steps since then stream in and the report arrives.
 import { $, h, show, showError, when, money } from './dom.js';
 import * as api from './api.js';
 import { openDocument } from './documents.js';
 
 let running = null; // { id, abort }
+
+// The running task this tab watches, kept across reloads.
+const WATCHING = 'paddock.console.watching';
 
 function setState(state) {
   const b = $('task-state');
@@ -59,6 +64,7 @@ function onEvent(ev) {
     running.id = ev.id;
     $('task-id').textContent = ev.id.slice(0, 8);
     setState(ev.status?.state ?? 'submitted');
+    sessionStorage.setItem(WATCHING, ev.id);
     return;
   }
   if (ev.kind === 'status-update') {
@@ -76,6 +82,7 @@ function onEvent(ev) {
 }
 
 function finish() {
+  sessionStorage.removeItem(WATCHING);
   show($('task-cancel'), false);
   $('task-start').disabled = false;
   running = null;
@@ -135,6 +142,31 @@ async function openTask(id) {
   }
 }
 
+// Follows the task this tab watched before a reload, from where it is now.
+async function resume(id) {
+  showError($('tasks-error'), null);
+  $('task-steps').replaceChildren(h('li', { class: 'step', dataset: { step: 'resumed' } }, 'Following the task again after a reload…'));
+  show($('task-report'), false);
+  $('task-id').textContent = id.slice(0, 8);
+  setState('resuming');
+  show($('task-live'));
+  const abort = new AbortController();
+  running = { id, abort };
+  $('task-start').disabled = true;
+  show($('task-cancel'));
+  try {
+    await api.a2aStream({ id }, onEvent, abort.signal, 'tasks/resubscribe');
+  } catch (err) {
+    if (err.name === 'AbortError') return;
+    // It ended meanwhile (a finished task cannot be followed): show it as it ended.
+    sessionStorage.removeItem(WATCHING);
+    if (running) finish();
+    await openTask(id);
+    return;
+  }
+  if (running) finish();
+}
+
 export async function loadTasks() {
   const s = api.scopes();
   const canRun = s.has('tasks:run');
@@ -144,6 +176,8 @@ export async function loadTasks() {
   $('tasks-whose').textContent = s.has('tasks:admin') ? 'All tasks of your tenant (tasks:admin).' : 'Your tasks.';
   $('task-rows').replaceChildren();
   if (!canRead) return;
+  const watched = sessionStorage.getItem(WATCHING);
+  if (watched && !running && canRun) resume(watched);
   try {
     const r = await api.a2a('tasks/list', { pageSize: 25 });
     $('task-rows').replaceChildren(...r.tasks.map((t) => h('tr', { dataset: { id: t.id, state: t.status.state } },

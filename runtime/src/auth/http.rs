@@ -44,7 +44,7 @@ pub async fn require_bearer(
 
 /// Extracts the token from the one `Authorization` header. The scheme is case-insensitive
 /// (RFC 7235); any other scheme counts as no bearer credentials.
-fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = match (values.next(), values.next()) {
         (None, _) => return Err(AuthError::MissingToken),

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 pub use paddock_contract::dev;
 
 pub use self::config::{AuthConfig, IssuerConfig, JwksSource};
+pub(crate) use self::http::bearer_token;
 pub use self::http::{metadata_router, require_bearer};
 pub use self::verify::Authenticator;
 

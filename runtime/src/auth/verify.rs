@@ -140,6 +140,11 @@ impl Authenticator {
     }
 
     /// The exact resource URL this server protects.
+    /// The authorization servers the protected-resource metadata advertises.
+    pub fn authorization_servers(&self) -> &[String] {
+        &self.inner.authorization_servers
+    }
+
     pub fn resource(&self) -> &str {
         &self.inner.resource
     }

@@ -9,21 +9,31 @@
 //! Every response of the console carries a Content-Security-Policy that allows scripts, styles and requests
 //! from this origin only (no inline script, no foreign origin), and is never framed. `/` and `/console`
 //! redirect to `/console/`, so relative module paths resolve under it. The `console.enabled` setting switches
-//! all of it off.
+//! all of it off. With `console.oauth` set, the policy's `connect-src` also names the authorization server's
+//! origin, the one foreign origin the console talks to (its metadata and token endpoint), and
+//! `/console/api/config` tells the pages the client id ([`config`]).
+//!
+//! Sign-in without pasting: the demo hands a token over through a single-use code in the link's fragment
+//! ([`handover`]).
 
 mod assets;
+mod config;
+mod handover;
 mod ledger;
 
 use axum::{
     Router,
-    extract::Path,
+    extract::{DefaultBodyLimit, Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
-    routing::get,
+    routing::{get, post},
 };
 
 use crate::app::AppState;
 
+pub use self::config::content_security_policy;
+pub use self::handover::{HandoverError, MAX_REDEEM_BYTES, TTL as HANDOVER_TTL};
 pub use self::ledger::{LedgerEntry, LedgerError};
 
 /// The console's Content-Security-Policy: this origin only, no inline script or style, no framing, no
@@ -35,21 +45,43 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// Where the console lives.
 pub const PATH: &str = "/console/";
 
-/// The console's pages: public (they hold no data), under the console's headers.
-pub fn router() -> Router<AppState> {
+/// The console's pages and the handover's redemption: public (the pages hold no data; a code is its own
+/// credential), under the console's headers.
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { to_console() }))
         .route("/console", get(|| async { to_console() }))
         .route("/console/", get(|| async { asset("index.html") }))
+        .route(config::PATH, get(config::get))
+        .route(
+            handover::REDEEM_PATH,
+            post(handover::redeem).layer(DefaultBodyLimit::max(handover::MAX_REDEEM_BYTES)),
+        )
         .route(
             "/console/{*path}",
             get(|Path(p): Path<String>| async move { asset(&p) }),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), policy))
 }
 
-/// The ledger export, which needs the protected routes' middleware (bearer, tenant, Origin).
-pub fn protected_router() -> Router<AppState> {
-    Router::new().route(ledger::PATH, get(ledger::export))
+/// The ledger export and the handover's deposit, which need the protected routes' middleware (bearer, tenant,
+/// Origin).
+pub fn protected_router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route(ledger::PATH, get(ledger::export))
+        .route(handover::PATH, post(handover::deposit))
+        .layer(middleware::from_fn_with_state(state.clone(), policy))
+}
+
+/// Sets this runtime's Content-Security-Policy on every console answer ([`with_headers`] sets the policy
+/// without an authorization server; this one may name it).
+async fn policy(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy(&state)) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
 }
 
 fn to_console() -> Response {

@@ -53,6 +53,20 @@ async fn two_tenants_with_rows(admin: &PgPool, attacker: &str, victim: &str) {
         .execute(admin)
         .await
         .unwrap();
+        // Tokens handed over to the console: one waiting for its code (`code-<tenant>`) to be redeemed, one
+        // expired, which only its own tenant's purge may delete.
+        sqlx::query(
+            "INSERT INTO console_handovers (code_sha256, tenant_id, nonce, sealed, created_at, expires_at) \
+             VALUES (sha256(convert_to('code-' || $1, 'UTF8')), $1, '\\x000000000000000000000000', \
+                     '\\x00112233445566778899aabbccddeeff00', now(), now() + interval '1 minute'), \
+                    (sha256(convert_to('old-' || $1, 'UTF8')), $1, '\\x000000000000000000000000', \
+                     '\\x00112233445566778899aabbccddeeff00', now() - interval '3 minutes', \
+                     now() - interval '1 minute')",
+        )
+        .bind(t)
+        .execute(admin)
+        .await
+        .unwrap();
     }
 }
 
@@ -74,6 +88,7 @@ async fn visible_rows_of(conn: &mut PoolConnection<Postgres>, admin: &PgPool, vi
         "task_artifacts",
         "budget_reservations",
         "audit_events",
+        "console_handovers",
     ] {
         seen += count(
             conn,
@@ -249,6 +264,31 @@ async fn try_every_escape(admin: &PgPool, me: &str, victim: &str) {
         victims_events, 1,
         "{me} purged {purged} audit events, none of them may be {victim}'s"
     );
+    // The victim's handovers, the live one with its very code: not redeemed, not purged, not deleted.
+    let purged: i32 = sqlx::query_scalar("SELECT paddock_purge_console_handovers()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM paddock_redeem_console_handover(sha256(convert_to('code-' || $1, 'UTF8')))",
+            victim,
+        )
+        .await,
+        0,
+        "{me} redeemed {victim}'s handover"
+    );
+    let victims_handovers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM console_handovers WHERE tenant_id = $1")
+            .bind(victim)
+            .fetch_one(admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        victims_handovers, 2,
+        "{me} purged {purged} handovers, or redeemed one: none of them may be {victim}'s"
+    );
     drop(conn);
     pool.close().await;
 }
@@ -409,7 +449,9 @@ async fn every_definer_function_the_runtime_roles_may_call_is_attacked(admin: Pg
         [
             "paddock_budget_overview",
             "paddock_purge_audit_events",
+            "paddock_purge_console_handovers",
             "paddock_purge_mcp_sessions",
+            "paddock_redeem_console_handover",
             "paddock_tenants_pending_embedding",
             "paddock_tenants_with_expired_leases",
         ]

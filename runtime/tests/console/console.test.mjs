@@ -25,6 +25,7 @@ const TOKEN_NO_USAGE = env('PADDOCK_TOKEN_NO_USAGE');
 const TOKEN_READ_ONLY = env('PADDOCK_TOKEN_READ_ONLY');
 const TOKEN_OTHER = env('PADDOCK_TOKEN_OTHER');
 const ARTIFACTS = env('PADDOCK_ARTIFACTS');
+const OAUTH_URL = env('PADDOCK_OAUTH_URL');
 const TOKENS = [TOKEN, TOKEN_NO_USAGE, TOKEN_READ_ONLY, TOKEN_OTHER];
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
@@ -94,7 +95,9 @@ test('the console is served with a policy that forbids inline script and foreign
     assert.match(csp, /script-src 'self'/);
     assert.match(csp, /default-src 'none'/);
     assert.match(csp, /frame-ancestors 'none'/);
-    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:|\*/);
+    // The one foreign origin: the configured authorization server, for its metadata and token endpoint.
+    assert.match(csp, new RegExp(`connect-src 'self' ${OAUTH_URL};`));
+    assert.doesNotMatch(csp.replace(` ${OAUTH_URL};`, ';'), /unsafe-inline|unsafe-eval|https?:|\*/);
     assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
     assert.equal(r.headers.get('set-cookie'), null);
   }
@@ -473,3 +476,178 @@ for (const [name, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     await done();
   });
 }
+
+// Deposits `token` for a handover, as the demo does, and returns the code.
+async function handover(token) {
+  const r = await fetch(`${URL}api/handover`, {
+    method: 'POST', headers: { 'Authorization': `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{}',
+  });
+  assert.equal(r.status, 201, await r.clone().text());
+  const { code, expires_in: ttl } = await r.json();
+  assert.ok(ttl > 0 && ttl <= 120, `lives ${ttl} s`);
+  return code;
+}
+
+test('a handover link signs in once, and its code leaves the address bar', async () => {
+  const code = await handover(TOKEN);
+  const { page, done } = await open();
+  const sent = [];
+  page.on('request', (r) => sent.push(r.url()));
+  await page.goto(`${URL}#code=${code}`);
+  await page.waitForSelector('#nav:not([hidden])');
+  assert.match(await page.textContent('#who-name'), /alice · acme/);
+  assert.equal(page.url().includes(code), false, 'the code is cleared from the address');
+  assert.equal(sent.some((u) => u.includes(code)), false, 'the code is in no request URL');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('paddock.console.token')), TOKEN);
+  await done();
+
+  // The same link again: the code is spent.
+  const second = await open();
+  await second.page.goto(`${URL}#code=${code}`);
+  await second.page.waitForSelector('#signin-error:not([hidden])');
+  assert.match(await second.page.textContent('#signin-error'), /unknown, already used or expired/);
+  assert.equal(await second.page.isHidden('#nav'), true);
+  assert.equal(second.page.url().includes(code), false);
+  await second.done([/status of 400 \(Bad Request\)/]);
+});
+
+// Signs in through the stand-in authorization server; returns the requests' URLs.
+async function oauthSignIn(page) {
+  const urls = [];
+  page.on('request', (r) => urls.push(r.url()));
+  await page.goto(URL);
+  await page.waitForSelector('#oauth:not([hidden])');
+  assert.equal((await page.textContent('#oauth-signin')).trim(), `Sign in with ${new globalThis.URL(OAUTH_URL).host}`);
+  await page.click('#oauth-signin');
+  return urls;
+}
+
+test('OAuth sign-in with PKCE goes through the authorization server and keeps the token out of every URL', async () => {
+  const { page, done } = await open();
+  const urls = await oauthSignIn(page);
+  await page.waitForSelector('#nav:not([hidden])');
+  assert.match(await page.textContent('#who-name'), /olivia · acme/);
+  const authorize = new globalThis.URL(urls.find((u) => u.startsWith(`${OAUTH_URL}/authorize`)));
+  const q = authorize.searchParams;
+  assert.equal(q.get('code_challenge_method'), 'S256');
+  assert.match(q.get('code_challenge'), /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(q.get('client_id'), 'paddock-console');
+  assert.equal(q.get('redirect_uri'), URL);
+  assert.equal(q.has('code_verifier'), false);
+  // The callback's code and state are gone from the address; the sign-in under way is forgotten.
+  assert.equal(page.url(), `${URL}#search`);
+  const token = await page.evaluate(() => sessionStorage.getItem('paddock.console.token'));
+  assert.ok(token.split('.').length === 3);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('paddock.console.oauth')), null);
+  assert.equal(urls.some((u) => u.includes(token) || u.includes(token.split('.')[2])), false);
+  // The token works like any other: search answers.
+  await search(page, 'right to be forgotten');
+  assert.equal((await hitIds(page))[0], 'gdpr-art-17');
+  await done();
+});
+
+test('a wrong code verifier is refused by the authorization server, and the console says so', async () => {
+  const { page, context, done } = await open();
+  // When the answer comes back, another verifier than the one whose hash was sent stands in the tab.
+  await context.addInitScript(() => {
+    const key = 'paddock.console.oauth';
+    const pending = sessionStorage.getItem(key);
+    if (pending && location.search.includes('code=')) {
+      const p = JSON.parse(pending);
+      p.verifier = 'x'.repeat(43);
+      sessionStorage.setItem(key, JSON.stringify(p));
+    }
+  });
+  await oauthSignIn(page);
+  await page.waitForSelector('#signin-error:not([hidden])');
+  assert.match(await page.textContent('#signin-error'), /did not issue a token: the code verifier does not match/);
+  assert.equal(await page.isHidden('#nav'), true);
+  assert.doesNotMatch(page.url(), /code=|state=/);
+  await done([/status of 400 \(Bad Request\)/]);
+});
+
+test('a replayed authorization code and a mismatched state are refused', async () => {
+  const { page, context, done } = await open();
+  // Keep a copy of the sign-in under way and note the callback's address, to replay them later.
+  await context.addInitScript(() => {
+    const pending = sessionStorage.getItem('paddock.console.oauth');
+    if (pending && location.search.includes('code=')) {
+      sessionStorage.setItem('test.pending', pending);
+      sessionStorage.setItem('test.callback', location.href);
+    }
+  });
+  await oauthSignIn(page);
+  await page.waitForSelector('#nav:not([hidden])');
+  const [pending, callback] = await page.evaluate(() => [sessionStorage.getItem('test.pending'), sessionStorage.getItem('test.callback')]);
+  assert.match(callback, /\?code=.*state=/);
+  await page.click('#sign-out');
+  await page.waitForSelector('#signin:not([hidden])');
+
+  // The same code with its own verifier and state, a second time.
+  await page.evaluate((p) => sessionStorage.setItem('paddock.console.oauth', p), pending);
+  await page.goto(callback);
+  await page.waitForSelector('#signin-error:not([hidden])');
+  assert.match(await page.textContent('#signin-error'), /did not issue a token: the code was already used/);
+  assert.equal(await page.isHidden('#nav'), true);
+
+  // An answer for a sign-in this tab did not start (another state): refused before any exchange.
+  await page.evaluate((p) => sessionStorage.setItem('paddock.console.oauth', p), pending);
+  const exchanges = [];
+  page.on('request', (r) => { if (r.url().startsWith(`${OAUTH_URL}/token`)) exchanges.push(r.url()); });
+  const forged = new globalThis.URL(callback);
+  forged.searchParams.set('state', 'not-the-state-this-tab-sent');
+  await page.goto(forged.href);
+  await page.waitForSelector('#signin-error:not([hidden])');
+  assert.match(await page.textContent('#signin-error'), /state does not match/);
+  assert.deepEqual(exchanges, []);
+  assert.equal(await page.isHidden('#nav'), true);
+  await done([/status of 400 \(Bad Request\)/]);
+});
+
+test('the stand-in authorization server holds its client, redirect URI and challenge', async () => {
+  const authorize = (params) => fetch(`${OAUTH_URL}/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: 'paddock-console', redirect_uri: URL, state: 's',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', ...params,
+  })}`, { redirect: 'manual' });
+  assert.equal((await authorize({ client_id: 'someone-else' })).status, 400);
+  assert.equal((await authorize({ redirect_uri: 'https://evil.example/console/' })).status, 400);
+  const plain = new globalThis.URL((await authorize({ code_challenge_method: 'plain' })).headers.get('location'));
+  assert.equal(plain.searchParams.get('error'), 'invalid_request');
+  const ok = new globalThis.URL((await authorize({})).headers.get('location'));
+  const code = ok.searchParams.get('code');
+  const exchange = (params) => fetch(`${OAUTH_URL}/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code, client_id: 'paddock-console', redirect_uri: URL,
+      code_verifier: 'dBjftJeZ4CVP-mJ0K5gQ3oT8sBQ9zwzAyJQkqRBF2Ow', ...params,
+    }),
+  });
+  // RFC 7636 appendix B's pair; any presentation spends the code, so the wrong redirect URI spends it.
+  const wrong = await exchange({ redirect_uri: 'https://evil.example/console/' });
+  assert.equal(wrong.status, 400);
+  assert.equal((await wrong.json()).error, 'invalid_grant');
+  assert.match((await (await exchange({})).json()).error_description, /already used/);
+});
+
+test('a task being watched streams again after a reload, to its report', async () => {
+  const { page, done } = await open();
+  await signIn(page, TOKEN, '#tasks');
+  await page.waitForSelector('#task-form:not([hidden])');
+  await runTask(page, 'research', '(take your time) What must a controller do when asked to erase data?');
+  await page.waitForSelector('#task-steps li');
+  const id = await page.evaluate(() => sessionStorage.getItem('paddock.console.watching'));
+  assert.ok(id, 'the watched task is remembered');
+  await page.reload();
+  await page.waitForSelector('#task-steps li[data-step=resumed]');
+  await watchTask(page);
+  assert.equal(await page.isHidden('#task-report'), true, 'the report had not arrived before the reload');
+  await page.waitForSelector('#task-state[data-state=completed]', { timeout: 60_000 });
+  const timeline = await page.evaluate(() => window.timeline);
+  const reportAt = timeline.find((e) => e.kind === 'report')?.at;
+  assert.ok(reportAt, 'the report arrived after the reload');
+  assert.ok(timeline.some((e) => e.kind === 'step' && e.at < reportAt), 'further steps arrived before it');
+  assert.ok(id.startsWith(await page.textContent('#task-id')));
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('paddock.console.watching')), null);
+  await done();
+});

@@ -2,7 +2,8 @@
 // loopback that answers as the test kit's model server does (testkit/src/model.rs, mode Canned): a plan is a
 // JSON array, an answer cites the first two sources of its prompt. Every answer reports the same usage, so a
 // task's cost is known, and comes after PADDOCK_MODEL_DELAY_MS, so a task's steps arrive one by one and a
-// running task can be cancelled. Prints its base URL on stdout.
+// running task can be cancelled; five times that when the prompt says "(take your time)", so a page can be
+// reloaded while its task runs. Prints its base URL on stdout.
 import http from 'node:http';
 
 const delay = Number(process.env.PADDOCK_MODEL_DELAY_MS ?? 400);
@@ -28,6 +29,8 @@ const server = http.createServer((req, res) => {
       const cite = (i) => (ids[i] ? ` [${ids[i]}]` : '');
       text = `## Findings\n\nData must be erased without undue delay${cite(0)}. Breaches are notified within 72 hours${cite(1)}.`;
     }
+    // A question asking for patience makes a slow model: its task runs long enough to reload the page midway.
+    const wait = (system.content + user).includes('(take your time)') ? delay * 5 : delay;
     setTimeout(() => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({
@@ -35,7 +38,7 @@ const server = http.createServer((req, res) => {
         choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
         usage,
       }));
-    }, delay);
+    }, wait);
   });
 });
 server.listen(0, '127.0.0.1', () => {
