@@ -177,7 +177,10 @@ fi
 
 stage "PostgreSQL, and a second server for the scenario with two database clusters"
 PG2_UP=1
-PADDOCK_E2E_SECOND_DATABASE_URL="$(scripts/postgres.sh start --data "$PG2_DATA" | sed -n 's/^export DATABASE_URL=//p')"
+# On a port outside the ephemeral range: the scenario stops it and starts it again, and its cluster's DSN names
+# that port.
+PADDOCK_E2E_SECOND_DATABASE_URL="$(scripts/postgres.sh start --data "$PG2_DATA" --port "$(stable_port)" \
+    | sed -n 's/^export DATABASE_URL=//p')"
 [[ -n $PADDOCK_E2E_SECOND_DATABASE_URL ]] || die "the second PostgreSQL printed no DATABASE_URL"
 export PADDOCK_E2E_SECOND_DATABASE_URL PADDOCK_E2E_SECOND_PG_DATA="$PG2_DATA"
 PG_UP=1

@@ -52,6 +52,28 @@ with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
 EOF
 }
 
+# stable_port: a free TCP port on 127.0.0.1 below the kernel's ephemeral range, for a server that is stopped
+# and started again on the same port: while it is down, no outgoing connection or port-0 listener is given it.
+stable_port() {
+    python3 - <<'EOF'
+import random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except OSError:
+    low = 32768
+for port in random.sample(range(max(1024, low - 12000), low), 200):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(port)
+        break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+EOF
+}
+
 # port_in_use PORT: succeed if something accepts TCP connections on 127.0.0.1:PORT.
 port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

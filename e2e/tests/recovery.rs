@@ -566,6 +566,12 @@ async fn tenants_on_two_postgres_servers(env: Arc<Env>) -> anyhow::Result<()> {
             // Back up whatever happened, so the Tenants can be deleted.
             postgres_sh(&s, "start", &second_data).await?;
             outage?;
+            // Back where the cluster's DSN points (scripts/e2e.sh gives it a port no one else is handed).
+            pool_on(&second_url, &second_db)
+                .await
+                .context("the second server did not come back at its address")?
+                .close()
+                .await;
             k.wait(None, &format!("postgrescluster/{cluster}"), "condition=Ready", Duration::from_secs(120)).await?;
             k.wait(None, &format!("tenant/{b}"), "condition=Ready", Duration::from_secs(120))
                 .await
