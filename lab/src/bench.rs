@@ -1729,6 +1729,51 @@ pub struct TracingRow {
 const TRACING_CONCURRENCY: usize = 8;
 const TRACING_ROUNDS: usize = 2;
 
+/// One round of an overhead run: the searches at [`TRACING_CONCURRENCY`], over 2025 sessions.
+async fn overhead_round(
+    serving: &Serving,
+    pool: &QuerySource,
+    opts: &BenchOptions,
+) -> Result<Row, BenchError> {
+    measure(
+        serving,
+        pool,
+        opts,
+        TRACING_CONCURRENCY,
+        search_workload(opts),
+        Era::Session,
+    )
+    .await
+}
+
+/// What the rounds of one configuration of an overhead run add up to, and what they count (spans
+/// exported, audit events written).
+#[derive(Debug, Default, Clone, Copy)]
+struct RoundSums {
+    req_per_sec: f64,
+    p99_ms: f64,
+    counted: u64,
+    requests: usize,
+}
+
+impl RoundSums {
+    fn add(&mut self, row: &Row, counted: u64) {
+        self.req_per_sec += row.req_per_sec;
+        self.p99_ms += row.p99_ms;
+        self.counted += counted;
+        self.requests += row.requests;
+    }
+
+    /// (mean req/s, mean p99 ms, counted per request) over `rounds`.
+    fn means(&self, rounds: usize) -> (f64, f64, f64) {
+        (
+            self.req_per_sec / rounds as f64,
+            self.p99_ms / rounds as f64,
+            self.counted as f64 / self.requests.max(1) as f64,
+        )
+    }
+}
+
 /// The same searches with tracing off and on (every trace, one in ten), exporting over OTLP/HTTP to a receiver
 /// in this process, which decodes and keeps every span as a collector would.
 async fn tracing_overhead(
@@ -1742,7 +1787,7 @@ async fn tracing_overhead(
     };
     let receiver = paddock_testkit::otlp::Receiver::start().await;
     let ratios = [None, Some(1.0), Some(0.1)];
-    let mut sums = vec![(0.0, 0.0, 0usize, 0usize); ratios.len()];
+    let mut sums = vec![RoundSums::default(); ratios.len()];
     for round in 0..TRACING_ROUNDS {
         for (i, ratio) in ratios.iter().enumerate() {
             let provider = match ratio {
@@ -1763,15 +1808,7 @@ async fn tracing_overhead(
                 .reload(layer)
                 .map_err(|e| BenchError::Options(format!("tracing: {e}")))?;
             let before = receiver.spans().len();
-            let row = measure(
-                serving,
-                pool,
-                opts,
-                TRACING_CONCURRENCY,
-                search_workload(opts),
-                Era::Session,
-            )
-            .await?;
+            let row = overhead_round(serving, pool, opts).await?;
             switch
                 .reload(None)
                 .map_err(|e| BenchError::Options(format!("tracing: {e}")))?;
@@ -1788,21 +1825,20 @@ async fn tracing_overhead(
                 row.p99_ms,
                 row.errors
             );
-            let s = &mut sums[i];
-            s.0 += row.req_per_sec;
-            s.1 += row.p99_ms;
-            s.2 += spans;
-            s.3 += row.requests;
+            sums[i].add(&row, spans as u64);
         }
     }
     Ok(ratios
         .iter()
         .zip(sums)
-        .map(|(ratio, (rps, p99, spans, requests))| TracingRow {
-            sample_ratio: *ratio,
-            req_per_sec: rps / TRACING_ROUNDS as f64,
-            p99_ms: p99 / TRACING_ROUNDS as f64,
-            spans_per_request: spans as f64 / requests.max(1) as f64,
+        .map(|(ratio, sums)| {
+            let (req_per_sec, p99_ms, spans_per_request) = sums.means(TRACING_ROUNDS);
+            TracingRow {
+                sample_ratio: *ratio,
+                req_per_sec,
+                p99_ms,
+                spans_per_request,
+            }
         })
         .collect())
 }
@@ -1867,7 +1903,7 @@ async fn audit_overhead(
         ("database", Sink::Database),
         ("log", log),
     ];
-    let mut sums = vec![(0.0, 0.0, 0u64, 0usize); sinks.len()];
+    let mut sums = vec![RoundSums::default(); sinks.len()];
     for round in 0..AUDIT_ROUNDS {
         for (i, (name, sink)) in sinks.iter().enumerate() {
             audit.set_sink(sink.clone());
@@ -1875,15 +1911,7 @@ async fn audit_overhead(
                 audit_events_written(serving).await?,
                 lines.load(std::sync::atomic::Ordering::Relaxed),
             );
-            let row = measure(
-                serving,
-                pool,
-                opts,
-                TRACING_CONCURRENCY,
-                search_workload(opts),
-                Era::Session,
-            )
-            .await?;
+            let row = overhead_round(serving, pool, opts).await?;
             audit.flush().await;
             let events = match *name {
                 "database" => audit_events_written(serving).await? - written,
@@ -1897,22 +1925,21 @@ async fn audit_overhead(
                 row.p99_ms,
                 row.errors
             );
-            let s = &mut sums[i];
-            s.0 += row.req_per_sec;
-            s.1 += row.p99_ms;
-            s.2 += events;
-            s.3 += row.requests;
+            sums[i].add(&row, events);
         }
     }
     audit.set_sink(Sink::Database);
     Ok(sinks
         .iter()
         .zip(sums)
-        .map(|((name, _), (rps, p99, events, requests))| AuditRow {
-            sink: name,
-            req_per_sec: rps / AUDIT_ROUNDS as f64,
-            p99_ms: p99 / AUDIT_ROUNDS as f64,
-            events_per_request: events as f64 / requests.max(1) as f64,
+        .map(|((name, _), sums)| {
+            let (req_per_sec, p99_ms, events_per_request) = sums.means(AUDIT_ROUNDS);
+            AuditRow {
+                sink: name,
+                req_per_sec,
+                p99_ms,
+                events_per_request,
+            }
         })
         .collect())
 }
