@@ -84,6 +84,9 @@ port_bindable() {
     python3 - "$1" <<'EOF'
 import socket, sys
 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    # As servers do (PostgreSQL among them): connections left in TIME_WAIT by a server that
+    # just stopped must not count as the port being in use; a listener still does.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", int(sys.argv[1])))
     except OSError:

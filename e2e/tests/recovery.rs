@@ -563,8 +563,9 @@ async fn tenants_on_two_postgres_servers(env: Arc<Env>) -> anyhow::Result<()> {
                 anyhow::Ok(())
             }
             .await;
-            // Back up whatever happened, so the Tenants can be deleted.
-            postgres_sh(&s, "start", &second_data).await?;
+            // Back up whatever happened, so the Tenants can be deleted: `restart` of a stopped
+            // server brings it back on its previous port, or fails.
+            postgres_sh(&s, "restart", &second_data).await?;
             outage?;
             // Back where the cluster's DSN points (scripts/e2e.sh gives it a port no one else is handed).
             pool_on(&second_url, &second_db)
