@@ -74,9 +74,9 @@ const AUDIENCE: &str = "paddock-bench";
 pub const MAX_QUERIES: usize = 128;
 /// Results requested per call, as a typical client asks.
 const LIMIT: i64 = 10;
-/// Query words skip the most frequent ranks (function words and generic terms, which people rarely search for)
-/// and are otherwise drawn from the same Zipf distribution as the documents' words.
-const QUERY_SKIP_RANKS: usize = 100;
+/// By default query words skip the most frequent ranks (function words and generic terms, which people rarely
+/// search for) and are otherwise drawn from the same Zipf distribution as the documents' words.
+pub const QUERY_SKIP_RANKS: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -91,6 +91,8 @@ pub struct BenchOptions {
     pub duration: Duration,
     pub warmup: Duration,
     pub seed: u64,
+    /// Query words skip this many of the most frequent ranks (0 keeps the common words).
+    pub query_skip_ranks: usize,
     /// Directory holding `pgbench`.
     pub pg_bin: PathBuf,
     /// The runtime's connection pool size.
@@ -612,14 +614,15 @@ fn synthetic_doc(vocab: &Vocabulary, rng: &mut StdRng, n: usize) -> Doc {
     }
 }
 
-/// The query pool: 2–4 content words each, drawn like the documents' words. Deterministic for a seed.
-pub fn queries(vocab: &Vocabulary, n: usize, seed: u64) -> Vec<String> {
+/// The query pool: 2–4 words each, drawn like the documents' words but for the `skip` most frequent ranks.
+/// Deterministic for a seed.
+pub fn queries(vocab: &Vocabulary, n: usize, seed: u64, skip: usize) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x0_9e7_1e5);
     (0..n)
         .map(|_| {
             let k = rng.gen_range(2..=4);
             (0..k)
-                .map(|_| vocab.sample_content(&mut rng, QUERY_SKIP_RANKS))
+                .map(|_| vocab.sample_content(&mut rng, skip))
                 .collect::<Vec<_>>()
                 .join(" ")
         })
@@ -682,7 +685,8 @@ async fn load(
 ) -> Result<(), BenchError> {
     let embedder = HashEmbedder::new(vocab.clone());
     let mut tx = admin.begin().await.map_err(db_err("begin the load"))?;
-    sqlx::query("SET LOCAL maintenance_work_mem = '1GB'")
+    // A million documents' HNSW graph (about 2 GB) must fit, or its build slows down many times.
+    sqlx::query("SET LOCAL maintenance_work_mem = '4GB'")
         .execute(&mut *tx)
         .await
         .map_err(db_err("set memory"))?;
@@ -793,12 +797,44 @@ async fn load(
         );
     }
     tx.commit().await.map_err(db_err("commit the load"))?;
-    // The lexical arm reads the postings by index-only scans, which need the visibility map set.
-    sqlx::query("VACUUM ANALYZE documents, bm25_postings")
+    // The lexical arm reads the postings and document frequencies by index-only scans, which need the
+    // visibility map set; the load's folds left dead rows in the statistics and frequencies behind.
+    sqlx::query("VACUUM ANALYZE documents, bm25_postings, bm25_terms, bm25_stats")
         .execute(&mut *admin)
         .await
         .map_err(db_err("vacuum"))?;
     Ok(())
+}
+
+/// The on-disk size of one tenant's partitions (documents, postings, document frequencies), each table and each
+/// of its indexes: what the data set costs to store and what the searches read from.
+async fn storage(admin: &mut PgConnection, tenant: &str) -> Result<Vec<String>, BenchError> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "WITH parts(parent, rel) AS (VALUES \
+             ('documents', paddock_documents_partition($1)), \
+             ('bm25_postings', paddock_postings_partition($1)), \
+             ('bm25_terms', paddock_terms_partition($1))) \
+         SELECT p.parent, 'table (with TOAST)', pg_table_size(p.rel::regclass) FROM parts p \
+         UNION ALL \
+         SELECT p.parent, 'index ' || a.amname || ' ' || regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING \\w+ ', ''), \
+                pg_relation_size(i.indexrelid) \
+         FROM parts p JOIN pg_index i ON i.indrelid = p.rel::regclass \
+         JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
+         ORDER BY 1, 2",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *admin)
+    .await
+    .map_err(db_err("measure the storage"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(parent, what, bytes)| {
+            format!(
+                "storage of {tenant}: {parent} {what}: {:.1} MiB",
+                bytes as f64 / 1_048_576.0
+            )
+        })
+        .collect())
 }
 
 // ---- the embedding server -----------------------------------------------------------------------------------
@@ -1015,14 +1051,16 @@ impl QuerySource {
 pub struct FreshQueries {
     vocabulary: Arc<Vocabulary>,
     state: std::sync::Mutex<(StdRng, std::collections::HashSet<String>)>,
+    skip: usize,
 }
 
 impl FreshQueries {
-    pub fn new(vocabulary: Arc<Vocabulary>, seed: u64, pool: &[String]) -> Self {
+    pub fn new(vocabulary: Arc<Vocabulary>, seed: u64, skip: usize, pool: &[String]) -> Self {
         let seen = pool.iter().cloned().collect();
         Self {
             vocabulary,
             state: std::sync::Mutex::new((StdRng::seed_from_u64(seed ^ 0xf2e5_49e7), seen)),
+            skip,
         }
     }
 
@@ -1035,7 +1073,7 @@ impl FreshQueries {
         loop {
             let k = rng.gen_range(2..=4);
             let q = (0..k)
-                .map(|_| self.vocabulary.sample_content(rng, QUERY_SKIP_RANKS))
+                .map(|_| self.vocabulary.sample_content(rng, self.skip))
                 .collect::<Vec<_>>()
                 .join(" ");
             if seen.insert(q.clone()) {
@@ -1512,13 +1550,21 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
     } else {
         eprintln!("bench: the data set is already loaded");
     }
+    for line in storage(&mut admin, &tenant_name(0)).await? {
+        eprintln!("bench: {line}");
+    }
     let (documents,): (i64,) = sqlx::query_as("SELECT count(*) FROM documents")
         .fetch_one(&mut admin)
         .await
         .map_err(db_err("count documents"))?;
     admin.close().await.map_err(db_err("disconnect"))?;
 
-    let queries = Arc::new(queries(&vocab, opts.queries, opts.seed));
+    let queries = Arc::new(queries(
+        &vocab,
+        opts.queries,
+        opts.seed,
+        opts.query_skip_ranks,
+    ));
     let query_embedding = match &opts.model_dir {
         Some(model_dir) => QueryEmbedding::Local(model_dir.clone()),
         None => QueryEmbedding::Server(start_embedding_server(embedder.clone()).await?),
@@ -1580,7 +1626,12 @@ async fn run_in(opts: &BenchOptions, runtime_url: &str, dir: &Path) -> Result<Re
         Some(_) => Some(document_throughput(&serving.embedder, &vocab, opts).await?),
         None => None,
     };
-    let fresh = Arc::new(FreshQueries::new(vocab.clone(), opts.seed, &queries));
+    let fresh = Arc::new(FreshQueries::new(
+        vocab.clone(),
+        opts.seed,
+        opts.query_skip_ranks,
+        &queries,
+    ));
     let mut rows = Vec::new();
     let mut stateless: Vec<Row> = Vec::new();
     let mut model = Vec::new();
@@ -2161,7 +2212,7 @@ mod tests {
     #[test]
     fn hybrid_sql_and_its_text_binds_agree() {
         let vocab = Vocabulary::new(1000, 1);
-        let q = queries(&vocab, 2, 1);
+        let q = queries(&vocab, 2, 1, QUERY_SKIP_RANKS);
         let v: Vec<Vec<f32>> = q
             .iter()
             .map(|q| HashEmbedder::new(Arc::new(Vocabulary::new(1000, 1))).embed(q))

@@ -47,6 +47,9 @@ pub enum Command {
         warmup: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Query words skip this many of the most frequent word ranks; 0 keeps the common words.
+        #[arg(long, default_value_t = crate::bench::QUERY_SKIP_RANKS)]
+        query_skip_ranks: usize,
         /// The runtime's connection pool size (default: the runtime's default).
         #[arg(long)]
         pool_size: Option<u32>,

@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
             duration,
             warmup,
             seed,
+            query_skip_ranks,
             pool_size,
             reload,
             lexical_weight,
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration),
                 warmup: Duration::from_secs(warmup),
                 seed,
+                query_skip_ranks,
                 pg_bin,
                 pool_size: pool_size.unwrap_or_else(|| {
                     paddock_runtime::config::DatabaseConfig::default().max_connections

@@ -22,6 +22,7 @@ fn small_options(db: &str, seed: u64) -> BenchOptions {
         duration: Duration::from_secs(1),
         warmup: Duration::ZERO,
         seed,
+        query_skip_ranks: paddock_lab::bench::QUERY_SKIP_RANKS,
         pg_bin: PathBuf::from(pg_bin),
         pool_size: 4,
         reload: false,

@@ -4,19 +4,34 @@
 //! One statement does it all, on the tenant's own partitions and under the transaction's tenant (row-level
 //! security):
 //! ```text
-//! query ─to_tsvector('english')─> terms (qtf) ─┬─> df per term (postings counted) ─┐
-//! bm25_stats ─sum─> N, avgdl ─────────────────────────────────────────────────────┴─> term weights
-//! term weights ⋈ bm25_postings (tf, |d|: B-tree, index only) ─> BM25 per document ─> top `depth` ─┐
-//! query vector ─HNSW (iterative scan, same model only)─> top `depth` by cosine ───────────────────┤
-//!                                                                  fusion (RRF or convex) <─────┘
+//! query ─to_tsvector('english')─> terms (qtf) ─> df per term (bm25_terms) ──┐
+//! bm25_stats ─sum─> N, avgdl ───────────────────────────────────────────────┴─> term weights
+//! term weights ─MaxScore─┬─ essential terms ⋈ bm25_postings (B-tree, index only) ─> partial BM25 ─┐
+//!                        └─ skipped terms: probed by primary key, only for documents that can   ──┴─> top `depth` ─┐
+//!                           still reach the top                                                                    │
+//! query vector ─HNSW (iterative scan, same model only)─> top `depth` by cosine ────────────────────────────────────┤
+//!                                                                         fusion (RRF or convex) <─────────────────┘
 //! ```
 //! BM25 is Lucene's: `idf = ln(1 + (N - df + 0.5) / (df + 0.5))` and
 //! `score = Σ qtf · idf · tf·(k1+1) / (tf + k1·(1 - b + b·|d|/avgdl))` over the distinct query terms, with
 //! `qtf` a term's count in the query. `tf` and `|d|` come from `bm25_postings` (migration 0006), which a
-//! trigger keeps in step with each document's tsvector; `df` is the number of the tenant's postings of the
-//! term, counted in the query's own snapshot, so it is exact and needs no counter of its own (see
-//! `migrations/0002_bm25.sql` for the statistics and why).
+//! trigger keeps in step with each document's tsvector; `df` is the sum of the term's rows in `bm25_terms`
+//! (0018), deltas the same trigger appends, so it is exact in the query's own snapshot (see
+//! `migrations/0002_bm25.sql` for the statistics and why they are deltas).
 //! A metadata filter narrows the ranked documents, not the statistics.
+//!
+//! The lexical arm prunes with MaxScore (Turtle and Flood, 1995; Lucene ranks disjunctions with it), so a query
+//! that keeps a common word does not read that word's whole posting list. A term adds less than its weight
+//! `w = qtf · idf · (k1+1)` to any document's score. First a floor θ of the `depth`-th best score: the partial
+//! scores from a few postings ([`SEED_POSTINGS`]) of the rarest terms, each at most its document's full score.
+//! The terms of least weight whose weights sum below θ are skipped: a document holding none of the others
+//! scores below θ, so it cannot rank. The other, essential, terms' postings are summed per document; θ rises to
+//! the `depth`-th best of these sums; a document whose sum plus the skipped weights stays below θ is dropped,
+//! and only the few left probe the skipped terms' postings by primary key. The ranking is exact: the same
+//! documents with the same scores in the same order as summing every posting (`tests/pruning.rs`). It prunes
+//! when the query's terms hold more than 4 × [`SEED_POSTINGS`] postings and no metadata filter applies (θ,
+//! taken over all documents, would not bound a filtered ranking); otherwise the arm sums every posting as
+//! before. What it still reads grows with the essential terms' lists (BENCHMARKS.md, decision 0012).
 //!
 //! Each hit keeps its rank and score in each arm, so a caller can see why it ranked. The vector arm runs with
 //! pgvector's iterative index scan (set by [`crate::db::Db::begin_search`], with the candidate list
@@ -113,6 +128,10 @@ fn hit_from_row(r: HitRow) -> Hit {
 /// from the transaction, which set the same tenant for row-level security.
 pub const TENANT_PARAM: usize = 14;
 
+/// Postings the lexical arm reads from its rarest terms to find θ, the floor its pruning starts from (see the
+/// module docs).
+pub const SEED_POSTINGS: i64 = 2000;
+
 /// The hybrid statement. Its parameters `$1..` are bound in the order [`HybridParams::text_binds`] lists them;
 /// the benchmark replays it under pgbench from this function, so the ceiling it measures is this very SQL.
 ///
@@ -120,9 +139,10 @@ pub const TENANT_PARAM: usize = 14;
 /// $8 vector weight, $9 model, $10 fusion, $11 alpha, $12 k1, $13 b, and [`TENANT_PARAM`] the transaction's
 /// tenant.
 ///
-/// The statement names `tenant`'s own partitions of `documents` (migration 0004) and `bm25_postings` (0006), so
-/// the vector arm walks that tenant's HNSW index and the lexical arm reads its postings' primary key alone
-/// (tenant, term → document, tf, |d|), and a plan kept across calls holds those tables and nothing else (0007):
+/// The statement names `tenant`'s own partitions of `documents` (migration 0004), `bm25_postings` (0006) and
+/// `bm25_terms` (0018), so the vector arm walks that tenant's HNSW index and the lexical arm reads its postings'
+/// primary key alone (tenant, term → document, tf, |d|), and a plan kept across calls holds those tables and
+/// nothing else (0007):
 /// each tenant's search is its own prepared statement, whose generic plan skips the planner (see
 /// [`HybridParams::generic_plan`]). Row-level security holds on the partitions as on their parents; the explicit
 /// `tenant_id = $14` beside it keys the postings' index, and makes the policy a one-time check on the statement.
@@ -137,23 +157,59 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
          FROM bm25_stats WHERE tenant_id = $14 \
      ), \
      weights AS MATERIALIZED ( \
-         SELECT t.term, t.qtf * ln(1 + (c.n - df.df + 0.5) / (df.df + 0.5)) * ($12 + 1) AS w, \
+         SELECT t.term, df.df, t.qtf * ln(1 + (c.n - df.df + 0.5) / (df.df + 0.5)) * ($12 + 1) AS w, \
                 $12 * (1 - $13) AS k_fixed, $12 * $13 / c.avgdl AS k_per_token \
          FROM terms t, corpus c, LATERAL ( \
-             SELECT count(*)::float8 AS df FROM {postings} p WHERE p.tenant_id = $14 AND p.term = t.term \
+             SELECT coalesce(sum(f.docs), 0)::float8 AS df FROM {terms} f WHERE f.tenant_id = $14 AND f.term = t.term \
          ) df \
          WHERE df.df > 0 \
+     ), \
+     seed AS MATERIALIZED ( \
+         SELECT CASE WHEN $3::jsonb IS NULL AND count(*) = $4 THEN min(s.score) ELSE 0 END AS theta \
+         FROM ( \
+             SELECT sum(p.part) AS score \
+             FROM ( \
+                 SELECT w.*, greatest({seed} - coalesce(sum(w.df) OVER ( \
+                            ORDER BY w.df, w.term ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 0)::int8 AS room \
+                 FROM weights w \
+                 WHERE (SELECT sum(df) FROM weights) > 4 * {seed} \
+             ) w, LATERAL ( \
+                 SELECT p.doc_id, w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl) AS part \
+                 FROM {postings} p WHERE p.tenant_id = $14 AND p.term = w.term ORDER BY p.doc_id LIMIT w.room \
+             ) p \
+             GROUP BY p.doc_id ORDER BY score DESC LIMIT $4 \
+         ) s \
+     ), \
+     split AS MATERIALIZED ( \
+         SELECT w.*, sum(w.w) OVER (ORDER BY w.w, w.term ROWS UNBOUNDED PRECEDING) < s.theta * (1 - 1e-9) AS skipped \
+         FROM weights w, seed s \
+     ), \
+     essential AS MATERIALIZED ( \
+         SELECT p.doc_id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
+         FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term \
+         WHERE NOT w.skipped \
+         GROUP BY p.doc_id \
+     ), \
+     bar AS MATERIALIZED ( \
+         SELECT CASE WHEN EXISTS (SELECT 1 FROM split WHERE skipped) THEN greatest(s.theta, ( \
+                    SELECT e.score FROM essential e ORDER BY e.score DESC OFFSET greatest($4 - 1, 0) LIMIT 1)) \
+                    * (1 - 1e-9) - (SELECT sum(w) FROM split WHERE skipped) \
+                ELSE 0 END AS floor \
+         FROM seed s \
      ), \
      lex AS ( \
          SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank, \
                 min(score) OVER () AS lo, max(score) OVER () AS hi \
          FROM ( \
-             SELECT p.doc_id AS id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
-             FROM weights w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term \
-             GROUP BY p.doc_id \
-             HAVING $3::jsonb IS NULL OR EXISTS ( \
-                 SELECT 1 FROM {documents} d WHERE d.tenant_id = $14 AND d.id = p.doc_id AND d.metadata @> $3) \
-             ORDER BY score DESC, p.doc_id LIMIT $4 \
+             SELECT e.doc_id AS id, e.score + CASE WHEN b.floor > 0 THEN coalesce(( \
+                        SELECT sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) \
+                        FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term AND p.doc_id = e.doc_id \
+                        WHERE w.skipped), 0) ELSE 0 END AS score \
+             FROM essential e, bar b \
+             WHERE e.score >= b.floor \
+               AND ($3::jsonb IS NULL OR EXISTS ( \
+                   SELECT 1 FROM {documents} d WHERE d.tenant_id = $14 AND d.id = e.doc_id AND d.metadata @> $3)) \
+             ORDER BY score DESC, e.doc_id LIMIT $4 \
          ) s \
      ), \
      vec AS ( \
@@ -184,6 +240,8 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
      ORDER BY f.score DESC, f.id"
         .replace("{documents}", &tenant.partition("documents"))
         .replace("{postings}", &tenant.partition("bm25_postings"))
+        .replace("{terms}", &tenant.partition("bm25_terms"))
+        .replace("{seed}", &SEED_POSTINGS.to_string())
 }
 
 impl HybridParams<'_> {

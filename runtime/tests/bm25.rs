@@ -263,6 +263,22 @@ async fn concurrent_writers_keep_the_statistics_exact(admin: PgPool) {
         0,
         "the postings follow every write"
     );
+    assert_eq!(
+        frequencies_out_of_step(&admin).await,
+        0,
+        "the document frequencies follow every write"
+    );
+    // Their deltas were folded: at most one folded row per term, and folds happened.
+    let (folded, doubled): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) - count(DISTINCT (tenant_id, term)) FROM bm25_terms WHERE folded",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(
+        folded > 0 && doubled == 0,
+        "{folded} folded rows, {doubled} beyond one per term"
+    );
     // Folding kept the delta rows few. Without it every delta stays a row. With it, what remains is each
     // tenant's rows since its last fold, and a fold comes with one delta in 64 on average, drawn by whichever
     // tenant wrote it. Ten runs here left 4-27% of the deltas as rows (27% when the smaller tenant, with a
@@ -323,6 +339,24 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
         .unwrap_err();
     assert_permission_denied(&forged);
     drop(tx);
+    // And the document frequencies.
+    let mut tx = db.begin(&acme).await.unwrap();
+    let seen: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT tenant_id, term::text, docs FROM bm25_terms ORDER BY 2")
+            .fetch_all(tx.conn())
+            .await
+            .unwrap();
+    assert_eq!(
+        seen,
+        ["one", "three", "two"].map(|t| ("acme".to_owned(), t.to_owned(), 1))
+    );
+    let forged =
+        sqlx::query("INSERT INTO bm25_terms (tenant_id, term, docs) VALUES ('acme', 'one', 1000)")
+            .execute(tx.conn())
+            .await
+            .unwrap_err();
+    assert_permission_denied(&forged);
+    drop(tx);
     // The derived columns cannot be set by hand either: the trigger recomputes them.
     let mut tx = db.begin(&acme).await.unwrap();
     sqlx::query("UPDATE documents SET tsv = 'forged'::tsvector, bm25_length = 999")
@@ -333,12 +367,13 @@ async fn statistics_are_tenant_isolated_and_only_the_database_writes_them(admin:
     let (stats, recount) = stats_and_recount(&admin).await;
     assert_eq!(stats, recount);
     assert_eq!(postings_out_of_step(&admin).await, 0);
-    // Deleting a tenant (as the operator does) takes its documents, statistics and postings with it.
+    assert_eq!(frequencies_out_of_step(&admin).await, 0);
+    // Deleting a tenant (as the operator does) takes its documents, statistics, postings and terms with it.
     sqlx::query("DELETE FROM tenants WHERE id = 'acme'")
         .execute(&admin)
         .await
         .unwrap();
-    for table in ["bm25_stats", "bm25_postings"] {
+    for table in ["bm25_stats", "bm25_postings", "bm25_terms"] {
         let left: Vec<String> =
             sqlx::query_scalar(&format!("SELECT DISTINCT tenant_id FROM {table}"))
                 .fetch_all(&admin)

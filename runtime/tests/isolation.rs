@@ -156,6 +156,7 @@ async fn runtime_role_is_not_owner_superuser_or_bypassrls(admin: PgPool) {
         "documents",
         "bm25_stats",
         "bm25_postings",
+        "bm25_terms",
         "mcp_sessions",
         "rate_limit_buckets",
         "usage_ledger",
@@ -181,8 +182,8 @@ async fn runtime_role_is_not_owner_superuser_or_bypassrls(admin: PgPool) {
     .unwrap();
     assert_eq!(
         partitions.len(),
-        4,
-        "documents and postings of two tenants: {partitions:?}"
+        6,
+        "documents, postings and terms of two tenants: {partitions:?}"
     );
     assert!(
         partitions.iter().all(|(_, forced)| *forced),

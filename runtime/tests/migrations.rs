@@ -1,7 +1,8 @@
 //! Migrations applied to a database that already holds data: partitioning `documents` by tenant (0004) moves
 //! every row with its text analysis, embedding and BM25 statistics intact, the BM25 postings (0006) are written
-//! for the documents already there, the partitions already there are policed for the search to name (0007), and
-//! the runtime's paths work on the result.
+//! for the documents already there, the partitions already there are policed for the search to name (0007), the
+//! document frequencies (0018) are counted from the postings already there, and the runtime's paths work on the
+//! result.
 
 use std::borrow::Cow;
 
@@ -167,6 +168,68 @@ async fn partitioning_documents_keeps_every_row_and_its_statistics(admin: PgPool
     );
 }
 
+/// 0018: the document frequencies of the documents already there are counted from their postings, into a
+/// policed partition per tenant, and writes after it keep them exact.
+#[sqlx::test(migrations = false)]
+async fn document_frequencies_start_from_the_postings_already_there(admin: PgPool) {
+    migrate_up_to(&admin, 17).await;
+    for t in ["acme", "globex"] {
+        provision_tenant(&admin, t, 6000, 1000).await;
+    }
+    sqlx::query(
+        "INSERT INTO documents (tenant_id, id, content, content_hash) \
+         SELECT t, 'd' || i, 'river sediment sample ' || (i % 7) || ' of ' || t, 'h' \
+         FROM unnest(ARRAY['acme', 'globex']) AS t, generate_series(1, 40) AS i",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    MIGRATOR.run(&admin).await.expect("0018 applies");
+    assert_eq!(
+        frequencies_out_of_step(&admin).await,
+        0,
+        "the migration counted every term"
+    );
+    let river: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, sum(docs)::int8 FROM bm25_terms WHERE term = 'river' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(river, [("acme".to_owned(), 40), ("globex".to_owned(), 40)]);
+    let policed: Vec<bool> = sqlx::query_scalar(
+        "SELECT c.relrowsecurity AND c.relforcerowsecurity FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'bm25_terms'::regclass",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(policed, [true, true]);
+
+    let db = Db::from_pool(runtime_pool(&admin).await);
+    let acme = TenantId::parse("acme").unwrap();
+    let mut tx = db.begin(&acme).await.unwrap();
+    documents::delete(&mut tx, "d1").await.unwrap();
+    documents::upsert(&mut tx, "d2", "", "estuary sediment", &json!({}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        frequencies_out_of_step(&admin).await,
+        0,
+        "writes after the migration"
+    );
+    let mut tx = db.begin(&acme).await.unwrap();
+    let hits = search::lexical(
+        &mut tx,
+        &search::lexical_params("estuary river", 5, None, Bm25::default()),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(hits.first().map(|h| h.id.as_str()), Some("d2"));
+}
+
 /// Tenants provisioned at the same time each get their partition, without deadlocking on one another (each
 /// transaction holds its tenants row while attaching its partition), and deleting a tenant drops it.
 #[sqlx::test(migrations = "../migrations")]
@@ -190,7 +253,7 @@ async fn concurrent_tenants_get_their_partitions_and_lose_them_on_delete(admin: 
     for t in tasks {
         t.await.unwrap().expect("no deadlock, no failure");
     }
-    for parent in ["documents", "bm25_postings"] {
+    for parent in ["documents", "bm25_postings", "bm25_terms"] {
         let partitions: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = $1::regclass")
                 .bind(parent)
@@ -204,7 +267,11 @@ async fn concurrent_tenants_get_their_partitions_and_lose_them_on_delete(admin: 
         .execute(&admin)
         .await
         .unwrap();
-    for partition in ["paddock_documents_partition", "paddock_postings_partition"] {
+    for partition in [
+        "paddock_documents_partition",
+        "paddock_postings_partition",
+        "paddock_terms_partition",
+    ] {
         let gone: Option<String> = sqlx::query_scalar(&format!(
             "SELECT to_regclass({partition}('t3')::text)::text"
         ))

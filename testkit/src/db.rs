@@ -145,6 +145,22 @@ pub async fn postings_out_of_step(admin: &PgPool) -> i64 {
     .unwrap()
 }
 
+/// How many (tenant, term) pairs have a document frequency (the sum of their `bm25_terms` rows) other than the
+/// number of the tenant's documents holding the term; 0 when the frequencies follow every write.
+pub async fn frequencies_out_of_step(admin: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "WITH want AS (SELECT d.tenant_id, m AS term, count(*) AS docs \
+                       FROM documents d, unnest(tsvector_to_array(d.tsv)) m GROUP BY 1, 2), \
+              have AS (SELECT tenant_id, term::text, sum(docs) AS docs FROM bm25_terms \
+                       GROUP BY 1, 2 HAVING sum(docs) <> 0) \
+         SELECT count(*) FROM want FULL JOIN have USING (tenant_id, term) \
+         WHERE want.docs IS DISTINCT FROM have.docs",
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
 /// The name of `tenant`'s partition, from a migration's naming function (`paddock_documents_partition`,
 /// `paddock_postings_partition`).
 pub async fn partition_name(admin: &PgPool, naming_function: &str, tenant: &str) -> String {
