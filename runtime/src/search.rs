@@ -24,14 +24,16 @@
 //! that keeps a common word does not read that word's whole posting list. A term adds less than its weight
 //! `w = qtf · idf · (k1+1)` to any document's score. First a floor θ of the `depth`-th best score: the partial
 //! scores from a few postings ([`SEED_POSTINGS`]) of the rarest terms, each at most its document's full score.
-//! The terms of least weight whose weights sum below θ are skipped: a document holding none of the others
-//! scores below θ, so it cannot rank. The other, essential, terms' postings are summed per document; θ rises to
-//! the `depth`-th best of these sums; a document whose sum plus the skipped weights stays below θ is dropped,
-//! and only the few left probe the skipped terms' postings by primary key. The ranking is exact: the same
-//! documents with the same scores in the same order as summing every posting (`tests/pruning.rs`). It prunes
-//! when the query's terms hold more than 4 × [`SEED_POSTINGS`] postings and no metadata filter applies (θ,
-//! taken over all documents, would not bound a filtered ranking); otherwise the arm sums every posting as
-//! before. What it still reads grows with the essential terms' lists (BENCHMARKS.md, decision 0012).
+//! The terms of least weight whose weights sum below θ may be skipped: a document holding none of the others
+//! scores below θ, so it cannot rank. One is skipped when its list is long enough to be worth it, more than
+//! [`PROBE_COST`] times the lists that cannot be skipped. The other, essential, terms' postings are summed per
+//! document; θ rises to the `depth`-th best of these sums; a document whose sum plus the skipped weights stays
+//! below θ is dropped, and only the ones left probe the skipped terms' postings by primary key. The ranking is
+//! exact: the same documents with the same scores in the same order as summing every posting
+//! (`tests/pruning.rs`). It prunes when the query's terms hold more than 4 × [`SEED_POSTINGS`] postings and no
+//! metadata filter applies (θ, taken over all documents, would not bound a filtered ranking). When no term is
+//! skipped the arm sums every posting in one aggregate, as before; only one of the two branches runs. What it
+//! still reads grows with the essential terms' lists (BENCHMARKS.md, decision 0012).
 //!
 //! Each hit keeps its rank and score in each arm, so a caller can see why it ranked. The vector arm runs with
 //! pgvector's iterative index scan (set by [`crate::db::Db::begin_search`], with the candidate list
@@ -132,6 +134,10 @@ pub const TENANT_PARAM: usize = 14;
 /// module docs).
 pub const SEED_POSTINGS: i64 = 2000;
 
+/// What probing a skipped term for one document costs, in postings read: a term that may be skipped is, only
+/// when its list is this many times longer than the lists the arm reads anyway.
+pub const PROBE_COST: i64 = 8;
+
 /// The hybrid statement. Its parameters `$1..` are bound in the order [`HybridParams::text_binds`] lists them;
 /// the benchmark replays it under pgbench from this function, so the ceiling it measures is this very SQL.
 ///
@@ -180,9 +186,14 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
              GROUP BY p.doc_id ORDER BY score DESC LIMIT $4 \
          ) s \
      ), \
-     split AS MATERIALIZED ( \
-         SELECT w.*, sum(w.w) OVER (ORDER BY w.w, w.term ROWS UNBOUNDED PRECEDING) < s.theta * (1 - 1e-9) AS skipped \
+     bound AS MATERIALIZED ( \
+         SELECT w.*, sum(w.w) OVER (ORDER BY w.w, w.term ROWS UNBOUNDED PRECEDING) < s.theta * (1 - 1e-9) AS may_skip \
          FROM weights w, seed s \
+     ), \
+     split AS MATERIALIZED ( \
+         SELECT b.*, b.may_skip AND b.df > {probe_cost} * ( \
+                    SELECT coalesce(sum(o.df), 0) FROM bound o WHERE NOT o.may_skip) AS skipped \
+         FROM bound b \
      ), \
      essential AS MATERIALIZED ( \
          SELECT p.doc_id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
@@ -191,26 +202,31 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
          GROUP BY p.doc_id \
      ), \
      bar AS MATERIALIZED ( \
-         SELECT CASE WHEN EXISTS (SELECT 1 FROM split WHERE skipped) THEN greatest(s.theta, ( \
+         SELECT greatest(s.theta, ( \
                     SELECT e.score FROM essential e ORDER BY e.score DESC OFFSET greatest($4 - 1, 0) LIMIT 1)) \
-                    * (1 - 1e-9) - (SELECT sum(w) FROM split WHERE skipped) \
-                ELSE 0 END AS floor \
+                * (1 - 1e-9) - (SELECT sum(w) FROM split WHERE skipped) AS floor \
          FROM seed s \
      ), \
      lex AS ( \
          SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank, \
                 min(score) OVER () AS lo, max(score) OVER () AS hi \
-         FROM ( \
-             SELECT e.doc_id AS id, e.score + CASE WHEN b.floor > 0 THEN coalesce(( \
+         FROM (( \
+             SELECT p.doc_id AS id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
+             FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term \
+             WHERE NOT EXISTS (SELECT 1 FROM split WHERE skipped) \
+             GROUP BY p.doc_id \
+             HAVING $3::jsonb IS NULL OR EXISTS ( \
+                 SELECT 1 FROM {documents} d WHERE d.tenant_id = $14 AND d.id = p.doc_id AND d.metadata @> $3) \
+             ORDER BY score DESC, p.doc_id LIMIT $4 \
+         ) UNION ALL ( \
+             SELECT e.doc_id, e.score + coalesce(( \
                         SELECT sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) \
                         FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term AND p.doc_id = e.doc_id \
-                        WHERE w.skipped), 0) ELSE 0 END AS score \
+                        WHERE w.skipped), 0) AS score \
              FROM essential e, bar b \
-             WHERE e.score >= b.floor \
-               AND ($3::jsonb IS NULL OR EXISTS ( \
-                   SELECT 1 FROM {documents} d WHERE d.tenant_id = $14 AND d.id = e.doc_id AND d.metadata @> $3)) \
+             WHERE EXISTS (SELECT 1 FROM split WHERE skipped) AND e.score >= b.floor \
              ORDER BY score DESC, e.doc_id LIMIT $4 \
-         ) s \
+         )) s \
      ), \
      vec AS ( \
          SELECT id, 1 - dist AS score, row_number() OVER (ORDER BY dist, id) AS rank, \
@@ -242,6 +258,7 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
         .replace("{postings}", &tenant.partition("bm25_postings"))
         .replace("{terms}", &tenant.partition("bm25_terms"))
         .replace("{seed}", &SEED_POSTINGS.to_string())
+        .replace("{probe_cost}", &PROBE_COST.to_string())
 }
 
 impl HybridParams<'_> {
