@@ -30,7 +30,8 @@
 //! document; θ rises to the `depth`-th best of these sums; a document whose sum plus the skipped weights stays
 //! below θ is dropped, and only the ones left probe the skipped terms' postings by primary key. The ranking is
 //! exact: the same documents with the same scores in the same order as summing every posting
-//! (`tests/pruning.rs`). It prunes when the query's terms hold more than 4 × [`SEED_POSTINGS`] postings and no
+//! (`tests/pruning.rs`). It prunes when the query's terms hold more than 4 × [`SEED_POSTINGS`] postings, the
+//! longest list is more than [`PROBE_COST`] times the heaviest term's (the one term never skipped), and no
 //! metadata filter applies (θ, taken over all documents, would not bound a filtered ranking). When no term is
 //! skipped the arm sums every posting in one aggregate, as before; only one of the two branches runs. What it
 //! still reads grows with the essential terms' lists (BENCHMARKS.md, decision 0012).
@@ -179,6 +180,8 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
                             ORDER BY w.df, w.term ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 0)::int8 AS room \
                  FROM weights w \
                  WHERE (SELECT sum(df) FROM weights) > 4 * {seed} \
+                   AND (SELECT max(df) FROM weights) > {probe_cost} * ( \
+                       SELECT h.df FROM weights h ORDER BY h.w DESC, h.term LIMIT 1) \
              ) w, LATERAL ( \
                  SELECT p.doc_id, w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl) AS part \
                  FROM {postings} p WHERE p.tenant_id = $14 AND p.term = w.term ORDER BY p.doc_id LIMIT w.room \
