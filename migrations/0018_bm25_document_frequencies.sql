@@ -10,8 +10,8 @@
 -- every writer of the tenant until commit and deadlocking two multi-document transactions. Instead each
 -- document write appends one row per term it adds (+1) or removes (-1) in the same transaction, so df is the
 -- sum of a term's rows, exact in every snapshot, and inserts never wait for each other. Now and then (one
--- document write in 64) the writer folds the unfolded rows into one row per term, under a try-lock so folds
--- never wait or overlap. A fold sees only committed rows and its own transaction's, so it never touches
+-- document write in 64, at most once per transaction) the writer folds the unfolded rows into one row per
+-- term, under a try-lock so folds never wait or overlap. A fold sees only committed rows and its own transaction's, so it never touches
 -- another writer's rows; under REPEATABLE READ it could meet rows another fold removed, so it is left to
 -- read-committed writers (the runtime's). Unfolded rows are found through a partial index, so a fold costs
 -- what was written since the last one.
@@ -113,9 +113,14 @@ BEGIN
         SELECT NEW.tenant_id, t, 1 FROM unnest(tsvector_to_array(NEW.tsv)) AS t;
         v_tenant := NEW.tenant_id;
     END IF;
+    -- At most one fold per transaction: within one, the rows a fold replaces stay in the indexes until it
+    -- ends, so a long transaction folding again and again (a bulk load) would rescan them each time. What a
+    -- long transaction appends is folded by the next writer's fold, or by calling the function.
     IF nextval('paddock_bm25_terms_writes') % 64 = 0
        AND current_setting('transaction_isolation') = 'read committed'
+       AND current_setting('paddock.bm25_terms_folded', true) IS DISTINCT FROM 'on'
        AND pg_try_advisory_xact_lock(hashtext('paddock.bm25_terms'), hashtext(v_tenant)) THEN
+        PERFORM set_config('paddock.bm25_terms_folded', 'on', true);
         PERFORM paddock_bm25_terms_fold(v_tenant);
     END IF;
     RETURN NULL;

@@ -797,6 +797,13 @@ async fn load(
         );
     }
     tx.commit().await.map_err(db_err("commit the load"))?;
+    // One transaction folds its document frequencies once (migration 0018); the rest of the load's are folded
+    // here, as after any bulk load.
+    sqlx::query("SELECT paddock_bm25_terms_fold(id) FROM tenants WHERE id LIKE $1")
+        .bind(format!("{TENANT_PREFIX}%"))
+        .execute(&mut *admin)
+        .await
+        .map_err(db_err("fold the document frequencies"))?;
     // The lexical arm reads the postings and document frequencies by index-only scans, which need the
     // visibility map set; the load's folds left dead rows in the statistics and frequencies behind.
     sqlx::query("VACUUM ANALYZE documents, bm25_postings, bm25_terms, bm25_stats")
