@@ -31,13 +31,8 @@ CREATE TABLE bm25_terms (
 CREATE INDEX bm25_terms_term ON bm25_terms (tenant_id, term) INCLUDE (docs);
 CREATE INDEX bm25_terms_unfolded ON bm25_terms (tenant_id, term) WHERE NOT folded;
 
-ALTER TABLE bm25_terms ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON bm25_terms
-    TO paddock_runtime, paddock_tenant
-    USING (tenant_id = paddock_current_tenant())
-    WITH CHECK (tenant_id = paddock_current_tenant());
-CREATE POLICY owner_all ON bm25_terms TO CURRENT_USER USING (true) WITH CHECK (true);
-GRANT SELECT ON bm25_terms TO paddock_runtime, paddock_tenant;
+-- Row-level security, enabled and forced, and read-only grants, as on the partitions (0007's function).
+SELECT paddock_police_partition('bm25_terms');
 
 CREATE FUNCTION paddock_terms_partition(p_tenant text) RETURNS name
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
