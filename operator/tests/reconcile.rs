@@ -130,6 +130,39 @@ fn with_status(object: &Value, patch: &Value) -> (StatusCode, Value) {
     (StatusCode::OK, object)
 }
 
+/// The API server of a reconcile that may only report: Tenant `acme`'s status patch (answered with `stored`
+/// carrying it) and events; `extra` answers anything else it knows, and the rest is not found.
+fn tenant_status_api(
+    stored: Value,
+    extra: impl Fn(&Sent) -> Option<(StatusCode, Value)> + Send + 'static,
+) -> Answer {
+    Box::new(move |s| match s.method.as_str() {
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
+            with_status(&stored, &s.body)
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => extra(s).unwrap_or_else(not_found),
+    })
+}
+
+/// The requests were Tenant `acme`'s status patch and its event, and nothing else.
+fn assert_only_status_and_event(sent: &[Sent]) {
+    let paths: Vec<_> = sent
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("PATCH", "/apis/paddock.dev/v1alpha1/tenants/acme/status"),
+            ("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
+        ],
+        "only the status and its event"
+    );
+}
+
 fn tenant_object(namespaces: &[&str]) -> Value {
     json!({
         "apiVersion": "paddock.dev/v1alpha1",
@@ -185,33 +218,14 @@ fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
 async fn an_invalid_tenant_is_not_ready_and_waits_for_a_change() {
     let object = tenant_object(&["kube-system"]);
     let stored = object.clone();
-    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
-        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
-            with_status(&stored, &s.body)
-        }
-        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
-            (StatusCode::CREATED, s.body.clone())
-        }
-        _ => not_found(),
-    }));
+    let (ctx, sent) = context(tenant_status_api(stored, |_| None));
     let tenant: Tenant = serde_json::from_value(object).unwrap();
 
     let action = tenant::reconcile(Arc::new(tenant), ctx).await.unwrap();
 
     assert_eq!(action, Action::await_change());
     let sent = sent.lock().unwrap().clone();
-    let paths: Vec<_> = sent
-        .iter()
-        .map(|s| (s.method.as_str(), s.path.as_str()))
-        .collect();
-    assert_eq!(
-        paths,
-        [
-            ("PATCH", "/apis/paddock.dev/v1alpha1/tenants/acme/status"),
-            ("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
-        ],
-        "only the status and its event"
-    );
+    assert_only_status_and_event(&sent);
     let patch = &sent[0];
     assert_eq!(patch.param("fieldManager"), Some(MANAGER));
     assert_eq!(patch.param("force"), Some("true"));
@@ -238,18 +252,13 @@ async fn a_tenant_naming_a_missing_cluster_is_not_placed_and_waits_for_it() {
     let mut object = tenant_object(&["acme"]);
     object["spec"]["database"] = json!({"cluster": "nowhere"});
     let stored = object.clone();
-    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
-        "GET" if s.path == "/apis/paddock.dev/v1alpha1/postgresclusters" => (
-            StatusCode::OK,
-            json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "PostgresClusterList", "metadata": {}, "items": []}),
-        ),
-        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
-            with_status(&stored, &s.body)
-        }
-        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
-            (StatusCode::CREATED, s.body.clone())
-        }
-        _ => not_found(),
+    let (ctx, sent) = context(tenant_status_api(stored, |s| {
+        (s.method == "GET" && s.path == "/apis/paddock.dev/v1alpha1/postgresclusters").then(|| {
+            (
+                StatusCode::OK,
+                json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "PostgresClusterList", "metadata": {}, "items": []}),
+            )
+        })
     }));
     let tenant: Tenant = serde_json::from_value(object).unwrap();
 
@@ -285,33 +294,14 @@ async fn a_placed_tenant_is_never_moved_by_a_spec_change() {
     object["status"] =
         json!({"databaseCluster": "east", "databaseRole": "paddock_t_acme_1a2b3c4d"});
     let stored = object.clone();
-    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
-        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/tenants/acme/status" => {
-            with_status(&stored, &s.body)
-        }
-        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
-            (StatusCode::CREATED, s.body.clone())
-        }
-        _ => not_found(),
-    }));
+    let (ctx, sent) = context(tenant_status_api(stored, |_| None));
     let tenant: Tenant = serde_json::from_value(object).unwrap();
 
     let action = tenant::reconcile(Arc::new(tenant), ctx).await.unwrap();
 
     assert_eq!(action, Action::await_change());
     let sent = sent.lock().unwrap().clone();
-    let paths: Vec<_> = sent
-        .iter()
-        .map(|s| (s.method.as_str(), s.path.as_str()))
-        .collect();
-    assert_eq!(
-        paths,
-        [
-            ("PATCH", "/apis/paddock.dev/v1alpha1/tenants/acme/status"),
-            ("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
-        ],
-        "only the status and its event"
-    );
+    assert_only_status_and_event(&sent);
     let status = &sent[0].body["status"];
     assert_eq!(status["databaseCluster"], "east");
     let ready = condition(status, "Ready");
