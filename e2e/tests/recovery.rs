@@ -583,15 +583,60 @@ async fn tenants_on_two_postgres_servers(env: Arc<Env>) -> anyhow::Result<()> {
                 Ok((hits.first().map(String::as_str) == Some("d1")).then_some(()))
             })
             .await?;
+
+            // Deleting the cluster while a tenant is on it waits for that tenant: the
+            // PostgresCluster stays and says why, and the tenant keeps serving.
+            k.ok(&["delete", "postgrescluster", &cluster, "--wait=false"], None).await?;
+            let waiting = eventually(&format!("PostgresCluster {cluster} to say its deletion waits"), Duration::from_secs(60), || async {
+                let c = condition(&s, &format!("postgrescluster/{cluster}"), "Deleting").await?;
+                Ok(c.starts_with("True").then_some(c))
+            })
+            .await?;
+            ensure!(waiting == "True TenantsPlaced", "PostgresCluster {cluster} reads Deleting={waiting:?}");
+            let message = jsonpath(&s, None, &format!("postgrescluster/{cluster}"), "{.status.conditions[?(@.type==\"Deleting\")].message}").await?;
+            ensure!(message.contains(&format!("the tenant placed on this cluster ({b})")), "the waiting deletion does not name {b} alone: {message}");
+            let reader = mint(&s, &ts_b, &b, "documents:read").await?;
+            let hits = search(&connect(&s, &ts_b, &reader).await?, "baltic").await?;
+            ensure!(hits.first().map(String::as_str) == Some("d1"), "tenant {b} stopped serving while its cluster waits to be deleted: {hits:?}");
+            // Once the tenant is gone (its role dropped on its own server), so is the cluster.
+            k.ok(&["delete", "tenant", &b, "--timeout=120s"], None).await?;
+            k.wait(None, &format!("postgrescluster/{cluster}"), "delete", Duration::from_secs(60))
+                .await
+                .with_context(|| format!("PostgresCluster {cluster} stayed after its last tenant was deleted"))?;
+            let second = pool_on(&second_url, &second_db).await?;
+            let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)").bind(&role_b).fetch_one(&second).await?;
+            second.close().await;
+            ensure!(!left, "role {role_b} outlived its tenant on {cluster}");
             Ok(())
         }
     })
     .await;
-    // The Tenants are gone (their roles with them); now the cluster, its Secret and database.
+    // The Tenants are gone (their roles with them); now the cluster (gone already unless the
+    // scenario failed before deleting it), its Secret and database.
     let k = &env.kubectl;
+    // Its operator is stopped by now, so a finalizer left by a failed run goes by hand.
     let _ = k
         .run(
-            &["delete", "postgrescluster", &cluster, "--ignore-not-found"],
+            &[
+                "delete",
+                "postgrescluster",
+                &cluster,
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        )
+        .await;
+    let _ = k
+        .run(
+            &[
+                "patch",
+                "postgrescluster",
+                &cluster,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ],
             None,
         )
         .await;

@@ -17,9 +17,9 @@ use kube::{
     },
 };
 use paddock_operator::{
-    cluster::Clusters,
+    cluster::{self, Clusters},
     context::{Backoff, Context, Settings},
-    crd::{Tenant, ToolServer},
+    crd::{PostgresCluster, Tenant, ToolServer},
     devissuer::DevIssuer,
     metrics::Metrics,
     names::MANAGER,
@@ -482,5 +482,158 @@ async fn an_agenttask_with_an_unparsable_timeout_is_rejected_without_a_call() {
     assert_eq!(
         (failed["status"].as_str(), failed["reason"].as_str()),
         (Some("True"), Some("InvalidSpec"))
+    );
+}
+
+fn postgres_cluster(deleting: bool) -> Value {
+    let mut object = json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "PostgresCluster",
+        "metadata": {"name": "east", "uid": "9b1f0c2e-5a6d-4e7f-8a9b-0c1d2e3f4a5b", "generation": 1},
+        "spec": {"adminSecretRef": {"namespace": "paddock-system", "name": "east-superuser", "key": "uri"}},
+        "status": {"tenants": 1},
+    });
+    if deleting {
+        object["metadata"]["deletionTimestamp"] = json!("2026-12-06T12:00:00Z");
+        object["metadata"]["finalizers"] = json!([cluster::FINALIZER]);
+    }
+    object
+}
+
+/// A Tenant named `name` whose status places it on `cluster`.
+fn placed_tenant(name: &str, cluster: &str) -> Value {
+    let mut t = tenant_object(&[name]);
+    t["metadata"]["name"] = json!(name);
+    t["status"] =
+        json!({"databaseCluster": cluster, "databaseRole": format!("paddock_t_{name}_1a2b3c4d")});
+    t
+}
+
+/// The API server of a deleted PostgresCluster `east`: every Tenant is `tenants`; a status patch and
+/// a JSON patch of the object (its finalizer) are answered with the object.
+fn deleted_cluster_api(stored: Value, tenants: Vec<Value>) -> Answer {
+    Box::new(move |s| match s.method.as_str() {
+        "GET" if s.path == "/apis/paddock.dev/v1alpha1/tenants" => (
+            StatusCode::OK,
+            json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "TenantList", "metadata": {}, "items": tenants}),
+        ),
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/postgresclusters/east/status" => {
+            with_status(&stored, &s.body)
+        }
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/postgresclusters/east" => {
+            (StatusCode::OK, stored.clone())
+        }
+        "POST" if s.path.starts_with("/apis/events.k8s.io/") => {
+            (StatusCode::CREATED, s.body.clone())
+        }
+        _ => not_found(),
+    })
+}
+
+/// A PostgresCluster gets the finalizer that guards its deletion before anything else is done.
+#[tokio::test]
+async fn a_postgrescluster_is_guarded_by_its_finalizer_first() {
+    let object = postgres_cluster(false);
+    let stored = object.clone();
+    let (ctx, sent) = context(Box::new(move |s| match s.method.as_str() {
+        "PATCH" if s.path == "/apis/paddock.dev/v1alpha1/postgresclusters/east" => {
+            (StatusCode::OK, stored.clone())
+        }
+        _ => not_found(),
+    }));
+    let pgc: PostgresCluster = serde_json::from_value(object).unwrap();
+
+    let action = cluster::reconcile(Arc::new(pgc), ctx).await.unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "only the finalizer is added: {sent:?}");
+    assert_eq!(sent[0].content_type, "application/json-patch+json");
+    assert_eq!(
+        sent[0].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [cluster::FINALIZER]},
+        ])
+    );
+}
+
+/// Deleting a PostgresCluster that tenants are placed on waits for them: the finalizer stays, the
+/// `Deleting` condition names them (and only them), and the wait is no failure.
+#[tokio::test]
+async fn a_deleted_postgrescluster_stays_while_tenants_are_placed_on_it() {
+    let object = postgres_cluster(true);
+    let tenants = vec![
+        placed_tenant("acme", "east"),
+        placed_tenant("globex", "default"),
+        placed_tenant("initech", "east"),
+    ];
+    let (ctx, sent) = context(deleted_cluster_api(object.clone(), tenants));
+    let pgc: PostgresCluster = serde_json::from_value(object).unwrap();
+
+    // Ok: waiting for tenants is not a failure (no error policy, no failure metric, no backoff).
+    let action = cluster::reconcile(Arc::new(pgc), ctx).await.unwrap();
+
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.path == "/apis/paddock.dev/v1alpha1/postgresclusters/east"),
+        "the finalizer stays: {sent:?}"
+    );
+    let patches = status_patches(&sent);
+    assert_eq!(patches.len(), 1, "one status write: {sent:?}");
+    let status = &patches[0].body["status"];
+    assert_eq!(status["tenants"], 2);
+    let deleting = condition(status, "Deleting");
+    assert_eq!(
+        (deleting["status"].as_str(), deleting["reason"].as_str()),
+        (Some("True"), Some("TenantsPlaced"))
+    );
+    let message = deleting["message"].as_str().unwrap();
+    assert!(
+        message.contains("the 2 tenants placed on this cluster (acme, initech)"),
+        "{message}"
+    );
+    assert!(
+        sent.iter().any(|s| s.method == "POST"
+            && s.path.starts_with("/apis/events.k8s.io/")
+            && s.body["reason"] == "TenantsPlaced"),
+        "an event says why: {sent:?}"
+    );
+}
+
+/// A deleted PostgresCluster no tenant is placed on loses its finalizer, and nothing else is written.
+#[tokio::test]
+async fn a_deleted_postgrescluster_without_tenants_is_released() {
+    let object = postgres_cluster(true);
+    let (ctx, sent) = context(deleted_cluster_api(
+        object.clone(),
+        vec![placed_tenant("globex", "default")],
+    ));
+    let pgc: PostgresCluster = serde_json::from_value(object).unwrap();
+
+    let action = cluster::reconcile(Arc::new(pgc), ctx).await.unwrap();
+
+    assert_eq!(action, Action::await_change());
+    let sent = sent.lock().unwrap().clone();
+    let paths: Vec<_> = sent
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("GET", "/apis/paddock.dev/v1alpha1/tenants"),
+            ("PATCH", "/apis/paddock.dev/v1alpha1/postgresclusters/east"),
+        ]
+    );
+    assert_eq!(
+        sent[1].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": cluster::FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ])
     );
 }

@@ -6,7 +6,12 @@
 //! then checks it with one round trip every [`HEALTHY_RESYNC`]. Its `Ready` condition is what
 //! placement trusts, and the Tenant controller watches it: a cluster going down or coming back
 //! reconciles the tenants placed on it at once, not at their next resync.
+//!
+//! A PostgresCluster carries the finalizer [`FINALIZER`] so that deleting it waits for the
+//! tenants placed on it ([`deletion`]): their roles and rows are on it, and only the operator's
+//! pool to it can drop them.
 
+mod deletion;
 pub mod placement;
 pub mod registry;
 
@@ -16,7 +21,13 @@ use futures::{Future, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{
     Api, ResourceExt,
-    runtime::{Controller, controller::Action, events::EventType, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::EventType,
+        finalizer::{self, Event as FinalizerEvent, finalizer},
+        watcher,
+    },
 };
 
 pub use self::registry::{ClusterProblem, Clusters, Handle};
@@ -33,6 +44,10 @@ const CONTROLLER: &str = "postgrescluster";
 const HEALTHY_RESYNC: Duration = Duration::from_secs(15);
 /// How often a cluster that is not Ready is tried again.
 const UNHEALTHY_RESYNC: Duration = Duration::from_secs(5);
+/// How often a deletion that waits for tenants looks again.
+const DELETION_RECHECK: Duration = Duration::from_secs(5);
+/// Keeps a PostgresCluster while tenants are placed on it.
+pub const FINALIZER: &str = "paddock.dev/placed-tenants";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,6 +55,13 @@ pub enum Error {
     ReadSecret(#[source] ClusterProblem),
     #[error("failed to update the PostgresCluster status")]
     PatchStatus(#[source] kube::Error),
+    #[error("failed to list the Tenants")]
+    ListTenants(#[source] kube::Error),
+    /// Not a failure: the deletion waits for these tenants, and the finalizer stays.
+    #[error("{} tenants are still placed on the cluster", .0.len())]
+    TenantsPlaced(Vec<String>),
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -47,6 +69,9 @@ impl Error {
         match self {
             Error::ReadSecret(_) => "ReadSecret",
             Error::PatchStatus(_) => "PatchStatus",
+            Error::ListTenants(_) => "ListTenants",
+            Error::TenantsPlaced(_) => "TenantsPlaced",
+            Error::Finalizer(e) => context::finalizer_label(e, Error::metric_label),
         }
     }
 }
@@ -66,6 +91,7 @@ impl StatusOf for PostgresCluster {
         match (t.type_, t.status) {
             ("Ready", Status::True) => Some((EventType::Normal, "Ready")),
             ("Ready", _) => Some((EventType::Warning, t.reason)),
+            (deletion::CONDITION, Status::True) => Some((EventType::Warning, t.reason)),
             _ => None,
         }
     }
@@ -87,14 +113,38 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-/// Reconciles one PostgresCluster: reach it, migrate it, report.
+/// Reconciles one PostgresCluster: reach it, migrate it and report; or, once it is deleted, let
+/// it go when no tenant is placed on it.
 #[tracing::instrument(name = "reconcile", skip_all, fields(
     otel.name = "reconcile PostgresCluster", k8s.object.kind = "PostgresCluster", k8s.object.name = %pgc.name_any(),
 ))]
 pub async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let key = context::key(pgc.as_ref());
+    let api: Api<PostgresCluster> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, pgc, |event| async {
+        match event {
+            FinalizerEvent::Apply(pgc) => check(&pgc, &ctx).await,
+            FinalizerEvent::Cleanup(pgc) => deletion::release(&pgc, &ctx).await,
+        }
+    })
+    .await;
+    let action = match context::finalizer_outcome(result) {
+        Ok(action) => action,
+        // Tenants are still placed on it: the finalizer stays, and waiting is no failure.
+        Err(finalizer::Error::CleanupFailed(Error::TenantsPlaced(_))) => {
+            Action::requeue(DELETION_RECHECK)
+        }
+        Err(e) => return Err(Error::Finalizer(Box::new(e))),
+    };
+    ctx.backoff.reset(&key);
+    Ok(action)
+}
+
+/// Reaches the cluster, migrates it and reports.
+async fn check(pgc: &PostgresCluster, ctx: &Context) -> Result<Action, Error> {
     let name = pgc.name_any();
-    let mut st = StatusBuilder::new(pgc.as_ref());
+    let mut st = StatusBuilder::new(pgc);
     st.status.tenants = Some(
         ctx.clusters
             .tenant_counts("")
@@ -104,7 +154,7 @@ pub async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<A
             .try_into()
             .unwrap_or(i32::MAX),
     );
-    let ready = match ctx.clusters.handle_for(&pgc, &ctx.client).await {
+    let ready = match ctx.clusters.handle_for(pgc, &ctx.client).await {
         Ok(handle) => match registry::ping(&handle).await {
             Ok(version) => {
                 st.status.server_version = Some(version);
@@ -145,10 +195,7 @@ pub async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<A
             false
         }
     };
-    st.save(pgc.as_ref(), &ctx)
-        .await
-        .map_err(Error::PatchStatus)?;
-    ctx.backoff.reset(&context::key(pgc.as_ref()));
+    st.save(pgc, ctx).await.map_err(Error::PatchStatus)?;
     Ok(Action::requeue(if ready {
         HEALTHY_RESYNC
     } else {

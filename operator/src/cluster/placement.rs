@@ -3,10 +3,12 @@
 //!
 //! 1. A tenant already placed stays where it is. A spec that names another cluster is refused,
 //!    never followed: moving a tenant is a data migration, not a reconcile.
-//! 2. A tenant that names a cluster goes there, provided the cluster exists (even when it does
-//!    not take new tenants automatically: that is how a cluster is reserved for chosen tenants).
-//! 3. Otherwise the tenant goes to the Ready cluster that takes new tenants and holds the fewest
-//!    tenants; ties go to the name that sorts first, so the choice is deterministic.
+//! 2. A tenant that names a cluster goes there, provided the cluster exists and is not being
+//!    deleted (even when it does not take new tenants automatically: that is how a cluster is
+//!    reserved for chosen tenants).
+//! 3. Otherwise the tenant goes to the Ready cluster that takes new tenants, is not being
+//!    deleted and holds the fewest tenants; ties go to the name that sorts first, so the choice
+//!    is deterministic.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,9 @@ pub struct ClusterView {
     /// Reached and migrated (its `Ready` condition); the default cluster always is, since the
     /// operator does not start without it.
     pub ready: bool,
+    /// Being deleted (a deletion timestamp): it keeps the tenants already on it until they are
+    /// gone, and takes no new one.
+    pub deleting: bool,
 }
 
 /// Why a tenant cannot be placed. The text goes into the Tenant's `Ready` condition.
@@ -32,6 +37,8 @@ pub enum Refusal {
         "database cluster {0} does not exist: create a PostgresCluster of that name, or name another cluster"
     )]
     NotFound(String),
+    #[error("database cluster {0} is being deleted and takes no new tenants: name another cluster")]
+    Deleting(String),
     #[error(
         "no database cluster takes new tenants: every PostgresCluster is not Ready or has acceptsNewTenants: false"
     )]
@@ -44,6 +51,7 @@ impl Refusal {
         match self {
             Refusal::WouldMove { .. } => "PlacementChangeRefused",
             Refusal::NotFound(_) => "ClusterNotFound",
+            Refusal::Deleting(_) => "ClusterDeleting",
             Refusal::NoneAvailable => "NoClusterAvailable",
         }
     }
@@ -77,12 +85,18 @@ pub fn place(
         return clusters
             .iter()
             .find(|c| c.name == requested)
-            .map(|c| c.name.clone())
-            .ok_or_else(|| Refusal::NotFound(requested.to_owned()));
+            .ok_or_else(|| Refusal::NotFound(requested.to_owned()))
+            .and_then(|c| {
+                if c.deleting {
+                    Err(Refusal::Deleting(requested.to_owned()))
+                } else {
+                    Ok(c.name.clone())
+                }
+            });
     }
     clusters
         .iter()
-        .filter(|c| c.accepts_new_tenants && c.ready)
+        .filter(|c| c.accepts_new_tenants && c.ready && !c.deleting)
         .min_by(|a, b| {
             let count = |c: &ClusterView| tenants.get(&c.name).copied().unwrap_or(0);
             count(a).cmp(&count(b)).then_with(|| a.name.cmp(&b.name))
@@ -100,6 +114,14 @@ mod tests {
             name: name.into(),
             accepts_new_tenants: accepts,
             ready,
+            deleting: false,
+        }
+    }
+
+    fn deleting(name: &str) -> ClusterView {
+        ClusterView {
+            deleting: true,
+            ..cluster(name, true, true)
         }
     }
 
@@ -179,6 +201,27 @@ mod tests {
         assert_eq!(refused, Refusal::NotFound("nowhere".into()));
         assert_eq!(refused.reason(), "ClusterNotFound");
         assert!(refused.waits_for_clusters(), "creating it resolves it");
+    }
+
+    #[test]
+    fn a_cluster_being_deleted_takes_no_new_tenant_but_keeps_its_own() {
+        let clusters = [cluster("default", true, true), deleting("old")];
+        // The emptiest, Ready and accepting: it would be chosen, were it not going.
+        let tenants = counts(&[("default", 100)]);
+        assert_eq!(place(None, None, &clusters, &tenants), Ok("default".into()));
+        let refused = place(Some("old"), None, &clusters, &tenants).unwrap_err();
+        assert_eq!(refused, Refusal::Deleting("old".into()));
+        assert_eq!(refused.reason(), "ClusterDeleting");
+        assert!(refused.waits_for_clusters());
+        assert_eq!(
+            place(Some("old"), Some("old"), &clusters, &tenants),
+            Ok("old".into()),
+            "a tenant placed there stays until it is deleted itself"
+        );
+        assert_eq!(
+            place(None, None, &[deleting("old")], &BTreeMap::new()),
+            Err(Refusal::NoneAvailable)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! Errors become a [`ClusterProblem`], whose text names the cluster and never the DSN.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     hash::{Hash, Hasher},
     str::FromStr,
     sync::{
@@ -299,6 +299,7 @@ impl Clusters {
             name: DEFAULT_CLUSTER.to_owned(),
             accepts_new_tenants: self.default_accepts_new_tenants,
             ready: true,
+            deleting: false,
         }];
         views.extend(clusters.iter().map(|c| ClusterView {
             name: c.name_any(),
@@ -308,6 +309,7 @@ impl Clusters {
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == Status::True.as_str())
             }),
+            deleting: c.metadata.deletion_timestamp.is_some(),
         }));
         views
     }
@@ -336,6 +338,26 @@ impl Clusters {
             }
         }
         counts
+    }
+
+    /// The tenants placed on `cluster`: those `listed` (a fresh list of every Tenant) records there,
+    /// and those this process placed there that the list does not show yet. Sorted.
+    pub fn placed_on(&self, cluster: &str, listed: &[Tenant]) -> Vec<String> {
+        let mut placed: BTreeSet<String> = listed
+            .iter()
+            .filter(|t| placed_cluster(t).as_deref() == Some(cluster))
+            .map(ResourceExt::name_any)
+            .collect();
+        let listed: HashSet<String> = listed.iter().map(ResourceExt::name_any).collect();
+        placed.extend(
+            self.recent
+                .lock()
+                .expect("clusters lock")
+                .iter()
+                .filter(|(tenant, on)| *on == cluster && !listed.contains(*tenant))
+                .map(|(tenant, _)| tenant.clone()),
+        );
+        placed.into_iter().collect()
     }
 
     /// Remembers that `tenant` was placed on `cluster`, until the store shows it.

@@ -104,12 +104,13 @@ pub struct PostgresClusterStatus {
     pub observed_generation: Option<i64>,
 
     /// Current conditions: `Ready` (the operator reached the database and its schema is
-    /// migrated) and `Migrated`.
+    /// migrated), `Migrated`, and `Deleting` (the PostgresCluster is deleted and waits for the
+    /// tenants placed on it, which the message names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 
-    /// Tenants placed on this cluster.
+    /// Tenants placed on this cluster. A PostgresCluster is not deleted while any are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<i32>,
 
