@@ -307,6 +307,15 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
     scoped(env.clone(), "dash", |s| async move {
         let operator = "paddock-e2e-metrics";
         s.start_operator(operator).await?;
+        // A PostgresCluster (the run's own database once more, taking no tenants), so that the
+        // cluster condition series an alert watches exist.
+        let pgc = s.name("pgc");
+        s.env.kubectl.ok(&["create", "secret", "generic", &pgc, "-n", &s.env.operator_namespace, &format!("--from-literal=uri={}", s.env.db.url)], None).await?;
+        s.env.kubectl.apply(&format!(
+            "apiVersion: paddock.dev/v1alpha1\nkind: PostgresCluster\nmetadata:\n  name: {pgc}\nspec:\n  adminSecretRef:\n    namespace: {}\n    name: {pgc}\n  acceptsNewTenants: false\n",
+            s.env.operator_namespace
+        ))
+        .await?;
         let llm = FakeLlm::start().await?;
         let embeddings = Embeddings::start(384).await?;
         let ns = s.namespace("ns").await?;
@@ -462,7 +471,11 @@ async fn every_dashboard_panel_has_data(env: Arc<Env>) -> anyhow::Result<()> {
         .with_context(|| format!("prometheus's log:\n{}", prometheus.log_tail(20)))?;
 
         check_dashboards(&prometheus, &s.env.repo, &t, &[&ns, &ns_l]).await?;
-        check_alert_metrics(&prometheus, &s.env.repo).await
+        check_alert_metrics(&prometheus, &s.env.repo).await?;
+        // No tenant is on it: it goes at once, while its operator runs.
+        k.ok(&["delete", "postgrescluster", &pgc, "--timeout=60s"], None).await?;
+        k.ok(&["delete", "secret", &pgc, "-n", &s.env.operator_namespace], None).await?;
+        Ok(())
     })
     .await
 }

@@ -61,6 +61,13 @@ pub struct TenantConditionLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PostgresClusterConditionLabels {
+    pub cluster: String,
+    pub condition: String,
+    pub status: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct AgentTaskStateLabels {
     pub namespace: String,
@@ -104,6 +111,20 @@ impl<K: Eq + Hash + Clone, L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Deb
             self.family.get_or_create(labels).set(1);
         }
         by_object.insert(object, series);
+    }
+
+    /// Sets `object`'s series to one per condition, labelled by `labels(type, status)`.
+    fn set_conditions(
+        &self,
+        object: K,
+        conditions: &[Condition],
+        labels: impl Fn(String, String) -> L,
+    ) {
+        let series = conditions
+            .iter()
+            .map(|c| labels(c.type_.clone(), c.status.clone()))
+            .collect();
+        self.set(object, series);
     }
 
     fn remove(&self, object: &K) {
@@ -178,13 +199,6 @@ impl Collector for AgentTaskGauges {
     }
 }
 
-/// `(type, status)` of each condition.
-fn condition_pairs(conditions: &[Condition]) -> impl Iterator<Item = (String, String)> + '_ {
-    conditions
-        .iter()
-        .map(|c| (c.type_.clone(), c.status.clone()))
-}
-
 /// The operator's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -194,6 +208,7 @@ pub struct Metrics {
     leader: Gauge,
     toolservers: ObjectSeries<(String, String), ToolServerConditionLabels>,
     tenants: ObjectSeries<String, TenantConditionLabels>,
+    clusters: ObjectSeries<String, PostgresClusterConditionLabels>,
     agenttasks: AgentTaskGauges,
     ready: Arc<AtomicBool>,
     registry: Arc<Registry>,
@@ -218,6 +233,7 @@ impl Metrics {
         let leader = Gauge::default();
         let toolserver_condition = Family::<ToolServerConditionLabels, Gauge>::default();
         let tenant_condition = Family::<TenantConditionLabels, Gauge>::default();
+        let cluster_condition = Family::<PostgresClusterConditionLabels, Gauge>::default();
         let agenttasks = AgentTaskGauges::default();
         registry.register(
             "reconcile_runs",
@@ -249,6 +265,11 @@ impl Metrics {
             "1 for the current status of each condition of each Tenant",
             tenant_condition.clone(),
         );
+        registry.register(
+            "postgrescluster_condition",
+            "1 for the current status of each condition of each PostgresCluster",
+            cluster_condition.clone(),
+        );
         registry.register_collector(Box::new(agenttasks.clone()));
         Self {
             runs,
@@ -257,6 +278,7 @@ impl Metrics {
             leader,
             toolservers: ObjectSeries::new(toolserver_condition),
             tenants: ObjectSeries::new(tenant_condition),
+            clusters: ObjectSeries::new(cluster_condition),
             agenttasks,
             ready: Arc::default(),
             registry: Arc::new(registry),
@@ -290,16 +312,16 @@ impl Metrics {
 
     /// Sets the condition series of ToolServer `namespace/name` to `conditions`.
     pub fn set_toolserver_conditions(&self, namespace: &str, name: &str, conditions: &[Condition]) {
-        let series = condition_pairs(conditions)
-            .map(|(condition, status)| ToolServerConditionLabels {
+        self.toolservers.set_conditions(
+            (namespace.to_owned(), name.to_owned()),
+            conditions,
+            |condition, status| ToolServerConditionLabels {
                 namespace: namespace.to_owned(),
                 toolserver: name.to_owned(),
                 condition,
                 status,
-            })
-            .collect();
-        self.toolservers
-            .set((namespace.to_owned(), name.to_owned()), series);
+            },
+        );
     }
 
     pub fn remove_toolserver(&self, namespace: &str, name: &str) {
@@ -314,14 +336,14 @@ impl Metrics {
 
     /// Sets the condition series of Tenant `name` to `conditions`.
     pub fn set_tenant_conditions(&self, name: &str, conditions: &[Condition]) {
-        let series = condition_pairs(conditions)
-            .map(|(condition, status)| TenantConditionLabels {
-                tenant: name.to_owned(),
-                condition,
-                status,
-            })
-            .collect();
-        self.tenants.set(name.to_owned(), series);
+        self.tenants
+            .set_conditions(name.to_owned(), conditions, |condition, status| {
+                TenantConditionLabels {
+                    tenant: name.to_owned(),
+                    condition,
+                    status,
+                }
+            });
     }
 
     pub fn remove_tenant(&self, name: &str) {
@@ -331,6 +353,27 @@ impl Metrics {
     /// Removes the series of every Tenant for which `exists(name)` is false.
     pub fn retain_tenants(&self, exists: impl Fn(&str) -> bool) {
         self.tenants.retain(|name| exists(name));
+    }
+
+    /// Sets the condition series of PostgresCluster `name` to `conditions`.
+    pub fn set_postgrescluster_conditions(&self, name: &str, conditions: &[Condition]) {
+        self.clusters
+            .set_conditions(name.to_owned(), conditions, |condition, status| {
+                PostgresClusterConditionLabels {
+                    cluster: name.to_owned(),
+                    condition,
+                    status,
+                }
+            });
+    }
+
+    pub fn remove_postgrescluster(&self, name: &str) {
+        self.clusters.remove(&name.to_owned());
+    }
+
+    /// Removes the series of every PostgresCluster for which `exists(name)` is false.
+    pub fn retain_postgresclusters(&self, exists: impl Fn(&str) -> bool) {
+        self.clusters.retain(|name| exists(name));
     }
 
     /// Makes `tasks` the source of the AgentTask gauges, called at each scrape: the AgentTask
@@ -549,6 +592,29 @@ mod tests {
         );
         m.retain_tenants(|_| false);
         assert!(lines(&m, t).is_empty());
+    }
+
+    #[test]
+    fn postgrescluster_conditions_follow_the_status_and_go_with_the_object() {
+        let m = Metrics::new();
+        m.set_postgrescluster_conditions("east", &[cond("Ready", "True")]);
+        m.set_postgrescluster_conditions("west", &[cond("Ready", "True")]);
+        m.set_postgrescluster_conditions(
+            "east",
+            &[cond("Ready", "False"), cond("Deleting", "True")],
+        );
+        let c = "paddock_operator_postgrescluster_condition{";
+        assert_eq!(
+            lines(&m, c),
+            [
+                r#"paddock_operator_postgrescluster_condition{cluster="east",condition="Deleting",status="True"} 1"#,
+                r#"paddock_operator_postgrescluster_condition{cluster="east",condition="Ready",status="False"} 1"#,
+                r#"paddock_operator_postgrescluster_condition{cluster="west",condition="Ready",status="True"} 1"#,
+            ]
+        );
+        m.remove_postgrescluster("east");
+        m.retain_postgresclusters(|name| name != "west");
+        assert!(lines(&m, c).is_empty());
     }
 
     #[test]

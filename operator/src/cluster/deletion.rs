@@ -36,6 +36,7 @@ pub async fn release(pgc: &PostgresCluster, ctx: &Context) -> Result<Action, Err
     let placed = ctx.clusters.placed_on(&name, &listed.items);
     if placed.is_empty() {
         ctx.clusters.forget(&name);
+        ctx.metrics.remove_postgrescluster(&name);
         tracing::info!(cluster = %name, "database cluster released: no tenant is placed on it");
         return Ok(Action::await_change());
     }

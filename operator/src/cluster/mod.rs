@@ -26,6 +26,7 @@ use kube::{
         controller::Action,
         events::EventType,
         finalizer::{self, Event as FinalizerEvent, finalizer},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -35,7 +36,7 @@ use crate::{
     conditions::{Desired, Status},
     context::{self, Context},
     crd::{PostgresCluster, PostgresClusterStatus},
-    metrics::Metrics,
+    metrics::{self, Metrics},
     status::{StatusBuilder, StatusOf},
 };
 
@@ -46,6 +47,8 @@ const HEALTHY_RESYNC: Duration = Duration::from_secs(15);
 const UNHEALTHY_RESYNC: Duration = Duration::from_secs(5);
 /// How often a deletion that waits for tenants looks again.
 const DELETION_RECHECK: Duration = Duration::from_secs(5);
+/// How often the condition series of deleted clusters are swept.
+const SWEEP: Duration = Duration::from_secs(30);
 /// Keeps a PostgresCluster while tenants are placed on it.
 pub const FINALIZER: &str = "paddock.dev/placed-tenants";
 
@@ -96,21 +99,33 @@ impl StatusOf for PostgresCluster {
         }
     }
 
-    fn record_conditions(&self, _metrics: &Metrics, _conditions: &[Condition]) {}
+    fn record_conditions(&self, metrics: &Metrics, conditions: &[Condition]) {
+        metrics.set_postgrescluster_conditions(&self.name_any(), conditions);
+    }
 }
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let clusters: Api<PostgresCluster> = Api::all(ctx.client.clone());
-    Controller::new(clusters, watcher::Config::default())
+    let metrics = ctx.metrics.clone();
+    let controller = Controller::new(
+        Api::<PostgresCluster>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    );
+    let existing = controller.store();
+    let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "postgrescluster reconcile did not complete");
             }
-        })
-        .await;
+        });
+    // The finalizer's release removes a deleted cluster's series; the sweep catches one that
+    // went without it (finalizer removed by hand, deleted while another replica led).
+    metrics::refresh_while(controller, existing, SWEEP, move |store| {
+        metrics.retain_postgresclusters(|name| store.get(&ObjectRef::new(name)).is_some());
+    })
+    .await;
 }
 
 /// Reconciles one PostgresCluster: reach it, migrate it and report; or, once it is deleted, let
