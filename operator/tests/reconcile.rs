@@ -147,14 +147,17 @@ fn tenant_status_api(
     })
 }
 
+/// Each request's method and path, in order.
+fn requests(sent: &[Sent]) -> Vec<(&str, &str)> {
+    sent.iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect()
+}
+
 /// The requests were Tenant `acme`'s status patch and its event, and nothing else.
 fn assert_only_status_and_event(sent: &[Sent]) {
-    let paths: Vec<_> = sent
-        .iter()
-        .map(|s| (s.method.as_str(), s.path.as_str()))
-        .collect();
     assert_eq!(
-        paths,
+        requests(sent),
         [
             ("PATCH", "/apis/paddock.dev/v1alpha1/tenants/acme/status"),
             ("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
@@ -618,12 +621,8 @@ async fn a_deleted_postgrescluster_without_tenants_is_released() {
 
     assert_eq!(action, Action::await_change());
     let sent = sent.lock().unwrap().clone();
-    let paths: Vec<_> = sent
-        .iter()
-        .map(|s| (s.method.as_str(), s.path.as_str()))
-        .collect();
     assert_eq!(
-        paths,
+        requests(&sent),
         [
             ("GET", "/apis/paddock.dev/v1alpha1/tenants"),
             ("PATCH", "/apis/paddock.dev/v1alpha1/postgresclusters/east"),
