@@ -386,6 +386,17 @@ async fn handovers(admin: &PgPool) -> i64 {
         .unwrap()
 }
 
+/// Ages every handover past its expiry, as three minutes would.
+async fn expire_handovers(admin: &PgPool) {
+    sqlx::query(
+        "UPDATE console_handovers SET created_at = now() - interval '3 minutes', \
+                expires_at = now() - interval '1 minute'",
+    )
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_handover_code_gives_its_token_once(admin: PgPool) {
     provision_tenant(&admin, "tenant-a", 60000, 10000).await;
@@ -522,13 +533,7 @@ async fn an_expired_code_gives_nothing_and_is_purged(admin: PgPool) {
     let app = app(runtime_pool(&admin).await, &keys).await;
     let code = code_for(&app, &keys.token_for("tenant-a", "alice", &[])).await;
     let other = code_for(&app, &keys.token_for("tenant-a", "bob", &[])).await;
-    sqlx::query(
-        "UPDATE console_handovers SET created_at = now() - interval '3 minutes', \
-                expires_at = now() - interval '1 minute'",
-    )
-    .execute(&admin)
-    .await
-    .unwrap();
+    expire_handovers(&admin).await;
     assert_refused(
         &redeem(&app, &code).await,
         StatusCode::BAD_REQUEST,
@@ -541,13 +546,7 @@ async fn an_expired_code_gives_nothing_and_is_purged(admin: PgPool) {
 
     // So does any deposit.
     code_for(&app, &keys.token_for("tenant-a", "carol", &[])).await;
-    sqlx::query(
-        "UPDATE console_handovers SET created_at = now() - interval '3 minutes', \
-                expires_at = now() - interval '1 minute'",
-    )
-    .execute(&admin)
-    .await
-    .unwrap();
+    expire_handovers(&admin).await;
     code_for(&app, &keys.token_for("tenant-a", "dave", &[])).await;
     assert_eq!(handovers(&admin).await, 1, "only the fresh one is left");
 }
