@@ -31,9 +31,18 @@ pub struct Settings {
     pub service_url_overrides: HashMap<String, String>,
     /// Timeout of one call from the operator to a runtime or an issuer.
     pub http_timeout: Duration,
+    /// Reconciles each controller runs at once.
+    pub reconcile_concurrency: u16,
 }
 
 impl Settings {
+    /// Each controller's configuration. Its reconciles are bounded: unbounded, ten thousand
+    /// Tenants applied at once ran ten thousand reconciles whose requests the API server refused
+    /// (429), the leader Lease's renewals among them, and the operator lost its leadership.
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.reconcile_concurrency)
+    }
+
     /// The base URL the operator calls for ToolServer `namespace/name`: the override if one is
     /// set, otherwise `service_url`.
     pub fn call_url(&self, namespace: &str, name: &str, service_url: &str) -> String {
@@ -234,6 +243,7 @@ mod tests {
             tenant_database_url: Url::parse("postgres://h/db").unwrap(),
             service_url_overrides: HashMap::from([(k, v)]),
             http_timeout: Duration::from_secs(5),
+            reconcile_concurrency: 1,
         };
         assert_eq!(
             settings.call_url("acme", "docs", "http://docs.acme.svc:8080"),

@@ -105,6 +105,13 @@ pub struct RunArgs {
     #[arg(long = "service-url-override", env = "PADDOCK_SERVICE_URL_OVERRIDES", value_delimiter = ',', value_parser = context::parse_override)]
     pub service_url_overrides: Vec<(String, String)>,
 
+    /// Reconciles each controller (Tenant, ToolServer, AgentTask, PostgresCluster) runs at once.
+    /// Each reconcile makes a few API requests and, for Tenants, database work through a pool of
+    /// four connections; a bound keeps a burst of thousands of objects from flooding the API
+    /// server, whose refusals (429) would also starve the leader Lease's renewals.
+    #[arg(long, env = "PADDOCK_RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub reconcile_concurrency: u16,
+
     /// Log format: json or text.
     #[arg(long, env = "PADDOCK_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -233,6 +240,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .cloned()
                 .collect::<HashMap<_, _>>(),
             http_timeout: Duration::from_secs(10),
+            reconcile_concurrency: args.reconcile_concurrency,
         },
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(15))

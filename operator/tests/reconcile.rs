@@ -107,6 +107,7 @@ fn context(answer: Answer) -> (Arc<Context>, Arc<Mutex<Vec<Sent>>>) {
             tenant_database_url: tenant_base,
             service_url_overrides: HashMap::new(),
             http_timeout: Duration::from_secs(1),
+            reconcile_concurrency: 4,
         },
         http: reqwest::Client::new(),
         backoff: Backoff::default(),

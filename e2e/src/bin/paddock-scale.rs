@@ -300,7 +300,7 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc status")?;
+        .context("no VmRSS in /proc status: the operator has exited (its log says why)")?;
     Ok(kib / 1024.0)
 }
 

@@ -99,7 +99,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let controller = Controller::new(
         Api::<AgentTask>::all(ctx.client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .with_config(ctx.settings.controller_config());
     let tasks = controller.store();
     // From the cache at each scrape rather than in the status step: a task waits minutes between
     // polls, and its age must grow meanwhile.

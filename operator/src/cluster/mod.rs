@@ -110,7 +110,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let controller = Controller::new(
         Api::<PostgresCluster>::all(ctx.client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .with_config(ctx.settings.controller_config());
     let existing = controller.store();
     let controller = controller
         .graceful_shutdown_on(shutdown)

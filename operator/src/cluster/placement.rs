@@ -40,7 +40,7 @@ pub enum Refusal {
     #[error("database cluster {0} is being deleted and takes no new tenants: name another cluster")]
     Deleting(String),
     #[error(
-        "no database cluster takes new tenants: every PostgresCluster is not Ready or has acceptsNewTenants: false"
+        "no database cluster takes new tenants: every PostgresCluster is not Ready, is being deleted or has acceptsNewTenants: false"
     )]
     NoneAvailable,
 }

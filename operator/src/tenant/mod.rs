@@ -112,7 +112,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
     let tasks: Api<AgentTask> = Api::all(ctx.client.clone());
     let clusters: Api<PostgresCluster> = Api::all(ctx.client.clone());
-    let controller = Controller::new(tenants, watcher::Config::default());
+    let controller = Controller::new(tenants, watcher::Config::default())
+        .with_config(ctx.settings.controller_config());
     let store = controller.store();
     let existing = controller.store();
     ctx.clusters.set_tenant_store(controller.store());

@@ -84,7 +84,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let controller = Controller::new(
         Api::<ToolServer>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .with_config(ctx.settings.controller_config());
     let by_tenant = controller.store();
     let by_secret = controller.store();
     let existing = controller.store();
