@@ -139,6 +139,11 @@ pub const SEED_POSTINGS: i64 = 2000;
 /// when its list is this many times longer than the lists the arm reads anyway.
 pub const PROBE_COST: i64 = 8;
 
+/// What posting `p` of term `w` adds to its document's BM25 score: the term's weight scaled by tf saturation and
+/// length normalisation, with k1 and b folded into `w.k_fixed` and `w.k_per_token`. Every sum of the lexical arm
+/// (the seed, the essential terms, the unpruned aggregate, the probes) uses this one expression.
+const TERM_SCORE: &str = "w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)";
+
 /// The hybrid statement. Its parameters `$1..` are bound in the order [`HybridParams::text_binds`] lists them;
 /// the benchmark replays it under pgbench from this function, so the ceiling it measures is this very SQL.
 ///
@@ -183,7 +188,7 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
                    AND (SELECT max(df) FROM weights) > {probe_cost} * ( \
                        SELECT h.df FROM weights h ORDER BY h.w DESC, h.term LIMIT 1) \
              ) w, LATERAL ( \
-                 SELECT p.doc_id, w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl) AS part \
+                 SELECT p.doc_id, {part} AS part \
                  FROM {postings} p WHERE p.tenant_id = $14 AND p.term = w.term ORDER BY p.doc_id LIMIT w.room \
              ) p \
              GROUP BY p.doc_id ORDER BY score DESC LIMIT $4 \
@@ -199,7 +204,7 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
          FROM bound b \
      ), \
      essential AS MATERIALIZED ( \
-         SELECT p.doc_id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
+         SELECT p.doc_id, sum({part}) AS score \
          FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term \
          WHERE NOT w.skipped \
          GROUP BY p.doc_id \
@@ -214,7 +219,7 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
          SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank, \
                 min(score) OVER () AS lo, max(score) OVER () AS hi \
          FROM (( \
-             SELECT p.doc_id AS id, sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) AS score \
+             SELECT p.doc_id AS id, sum({part}) AS score \
              FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term \
              WHERE NOT EXISTS (SELECT 1 FROM split WHERE skipped) \
              GROUP BY p.doc_id \
@@ -223,7 +228,7 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
              ORDER BY score DESC, p.doc_id LIMIT $4 \
          ) UNION ALL ( \
              SELECT e.doc_id, e.score + coalesce(( \
-                        SELECT sum(w.w * p.tf / (p.tf + w.k_fixed + w.k_per_token * p.dl)) \
+                        SELECT sum({part}) \
                         FROM split w JOIN {postings} p ON p.tenant_id = $14 AND p.term = w.term AND p.doc_id = e.doc_id \
                         WHERE w.skipped), 0) AS score \
              FROM essential e, bar b \
@@ -262,6 +267,7 @@ pub fn hybrid_sql(tenant: &TenantId) -> String {
         .replace("{terms}", &tenant.partition("bm25_terms"))
         .replace("{seed}", &SEED_POSTINGS.to_string())
         .replace("{probe_cost}", &PROBE_COST.to_string())
+        .replace("{part}", TERM_SCORE)
 }
 
 impl HybridParams<'_> {
